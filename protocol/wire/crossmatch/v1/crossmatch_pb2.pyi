@@ -1,0 +1,111 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODE_UNSPECIFIED: _ClassVar[Mode]
+    MODE_REVEAL: _ClassVar[Mode]
+    MODE_COUNT: _ClassVar[Mode]
+MODE_UNSPECIFIED: Mode
+MODE_REVEAL: Mode
+MODE_COUNT: Mode
+
+class KindSize(_message.Message):
+    __slots__ = ("kind", "size")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    size: int
+    def __init__(self, kind: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class OpenRoundRequest(_message.Message):
+    __slots__ = ("protocol_version", "round_id", "initiator_lab", "responder_lab", "mode", "sizes", "policy_hash", "input_commitment", "prompt_params", "chunk_size")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    INITIATOR_LAB_FIELD_NUMBER: _ClassVar[int]
+    RESPONDER_LAB_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_HASH_FIELD_NUMBER: _ClassVar[int]
+    INPUT_COMMITMENT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: str
+    round_id: str
+    initiator_lab: str
+    responder_lab: str
+    mode: Mode
+    sizes: _containers.RepeatedCompositeFieldContainer[KindSize]
+    policy_hash: bytes
+    input_commitment: bytes
+    prompt_params: str
+    chunk_size: int
+    def __init__(self, protocol_version: _Optional[str] = ..., round_id: _Optional[str] = ..., initiator_lab: _Optional[str] = ..., responder_lab: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ..., policy_hash: _Optional[bytes] = ..., input_commitment: _Optional[bytes] = ..., prompt_params: _Optional[str] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+
+class OpenRoundResponse(_message.Message):
+    __slots__ = ("round_id", "sizes", "input_commitment", "certificate_pem", "chunk_size")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_COMMITMENT_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    sizes: _containers.RepeatedCompositeFieldContainer[KindSize]
+    input_commitment: bytes
+    certificate_pem: bytes
+    chunk_size: int
+    def __init__(self, round_id: _Optional[str] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ..., input_commitment: _Optional[bytes] = ..., certificate_pem: _Optional[bytes] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+
+class ExchangeMessage(_message.Message):
+    __slots__ = ("start", "own_blinded", "peer_reblinded", "receipt", "commit", "abort")
+    START_FIELD_NUMBER: _ClassVar[int]
+    OWN_BLINDED_FIELD_NUMBER: _ClassVar[int]
+    PEER_REBLINDED_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    start: Start
+    own_blinded: Chunk
+    peer_reblinded: Chunk
+    receipt: Receipt
+    commit: Commit
+    abort: Abort
+    def __init__(self, start: _Optional[_Union[Start, _Mapping]] = ..., own_blinded: _Optional[_Union[Chunk, _Mapping]] = ..., peer_reblinded: _Optional[_Union[Chunk, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ...) -> None: ...
+
+class Start(_message.Message):
+    __slots__ = ("round_id",)
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    def __init__(self, round_id: _Optional[str] = ...) -> None: ...
+
+class Chunk(_message.Message):
+    __slots__ = ("seq", "points")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    points: bytes
+    def __init__(self, seq: _Optional[int] = ..., points: _Optional[bytes] = ...) -> None: ...
+
+class Receipt(_message.Message):
+    __slots__ = ("signed_receipt",)
+    SIGNED_RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    signed_receipt: bytes
+    def __init__(self, signed_receipt: _Optional[bytes] = ...) -> None: ...
+
+class Commit(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Abort(_message.Message):
+    __slots__ = ("reason", "rule")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    rule: str
+    def __init__(self, reason: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
