@@ -1,0 +1,125 @@
+"""The round header and the transcript hash both sides sign.
+
+Both sides must arrive at the same 32 bytes without trusting each other's
+serializer, so the transcript is built from values, not from protobuf bytes:
+the header (every negotiated parameter, in a fixed length-prefixed layout) and
+one running SHA-256 per element stream, fed with the points exactly as they
+crossed the wire. Chunk boundaries do not matter, order does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from protocol.errors import ProtocolError
+
+TRANSCRIPT_DOMAIN = b"crossmatch/v1/transcript"
+HEADER_DOMAIN = b"crossmatch/v1/round-header"
+
+# The four element streams of a round, named from the initiator's point of view.
+STREAMS = (
+    "initiator_blinded",  # H(a)^alpha
+    "responder_blinded",  # H(b)^beta
+    "responder_reblinded",  # H(a)^alpha*beta, computed by the responder
+    "initiator_reblinded",  # H(b)^beta*alpha, computed by the initiator
+)
+
+MODES = ("reveal", "count")
+
+
+def _field(value: bytes) -> bytes:
+    return struct.pack(">I", len(value)) + value
+
+
+def _text(value: str) -> bytes:
+    return _field(value.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class RoundHeader:
+    """Every parameter both sides agreed on in OpenRound."""
+
+    round_id: str
+    initiator: str
+    responder: str
+    mode: str
+    kinds: tuple[str, ...]
+    initiator_sizes: tuple[int, ...]
+    responder_sizes: tuple[int, ...]
+    policy_hash: bytes
+    initiator_commitment: bytes
+    responder_commitment: bytes
+    prompt_params: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ProtocolError(f"unknown mode {self.mode!r}", rule="mode")
+        if len(set(self.kinds)) != len(self.kinds):
+            raise ProtocolError("a kind is listed twice", rule="kinds")
+        if not (len(self.kinds) == len(self.initiator_sizes) == len(self.responder_sizes)):
+            raise ProtocolError("kinds and sizes do not line up", rule="kinds")
+
+    def sizes(self, role: str) -> tuple[int, ...]:
+        return self.initiator_sizes if role == "initiator" else self.responder_sizes
+
+    def peer_of(self, role: str) -> str:
+        return self.responder if role == "initiator" else self.initiator
+
+    def canonical_bytes(self) -> bytes:
+        parts = [
+            HEADER_DOMAIN,
+            _text(self.round_id),
+            _text(self.initiator),
+            _text(self.responder),
+            _text(self.mode),
+            struct.pack(">I", len(self.kinds)),
+            *[_text(k) for k in self.kinds],
+            *[struct.pack(">Q", n) for n in self.initiator_sizes],
+            *[struct.pack(">Q", n) for n in self.responder_sizes],
+            _field(self.policy_hash),
+            _field(self.initiator_commitment),
+            _field(self.responder_commitment),
+            _text(self.prompt_params),
+        ]
+        return b"".join(parts)
+
+
+class Transcript:
+    """Running hash of a round: the header and the four element streams."""
+
+    def __init__(self, header: RoundHeader):
+        self._header = hashlib.sha256(header.canonical_bytes()).digest()
+        self._streams = {name: hashlib.sha256() for name in STREAMS}
+        self._counts = dict.fromkeys(STREAMS, 0)
+
+    def absorb(self, stream: str, points: bytes) -> None:
+        self._streams[stream].update(points)
+        self._counts[stream] += len(points)
+
+    def digest(self) -> bytes:
+        h = hashlib.sha256(TRANSCRIPT_DOMAIN)
+        h.update(self._header)
+        for name in STREAMS:
+            h.update(_text(name))
+            h.update(struct.pack(">Q", self._counts[name]))
+            h.update(self._streams[name].digest())
+        return h.digest()
+
+
+def input_commitment(salt: bytes, fingerprints_by_kind: dict[str, list[bytes]]) -> bytes:
+    """Salted commitment to a side's input set, openable to an auditor later.
+
+    The salt (kept locally, 32 random bytes) stops the peer, who shares the
+    consortium key, from testing guesses of the whole set against the commitment.
+    """
+    h = hashlib.sha256(b"crossmatch/v1/input-commitment")
+    h.update(_field(salt))
+    for kind in sorted(fingerprints_by_kind):
+        values = sorted(fingerprints_by_kind[kind])
+        h.update(_text(kind))
+        h.update(struct.pack(">Q", len(values)))
+        for v in values:
+            h.update(v)
+    return h.digest()
