@@ -1,0 +1,288 @@
+"""One side of an accepted round, over a stream of ExchangeMessages.
+
+Shared by the responder (service.py) and the initiator (initiator.py). The
+session owns the PSI engine and the RoundSide; the transport feeds received
+messages to :meth:`ExchangeSession.handle` and sends whatever appears on the
+outbox queue. The end of a round is a short receipt dance:
+
+    responder -> initiator   Receipt(R)    when the responder's matching is done
+    initiator -> responder   Receipt(I)    after verifying R against its own transcript
+    responder -> initiator   Commit        after verifying I; the responder has committed
+    the initiator commits on Commit.
+
+A round is committed (matches stored, "round_completed" logged with both
+receipts) only after the peer's receipt verifies; any failure before that logs
+"round_aborted" with the stage and reason, and stores no match.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import secrets
+import threading
+from dataclasses import dataclass
+
+import private_set_intersection.python as psi_lib
+
+from node.pki import PeerIdentity
+from node.runtime import Node, iso
+from node.store import RoundRow
+from protocol.errors import CrossmatchError, ProtocolError, VerificationError
+from protocol.psi import Engine, dedupe
+from protocol.receipts import build_receipt, parse_receipt, receipt_bytes, sign_receipt, verify_receipt
+from protocol.round import RoundOutcome, RoundSide
+from protocol.transcript import RoundHeader, input_commitment
+from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
+
+END = object()  # sentinel on the outbox: close the stream
+
+
+@dataclass
+class PreparedSide:
+    """One side's input for a round: fingerprints per kind in a random order."""
+
+    kinds: list[str]
+    own: list[bytes]
+    sizes: list[int]
+    salt: bytes
+    commitment: bytes
+
+
+def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
+    rng = random.SystemRandom()
+    own: list[bytes] = []
+    sizes: list[int] = []
+    by_kind: dict[str, list[bytes]] = {}
+    for kind in kinds:
+        fps = dedupe(node.store.fingerprints(kind))
+        # A random order, so the peer learns nothing from positions (e.g. import order).
+        rng.shuffle(fps)
+        by_kind[kind] = fps
+        own.extend(fps)
+        sizes.append(len(fps))
+    salt = secrets.token_bytes(32)
+    return PreparedSide(kinds, own, sizes, salt, input_commitment(salt, by_kind))
+
+
+def new_psi_key() -> bytes:
+    # The library draws the scalar from a CSPRNG and guarantees it is in [1, order).
+    return psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes()
+
+
+class ExchangeSession:
+    def __init__(
+        self,
+        node: Node,
+        header: RoundHeader,
+        role: str,
+        prepared: PreparedSide,
+        peer: PeerIdentity,
+        started_at: str,
+    ):
+        self.node = node
+        self.header = header
+        self.role = role
+        self.prepared = prepared
+        self.peer = peer
+        self.started_at = started_at
+        self.outbox: queue.Queue[object] = queue.Queue()
+        self.engine = Engine(new_psi_key(), workers=node.config.workers)
+        self.side = RoundSide(
+            header,
+            role,
+            prepared.own,
+            self.engine,
+            self._send_chunk,
+            chunk_size=node.config.chunk_size,
+            rng=random.SystemRandom(),
+            on_error=self._tell_peer,
+        )
+        self.outcome: RoundOutcome | None = None
+        self.own_receipt: dict | None = None
+        self.peer_receipt: dict | None = None
+        self.committed = False
+        self.recorded = threading.Event()
+        self._record_lock = threading.Lock()
+
+    # -- sending -------------------------------------------------------------
+
+    def _send_chunk(self, kind: str, seq: int, packed: bytes) -> None:
+        chunk = pb.Chunk(seq=seq, points=packed)
+        msg = pb.ExchangeMessage(own_blinded=chunk) if kind == "own_blinded" else (
+            pb.ExchangeMessage(peer_reblinded=chunk))
+        self.outbox.put(msg)
+
+    def _tell_peer(self, error: CrossmatchError) -> None:
+        reason = error.message if isinstance(error, ProtocolError | VerificationError) else (
+            "round aborted by peer")
+        self.outbox.put(pb.ExchangeMessage(abort=pb.Abort(reason=reason, rule=error.rule or "")))
+        self.outbox.put(END)
+
+    def start(self) -> None:
+        self.side.start()
+        if self.role == "responder":
+            threading.Thread(target=self._responder_receipt, name="receipt", daemon=True).start()
+
+    def _responder_receipt(self) -> None:
+        try:
+            self.outcome = self.side.result(self.node.config.round_timeout)
+            self._send_own_receipt()
+        except CrossmatchError as e:
+            self.side.fail(e)
+
+    def _send_own_receipt(self) -> None:
+        assert self.outcome is not None
+        size, root = self.node.audit.head() if self.node.audit else (0, b"")
+        h = self.header
+        receipt = build_receipt(
+            round_id=h.round_id,
+            initiator=h.initiator,
+            responder=h.responder,
+            signer=self.node.lab,
+            mode=h.mode,
+            kinds=list(h.kinds),
+            transcript_hash=self.outcome.transcript_hash,
+            sizes={
+                "initiator": dict(zip(h.kinds, h.initiator_sizes, strict=True)),
+                "responder": dict(zip(h.kinds, h.responder_sizes, strict=True)),
+            },
+            intersection_sizes=self.outcome.intersection_sizes,
+            log_id=self.node.log_id,
+            log_size=size,
+            log_root=root,
+        )
+        self.own_receipt = sign_receipt(receipt, self.node.audit_key)
+        self.outbox.put(pb.ExchangeMessage(receipt=pb.Receipt(signed_receipt=receipt_bytes(self.own_receipt))))
+
+    # -- receiving -----------------------------------------------------------
+
+    def handle(self, msg: pb.ExchangeMessage) -> bool:
+        """Process one message from the peer; True when the round is over for this side."""
+        body = msg.WhichOneof("body")
+        if body == "own_blinded":
+            self.side.on_own_blinded(msg.own_blinded.points)
+        elif body == "peer_reblinded":
+            self.side.on_peer_reblinded(msg.peer_reblinded.points)
+        elif body == "receipt":
+            return self._on_receipt(msg.receipt.signed_receipt)
+        elif body == "commit":
+            if self.role != "initiator" or self.own_receipt is None:
+                raise ProtocolError("unexpected commit", rule="message-order")
+            self.commit()
+            self.outbox.put(END)
+            return True
+        elif body == "abort":
+            rule = msg.abort.rule or "peer-abort"
+            raise ProtocolError(f"peer aborted the round: {msg.abort.reason}", rule=rule)
+        else:
+            raise ProtocolError(f"unexpected message {body!r}", rule="message-order")
+        return False
+
+    def _on_receipt(self, data: bytes) -> bool:
+        if self.peer_receipt is not None:
+            raise ProtocolError("second receipt", rule="message-order")
+        if self.role == "responder" and self.own_receipt is None:
+            raise ProtocolError("receipt before ours", rule="message-order")
+        self.outcome = self.side.result(self.node.config.round_timeout)
+        receipt = parse_receipt(data)
+        self._check_peer_receipt(receipt)
+        self.peer_receipt = receipt
+        if self.role == "initiator":
+            self._send_own_receipt()
+            return False
+        self.commit()
+        self.outbox.put(pb.ExchangeMessage(commit=pb.Commit()))
+        self.outbox.put(END)
+        return True
+
+    def _check_peer_receipt(self, receipt: dict) -> None:
+        assert self.outcome is not None
+        verify_receipt(
+            receipt,
+            self.peer.audit_public_key,
+            round_id=self.header.round_id,
+            transcript_hash=self.outcome.transcript_hash,
+            signer=self.peer.lab,
+        )
+        theirs = {k: int(v) for k, v in receipt.get("intersection_sizes", {}).items()}
+        if theirs != self.outcome.intersection_sizes:
+            raise VerificationError(
+                f"peer's receipt reports intersection sizes {theirs}, "
+                f"we found {self.outcome.intersection_sizes}",
+                rule="receipt-mismatch",
+            )
+
+    # -- recording -------------------------------------------------------------
+
+    def _row(self, status: str, reason: str = "") -> RoundRow:
+        h = self.header
+        own = dict(zip(h.kinds, h.sizes(self.role), strict=True))
+        peer = dict(zip(h.kinds, h.sizes(self.side.peer_role), strict=True))
+        inter = self.outcome.intersection_sizes if (self.outcome and status == "completed") else {}
+        return RoundRow(
+            round_id=h.round_id, peer=self.peer.lab, role=self.role, mode=h.mode,
+            kinds=list(h.kinds), own_sizes=own, peer_sizes=peer, intersection_sizes=inter,
+            status=status, reason=reason, started_at=self.started_at,
+            finished_at=iso(self.node.now()), policy_hash=h.policy_hash.hex(),
+            transcript_hash=self.outcome.transcript_hash.hex() if self.outcome else "",
+        )
+
+    def matches(self) -> list[tuple[str, bytes]]:
+        assert self.outcome is not None
+        out: list[tuple[str, bytes]] = []
+        start = 0
+        for kind, size in zip(self.header.kinds, self.prepared.sizes, strict=True):
+            for pos in self.outcome.matched_positions.get(kind, []):
+                out.append((kind, self.prepared.own[start + pos]))
+            start += size
+        return out
+
+    def commit(self) -> None:
+        with self._record_lock:
+            if self.recorded.is_set():
+                return
+            row = self._row("completed")
+            h = self.header
+            assert self.outcome is not None
+            self.node.log("round_completed", {
+                "round_id": h.round_id, "role": self.role, "peer": self.peer.lab, "mode": h.mode,
+                "kinds": list(h.kinds), "own_sizes": row.own_sizes, "peer_sizes": row.peer_sizes,
+                "intersection_sizes": self.outcome.intersection_sizes,
+                "policy_hash": h.policy_hash.hex(),
+                "own_commitment": self.prepared.commitment.hex(),
+                "peer_commitment": (h.responder_commitment if self.role == "initiator"
+                                    else h.initiator_commitment).hex(),
+                "transcript_hash": self.outcome.transcript_hash.hex(),
+                "own_receipt": self.own_receipt, "peer_receipt": self.peer_receipt,
+            })
+            self.node.store.save_round(row, self.matches())
+            self.committed = True
+            self.recorded.set()
+        if self.node.audit is not None:
+            self.node.audit.checkpoint(now=self.node.now())
+
+    def abort(self, error: CrossmatchError, stage: str) -> None:
+        """Log and store the round as aborted, once; nothing else is stored."""
+        with self._record_lock:
+            if self.recorded.is_set():
+                return
+            self.side.fail(error)
+            body = {"round_id": self.header.round_id, "role": self.role, "peer": self.peer.lab,
+                    "stage": stage, "reason": error.message}
+            if error.rule:
+                body["rule"] = error.rule
+            self.node.log("round_aborted", body)
+            self.node.store.save_round(self._row("aborted", error.diagnostics()), [])
+            self.recorded.set()
+
+    def stage(self) -> str:
+        if self.own_receipt is not None or self.peer_receipt is not None:
+            return "receipt"
+        return "exchange"
+
+    def close(self) -> None:
+        if not self.committed:  # stop any worker still waiting on the peer
+            self.side.fail(ProtocolError("round closed", rule="closed"))
+        self.side.join(5)
+        self.engine.close()

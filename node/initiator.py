@@ -1,0 +1,185 @@
+"""The initiator: open a round with a peer and run our side of the exchange."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+
+from node import pki
+from node.exchange import END, ExchangeSession, prepare_side
+from node.runtime import Node, iso
+from node.service import MODES, prompt_param_set_id
+from node.status import error_from_rpc
+from node.store import RoundRow
+from protocol import PROTOCOL_VERSION
+from protocol.errors import CrossmatchError, PolicyError, ProtocolError, RoundAbortedError
+from protocol.transcript import RoundHeader
+from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
+from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
+
+log = logging.getLogger("crossmatch.initiator")
+
+MODE_CODES = {name: code for code, name in MODES.items()}
+MAX_MESSAGE = 16 * 1024 * 1024
+OPEN_TIMEOUT = 30.0
+
+
+@dataclass
+class RoundSummary:
+    round_id: str
+    peer: str
+    mode: str
+    kinds: list[str]
+    own_sizes: dict[str, int]
+    peer_sizes: dict[str, int]
+    intersection_sizes: dict[str, int]
+    status: str
+
+
+def channel_options(peer_lab: str) -> list[tuple[str, object]]:
+    return [
+        # The responder's certificate must name this lab: TLS hostname verification
+        # checks identity, whatever address the peer is reached at.
+        ("grpc.ssl_target_name_override", pki.tls_server_name(peer_lab)),
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+    ]
+
+
+def open_channel(node: Node, peer_lab: str) -> grpc.Channel:
+    peer = node.config.peer(peer_lab)
+    creds = pki.channel_credentials(node.tls_key_pem, node.tls_cert_pem, node.ca_pem)
+    return grpc.secure_channel(peer.address, creds, options=channel_options(peer_lab))
+
+
+def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
+              kinds: list[str] | None = None) -> RoundSummary:
+    """Run one round now; returns its summary or raises (the abort is already logged)."""
+    node.config.peer(peer_lab)  # unknown peer -> ConfigError before anything else
+    kinds = kinds or sorted(k for k, n in node.store.signal_counts().items() if n > 0)
+    if not kinds:
+        raise PolicyError("this node holds no signals; import some first", rule="kinds-empty")
+    if mode not in MODE_CODES:
+        raise ProtocolError(f"unknown mode {mode!r}", rule="mode")
+    node.policy.check_round(kinds, mode, [0] * len(kinds))
+    prepared = prepare_side(node, kinds)
+    node.policy.check_round(kinds, mode, prepared.sizes)
+    round_id = secrets.token_hex(16)
+    started = iso(node.now())
+    request = pb.OpenRoundRequest(
+        protocol_version=PROTOCOL_VERSION, round_id=round_id, initiator_lab=node.lab,
+        responder_lab=peer_lab, mode=MODE_CODES[mode],
+        sizes=[pb.KindSize(kind=k, size=n) for k, n in zip(kinds, prepared.sizes, strict=True)],
+        policy_hash=node.policy.hash(), input_commitment=prepared.commitment,
+        prompt_params=prompt_param_set_id() if "prompt" in kinds else "",
+        chunk_size=node.config.chunk_size,
+    )
+    with open_channel(node, peer_lab) as channel:
+        stub = pb_grpc.CrossmatchStub(channel)
+        try:
+            response = stub.OpenRound(request, timeout=OPEN_TIMEOUT)
+            peer = _check_response(node, peer_lab, request, response)
+        except grpc.RpcError as e:
+            error = error_from_rpc(e, peer_lab)
+            _record_unopened(node, request, peer_lab, started, error)
+            raise error from None
+        except CrossmatchError as e:
+            _record_unopened(node, request, peer_lab, started, e)
+            raise
+        header = RoundHeader(
+            round_id=round_id, initiator=node.lab, responder=peer_lab, mode=mode,
+            kinds=tuple(kinds), initiator_sizes=tuple(prepared.sizes),
+            responder_sizes=tuple(s.size for s in response.sizes),
+            policy_hash=request.policy_hash, initiator_commitment=prepared.commitment,
+            responder_commitment=response.input_commitment, prompt_params=request.prompt_params,
+        )
+        node.policy.check_round(kinds, mode, list(header.responder_sizes))
+        session = ExchangeSession(node, header, "initiator", prepared, peer, started)
+        try:
+            _exchange(node, stub, session)
+        finally:
+            session.close()
+    h = header
+    return RoundSummary(
+        round_id=round_id, peer=peer_lab, mode=mode, kinds=kinds,
+        own_sizes=dict(zip(kinds, h.initiator_sizes, strict=True)),
+        peer_sizes=dict(zip(kinds, h.responder_sizes, strict=True)),
+        intersection_sizes=session.outcome.intersection_sizes if session.outcome else {},
+        status="completed",
+    )
+
+
+def _check_response(node: Node, peer_lab: str, request: pb.OpenRoundRequest,
+                    response: pb.OpenRoundResponse) -> pki.PeerIdentity:
+    if response.round_id != request.round_id:
+        raise ProtocolError("responder answered for another round", rule="round-id")
+    if [s.kind for s in response.sizes] != [s.kind for s in request.sizes]:
+        raise ProtocolError("responder's kinds do not match the proposal", rule="kinds")
+    # TLS already checked the responder's certificate names peer_lab; this copy carries
+    # its CA-certified audit key, which must verify its receipt.
+    peer = node.peer_identity(response.certificate_pem)
+    if peer.lab != peer_lab:
+        raise PolicyError(f"responder presented a certificate for {peer.lab!r}",
+                          rule="lab-mismatch")
+    return peer
+
+
+def _record_unopened(node: Node, request: pb.OpenRoundRequest, peer_lab: str, started: str,
+                     error: CrossmatchError) -> None:
+    body = {"round_id": request.round_id, "role": "initiator", "peer": peer_lab,
+            "stage": "open", "reason": error.message}
+    if error.rule:
+        body["rule"] = error.rule
+    node.log("round_aborted", body)
+    kinds = [s.kind for s in request.sizes]
+    node.store.save_round(RoundRow(
+        round_id=request.round_id, peer=peer_lab, role="initiator",
+        mode=MODES.get(request.mode, "unknown"), kinds=kinds,
+        own_sizes={s.kind: s.size for s in request.sizes}, peer_sizes={},
+        intersection_sizes={}, status="aborted", reason=error.diagnostics(), started_at=started,
+        finished_at=iso(node.now()), policy_hash=request.policy_hash.hex(), transcript_hash=""),
+        [])
+
+
+def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession) -> None:
+    def requests() -> Iterator[pb.ExchangeMessage]:
+        yield pb.ExchangeMessage(start=pb.Start(round_id=session.header.round_id))
+        while True:
+            item = session.outbox.get()
+            if item is END:
+                return
+            yield item  # type: ignore[misc]
+
+    peer = session.header.responder
+    responses = stub.Exchange(requests(), timeout=node.config.round_timeout)
+    session.start()
+    try:
+        for msg in responses:
+            if session.handle(msg):
+                return
+            if session.side.error is not None:
+                break
+        error = session.side.error or ProtocolError(
+            "stream ended early: " + session.side.missing(), rule="stream-ended")
+        raise error
+    except grpc.RpcError as e:
+        error = session.side.error or error_from_rpc(e, peer)
+        _abort(session, error)
+    except CrossmatchError as e:
+        _abort(session, e)
+    finally:
+        session.outbox.put(END)
+        responses.cancel()
+
+
+def _abort(session: ExchangeSession, error: CrossmatchError) -> None:
+    session.abort(error, session.stage())
+    raise RoundAbortedError(f"round {session.header.round_id} with {session.header.responder} "
+                            f"aborted: {error.diagnostics()}", rule=error.rule) from error
+
+

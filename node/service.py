@@ -1,0 +1,237 @@
+"""The responder: the crossmatch.v1 gRPC service.
+
+Thin by design: authenticate the peer from its verified certificate, convert the
+proto request to a RoundHeader, run the policy checks (all before any
+cryptographic work), then hand the stream to an ExchangeSession.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+
+from node.exchange import END, ExchangeSession, PreparedSide, prepare_side
+from node.pki import PeerIdentity
+from node.runtime import Node, iso
+from node.status import abort_with
+from node.store import RoundRow
+from protocol import PROTOCOL_VERSION
+from protocol.errors import CrossmatchError, PolicyError, ProtocolError
+from protocol.transcript import RoundHeader
+from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
+from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
+
+log = logging.getLogger("crossmatch.service")
+
+MODES = {pb.MODE_REVEAL: "reveal", pb.MODE_COUNT: "count"}
+PENDING_TTL = 120.0  # seconds an accepted round may wait for its Exchange stream
+IDLE_TIMEOUT = 300.0  # seconds without any outgoing message before a stream is abandoned
+
+
+@dataclass
+class PendingRound:
+    header: RoundHeader
+    prepared: PreparedSide
+    peer: PeerIdentity
+    started_at: str
+    expires: float
+
+
+def prompt_param_set_id() -> str:
+    from protocol.fingerprints.prompts import DEFAULT_PARAMS, param_set_id
+
+    return param_set_id(DEFAULT_PARAMS)
+
+
+class CrossmatchService(pb_grpc.CrossmatchServicer):
+    def __init__(self, node: Node):
+        self.node = node
+        self._lock = threading.Lock()
+        self._pending: dict[str, PendingRound] = {}
+        self._active: set[str] = set()  # peers with a round in flight (single flight)
+
+    # -- identity --------------------------------------------------------------
+
+    def _authenticate(self, context: grpc.ServicerContext) -> PeerIdentity:
+        certs = context.auth_context().get("x509_pem_cert")
+        if not certs:
+            raise PolicyError("no client certificate", rule="identity")
+        identity = self.node.peer_identity(certs[0])
+        if identity.lab not in {p.lab for p in self.node.config.peers}:
+            self.node.reload_config()  # `peer add` may have run while we serve
+        if identity.lab not in {p.lab for p in self.node.config.peers}:
+            raise PolicyError(f"lab {identity.lab!r} is not a configured peer", rule="unknown-peer")
+        return identity
+
+    # -- OpenRound ---------------------------------------------------------------
+
+    def OpenRound(self, request: pb.OpenRoundRequest, context: grpc.ServicerContext):
+        peer_lab = ""
+        try:
+            peer = self._authenticate(context)
+            peer_lab = peer.lab
+            header, prepared = self._accept(request, peer)
+        except CrossmatchError as e:
+            self._refused(request, peer_lab, e)
+            abort_with(context, e)
+            raise AssertionError("unreachable") from e  # context.abort raises
+        with self._lock:
+            self._expire_pending()
+            self._pending[header.round_id] = PendingRound(
+                header, prepared, peer, iso(self.node.now()), time.monotonic() + PENDING_TTL)
+            self._active.add(peer.lab)
+        return pb.OpenRoundResponse(
+            round_id=header.round_id,
+            sizes=[pb.KindSize(kind=k, size=n) for k, n in zip(header.kinds, prepared.sizes,
+                                                                strict=True)],
+            input_commitment=prepared.commitment,
+            certificate_pem=self.node.tls_cert_pem,
+            chunk_size=self.node.config.chunk_size,
+        )
+
+    def _accept(self, request: pb.OpenRoundRequest, peer: PeerIdentity
+                ) -> tuple[RoundHeader, PreparedSide]:
+        if request.protocol_version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"protocol version {request.protocol_version!r} not supported "
+                f"(this node speaks {PROTOCOL_VERSION})", rule="version")
+        if request.initiator_lab != peer.lab:
+            raise PolicyError(
+                f"claims to be lab {request.initiator_lab!r} but its certificate is for "
+                f"{peer.lab!r}", rule="lab-mismatch")
+        if request.responder_lab != self.node.lab:
+            raise PolicyError(f"round addressed to {request.responder_lab!r}, this is "
+                              f"{self.node.lab!r}", rule="wrong-responder")
+        if not (len(request.round_id) == 32 and all(c in "0123456789abcdef"
+                                                    for c in request.round_id)):
+            raise ProtocolError("round id must be 32 lowercase hex digits", rule="round-id")
+        if self.node.store.get_round(request.round_id) is not None:
+            raise ProtocolError("round id already used", rule="round-id")
+        mode = MODES.get(request.mode)
+        if mode is None:
+            raise ProtocolError(f"unknown mode {request.mode}", rule="mode")
+        kinds = [s.kind for s in request.sizes]
+        sizes = [s.size for s in request.sizes]
+        if len(set(kinds)) != len(kinds):
+            raise ProtocolError("a kind is listed twice", rule="kinds")
+        if request.policy_hash != self.node.policy.hash():
+            raise PolicyError("initiator runs under a different policy "
+                              f"({request.policy_hash.hex()[:16]}…, ours "
+                              f"{self.node.policy.hash().hex()[:16]}…)", rule="policy-mismatch")
+        self.node.policy.check_time(iso(self.node.now()))
+        self.node.policy.check_round(kinds, mode, sizes)
+        if "prompt" in kinds and request.prompt_params != prompt_param_set_id():
+            raise PolicyError(
+                f"prompt fingerprint parameters differ: peer {request.prompt_params!r}, "
+                f"ours {prompt_param_set_id()!r}", rule="prompt-params")
+        with self._lock:
+            if peer.lab in self._active:
+                raise PolicyError(f"a round with {peer.lab} is already in flight",
+                                  rule="single-flight")
+        prepared = prepare_side(self.node, kinds)
+        header = RoundHeader(
+            round_id=request.round_id, initiator=peer.lab, responder=self.node.lab, mode=mode,
+            kinds=tuple(kinds), initiator_sizes=tuple(sizes),
+            responder_sizes=tuple(prepared.sizes), policy_hash=request.policy_hash,
+            initiator_commitment=request.input_commitment,
+            responder_commitment=prepared.commitment, prompt_params=request.prompt_params,
+        )
+        return header, prepared
+
+    def _refused(self, request: pb.OpenRoundRequest, peer_lab: str, e: CrossmatchError) -> None:
+        log.warning("refused round from %s: %s", peer_lab or "unauthenticated peer",
+                    e.diagnostics())
+        self.node.log("round_refused", {
+            "peer": peer_lab, "claimed_lab": request.initiator_lab[:64],
+            "reason": e.message, "rule": e.rule or "",
+        })
+        rid = request.round_id
+        if peer_lab and len(rid) == 32 and self.node.store.get_round(rid) is None:
+            kinds = [s.kind[:32] for s in request.sizes][:16]
+            self.node.store.save_round(RoundRow(
+                round_id=rid, peer=peer_lab, role="responder",
+                mode=MODES.get(request.mode, "unknown"), kinds=kinds, own_sizes={},
+                peer_sizes={s.kind[:32]: s.size for s in request.sizes[:16]},
+                intersection_sizes={}, status="refused", reason=e.diagnostics(),
+                started_at=iso(self.node.now()), finished_at=iso(self.node.now()),
+                policy_hash=request.policy_hash.hex(), transcript_hash=""), [])
+
+    def _expire_pending(self) -> None:
+        now = time.monotonic()
+        for rid in [r for r, p in self._pending.items() if p.expires < now]:
+            self._active.discard(self._pending.pop(rid).peer.lab)
+
+    # -- Exchange ----------------------------------------------------------------
+
+    def Exchange(self, request_iterator: Iterator[pb.ExchangeMessage],
+                 context: grpc.ServicerContext):
+        try:
+            peer = self._authenticate(context)
+            first = next(request_iterator, None)
+            if first is None or first.WhichOneof("body") != "start":
+                raise ProtocolError("stream must begin with Start", rule="message-order")
+            with self._lock:
+                pending = self._pending.get(first.start.round_id)
+                if pending is None or pending.peer.lab != peer.lab:
+                    raise PolicyError("no accepted round with that id for this peer",
+                                      rule="unknown-round")
+                del self._pending[first.start.round_id]
+        except CrossmatchError as e:
+            abort_with(context, e)
+            return
+        try:
+            yield from self._run(pending, request_iterator, context)
+        finally:
+            with self._lock:
+                self._active.discard(pending.peer.lab)
+
+    def _run(self, pending: PendingRound, requests: Iterator[pb.ExchangeMessage],
+             context: grpc.ServicerContext) -> Iterator[pb.ExchangeMessage]:
+        session = ExchangeSession(self.node, pending.header, "responder", pending.prepared,
+                                  pending.peer, pending.started_at)
+        context.add_callback(lambda: session.side.fail(
+            ProtocolError("stream cancelled by peer", rule="stream-ended")))
+
+        def read() -> None:
+            try:
+                for msg in requests:
+                    if session.handle(msg):
+                        return
+                raise ProtocolError("stream ended early: " + session.side.missing(),
+                                    rule="stream-ended")
+            except CrossmatchError as e:
+                session.abort(e, session.stage())
+            except grpc.RpcError as e:
+                session.abort(ProtocolError(f"stream broken: {e}", rule="stream-ended"),
+                              session.stage())
+            except Exception as e:  # never let a peer's stream kill the server thread silently
+                log.exception("round %s failed", pending.header.round_id)
+                session.abort(ProtocolError(f"internal error: {type(e).__name__}",
+                                            rule="internal"), session.stage())
+
+        reader = threading.Thread(target=read, name="exchange-read", daemon=True)
+        session.start()
+        reader.start()
+        try:
+            while True:
+                try:
+                    item = session.outbox.get(timeout=IDLE_TIMEOUT)
+                except queue.Empty:
+                    session.abort(ProtocolError("peer idle too long", rule="timeout"),
+                                  session.stage())
+                    break
+                if item is END:
+                    break
+                yield item
+            # Not joining the reader: it only ends once this RPC ends, i.e. after we return.
+            if not session.recorded.is_set():
+                err = session.side.error or ProtocolError("stream ended early", rule="stream-ended")
+                session.abort(err, session.stage())
+        finally:
+            session.close()
