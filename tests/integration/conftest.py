@@ -1,0 +1,48 @@
+"""Fixtures for integration tests: real CLI processes, real mTLS on 127.0.0.1 port 0, real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from node.sandbox import Sandbox, run_cli
+
+
+def write_lines(path: Path, values: list[str]) -> Path:
+    path.write_text("".join(v + "\n" for v in values))
+    return path
+
+
+def import_values(lab_dir: Path, kind: str, values: list[str], tmp: Path) -> None:
+    f = write_lines(tmp / f"{lab_dir.name}-{kind}-{len(values)}.txt", values)
+    run_cli("import", lab_dir, f, "--kind", kind)
+
+
+def matches_json(lab_dir: Path, *args: str) -> list[dict]:
+    return json.loads(run_cli("matches", lab_dir, "--format", "json", *args).stdout)
+
+
+def rounds_json(lab_dir: Path) -> list[dict]:
+    return json.loads(run_cli("rounds", lab_dir, "--format", "json").stdout)
+
+
+def audit_ok(lab_dir: Path) -> None:
+    proc = run_cli("audit", "verify", lab_dir, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Two serving, peered labs (lab-a, lab-b) plus a CA-certified outsider lab-c (not peered)."""
+    root = tmp_path_factory.mktemp("pair")
+    sandbox = Sandbox(root / "consortium")
+    sandbox.create(["lab-a", "lab-b", "lab-c"])
+    sandbox.labs["lab-a"].start()
+    sandbox.labs["lab-b"].start()
+    for me, other in (("lab-a", "lab-b"), ("lab-b", "lab-a")):
+        run_cli("peer", "add", sandbox.labs[me].dir, "--lab", other,
+                "--address", sandbox.labs[other].address)
+    yield sandbox
+    sandbox.stop_all()
