@@ -1,0 +1,147 @@
+"""Canonical JSON in the style of RFC 8785 (JCS): one byte encoding per value.
+
+A signed or hashed record must have exactly one serialization, or two honest
+implementations disagree about its hash. The rules, as in RFC 8785:
+
+- no whitespace; object members sorted by the UTF-16 code units of their names;
+- strings escape only ``"``, ``\\`` and the control characters below U+0020
+  (``\\b \\f \\n \\r \\t`` by name, the rest as ``\\u00xx`` in lowercase hex);
+  everything else, non-ASCII included, is written as UTF-8;
+- lone surrogates are refused.
+
+One deliberate restriction: numbers must be integers within +-(2**53 - 1), the
+range every JSON implementation represents exactly. Audit records and receipts
+hold counts and sizes only, so RFC 8785's float formatting is never needed and
+a float is refused rather than risk a second encoding.
+
+``parse_canonical`` accepts only bytes that ``encode_canonical`` would produce
+(and no duplicate member names), so a parsed record re-encodes to the very
+bytes that were signed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from protocol.errors import InputError
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_NAMED_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    return _NAMED_ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+
+def _encode_string(value: str) -> str:
+    if _SURROGATE.search(value):
+        raise InputError(
+            "string holds a lone surrogate, which has no UTF-8 form", rule="canonical_json"
+        )
+    return '"' + _ESCAPED.sub(_escape, value) + '"'
+
+
+def _utf16_order(name: str) -> bytes:
+    # Big-endian UTF-16 bytes compare exactly like the sequence of UTF-16 code units.
+    return name.encode("utf-16-be", "surrogatepass")
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise InputError(f"integer {value} is outside +-(2**53-1)", rule="canonical_json")
+        out.append(str(value))
+    elif isinstance(value, str):
+        out.append(_encode_string(value))
+    elif isinstance(value, dict):
+        _encode_object(value, out)
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        raise InputError(
+            f"{type(value).__name__} has no canonical JSON form "
+            "(use str, int, bool, None, list, dict)",
+            rule="canonical_json",
+        )
+
+
+def _encode_object(value: dict[Any, Any], out: list[str]) -> None:
+    if not all(isinstance(name, str) for name in value):
+        raise InputError("object member names must be strings", rule="canonical_json")
+    out.append("{")
+    for i, name in enumerate(sorted(value, key=_utf16_order)):
+        if i:
+            out.append(",")
+        out.append(_encode_string(name))
+        out.append(":")
+        _encode(value[name], out)
+    out.append("}")
+
+
+def encode_canonical(value: Any) -> bytes:
+    """The one canonical encoding of ``value``, as UTF-8 bytes."""
+    out: list[str] = []
+    _encode(value, out)
+    return "".join(out).encode("utf-8")
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, item in pairs:
+        if name in result:
+            raise InputError(f"member {name!r} appears twice", rule="canonical_json")
+        result[name] = item
+    return result
+
+
+def _refuse_number(text: str) -> Any:
+    raise InputError(f"number {text} is not an integer", rule="canonical_json")
+
+
+def parse_canonical(data: bytes) -> Any:
+    """Parse ``data`` and insist it is already in canonical form; raises InputError."""
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(
+            text,
+            object_pairs_hook=_unique_members,
+            parse_float=_refuse_number,
+            parse_constant=_refuse_number,
+        )
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 at byte {e.start}", rule="canonical_json") from e
+    except json.JSONDecodeError as e:
+        raise InputError(f"not JSON: {e.msg} at character {e.pos}", rule="canonical_json") from e
+    except RecursionError as e:
+        raise InputError("JSON nested too deeply", rule="canonical_json") from e
+    if encode_canonical(value) != data:
+        raise InputError(
+            "JSON is valid but not in canonical form (whitespace, member order or escaping differ)",
+            rule="canonical_json",
+        )
+    return value

@@ -1,0 +1,219 @@
+"""The audit record envelope: build, sign, encode, check.
+
+One record is one line of canonical JSON with exactly these members::
+
+    {"v": "crossmatch-audit-record/v1",  version tag of the envelope
+     "log": LOG_ID,                        crossmatch-audit/<lab>/<key fingerprint>
+     "seq": N,                             0, 1, 2, ... (its leaf index in the Merkle tree)
+     "time": "2025-01-31T12:00:00.000000Z",
+     "event": "round_completed",
+     "body": {...},                        event fields: counts and hashes, never raw data
+     "prev": HEX,                          leaf hash of record N-1 (64 zeros for record 0)
+     "sig": HEX}                           Ed25519 over SIGNING_TAG || canonical(rest)
+
+The Merkle leaf of a record is SHA-256(0x00 || the line's bytes), signature
+included, so the chain, the tree and the signature all cover the same bytes.
+Record 0 is always ``log_created`` and names the public key whose fingerprint
+is in the log id, which makes a log file self-describing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from protocol.audit.canonical import encode_canonical
+from protocol.errors import InputError, VerificationError
+
+RECORD_VERSION = "crossmatch-audit-record/v1"
+SIGNING_TAG = b"crossmatch-audit-record/v1\x00"
+LOG_ID_PREFIX = "crossmatch-audit/"
+GENESIS_PREV = "00" * 32
+GENESIS_EVENT = "log_created"
+ENVELOPE_FIELDS = ("v", "log", "seq", "time", "event", "body", "prev", "sig")
+
+LAB_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+EVENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+HEX32_RE = re.compile(r"^[0-9a-f]{64}$")
+HEX64_RE = re.compile(r"^[0-9a-f]{128}$")
+FINGERPRINT_RE = re.compile(r"^[0-9a-f]{16}$")
+TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+
+# Body members each known event must carry. Extra members are allowed so the
+# format can grow; missing ones are refused on append and reported by verify.
+EVENT_FIELDS: dict[str, frozenset[str]] = {
+    "log_created": frozenset({"log_id", "public_key", "record_format"}),
+    "node_started": frozenset({"lab", "version"}),
+    "node_stopped": frozenset({"lab", "version"}),
+    "signals_imported": frozenset({"kind", "added", "already_held", "total", "source_sha256"}),
+    "round_completed": frozenset(
+        {
+            "round_id",
+            "role",
+            "peer",
+            "mode",
+            "kinds",
+            "own_sizes",
+            "peer_sizes",
+            "intersection_sizes",
+            "policy_hash",
+            "own_commitment",
+            "peer_commitment",
+            "transcript_hash",
+            "own_receipt",
+            "peer_receipt",
+        }
+    ),
+    "round_aborted": frozenset({"round_id", "role", "peer", "stage", "reason"}),
+    "round_refused": frozenset({"peer", "claimed_lab", "reason", "rule"}),
+    "matches_purged": frozenset({"before", "count"}),
+    "checkpoint": frozenset({"checkpoint"}),
+    "recovery": frozenset({"quarantine_file", "offset", "bytes", "sha256"}),
+}
+
+
+def public_key_bytes(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def key_fingerprint(key: Ed25519PublicKey) -> str:
+    """First 16 hex digits of SHA-256 of the raw public key: names the key in log ids and messages.
+
+    It identifies, it does not authenticate: record 0 carries the whole key, and
+    every check that matters compares whole keys or verifies signatures.
+    """
+    return hashlib.sha256(public_key_bytes(key)).hexdigest()[:16]
+
+
+def make_log_id(lab: str, key: Ed25519PublicKey) -> str:
+    if not LAB_RE.match(lab or ""):
+        raise InputError(f"lab id {lab!r} is not a DNS label", rule="log_id")
+    return f"{LOG_ID_PREFIX}{lab}/{key_fingerprint(key)}"
+
+
+def parse_log_id(log_id: str) -> tuple[str, str]:
+    """(lab, key fingerprint) of a log id; VerificationError if it is not one."""
+    prefix, _, rest = log_id.partition(LOG_ID_PREFIX)
+    lab, _, fingerprint = rest.partition("/")
+    if prefix or not LAB_RE.match(lab) or not FINGERPRINT_RE.match(fingerprint):
+        raise VerificationError(
+            f"{log_id!r} is not a log id (crossmatch-audit/<lab>/<16 hex>)", rule="log_id"
+        )
+    return lab, fingerprint
+
+
+def format_time(now: datetime) -> str:
+    """RFC 3339 UTC with microseconds: one spelling per instant."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise InputError("audit times must be timezone-aware", rule="record_time")
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    if not isinstance(text, str) or not TIME_RE.match(text):
+        raise ValueError(f"time {text!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def missing_body_fields(event: str, body: dict[str, Any]) -> list[str]:
+    return sorted(EVENT_FIELDS.get(event, frozenset()) - body.keys())
+
+
+def build_record(
+    *, log_id: str, seq: int, time: datetime, event: str, body: dict[str, Any], prev: bytes
+) -> dict[str, Any]:
+    """An unsigned record; raises InputError on anything that could not be verified later."""
+    if not EVENT_RE.match(event):
+        raise InputError(f"event name {event!r} is not lowercase_with_underscores", rule="event")
+    if not isinstance(body, dict):
+        raise InputError("a record body must be a JSON object", rule="record_body")
+    missing = missing_body_fields(event, body)
+    if missing:
+        raise InputError(f"{event} body lacks {', '.join(missing)}", rule="body_schema")
+    record = {
+        "v": RECORD_VERSION,
+        "log": log_id,
+        "seq": seq,
+        "time": format_time(time),
+        "event": event,
+        "body": body,
+        "prev": prev.hex(),
+    }
+    encode_canonical(record)  # refuse floats, bytes, ... now rather than at signing
+    return record
+
+
+def signing_input(record: dict[str, Any]) -> bytes:
+    unsigned = {name: value for name, value in record.items() if name != "sig"}
+    return SIGNING_TAG + encode_canonical(unsigned)
+
+
+def sign_record(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    return {**record, "sig": key.sign(signing_input(record)).hex()}
+
+
+def verify_record_signature(record: dict[str, Any], key: Ed25519PublicKey) -> None:
+    sig = record.get("sig")
+    if not isinstance(sig, str) or not HEX64_RE.match(sig):
+        raise VerificationError("signature is not 64 bytes of hex", rule="record_signature")
+    try:
+        key.verify(bytes.fromhex(sig), signing_input(record))
+    except InvalidSignature as e:
+        raise VerificationError(
+            f"signature does not verify with the log key {key_fingerprint(key)} "
+            "(record altered, or signed by another key)",
+            rule="record_signature",
+        ) from e
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """The record's line, without the newline."""
+    return encode_canonical(record)
+
+
+def check_envelope(record: Any) -> None:
+    """Member names and types of the envelope; VerificationError(rule=record_schema)."""
+    if not isinstance(record, dict):
+        raise VerificationError("a record must be a JSON object", rule="record_schema")
+    if tuple(sorted(record)) != tuple(sorted(ENVELOPE_FIELDS)):
+        raise VerificationError(
+            f"record members are {sorted(record)}, expected {sorted(ENVELOPE_FIELDS)}",
+            rule="record_schema",
+        )
+    if record["v"] != RECORD_VERSION:
+        raise VerificationError(
+            f"record version is {record['v']!r}, expected {RECORD_VERSION!r}", rule="record_version"
+        )
+    checks = (
+        ("log", isinstance(record["log"], str)),
+        ("seq", isinstance(record["seq"], int) and not isinstance(record["seq"], bool)),
+        ("time", isinstance(record["time"], str)),
+        ("event", isinstance(record["event"], str) and bool(EVENT_RE.match(record["event"]))),
+        ("body", isinstance(record["body"], dict)),
+        ("prev", isinstance(record["prev"], str) and bool(HEX32_RE.match(record["prev"]))),
+    )
+    for name, ok in checks:
+        if not ok:
+            raise VerificationError(
+                f"record member {name!r} has the wrong type or form", rule="record_schema"
+            )
+
+
+def genesis_body(log_id: str, key: Ed25519PublicKey) -> dict[str, Any]:
+    return {
+        "log_id": log_id,
+        "public_key": public_key_bytes(key).hex(),
+        "record_format": RECORD_VERSION,
+    }
+
+
+def public_key_from_hex(text: Any) -> Ed25519PublicKey:
+    if not isinstance(text, str) or not HEX32_RE.match(text):
+        raise VerificationError("public_key is not 32 bytes of hex", rule="genesis")
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
