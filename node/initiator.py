@@ -164,6 +164,7 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
                 return
             if session.side.error is not None:
                 break
+        session.side.settle(5.0)
         error = session.side.error or ProtocolError(
             "stream ended early: " + session.side.missing(), rule="stream-ended")
         raise error

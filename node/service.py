@@ -203,8 +203,9 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 for msg in requests:
                     if session.handle(msg):
                         return
-                raise ProtocolError("stream ended early: " + session.side.missing(),
-                                    rule="stream-ended")
+                session.side.settle(5.0)
+                raise session.side.error or ProtocolError(
+                    "stream ended early: " + session.side.missing(), rule="stream-ended")
             except CrossmatchError as e:
                 session.abort(e, session.stage())
             except grpc.RpcError as e:

@@ -139,6 +139,11 @@ class RoundSide:
             self._outcome = self._match()
         return self._outcome
 
+    def settle(self, timeout: float) -> None:
+        """Wait for queued re-blinding to finish, so a failure in it (a malformed point)
+        is reported as the round's error rather than whatever happened next."""
+        self._reblind_done.wait(timeout)
+
     def join(self, timeout: float | None = None) -> None:
         for t in self._threads:
             t.join(timeout)

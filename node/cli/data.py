@@ -38,7 +38,7 @@ def import_(node_dir: Path, file: Path, kind: str, fmt: str | None, column: str 
             "source_sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
         })
     click.echo(f"imported {result.added} new {kind} signals from {file} "
-               f"({result.already_held} already held, {result.total} read)")
+               f"({result.already_held} already held, {result.received} read, {result.total} held)")
 
 
 def register(group: click.Group) -> None:

@@ -114,6 +114,7 @@ def test_certificate_for_one_lab_claiming_another(pair, tmp_path):
 
 def test_unknown_peer_via_cli(pair, tmp_path):
     c = pair.labs["lab-c"]
+    import_values(c.dir, "email", ["u1@mail.example"], tmp_path)
     run_cli("peer", "add", c.dir, "--lab", "lab-b", "--address", pair.labs["lab-b"].address)
     proc = run_cli("round", c.dir, "--peer", "lab-b", check=False)
     assert proc.returncode == 77, proc.stderr
