@@ -171,8 +171,6 @@ def s_curve_rows(result: PairResult, params: PromptParams) -> list[tuple[str, in
     edges = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001]
     for low, high in zip(edges, edges[1:], strict=False):
         values = [(pair, v) for pair, v in result.similar.items() if low < v <= high]
-        if low == 0.3:
-            values = [(pair, v) for pair, v in result.similar.items() if low < v <= high]
         hits = sum(1 for pair, _ in values if pair in result.sharing)
         predicted = (
             sum(params.match_probability(v) for _, v in values) / len(values) if values else 0.0
@@ -387,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elapsed, rate, words = throughput(DEFAULT_PARAMS, args.throughput, args.seed + 2)
         print()
         print(
-            f"Throughput ({DEFAULT_PARAMS and param_set_id(DEFAULT_PARAMS)}): "
+            f"Throughput ({param_set_id(DEFAULT_PARAMS)}): "
             f"{args.throughput:,} prompts (mean {words:.0f} words) in {elapsed:.1f} s "
             f"= {rate:,.0f} prompts/s on one core"
         )
