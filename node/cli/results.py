@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
+from node.campaigns import group_campaigns
 from node.cli.common import node_dir_argument, print_json, print_table, sizes_text
-from node.store import Store
 from node.config import load_config
+from node.store import Store
 
 
 def _store(node_dir: Path) -> Store:
@@ -26,9 +27,17 @@ def _store(node_dir: Path) -> Store:
               show_default=True)
 def matches(node_dir: Path, peer: str | None, round_id: str | None, kind: str | None,
             fmt: str) -> None:
-    """Shared signals found by completed rounds, with this lab's own values as imported."""
+    """Shared signals found by completed rounds, with this lab's own values as imported.
+
+    With --kind prompt: shared campaigns, each with how many of this lab's own
+    prompts and accounts it touches and a few of this lab's own example prompts.
+    """
+    if kind == "prompt":
+        _prompt_campaigns(node_dir, peer, round_id, fmt)
+        return
     with _store(node_dir) as store:
-        rows = store.matches(peer=peer, round_id=round_id, kind=kind)
+        rows = [r for r in store.matches(peer=peer, round_id=round_id, kind=kind)
+                if r.kind != "prompt"]
     records = [{"round_id": r.round_id, "peer": r.peer, "kind": r.kind, "value": r.value,
                 "values": r.values, "matched_at": r.matched_at} for r in rows]
     if fmt == "json":
@@ -42,6 +51,30 @@ def matches(node_dir: Path, peer: str | None, round_id: str | None, kind: str | 
         print_table(["PEER", "KIND", "VALUE", "ROUND", "MATCHED AT"],
                     [(r["peer"], r["kind"], r["value"], r["round_id"][:12], r["matched_at"])
                      for r in records])
+
+
+def _prompt_campaigns(node_dir: Path, peer: str | None, round_id: str | None, fmt: str) -> None:
+    with _store(node_dir) as store:
+        report = group_campaigns(store.prompt_hits(peer=peer, round_id=round_id))
+    if fmt == "json":
+        print_json({"campaigns": [c.to_dict() for c in report.campaigns],
+                    "weak_prompts": report.weak_prompts})
+        return
+    if fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(["round_id", "peer", "labels", "prompts", "accounts", "matched_tokens"])
+        for c in report.campaigns:
+            w.writerow([c.round_id, c.peer, ";".join(c.labels), c.prompts, c.accounts,
+                        c.matched_tokens])
+        return
+    click.echo(f"{len(report.campaigns)} shared campaign(s); {report.weak_prompts} prompt(s) "
+               "with a single matched token not counted (weak)")
+    for c in report.campaigns:
+        label = ", ".join(c.labels) or "(unlabelled)"
+        click.echo(f"- with {c.peer}, round {c.round_id[:12]}: {label}: {c.prompts} of our "
+                   f"prompts, {c.accounts} accounts, {c.matched_tokens} matched tokens")
+        for example in c.examples:
+            click.echo(f"    e.g. {example}")
 
 
 @click.command("rounds")

@@ -1,0 +1,98 @@
+"""Import flagged prompts from JSON lines: validate every line, tokenize, store in one go.
+
+Each line is a JSON object with the prompt text (``--field``, default ``text``)
+and optionally a campaign label and an account id. Prompts stay in the node's
+store; only their LSH band tokens (``protocol.fingerprints.prompts``) take part
+in rounds, deduplicated across prompts (campaign prompts share many tokens).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from node.importer import MAX_REPORTED_LINES, _decoded_lines
+from node.store import ImportResult, PromptInput, Store
+from protocol.errors import InputError
+from protocol.fingerprints.prompts import (
+    DEFAULT_PARAMS,
+    PromptParams,
+    iter_prompt_tokens,
+    normalize_prompt,
+    param_set_id,
+    shingles,
+)
+
+
+def _record(text: str, field: str, campaign_field: str | None, account_field: str | None
+            ) -> tuple[str, str, str]:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"not valid JSON ({e.msg} at column {e.colno})") from e
+    if not isinstance(record, dict):
+        raise InputError("not a JSON object")
+    if field not in record:
+        raise InputError(f"field {field!r} missing")
+    prompt = record[field]
+    if not isinstance(prompt, str):
+        raise InputError(f"field {field!r} is not a string")
+    labels = []
+    for name in (campaign_field, account_field):
+        value = record.get(name, "") if name else ""
+        if value is None:
+            value = ""
+        if not isinstance(value, str | int):
+            raise InputError(f"field {name!r} must be a string")
+        labels.append(str(value)[:256])
+    return prompt, labels[0], labels[1]
+
+
+def prepare_prompts(
+    path: Path,
+    key: bytes,
+    *,
+    field: str = "text",
+    campaign_field: str | None = "campaign",
+    account_field: str | None = "account",
+    campaign: str | None = None,
+    params: PromptParams = DEFAULT_PARAMS,
+) -> list[PromptInput]:
+    """Every prompt of ``path`` with its tokens, or one InputError listing the bad lines."""
+    path = Path(path)
+    good: list[tuple[int, str, str, str]] = []
+    problems: list[tuple[int, str]] = []
+    bad = 0
+    for number, text, reason in _decoded_lines(path):
+        if reason is None and text is not None and not text.strip():
+            reason = "empty line"
+        if reason is None:
+            assert text is not None
+            try:
+                prompt, label, account = _record(text, field, campaign_field, account_field)
+                # Validate now so that every bad line is reported, not only the first.
+                shingles(normalize_prompt(prompt, max_bytes=params.max_bytes), params)
+                good.append((number, prompt, campaign if campaign is not None else label,
+                             account))
+                continue
+            except InputError as e:
+                reason = e.message
+        bad += 1
+        if len(problems) < MAX_REPORTED_LINES:
+            problems.append((number, reason or "unreadable"))
+    if bad:
+        listed = [f"  {path}:{line}: {why}" for line, why in problems]
+        if bad > len(problems):
+            listed.append(f"  ... and {bad - len(problems)} more")
+        noun = "line" if bad == 1 else "lines"
+        raise InputError("\n".join([f"{bad} bad {noun} of prompts; nothing was imported",
+                                    *listed]), where=f"{path}:{problems[0][0]}")
+    tokens = iter_prompt_tokens(key, [g[1] for g in good], params)
+    return [PromptInput(text, label, account, f"{path}:{line}", tuple(t))
+            for (line, text, label, account), t in zip(good, tokens, strict=True)]
+
+
+def import_prompts(store: Store, path: Path, key: bytes, *, now: str | None = None,
+                   **opts: object) -> ImportResult:
+    prompts = prepare_prompts(path, key, **opts)  # type: ignore[arg-type]
+    return store.add_prompts(prompts, param_set_id=param_set_id(DEFAULT_PARAMS), now=now)
