@@ -172,7 +172,7 @@ def chart_svg(rounds: Sequence[RoundView]) -> str:
         'aria-labelledby="rounds-chart-title">',
         '<title id="rounds-chart-title">Rounds per peer over time</title>',
     ]
-    for tick in sorted({0, top, top // 2}):
+    for tick in range(top + 1) if top <= 6 else sorted({0, top // 2, top}):
         y = pad_top + plot_h - tick * scale
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" class="grid"/>'
@@ -360,10 +360,10 @@ def _imports_table(records: Sequence[dict[str, Any]]) -> str:
 
 
 def _other_events_table(records: Sequence[dict[str, Any]]) -> str:
-    shown = ("node_started", "node_stopped", "matches_purged", "recovery", "checkpoint")
+    elsewhere = ("round_completed", "round_aborted", "round_refused", "signals_imported")
     rows: list[Row] = []
     for r in records:
-        if r["event"] not in shown:
+        if r["event"] in elsewhere:
             continue
         b = r["body"]
         if r["event"] == "checkpoint":
@@ -379,8 +379,12 @@ def _other_events_table(records: Sequence[dict[str, Any]]) -> str:
             )
         elif r["event"] == "matches_purged":
             detail = f"{b.get('count')} stored matches older than {b.get('before')} deleted"
-        else:
+        elif r["event"] in ("node_started", "node_stopped"):
             detail = f"lab {b.get('lab')}, version {b.get('version')}"
+        elif r["event"] == "log_created":
+            detail = f"log created; audit key {str(b.get('public_key'))[:16]}…"
+        else:
+            detail = encode_canonical(b).decode("utf-8")
         rows.append(
             (
                 r["event"],
@@ -495,7 +499,7 @@ def render_report(
             '<section id="imports"><h2>Signal imports</h2>',
             _imports_table(records),
             "</section>",
-            '<section id="events"><h2>Node events, checkpoints and recoveries</h2>',
+            '<section id="events"><h2>Other events: node, peers, checkpoints, recoveries</h2>',
             _other_events_table(records),
             "</section>",
             f'<section id="guide"><h2>How to read this report</h2>{GUIDE}</section>',

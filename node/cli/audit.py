@@ -2,9 +2,9 @@
 
 Every command works on copies of files, without the node running. A target is
 either a log file or a node directory: for a node directory the log is
-``audit.log``, the key is ``keys/audit.pub`` and ``audit.checkpoint`` (the
-node's latest signed checkpoint) is checked too. For a bare log file, pass
-``--key`` (the lab's audit public key, PEM); without it, signatures are checked
+``audit.log``, the key is ``keys/audit.pub`` (if present) and ``audit.checkpoint``
+(the node's latest signed checkpoint) is checked too. For a bare log file, pass
+``--key`` (the lab's audit public key, PEM); without a key, signatures are checked
 against the key embedded in record 0 of the log itself and the output says so.
 """
 
@@ -57,7 +57,9 @@ def resolve_target(path: Path, key_file: Path | None, checkpoints: Sequence[Path
         if not log.exists():
             raise ConfigError(f"{path} holds no audit.log: is it a node directory?")
         target = Target(log=log, checkpoints=list(checkpoints))
-        key_file = key_file or path / "keys" / "audit.pub"
+        own_key = path / "keys" / "audit.pub"
+        if key_file is None and own_key.exists():
+            key_file = own_key
         kept = checkpoint_path(log)
         if kept.exists():
             target.checkpoints.insert(0, kept)
@@ -92,11 +94,14 @@ def _relabel(error: VerificationError, log: Path, labels: set[str]) -> Verificat
 
 
 def run_verification(
-    target: Target, peer_keys: dict[str, Ed25519PublicKey] | None = None
+    target: Target, peer_keys: dict[str, Ed25519PublicKey] | None = None, *, keep: bool = True
 ) -> tuple[LogVerifier, VerifyReport | None, VerificationError | None]:
-    """Verify; on failure return the verifier too, which holds the records before the failure."""
+    """Verify; on failure return the verifier too, which holds the records before the failure.
+
+    ``keep=False`` keeps only the tree (one root per size), not the parsed records.
+    """
     notes = _notes(target.checkpoints)
-    verifier = LogVerifier(public_key=target.key, peer_keys=peer_keys)
+    verifier = LogVerifier(public_key=target.key, peer_keys=peer_keys, keep=keep)
     try:
         report = check_log_bytes(verifier, read_bytes(target.log, "audit log"), notes)
     except VerificationError as e:
@@ -104,8 +109,10 @@ def run_verification(
     return verifier, report, None
 
 
-def verified(target: Target, peer_keys: dict[str, Ed25519PublicKey] | None = None) -> VerifyReport:
-    _, report, failure = run_verification(target, peer_keys)
+def verified(
+    target: Target, peer_keys: dict[str, Ed25519PublicKey] | None = None, *, keep: bool = True
+) -> VerifyReport:
+    _, report, failure = run_verification(target, peer_keys, keep=keep)
     if failure is not None:
         raise failure
     assert report is not None
@@ -184,7 +191,7 @@ def verify_command(
     Exit 0 when intact; exit 3 naming the first bad record and the rule it breaks.
     """
     resolved = resolve_target(target, key_file, checkpoints)
-    report = verified(resolved, load_peer_keys(peer_keys))
+    report = verified(resolved, load_peer_keys(peer_keys), keep=False)
     if as_json:
         print_json({"ok": True, "file": str(resolved.log), **report.to_dict()})
         return

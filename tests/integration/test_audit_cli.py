@@ -116,6 +116,14 @@ def test_verify_bare_file_says_its_key_is_self_asserted(world):
     assert f"NOT signature-checked (no key for lab-a): {ROUNDS}" in result.out
 
 
+def test_node_directory_without_its_public_key_falls_back_to_the_embedded_key(copy, world):
+    node = copy("lab-a")
+    (node / "keys" / "audit.pub").unlink()
+    result = run("verify", node, cwd=world)
+    assert result.code == 0, result.err
+    assert "embedded in the log" in result.out
+
+
 def test_verify_json(world):
     result = run("verify", "lab-b", "--json", cwd=world)
     doc = json.loads(result.out)
