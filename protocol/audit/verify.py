@@ -226,6 +226,9 @@ class LogVerifier:
                 "chain",
             )
         when = self._check_time(n, record["time"])
+        if n == 0:  # the log's identity, now that record 0 passed every check
+            self.key, self.log_id = key, record["log"]
+            self.lab = parse_log_id(record["log"])[0]
         self._check_body(n, record)
         self._advance(line, record, when)
         checked: dict[str, Any] = record
@@ -250,7 +253,7 @@ class LogVerifier:
             raise _fail(0, f"log_created body lacks {', '.join(missing)}", "genesis")
         try:
             embedded = public_key_from_hex(record["body"]["public_key"])
-            lab, fingerprint = parse_log_id(record["log"])
+            _, fingerprint = parse_log_id(record["log"])
         except VerificationError as e:
             raise _fail(0, e.message, e.rule or "genesis") from e
         if record["body"]["log_id"] != record["log"]:
@@ -275,9 +278,7 @@ class LogVerifier:
             raise _fail(
                 0, f"this is log {record['log']!r}, expected {self._expected_log_id!r}", "log_id"
             )
-        self.log_id, self.lab = record["log"], lab
-        self.key = expected or embedded
-        return self.key
+        return expected or embedded
 
     def _check_time(self, n: int, text: str) -> datetime:
         try:
