@@ -28,9 +28,16 @@ import private_set_intersection.python as psi_lib
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
 from node.store import RoundRow
+from protocol.audit.merkle import EMPTY_ROOT
 from protocol.errors import CrossmatchError, ProtocolError, VerificationError
 from protocol.psi import Engine, dedupe
-from protocol.receipts import build_receipt, parse_receipt, receipt_bytes, sign_receipt, verify_receipt
+from protocol.receipts import (
+    build_receipt,
+    parse_receipt,
+    receipt_bytes,
+    sign_receipt,
+    verify_receipt,
+)
 from protocol.round import RoundOutcome, RoundSide
 from protocol.transcript import RoundHeader, input_commitment
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
@@ -133,7 +140,7 @@ class ExchangeSession:
 
     def _send_own_receipt(self) -> None:
         assert self.outcome is not None
-        size, root = self.node.audit.head() if self.node.audit else (0, b"")
+        size, root = self.node.audit.head() if self.node.audit else (0, EMPTY_ROOT)
         h = self.header
         receipt = build_receipt(
             round_id=h.round_id,
@@ -258,6 +265,7 @@ class ExchangeSession:
             })
             self.node.store.save_round(row, self.matches())
             self.committed = True
+            self.node.remember_peer_key(self.peer.lab, self.peer.audit_public_key)
             self.recorded.set()
         if self.node.audit is not None:
             self.node.audit.checkpoint(now=self.node.now())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from node import pki
 from node.auditlog import AuditLog
 from node.config import NodeConfig, load_config, read_consortium_key
+from node.files import atomic_write
 from node.store import Store
+from protocol.audit.records import make_log_id
 from protocol.errors import ConfigError
 from protocol.policy import DEFAULT_POLICY, Policy
 
@@ -33,7 +34,7 @@ def raw_public_key(key: Ed25519PublicKey) -> bytes:
 
 
 def audit_log_id(lab: str, public_key: Ed25519PublicKey) -> str:
-    return f"crossmatch-audit/{lab}/{hashlib.sha256(raw_public_key(public_key)).hexdigest()[:16]}"
+    return make_log_id(lab, public_key)
 
 
 def load_audit_key(path: Path) -> Ed25519PrivateKey:
@@ -78,6 +79,15 @@ class Node:
 
     def reload_config(self) -> None:
         self.config = load_config(self.paths.root)
+
+    def remember_peer_key(self, lab: str, key: Ed25519PublicKey) -> None:
+        """Keep each peer's CA-certified audit key in NODE_DIR/peers/<lab>.pub, so that
+        `audit verify NODE_DIR` checks the peer receipts in our log without any set-up."""
+        path = self.paths.root / "peers" / f"{lab}.pub"
+        pem = key.public_bytes(serialization.Encoding.PEM,
+                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        if not path.exists() or path.read_bytes() != pem:
+            atomic_write(path, pem)
 
     def now(self) -> datetime:
         return self.clock()

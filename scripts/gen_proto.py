@@ -39,8 +39,10 @@ def generate(out: Path) -> list[Path]:
         # protoc writes absolute imports ("from crossmatch.v1 import ..."); the
         # generated package lives under protocol.wire, so make them package-relative.
         text = path.read_text()
-        text = re.sub(r"^from crossmatch\.v1 import", "from protocol.wire.crossmatch.v1 import", text,
-                      flags=re.M)
+        text = re.sub(
+            r"^from crossmatch\.v1 import", "from protocol.wire.crossmatch.v1 import", text,
+            flags=re.M,
+        )
         path.write_text(text)
     return produced
 

@@ -191,6 +191,8 @@ def verify_command(
     Exit 0 when intact; exit 3 naming the first bad record and the rule it breaks.
     """
     resolved = resolve_target(target, key_file, checkpoints)
+    if peer_keys is None and target.is_dir() and any((target / "peers").glob("*.pub")):
+        peer_keys = target / "peers"  # peers' certified keys, kept by the node at each round
     report = verified(resolved, load_peer_keys(peer_keys), keep=False)
     if as_json:
         print_json({"ok": True, "file": str(resolved.log), **report.to_dict()})

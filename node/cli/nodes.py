@@ -70,8 +70,9 @@ def init(node_dir: Path, lab: str, ca_dir: Path | None, ca_cert: Path | None, li
         raise
     click.echo(f"initialized node {lab} in {node_dir}")
     if not issued:
-        click.echo(f"certificate request: {NodePaths(node_dir).tls_csr}\n"
-                   f"  have the consortium CA run: crossmatch ca issue CA_DIR {NodePaths(node_dir).tls_csr}\n"
+        csr = NodePaths(node_dir).tls_csr
+        click.echo(f"certificate request: {csr}\n"
+                   f"  have the consortium CA run: crossmatch ca issue CA_DIR {csr}\n"
                    f"  then: crossmatch cert install {node_dir} CERT_FILE")
 
 

@@ -32,7 +32,8 @@ def _kinds(value: str | None) -> list[str] | None:
     kinds = [k.strip() for k in value.split(",") if k.strip()]
     bad = [k for k in kinds if k not in ALL_KINDS]
     if bad:
-        raise click.BadParameter(f"unknown kind(s) {', '.join(bad)}; known: {', '.join(ALL_KINDS)}")
+        raise click.BadParameter(
+            f"unknown kind(s) {', '.join(bad)}; known: {', '.join(ALL_KINDS)}")
     return kinds
 
 
@@ -40,7 +41,8 @@ def _kinds(value: str | None) -> list[str] | None:
 @node_dir_argument
 @click.option("--peer", required=True, help="Lab id of a configured, serving peer.")
 @click.option("--mode", type=click.Choice(["reveal", "count"]), default="reveal",
-              show_default=True, help="reveal: learn which signals are shared; count: only how many.")
+              show_default=True,
+              help="reveal: learn which signals are shared; count: only how many.")
 @click.option("--kinds", help="Comma-separated kinds (default: every kind this node holds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def round_(node_dir: Path, peer: str, mode: str, kinds: str | None, as_json: bool) -> None:

@@ -1,4 +1,5 @@
-"""Hostile and broken peers are refused with a clear reason; the node keeps serving and its log verifies.
+"""Hostile and broken peers are refused with a clear reason; the node keeps serving and
+its log verifies.
 
 The hostile side is a raw gRPC client holding some lab's real credentials, so it
 can send what an honest node never would.
@@ -30,7 +31,8 @@ from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 from tests.integration.conftest import audit_ok, import_values, rounds_json
 
 
-def stub_as(lab_dir: Path, target_lab: str, address: str) -> tuple[grpc.Channel, pb_grpc.CrossmatchStub]:
+def stub_as(lab_dir: Path, target_lab: str, address: str
+            ) -> tuple[grpc.Channel, pb_grpc.CrossmatchStub]:
     p = NodePaths(lab_dir)
     creds = pki.channel_credentials(p.tls_key.read_bytes(), p.tls_cert.read_bytes(),
                                     p.ca_cert.read_bytes())

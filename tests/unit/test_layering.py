@@ -1,4 +1,5 @@
-"""protocol/ stays pure: it never imports node/, grpc, sqlite3 or sockets, and never opens files or reads the clock."""
+"""protocol/ stays pure: it never imports node/, grpc, sqlite3 or sockets, and never opens
+files or reads the clock."""
 
 from __future__ import annotations
 
