@@ -240,3 +240,25 @@ def test_peer_killed_mid_round(pair, tmp_path):
     b.start()
     run_cli("peer", "add", a.dir, "--lab", "lab-b", "--address", b.address)
     still_serving(pair, tmp_path)
+
+
+def test_receipt_that_does_not_verify_aborts_the_round(pair, tmp_path):
+    """lab-a runs the real initiator but signs its receipt with a key the CA never certified."""
+    from node.initiator import run_round
+    from node.runtime import Node
+    from protocol.errors import RoundAbortedError
+
+    a, b = pair.labs["lab-a"], pair.labs["lab-b"]
+    with Node(a.dir) as node:
+        node.audit_key = Ed25519PrivateKey.generate()  # receipts only; the log keeps its key
+        with pytest.raises(RoundAbortedError) as err:
+            run_round(node, "lab-b", kinds=["email"])
+    assert err.value.rule == "receipt_signature", err.value.diagnostics()
+    rid = rounds_json(a.dir)[0]["round_id"]
+    row_b = _round_row(b.dir, rid)
+    assert row_b["status"] == "aborted" and "[rule: receipt_signature]" in row_b["reason"]
+    assert run_cli("matches", b.dir, "--round", rid, "--format", "json").stdout.strip() == "[]"
+    assert run_cli("matches", a.dir, "--round", rid, "--format", "json").stdout.strip() == "[]"
+    audit_ok(a.dir)
+    audit_ok(b.dir)
+    still_serving(pair, tmp_path)
