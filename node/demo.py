@@ -82,7 +82,9 @@ def run(workdir: Path | None, say: Say) -> bool:
             proc = run_cli("audit", "verify", lab.dir, check=False)
             good = proc.returncode == 0
             ok &= good
-            say(f"   {lab.name}: {'OK' if good else 'FAILED'} {proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr.strip()}")
+            detail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else (
+                proc.stderr.strip())
+            say(f"   {lab.name}: {'OK' if good else 'FAILED'} {detail}")
     say("demo " + ("PASSED: every lab learned exactly the offenders it shares, and every log "
                    "verifies" if ok else "FAILED"))
     return ok

@@ -42,7 +42,8 @@ def unpack(packed: bytes) -> list[bytes]:
     """Split packed points; raises ProtocolError when the length is not a multiple of 33."""
     if len(packed) % POINT_BYTES:
         raise ProtocolError(
-            f"element run of {len(packed)} bytes is not a whole number of {POINT_BYTES}-byte points",
+            f"element run of {len(packed)} bytes is not a whole number of "
+            f"{POINT_BYTES}-byte points",
             rule="malformed-element",
         )
     return [packed[i : i + POINT_BYTES] for i in range(0, len(packed), POINT_BYTES)]
@@ -148,7 +149,9 @@ def sections(sizes: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
-def shuffle_within_sections(points: list[bytes], sizes: Sequence[int], rng: Shuffler) -> list[bytes]:
+def shuffle_within_sections(
+    points: list[bytes], sizes: Sequence[int], rng: Shuffler
+) -> list[bytes]:
     """Count mode: hide which position matched, keep which kind it belongs to."""
     out: list[bytes] = []
     for start, end in sections(sizes):
