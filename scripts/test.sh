@@ -11,4 +11,5 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 .venv/bin/python scripts/gen_proto.py --check
 .venv/bin/ruff check protocol node tests scripts bench
+.venv/bin/mypy protocol node
 exec .venv/bin/python -m pytest "$@"
