@@ -8,7 +8,10 @@ NODE_DIR/
   keys/consortium.key    shared fingerprint key of the consortium
   crossmatch.db          SQLite store: signals, rounds, matches
   audit.log              append-only signed audit log
+  policy.signed          the consortium policy, signed by the CA (`crossmatch policy install`)
   run/address            the address `serve` is listening on (written at start)
+  run/metrics            the address of its Prometheus endpoint, if enabled
+  run/schedule.json      the scheduler's view of every peer (read by `crossmatch status`)
 """
 
 from __future__ import annotations
@@ -96,13 +99,68 @@ class NodePaths:
 
     @property
     def policy(self) -> Path:
-        return self.root / "policy.toml"
+        return self.root / "policy.signed"
+
+    @property
+    def metrics_address_file(self) -> Path:
+        return self.root / "run" / "metrics"
+
+    @property
+    def schedule_state(self) -> Path:
+        return self.root / "run" / "schedule.json"
+
+
+ROUND_MODES = ("reveal", "count")
 
 
 @dataclass
 class PeerConfig:
     lab: str
     address: str
+    # Scheduled rounds (run by whichever side of the pair is the initiator, see
+    # node/scheduler.py): every interval_seconds, or at the times of a cron expression.
+    interval_seconds: float | None = None
+    cron: str | None = None
+    mode: str = "reveal"
+    kinds: list[str] | None = None  # None: every kind held that the policy allows
+
+    @property
+    def scheduled(self) -> bool:
+        return self.interval_seconds is not None or self.cron is not None
+
+    def to_toml(self) -> dict[str, object]:
+        out: dict[str, object] = {"lab": self.lab, "address": self.address}
+        if self.interval_seconds is not None:
+            out["interval_seconds"] = self.interval_seconds
+        if self.cron is not None:
+            out["cron"] = self.cron
+        if self.mode != "reveal":
+            out["mode"] = self.mode
+        if self.kinds is not None:
+            out["kinds"] = list(self.kinds)
+        return out
+
+
+@dataclass
+class ScheduleConfig:
+    """[schedule]: how the daemon's scheduler spaces, retries and bounds rounds."""
+
+    enabled: bool = True
+    jitter_seconds: float = 30.0  # random delay added to every scheduled time
+    retry_base_seconds: float = 30.0  # first retry after a failure; doubles each time
+    retry_max_seconds: float = 1800.0
+    max_concurrent_rounds: int = 2
+    purge_interval_seconds: float = 3600.0  # retention purge of old matches
+
+    def to_toml(self) -> dict[str, object]:
+        return {
+            "enabled": self.enabled,
+            "jitter_seconds": self.jitter_seconds,
+            "retry_base_seconds": self.retry_base_seconds,
+            "retry_max_seconds": self.retry_max_seconds,
+            "max_concurrent_rounds": self.max_concurrent_rounds,
+            "purge_interval_seconds": self.purge_interval_seconds,
+        }
 
 
 @dataclass
@@ -115,6 +173,10 @@ class NodeConfig:
     workers: int = 2
     round_timeout: float = 3600.0
     peers: list[PeerConfig] = field(default_factory=list)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    metrics_listen: str | None = None  # [metrics] listen = "127.0.0.1:9464"; None: off
+    log_format: str = "json"  # [logging] format = "json" | "text"
+    grace_seconds: float = 10.0  # [daemon] grace_seconds: in-flight rounds at shutdown
 
     @property
     def paths(self) -> NodePaths:
@@ -128,7 +190,7 @@ class NodeConfig:
         raise ConfigError(f"unknown peer {lab!r} (known peers: {known}); add it with `peer add`")
 
     def to_toml(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "lab": self.lab,
             "listen": self.listen,
             "default_region": self.default_region,
@@ -137,8 +199,14 @@ class NodeConfig:
                 "workers": self.workers,
                 "timeout_seconds": self.round_timeout,
             },
-            "peers": [{"lab": p.lab, "address": p.address} for p in self.peers],
+            "schedule": self.schedule.to_toml(),
+            "daemon": {"grace_seconds": self.grace_seconds},
+            "logging": {"format": self.log_format},
         }
+        if self.metrics_listen is not None:
+            out["metrics"] = {"listen": self.metrics_listen}
+        out["peers"] = [p.to_toml() for p in self.peers]
+        return out
 
 
 def load_config(node_dir: Path) -> NodeConfig:
@@ -160,10 +228,11 @@ def load_config(node_dir: Path) -> NodeConfig:
             chunk_size=int(rounds.get("chunk_size", 8192)),
             workers=int(rounds.get("workers", 2)),
             round_timeout=float(rounds.get("timeout_seconds", 3600.0)),
-            peers=[
-                PeerConfig(check_lab(p["lab"]), check_address(p["address"]))
-                for p in data.get("peers", [])
-            ],
+            peers=[_load_peer(p) for p in data.get("peers", [])],
+            schedule=_load_schedule(data.get("schedule", {})),
+            metrics_listen=_load_metrics(data.get("metrics", {})),
+            log_format=str(data.get("logging", {}).get("format", "json")),
+            grace_seconds=float(data.get("daemon", {}).get("grace_seconds", 10.0)),
         )
     except KeyError as e:
         raise ConfigError(f"{paths.config}: missing setting {e.args[0]!r}") from e
@@ -171,7 +240,50 @@ def load_config(node_dir: Path) -> NodeConfig:
         raise ConfigError(f"{paths.config}: {e}") from e
     if not 1 <= cfg.chunk_size <= 100_000:
         raise ConfigError(f"{paths.config}: round.chunk_size must be 1..100000")
+    if cfg.log_format not in ("json", "text"):
+        raise ConfigError(f"{paths.config}: logging.format must be 'json' or 'text'")
+    if cfg.schedule.max_concurrent_rounds < 1:
+        raise ConfigError(f"{paths.config}: schedule.max_concurrent_rounds must be >= 1")
     return cfg
+
+
+def _load_peer(p: dict[str, object]) -> PeerConfig:
+    interval = p.get("interval_seconds")
+    cron = p.get("cron")
+    kinds = p.get("kinds")
+    peer = PeerConfig(
+        check_lab(str(p["lab"])), check_address(str(p["address"])),
+        interval_seconds=float(interval) if interval is not None else None,  # type: ignore[arg-type]
+        cron=str(cron) if cron is not None else None,
+        mode=str(p.get("mode", "reveal")),
+        kinds=[str(k) for k in kinds] if isinstance(kinds, list) else None,
+    )
+    if peer.interval_seconds is not None and peer.interval_seconds <= 0:
+        raise ValueError(f"peer {peer.lab}: interval_seconds must be positive")
+    if peer.mode not in ROUND_MODES:
+        raise ValueError(f"peer {peer.lab}: mode must be 'reveal' or 'count'")
+    if peer.cron is not None:
+        from node.cron import parse_cron
+
+        parse_cron(peer.cron)  # a bad expression is a config error now, not at 3 a.m.
+    return peer
+
+
+def _load_schedule(s: dict[str, object]) -> ScheduleConfig:
+    d = ScheduleConfig()
+    return ScheduleConfig(
+        enabled=bool(s.get("enabled", d.enabled)),
+        jitter_seconds=float(s.get("jitter_seconds", d.jitter_seconds)),  # type: ignore[arg-type]
+        retry_base_seconds=float(s.get("retry_base_seconds", d.retry_base_seconds)),  # type: ignore[arg-type]
+        retry_max_seconds=float(s.get("retry_max_seconds", d.retry_max_seconds)),  # type: ignore[arg-type]
+        max_concurrent_rounds=int(s.get("max_concurrent_rounds", d.max_concurrent_rounds)),  # type: ignore[call-overload]
+        purge_interval_seconds=float(s.get("purge_interval_seconds", d.purge_interval_seconds)),  # type: ignore[arg-type]
+    )
+
+
+def _load_metrics(m: dict[str, object]) -> str | None:
+    listen = m.get("listen")
+    return check_address(str(listen)) if listen else None
 
 
 def save_config(cfg: NodeConfig) -> None:

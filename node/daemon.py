@@ -1,38 +1,60 @@
-"""`crossmatch serve`: the responder daemon's lifecycle.
+"""`crossmatch serve`: the node daemon's lifecycle.
 
-Binds the gRPC server with mutual TLS, publishes the bound address in
-NODE_DIR/run/address (tests and the demo bind port 0), logs start and stop in
-the audit log, and stops cleanly on SIGTERM or SIGINT: new rounds are refused,
-in-flight rounds get a grace period to finish or abort, then a final checkpoint.
+One process: the gRPC responder with mutual TLS (plus the standard health and
+reflection services), the scheduler that starts this node's rounds, a
+housekeeping loop (retention purge, policy reload, expiry gauges) and, if
+configured, the Prometheus endpoint. Publishes the bound addresses in
+NODE_DIR/run/ (tests and the demo bind port 0), logs start and stop in the
+audit log, and stops cleanly on SIGTERM or SIGINT: new rounds are refused,
+in-flight rounds get a bounded grace period to finish, then are aborted
+cleanly (logged as aborted, nothing stored), then a final checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from node import pki
+from node.config import PeerConfig
 from node.files import atomic_write
-from node.initiator import MAX_MESSAGE
-from node.runtime import Node
+from node.initiator import MAX_MESSAGE, run_round
+from node.logs import log_event
+from node.metrics import Metrics
+from node.runtime import Node, file_stamp, iso
+from node.scheduler import (
+    PeerSpec,
+    Planner,
+    Scheduler,
+    Settings,
+    SystemClock,
+    initiator_of,
+    peer_spec,
+    state_document,
+)
 from node.service import CrossmatchService
-from protocol.errors import ConfigError
+from protocol.errors import ConfigError, PolicyError
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("crossmatch.daemon")
 
 SERVICE_NAME = "crossmatch.v1.Crossmatch"
-GRACE_SECONDS = 10.0
+HOUSEKEEPING_SECONDS = 60.0
 
 
 class Daemon:
-    def __init__(self, node: Node):
+    def __init__(self, node: Node, *, rng: random.Random | None = None):
         self.node = node
         self.server = grpc.server(
             ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
@@ -46,39 +68,179 @@ class Daemon:
         pb_grpc.add_CrossmatchServicer_to_server(self.service, self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        self.metrics = Metrics()
+        node.observers += [self.metrics.observe, log_event]
+        node.round_hooks.append(self.metrics.round_started)
+        self.scheduler = self._make_scheduler(rng or random.SystemRandom())
         self.stopped = threading.Event()
+        self._housekeeping_stop = threading.Event()
+        self._metrics_server: Any = None
+        self._config_stamp: tuple[int, int] | None = None
         self.address = ""
+
+    # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> str:
         creds = pki.server_credentials(self.node.tls_key_pem, self.node.tls_cert_pem,
                                        self.node.ca_pem)
-        host, _, _ = self.node.config.listen.rpartition(":")
+        cfg = self.node.config
+        host, _, _ = cfg.listen.rpartition(":")
         try:
-            port = self.server.add_secure_port(self.node.config.listen, creds)
+            port = self.server.add_secure_port(cfg.listen, creds)
         except RuntimeError as e:
-            raise ConfigError(f"cannot listen on {self.node.config.listen}: {e}") from e
+            raise ConfigError(f"cannot listen on {cfg.listen}: {e}") from e
         if port == 0:
-            raise ConfigError(f"cannot listen on {self.node.config.listen} (address in use?)")
+            raise ConfigError(f"cannot listen on {cfg.listen} (address in use?)")
         self.server.start()
         self.address = f"{host}:{port}"
+        if cfg.metrics_listen:
+            try:
+                self._metrics_server, metrics_address = self.metrics.serve(cfg.metrics_listen)
+            except OSError as e:
+                raise ConfigError(f"cannot serve metrics on {cfg.metrics_listen}: {e}") from e
+            atomic_write(self.node.paths.metrics_address_file, (metrics_address + "\n").encode())
         atomic_write(self.node.paths.address_file, (self.address + "\n").encode())
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.metrics.up.set(1)
         self.node.log("node_started", {"lab": self.node.lab, "version": _version(),
                                        "address": self.address})
+        self.housekeeping()
+        threading.Thread(target=self._housekeeping_loop, name="housekeeping",
+                         daemon=True).start()
+        if cfg.schedule.enabled:
+            self.scheduler.start()
         log.info("lab %s listening on %s", self.node.lab, self.address)
         return self.address
 
-    def stop(self, grace: float = GRACE_SECONDS) -> None:
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new rounds, give running ones ``grace`` seconds, then abort them cleanly."""
         if self.stopped.is_set():
             return
         self.stopped.set()
+        grace = self.node.config.grace_seconds if grace is None else grace
+        self.service.draining = True
+        self._housekeeping_stop.set()
         self.health.enter_graceful_shutdown()
+        scheduler_done = threading.Thread(target=self.scheduler.stop, args=(grace,),
+                                          name="scheduler-stop")
+        scheduler_done.start()
         self.server.stop(grace).wait()
+        scheduler_done.join()
+        self.metrics.up.set(0)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
         self.node.log("node_stopped", {"lab": self.node.lab, "version": _version()})
         if self.node.audit is not None:
             self.node.audit.checkpoint(now=self.node.now())
         self.node.paths.address_file.unlink(missing_ok=True)
+        self.node.paths.metrics_address_file.unlink(missing_ok=True)
+
+    # -- scheduling --------------------------------------------------------------------------
+
+    def _make_scheduler(self, rng: random.Random) -> Scheduler:
+        s = self.node.config.schedule
+        settings = Settings(jitter=s.jitter_seconds, retry_base=s.retry_base_seconds,
+                            retry_max=s.retry_max_seconds,
+                            max_concurrent=s.max_concurrent_rounds)
+        return Scheduler(Planner(settings, rng), run=self._run_scheduled,
+                         peers=self._scheduled_peers, clock=SystemClock(self.node.now),
+                         state_sink=self._publish_schedule)
+
+    def _scheduled_peers(self) -> tuple[list[PeerSpec], dict[str, float]]:
+        """Peers this node initiates rounds with (re-read when node.toml changes)."""
+        self._reload_config_if_changed()
+        self.node.refresh_policy()
+        planner = self.scheduler.planner
+        gap = float(self.node.policy.min_interval_seconds)
+        if planner.settings.min_gap != gap:
+            planner.settings = replace(planner.settings, min_gap=gap)
+        specs = [peer_spec(p.lab, p.interval_seconds, p.cron) for p in self.node.config.peers
+                 if p.scheduled and initiator_of(self.node.lab, p.lab) == self.node.lab]
+        last: dict[str, float] = {}
+        for spec in specs:
+            if spec.lab not in planner.plans:
+                last_start = _last_completed_start(self.node, spec.lab)
+                if last_start is not None:
+                    last[spec.lab] = last_start
+        return specs, last
+
+    def _reload_config_if_changed(self) -> None:
+        stamp = file_stamp(self.node.paths.config)
+        if stamp != self._config_stamp:
+            if self._config_stamp is not None:
+                self.node.reload_config()
+            self._config_stamp = stamp
+
+    def _run_scheduled(self, peer_lab: str, cancel: threading.Event) -> None:
+        peer = self.node.config.peer(peer_lab)
+        kinds = scheduled_kinds(self.node, peer)
+        summary = run_round(self.node, peer_lab, mode=peer.mode, kinds=kinds, cancel=cancel)
+        log.info("scheduled round with %s completed", peer_lab,
+                 extra={"fields": {"peer": peer_lab, "round_id": summary.round_id,
+                                   "intersection_sizes": summary.intersection_sizes}})
+
+    def _publish_schedule(self, peers: dict[str, object]) -> None:
+        self.metrics.scheduler_state(peers)  # type: ignore[arg-type]
+        try:
+            atomic_write(self.node.paths.schedule_state,
+                         state_document(self.node.lab, self.node.now(), peers))
+        except OSError as e:
+            log.warning("cannot write %s: %s", self.node.paths.schedule_state, e)
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def _housekeeping_loop(self) -> None:
+        interval = min(HOUSEKEEPING_SECONDS, self.node.config.schedule.purge_interval_seconds)
+        while not self._housekeeping_stop.wait(interval):
+            try:
+                self.housekeeping()
+            except Exception:  # keep serving; the next pass tries again
+                log.exception("housekeeping failed")
+
+    def housekeeping(self) -> None:
+        self.node.refresh_policy()
+        expires = self.node.policy.expires()
+        if expires is not None:
+            self.metrics.policy_expiry.set(expires.timestamp())
+        summary = pki.summarize_certificate(self.node.tls_cert_pem)
+        self.metrics.cert_expiry.set(summary.not_after.timestamp())
+        purge_matches(self.node)
+
+
+def purge_matches(node: Node) -> int:
+    """Retention: delete matches older than the policy allows; the purge is itself audited."""
+    policy = node.policy
+    now = node.now()
+    cutoff = now - timedelta(days=policy.retention_days)
+    count = node.store.purge_matches_before(iso(cutoff))
+    if count:
+        node.log("matches_purged", {"count": count, "cutoff": iso(cutoff),
+                                    "retention_days": policy.retention_days,
+                                    "policy_hash": policy.hash().hex()})
+    return count
+
+
+def scheduled_kinds(node: Node, peer: PeerConfig) -> list[str]:
+    """Kinds of a scheduled round: held, wanted for this peer, allowed in its mode by policy."""
+    policy = node.policy
+    held = {k for k, n in node.store.signal_counts().items() if n > 0}
+    wanted = set(peer.kinds) if peer.kinds is not None else held
+    kinds = sorted(k for k in wanted & held
+                   if k in policy.allowed_kinds and policy.mode_allowed(k, peer.mode))
+    if not kinds:
+        raise PolicyError(f"nothing to exchange with {peer.lab}: no held kind is allowed "
+                          f"in {peer.mode} mode", rule="kinds-empty")
+    return kinds
+
+
+def _last_completed_start(node: Node, peer_lab: str) -> float | None:
+    for row in node.store.rounds(peer=peer_lab):
+        if row.status == "completed":
+            return datetime.fromisoformat(row.started_at).timestamp()
+    return None
 
 
 def _version() -> str:
@@ -93,6 +255,8 @@ def serve(node_dir: Path, *, ready: threading.Event | None = None) -> None:
         daemon = Daemon(node)
         address = daemon.start()
         print(f"crossmatch: lab {node.lab} serving on {address}", flush=True)
+        if node.policy_problem:
+            log.warning("rounds will be refused: %s", node.policy_problem)
         stop = threading.Event()
 
         def on_signal(signum: int, _frame: object) -> None:
@@ -107,3 +271,4 @@ def serve(node_dir: Path, *, ready: threading.Event | None = None) -> None:
             pass
         daemon.stop()
         print(f"crossmatch: lab {node.lab} stopped", flush=True)
+

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import queue
 import secrets
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -27,6 +27,10 @@ log = logging.getLogger("crossmatch.initiator")
 MODE_CODES = {name: code for code, name in MODES.items()}
 MAX_MESSAGE = 16 * 1024 * 1024
 OPEN_TIMEOUT = 30.0
+POINT_BYTES = 33  # compressed P-256 point, as packed in Chunk.points
+
+# progress(done, total): elements the peer has sent us so far, of all it will send.
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -58,27 +62,34 @@ def open_channel(node: Node, peer_lab: str) -> grpc.Channel:
 
 
 def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
-              kinds: list[str] | None = None) -> RoundSummary:
-    """Run one round now; returns its summary or raises (the abort is already logged)."""
+              kinds: list[str] | None = None, cancel: threading.Event | None = None,
+              progress: Progress | None = None) -> RoundSummary:
+    """Run one round now; returns its summary or raises (the abort is already logged).
+
+    Setting ``cancel`` (graceful shutdown) aborts the round cleanly: logged as aborted
+    with rule ``shutdown``, nothing stored.
+    """
     node.config.peer(peer_lab)  # unknown peer -> ConfigError before anything else
+    policy = node.require_policy()  # signed and valid now, or PolicyError naming the rule
     kinds = kinds or sorted(k for k, n in node.store.signal_counts().items() if n > 0)
     if not kinds:
         raise PolicyError("this node holds no signals; import some first", rule="kinds-empty")
     if mode not in MODE_CODES:
         raise ProtocolError(f"unknown mode {mode!r}", rule="mode")
-    node.policy.check_round(kinds, mode, [0] * len(kinds))
+    policy.check_round(kinds, mode, [0] * len(kinds))
     prepared = prepare_side(node, kinds)
-    node.policy.check_round(kinds, mode, prepared.sizes)
+    policy.check_round(kinds, mode, prepared.sizes)
     round_id = secrets.token_hex(16)
     started = iso(node.now())
     request = pb.OpenRoundRequest(
         protocol_version=PROTOCOL_VERSION, round_id=round_id, initiator_lab=node.lab,
         responder_lab=peer_lab, mode=MODE_CODES[mode],
         sizes=[pb.KindSize(kind=k, size=n) for k, n in zip(kinds, prepared.sizes, strict=True)],
-        policy_hash=node.policy.hash(), input_commitment=prepared.commitment,
+        policy_hash=policy.hash(), input_commitment=prepared.commitment,
         prompt_params=prompt_param_set_id() if "prompt" in kinds else "",
         chunk_size=node.config.chunk_size,
     )
+    node.round_started(round_id, "initiator")
     with open_channel(node, peer_lab) as channel:
         stub = pb_grpc.CrossmatchStub(channel)
         try:
@@ -98,10 +109,14 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
             policy_hash=request.policy_hash, initiator_commitment=prepared.commitment,
             responder_commitment=response.input_commitment, prompt_params=request.prompt_params,
         )
-        node.policy.check_round(kinds, mode, list(header.responder_sizes))
         session = ExchangeSession(node, header, "initiator", prepared, peer, started)
         try:
-            _exchange(node, stub, session)
+            policy.check_round(kinds, mode, list(header.responder_sizes))
+            _exchange(node, stub, session, cancel, progress)
+        except CrossmatchError as e:
+            if not session.recorded.is_set():  # refused before the exchange began
+                _abort(session, e)
+            raise
         finally:
             session.close()
     h = header
@@ -146,7 +161,8 @@ def _record_unopened(node: Node, request: pb.OpenRoundRequest, peer_lab: str, st
         [])
 
 
-def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession) -> None:
+def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession,
+              cancel: threading.Event | None = None, progress: Progress | None = None) -> None:
     def requests() -> Iterator[pb.ExchangeMessage]:
         yield pb.ExchangeMessage(start=pb.Start(round_id=session.header.round_id))
         while True:
@@ -157,9 +173,21 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
 
     peer = session.header.responder
     responses = stub.Exchange(requests(), timeout=node.config.round_timeout)
+    finished = threading.Event()
+    if cancel is not None:
+        threading.Thread(target=_cancel_on, args=(cancel, finished, session, responses),
+                         name="round-cancel", daemon=True).start()
+    h = session.header
+    total = sum(h.responder_sizes) + sum(h.initiator_sizes)
+    received = 0
     session.start()
     try:
         for msg in responses:
+            if progress is not None and msg.WhichOneof("body") in ("own_blinded",
+                                                                   "peer_reblinded"):
+                chunk = getattr(msg, msg.WhichOneof("body"))
+                received += len(chunk.points) // POINT_BYTES
+                progress(min(received, total), total)
             if session.handle(msg):
                 return
             if session.side.error is not None:
@@ -174,8 +202,21 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
     except CrossmatchError as e:
         _abort(session, e)
     finally:
+        finished.set()
         session.outbox.put(END)
         responses.cancel()
+
+
+def _cancel_on(cancel: threading.Event, finished: threading.Event, session: ExchangeSession,
+               responses: grpc.Future) -> None:
+    """Graceful shutdown: fail the round with a named rule, then cut the stream."""
+    while not finished.is_set():
+        if cancel.wait(0.2):
+            if not finished.is_set():
+                session.side.fail(RoundAbortedError("this node is shutting down",
+                                                    rule="shutdown"))
+                responses.cancel()
+            return
 
 
 def _abort(session: ExchangeSession, error: CrossmatchError) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+import os
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node import pki
@@ -15,14 +20,32 @@ from node.config import NodeConfig, load_config, read_consortium_key
 from node.files import atomic_write
 from node.store import Store
 from protocol.audit.records import make_log_id
-from protocol.errors import ConfigError
-from protocol.policy import DEFAULT_POLICY, Policy
+from protocol.errors import ConfigError, CrossmatchError, PolicyError
+from protocol.policy import DEFAULT_POLICY, Policy, verify_signed_policy
 
 Clock = Callable[[], datetime]
+Observer = Callable[[str, dict[str, Any]], None]
+
+# Test-only: shifts this process's node clock (audit times, certificate and policy checks,
+# schedules, rate limits) to simulate clock skew between nodes. TLS itself uses the system
+# clock. Never set it in production.
+CLOCK_OFFSET_ENV = "CROSSMATCH_CLOCK_OFFSET_SECONDS"
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def node_clock() -> Clock:
+    """The system clock, shifted by CROSSMATCH_CLOCK_OFFSET_SECONDS when set (tests only)."""
+    raw = os.environ.get(CLOCK_OFFSET_ENV, "").strip()
+    if not raw:
+        return utc_now
+    try:
+        offset = timedelta(seconds=float(raw))
+    except ValueError as e:
+        raise ConfigError(f"{CLOCK_OFFSET_ENV}={raw!r} is not a number of seconds") from e
+    return lambda: datetime.now(UTC) + offset
 
 
 def iso(t: datetime) -> str:
@@ -58,8 +81,9 @@ def read_file(path: Path, what: str) -> bytes:
 class Node:
     """Everything a command needs from a node directory, opened once."""
 
-    def __init__(self, node_dir: Path, *, clock: Clock = utc_now, open_audit: bool = True):
-        self.clock = clock
+    def __init__(self, node_dir: Path, *, clock: Clock | None = None, open_audit: bool = True):
+        self.clock = clock or node_clock()
+        clock = self.clock
         self.config: NodeConfig = load_config(Path(node_dir))
         self.paths = self.config.paths
         self.lab = self.config.lab
@@ -69,6 +93,14 @@ class Node:
         self.tls_cert_pem = read_file(self.paths.tls_cert, "certificate")
         self.ca_pem = read_file(self.paths.ca_cert, "CA certificate")
         self.policy: Policy = DEFAULT_POLICY
+        self.policy_problem = ""  # why the installed policy cannot be used ("" when it can)
+        self._policy_rule = ""
+        self._policy_stamp: tuple[int, int] | None = None
+        self._crl: tuple[tuple[int, int] | None, frozenset[int]] = (None, frozenset())
+        self.observers: list[Observer] = []
+        self.round_hooks: list[Callable[[str, str], None]] = []
+        self._reload_lock = threading.Lock()
+        self.refresh_policy()
         self.log_id = audit_log_id(self.lab, self.audit_key.public_key())
         self.store = Store(self.paths.db)
         self.audit: AuditLog | None = None
@@ -92,19 +124,70 @@ class Node:
     def now(self) -> datetime:
         return self.clock()
 
+    # -- consortium policy -----------------------------------------------------------------
+
+    def refresh_policy(self) -> None:
+        """(Re)load policy.signed if it changed on disk; a running daemon picks up installs."""
+        stamp = file_stamp(self.paths.policy)
+        with self._reload_lock:
+            if stamp == self._policy_stamp:
+                return
+            policy, problem, rule = DEFAULT_POLICY, "no signed consortium policy installed " \
+                "(`crossmatch policy install NODE_DIR FILE`)", "policy-unsigned"
+            if stamp is not None:
+                try:
+                    policy = verify_signed_policy(self.paths.policy.read_bytes(),
+                                                  ca_public_key(self.ca_pem)).policy
+                    problem = ""
+                except (OSError, CrossmatchError) as e:
+                    problem = f"installed policy is not usable: {e}"
+                    rule = getattr(e, "rule", None) or "policy-unsigned"
+            self.policy, self.policy_problem, self._policy_rule = policy, problem, rule
+            self._policy_stamp = stamp
+
+    def require_policy(self) -> Policy:
+        """The signed, currently valid policy rounds run under; PolicyError naming the rule."""
+        self.refresh_policy()
+        policy, problem = self.policy, self.policy_problem
+        if problem:
+            raise PolicyError(problem, rule=self._policy_rule)
+        policy.check_time(self.now())
+        return policy
+
+    # -- revocation --------------------------------------------------------------------------
+
     def revoked_serials(self) -> frozenset[int]:
-        if not self.paths.crl.exists():
-            return frozenset()
-        return pki.load_revoked_serials(self.paths.crl.read_bytes(), self.ca_pem)
+        """Serials on the installed CRL, re-read whenever the file changes."""
+        stamp = file_stamp(self.paths.crl)
+        cached_stamp, serials = self._crl
+        if stamp == cached_stamp:
+            return serials
+        serials = frozenset() if stamp is None else pki.load_revoked_serials(
+            self.paths.crl.read_bytes(), self.ca_pem)
+        self._crl = (stamp, serials)
+        return serials
 
     def peer_identity(self, cert_pem: bytes) -> pki.PeerIdentity:
         return pki.identity_from_certificate(
             cert_pem, self.ca_pem, now=self.now(), revoked=self.revoked_serials()
         )
 
-    def log(self, event: str, body: dict[str, object]) -> dict[str, object]:
+    def log(self, event: str, body: Mapping[str, object]) -> dict[str, object]:
         assert self.audit is not None, "node opened without its audit log"
-        return self.audit.append(event, body, now=self.now())
+        record = self.audit.append(event, dict(body), now=self.now())
+        for observe in self.observers:  # metrics and structured logs; never fatal
+            try:
+                observe(event, dict(body))
+            except Exception:  # noqa: BLE001 - an observer bug must not fail a round
+                import logging
+
+                logging.getLogger("crossmatch.node").exception("observer failed on %s", event)
+        return record
+
+    def round_started(self, round_id: str, role: str) -> None:
+        """Tell observers a round began (for durations and in-flight gauges)."""
+        for hook in self.round_hooks:
+            hook(round_id, role)
 
     def close(self) -> None:
         if self.audit is not None:
@@ -116,3 +199,21 @@ class Node:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def ca_public_key(ca_pem: bytes) -> ec.EllipticCurvePublicKey:
+    try:
+        key = x509.load_pem_x509_certificate(ca_pem).public_key()
+    except ValueError as e:
+        raise ConfigError(f"CA certificate is not PEM X.509: {e}") from e
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ConfigError("consortium CA key must be ECDSA")
+    return key

@@ -12,13 +12,48 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
-from node.config import NodePaths
+from node.config import NodePaths, load_config, save_config
+from node.runtime import CLOCK_OFFSET_ENV
 from protocol.errors import ConfigError, PeerUnavailableError
+from protocol.policy import ALL_KINDS, format_instant, parse_policy_toml
 
 START_TIMEOUT = 30.0
+SANDBOX_NOT_BEFORE = datetime(2025, 1, 1, tzinfo=UTC)
+SANDBOX_NOT_AFTER = datetime(2125, 1, 1, tzinfo=UTC)
+
+
+def sandbox_policy(*, policy_id: str = "sandbox", version: int = 1, min_interval: int = 0,
+                   retention_days: int = 90, max_set_size: int = 5_000_000,
+                   count_only: tuple[str, ...] = (), kinds: tuple[str, ...] = ALL_KINDS,
+                   not_before: datetime | None = None, not_after: datetime | None = None) -> str:
+    """A policy TOML for a loopback consortium: every kind, generous caps.
+
+    The default validity is fixed (not relative to now) so the default policy's hash is a
+    constant a hostile test client can present (``sandbox_policy_hash``).
+    """
+    lines = [
+        f'policy_id = "{policy_id}"',
+        f"version = {version}",
+        'purpose = "Loopback consortium for the demo and tests."',
+        f"not_before = {format_instant(not_before or SANDBOX_NOT_BEFORE)}",
+        f"not_after = {format_instant(not_after or SANDBOX_NOT_AFTER)}",
+        f"min_interval_seconds = {min_interval}",
+        f"retention_days = {retention_days}",
+    ]
+    for kind in kinds:
+        mode = "count" if kind in count_only else "reveal"
+        lines += ["", f"[kinds.{kind}]", f"max_set_size = {max_set_size}", f'mode = "{mode}"']
+    return "\n".join(lines) + "\n"
+
+
+def sandbox_policy_hash(**options: object) -> bytes:
+    return parse_policy_toml(sandbox_policy(**options)).hash()  # type: ignore[arg-type]
 
 
 def cli_command(*args: str | Path) -> list[str]:
@@ -42,6 +77,7 @@ class Lab:
     process: subprocess.Popen[bytes] | None = None
     address: str = ""
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for `serve`
 
     @property
     def paths(self) -> NodePaths:
@@ -56,7 +92,8 @@ class Lab:
         self.log_path.parent.mkdir(exist_ok=True)
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(cli_command("serve", self.dir), stdout=out,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env={**os.environ, **self.env})
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.paths.address_file.exists():
@@ -90,6 +127,40 @@ class Lab:
     def serve_log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
+    def set_clock_offset(self, seconds: float) -> None:
+        """Skew this lab's node clock (test-only knob, see node.runtime.CLOCK_OFFSET_ENV)."""
+        self.env[CLOCK_OFFSET_ENV] = str(seconds)
+
+    def configure(self, **settings: object) -> None:
+        """Change node.toml: ``schedule=dict(...)``, ``metrics_listen=...``, ``grace_seconds``."""
+        cfg = load_config(self.dir)
+        for name, value in settings.items():
+            if name == "schedule":
+                for key, v in dict(value).items():  # type: ignore[call-overload]
+                    setattr(cfg.schedule, key, v)
+            else:
+                setattr(cfg, name, value)
+        save_config(cfg)
+
+    def schedule_peer(self, peer: str, *, interval: float | None = None, cron: str | None = None,
+                      mode: str = "reveal") -> None:
+        cfg = load_config(self.dir)
+        p = cfg.peer(peer)
+        p.interval_seconds, p.cron, p.mode = interval, cron, mode
+        save_config(cfg)
+
+    def metrics(self) -> dict[str, float]:
+        """The daemon's Prometheus samples as {"name{labels}": value}."""
+        address = self.paths.metrics_address_file.read_text().strip()
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
 
 @dataclass
 class Sandbox:
@@ -104,12 +175,27 @@ class Sandbox:
     def key_file(self) -> Path:
         return self.root / "consortium.key"
 
-    def create(self, lab_names: list[str]) -> None:
+    def create(self, lab_names: list[str], *, policy: str | None = None) -> None:
+        """CA, consortium key, labs, and a signed policy installed on every lab."""
         self.root.mkdir(parents=True, exist_ok=True)
         run_cli("ca", "init", self.ca_dir)
         run_cli("consortium-key", "new", self.key_file)
         for name in lab_names:
             self.add_lab(name)
+        self.install_policy(policy or sandbox_policy())
+
+    def sign_policy(self, toml_text: str, name: str = "policy") -> Path:
+        source = self.root / f"{name}.toml"
+        source.write_text(toml_text)
+        signed = self.root / f"{name}.signed"
+        run_cli("policy", "sign", self.ca_dir, source, "--out", signed)
+        return signed
+
+    def install_policy(self, toml_text: str, labs: Mapping[str, Lab] | None = None) -> Path:
+        signed = self.sign_policy(toml_text)
+        for lab in (labs or self.labs).values():
+            run_cli("policy", "install", lab.dir, signed, "--force")
+        return signed
 
     def add_lab(self, name: str) -> Lab:
         lab_dir = self.root / name

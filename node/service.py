@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import cast
 
 import grpc
 
@@ -23,6 +25,7 @@ from node.status import abort_with
 from node.store import RoundRow
 from protocol import PROTOCOL_VERSION
 from protocol.errors import CrossmatchError, PolicyError, ProtocolError
+from protocol.policy import DEFAULT_POLICY, Policy
 from protocol.transcript import RoundHeader
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
@@ -32,6 +35,9 @@ log = logging.getLogger("crossmatch.service")
 MODES = {pb.MODE_REVEAL: "reveal", pb.MODE_COUNT: "count"}
 PENDING_TTL = 120.0  # seconds an accepted round may wait for its Exchange stream
 IDLE_TIMEOUT = 300.0  # seconds without any outgoing message before a stream is abandoned
+# The two sides stamp a round's start a moment apart; forgive that much of the policy's
+# minimum interval (at most RATE_SLACK_MAX, at most a tenth of the interval).
+RATE_SLACK_MAX = timedelta(seconds=30)
 
 
 @dataclass
@@ -55,6 +61,8 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         self._lock = threading.Lock()
         self._pending: dict[str, PendingRound] = {}
         self._active: set[str] = set()  # peers with a round in flight (single flight)
+        self._last_accepted: dict[str, datetime] = {}  # node clock, per peer (rate limit)
+        self.draining = False  # set at shutdown: new rounds are refused, running ones finish
 
     # -- identity --------------------------------------------------------------
 
@@ -85,7 +93,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             self._expire_pending()
             self._pending[header.round_id] = PendingRound(
                 header, prepared, peer, iso(self.node.now()), time.monotonic() + PENDING_TTL)
-            self._active.add(peer.lab)
+        self.node.round_started(header.round_id, "responder")
         return pb.OpenRoundResponse(
             round_id=header.round_id,
             sizes=[pb.KindSize(kind=k, size=n) for k, n in zip(header.kinds, prepared.sizes,
@@ -120,21 +128,27 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         sizes = [s.size for s in request.sizes]
         if len(set(kinds)) != len(kinds):
             raise ProtocolError("a kind is listed twice", rule="kinds")
-        if request.policy_hash != self.node.policy.hash():
-            raise PolicyError("initiator runs under a different policy "
-                              f"({request.policy_hash.hex()[:16]}…, ours "
-                              f"{self.node.policy.hash().hex()[:16]}…)", rule="policy-mismatch")
-        self.node.policy.check_time(iso(self.node.now()))
-        self.node.policy.check_round(kinds, mode, sizes)
+        if self.draining:
+            raise PolicyError("this node is shutting down; retry later", rule="shutting-down")
+        policy = self.node.require_policy()  # signed, valid now (policy-unsigned, -expired)
+        if request.policy_hash != policy.hash():
+            unsigned = request.policy_hash == DEFAULT_POLICY.hash()
+            raise PolicyError(
+                "initiator runs without a signed consortium policy" if unsigned else
+                f"initiator runs under a different policy ({request.policy_hash.hex()[:16]}…, "
+                f"ours {policy.policy_id} v{policy.version} {policy.hash().hex()[:16]}…)",
+                rule="policy-unsigned" if unsigned else "policy-mismatch")
+        policy.check_round(kinds, mode, sizes)
         if "prompt" in kinds and request.prompt_params != prompt_param_set_id():
             raise PolicyError(
                 f"prompt fingerprint parameters differ: peer {request.prompt_params!r}, "
                 f"ours {prompt_param_set_id()!r}", rule="prompt-params")
-        with self._lock:
-            if peer.lab in self._active:
-                raise PolicyError(f"a round with {peer.lab} is already in flight",
-                                  rule="single-flight")
-        prepared = prepare_side(self.node, kinds)
+        self._reserve(peer.lab, policy)
+        try:
+            prepared = prepare_side(self.node, kinds)
+        except BaseException:
+            self._release(peer.lab)
+            raise
         header = RoundHeader(
             round_id=request.round_id, initiator=peer.lab, responder=self.node.lab, mode=mode,
             kinds=tuple(kinds), initiator_sizes=tuple(sizes),
@@ -144,9 +158,38 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         )
         return header, prepared
 
+    # -- anti-probing: single flight and rate limit, before any work ---------------------------
+
+    def _reserve(self, peer_lab: str, policy: Policy) -> None:
+        """Claim the peer's single slot, atomically, if the policy's interval has passed."""
+        now = self.node.now()
+        last = self._last_round_start(peer_lab)
+        slack = min(RATE_SLACK_MAX, timedelta(seconds=policy.min_interval_seconds / 10))
+        with self._lock:
+            if peer_lab in self._active:
+                raise PolicyError(f"a round with {peer_lab} is already in flight",
+                                  rule="single-flight")
+            accepted = self._last_accepted.get(peer_lab)
+            if accepted is not None and (last is None or accepted > last):
+                last = accepted
+            policy.check_interval(last, now, slack)
+            self._active.add(peer_lab)
+            self._last_accepted[peer_lab] = now
+
+    def _release(self, peer_lab: str) -> None:
+        with self._lock:
+            self._active.discard(peer_lab)
+
+    def _last_round_start(self, peer_lab: str) -> datetime | None:
+        """Start of the last round with the peer that got past OpenRound (either role)."""
+        for row in self.node.store.rounds(peer=peer_lab):
+            if row.status in ("completed", "aborted") and row.peer_sizes:
+                return datetime.fromisoformat(row.started_at)
+        return None
+
     def _refused(self, request: pb.OpenRoundRequest, peer_lab: str, e: CrossmatchError) -> None:
-        log.warning("refused round from %s: %s", peer_lab or "unauthenticated peer",
-                    e.diagnostics())
+        log.debug("refused round from %s: %s", peer_lab or "unauthenticated peer",
+                  e.diagnostics())
         self.node.log("round_refused", {
             "peer": peer_lab, "claimed_lab": request.initiator_lab[:64],
             "reason": e.message, "rule": e.rule or "",
@@ -229,7 +272,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                     break
                 if item is END:
                     break
-                yield item
+                yield cast(pb.ExchangeMessage, item)
             # Not joining the reader: it only ends once this RPC ends, i.e. after we return.
             if not session.recorded.is_set():
                 err = session.side.error or ProtocolError("stream ended early", rule="stream-ended")

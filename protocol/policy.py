@@ -1,21 +1,40 @@
-"""What a round may contain: the consortium policy and the checks a responder runs
-before doing any cryptographic work.
+"""What a round may contain: the consortium policy, its signed form, and the checks a
+responder runs before doing any cryptographic work.
 
 The policy is a plain value. Its hash (SHA-256 over a versioned canonical
 encoding) travels in OpenRound and into every audit record, so a reviewer can
 tell which rules a round ran under. Both sides must present the same hash.
+
+The consortium writes the policy as TOML (``parse_policy_toml``) and signs it
+with the consortium CA key (``sign_policy``); every node verifies the signed
+document against the CA certificate it already trusts (``verify_signed_policy``).
+The signature covers the canonical encoding, not the TOML text, so what is
+signed is exactly what is enforced and hashed. Pure: bytes and keys in, values
+out; time is always a parameter.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import re
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from protocol.errors import PolicyError
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from protocol.errors import InputError, PolicyError, VerificationError
 
 POLICY_DOMAIN = b"crossmatch/v1/policy"
+SIGNATURE_DOMAIN = b"crossmatch/v1/policy-signature"
+SIGNED_FORMAT = "crossmatch-signed-policy/v1"
+MAX_DOCUMENT_BYTES = 256 * 1024
 
 ALL_KINDS = (
     "email",
@@ -29,11 +48,16 @@ ALL_KINDS = (
     "org_domain",
     "prompt",
 )
+KIND_MODES = ("reveal", "count")
+_POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TOP_KEYS = {"policy_id", "version", "purpose", "not_before", "not_after",
+             "min_interval_seconds", "retention_days", "kinds"}
+_KIND_KEYS = {"max_set_size", "mode"}
 
 
 @dataclass(frozen=True)
 class Policy:
-    """Consortium rules for rounds. Defaults describe the built-in demo policy."""
+    """Consortium rules for rounds. Defaults describe the built-in (unsigned) policy."""
 
     policy_id: str = "crossmatch-default"
     version: int = 1
@@ -47,7 +71,7 @@ class Policy:
     kind_modes: Mapping[str, str] = field(default_factory=dict)
     min_interval_seconds: int = 0
     retention_days: int = 90
-    not_before: str = ""  # ISO 8601 UTC; empty means no bound
+    not_before: str = ""  # ISO 8601 UTC, "YYYY-MM-DDTHH:MM:SSZ"; empty means no bound
     not_after: str = ""
 
     def to_dict(self) -> dict[str, object]:
@@ -74,6 +98,9 @@ class Policy:
     def size_cap(self, kind: str) -> int:
         return int(self.max_set_size.get(kind, self.max_set_size.get("*", 0)))
 
+    def mode_allowed(self, kind: str, mode: str) -> bool:
+        return not (mode == "reveal" and self.kind_modes.get(kind) == "count")
+
     def check_round(self, kinds: Sequence[str], mode: str, sizes: Sequence[int]) -> None:
         """Raise PolicyError naming the rule if a proposed round breaks this policy."""
         if not kinds:
@@ -86,18 +113,218 @@ class Policy:
                 raise PolicyError(
                     f"{kind} set of {size} exceeds the policy cap of {cap}", rule="max-set-size"
                 )
-            if mode == "reveal" and self.kind_modes.get(kind) == "count":
+            if not self.mode_allowed(kind, mode):
                 raise PolicyError(
                     f"kind {kind!r} may only be matched in count mode", rule="kind-mode"
                 )
 
-    def check_time(self, now_iso: str) -> None:
-        if self.not_before and now_iso < self.not_before:
+    def check_time(self, now: datetime) -> None:
+        """Raise PolicyError unless ``now`` lies in the policy's validity window."""
+        if self.not_before and now < parse_instant(self.not_before, "not_before"):
             raise PolicyError(f"policy {self.policy_id} is not valid before {self.not_before}",
                               rule="policy-not-yet-valid")
-        if self.not_after and now_iso > self.not_after:
+        if self.not_after and now > parse_instant(self.not_after, "not_after"):
             raise PolicyError(f"policy {self.policy_id} expired at {self.not_after}",
                               rule="policy-expired")
 
+    def check_interval(self, last_round: datetime | None, now: datetime,
+                       slack: timedelta = timedelta(0)) -> None:
+        """Rate limit per pair: refuse a round sooner than ``min_interval_seconds`` after the
+        last one. ``slack`` forgives the few seconds between the two sides' start stamps."""
+        if last_round is None or self.min_interval_seconds <= 0:
+            return
+        wait = timedelta(seconds=self.min_interval_seconds) - slack - (now - last_round)
+        if wait > timedelta(0):
+            raise PolicyError(
+                f"the last round with this peer started {(now - last_round).total_seconds():.0f}"
+                f" s ago; policy {self.policy_id} requires {self.min_interval_seconds} s between "
+                f"rounds (retry in {wait.total_seconds():.0f} s)", rule="min-interval")
+
+    def expires(self) -> datetime | None:
+        return parse_instant(self.not_after, "not_after") if self.not_after else None
+
 
 DEFAULT_POLICY = Policy()
+
+
+# --- time --------------------------------------------------------------------------------------
+
+
+def parse_instant(value: object, what: str) -> datetime:
+    """A timezone-aware instant from a TOML datetime or ISO 8601 text; InputError otherwise."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError as e:
+            raise InputError(f"{what} is not an ISO 8601 time: {value!r}",
+                             rule="policy-syntax") from e
+    else:
+        raise InputError(f"{what} must be a date-time, got {type(value).__name__}",
+                         rule="policy-syntax")
+    if moment.tzinfo is None:
+        raise InputError(f"{what} needs a timezone (e.g. 2026-01-01T00:00:00Z)",
+                         rule="policy-syntax")
+    return moment.astimezone(UTC)
+
+
+def format_instant(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- TOML --------------------------------------------------------------------------------------
+
+
+def parse_policy_toml(text: bytes | str) -> Policy:
+    """The policy a TOML document states; InputError (rule ``policy-syntax``) names the problem.
+
+    Strict: unknown keys and unknown kinds are errors, so a typo can never silently widen
+    or narrow what labs agreed to exchange.
+    """
+    try:
+        data = tomllib.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"policy is not valid TOML: {e}", rule="policy-syntax") from e
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise InputError(f"unknown policy setting(s): {', '.join(sorted(unknown))}",
+                         rule="policy-syntax")
+    for key in ("policy_id", "version", "purpose", "not_before", "not_after", "kinds"):
+        if key not in data:
+            raise InputError(f"policy setting {key!r} is required", rule="policy-syntax")
+    policy_id = data["policy_id"]
+    if not isinstance(policy_id, str) or not _POLICY_ID.match(policy_id):
+        raise InputError("policy_id must be 1-64 letters, digits, '.', '_' or '-'",
+                         rule="policy-syntax")
+    purpose = data["purpose"]
+    if not isinstance(purpose, str) or not purpose.strip():
+        raise InputError("purpose must be a non-empty statement", rule="policy-syntax")
+    not_before = parse_instant(data["not_before"], "not_before")
+    not_after = parse_instant(data["not_after"], "not_after")
+    if not_after <= not_before:
+        raise InputError("not_after must be later than not_before", rule="policy-syntax")
+    caps, modes = _parse_kinds(data["kinds"])
+    return Policy(
+        policy_id=policy_id,
+        version=_count(data["version"], "version", minimum=1),
+        purpose=purpose.strip(),
+        allowed_kinds=tuple(k for k in ALL_KINDS if k in caps),
+        max_set_size=caps,
+        kind_modes=modes,
+        min_interval_seconds=_count(data.get("min_interval_seconds", 0), "min_interval_seconds"),
+        retention_days=_count(data.get("retention_days", 90), "retention_days", minimum=1),
+        not_before=format_instant(not_before),
+        not_after=format_instant(not_after),
+    )
+
+
+def _parse_kinds(table: Any) -> tuple[dict[str, int], dict[str, str]]:
+    if not isinstance(table, dict) or not table:
+        raise InputError("[kinds] must list at least one kind", rule="policy-syntax")
+    caps: dict[str, int] = {}
+    modes: dict[str, str] = {}
+    for kind, rules in table.items():
+        if kind not in ALL_KINDS:
+            raise InputError(f"unknown kind {kind!r} (known: {', '.join(ALL_KINDS)})",
+                             rule="policy-syntax")
+        if not isinstance(rules, dict) or set(rules) - _KIND_KEYS or "max_set_size" not in rules:
+            raise InputError(f"[kinds.{kind}] takes max_set_size (required) and mode",
+                             rule="policy-syntax")
+        caps[kind] = _count(rules["max_set_size"], f"kinds.{kind}.max_set_size")
+        mode = rules.get("mode", "reveal")
+        if mode not in KIND_MODES:
+            raise InputError(f"kinds.{kind}.mode must be 'reveal' or 'count', got {mode!r}",
+                             rule="policy-syntax")
+        if mode == "count":
+            modes[kind] = "count"
+    return caps, modes
+
+
+def _count(value: Any, what: str, minimum: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}",
+                         rule="policy-syntax")
+    return value
+
+
+# --- signing -----------------------------------------------------------------------------------
+
+
+def _signed_message(policy: Policy) -> bytes:
+    return SIGNATURE_DOMAIN + b"\n" + policy.canonical_bytes()
+
+
+def key_fingerprint(public_key: ec.EllipticCurvePublicKey) -> str:
+    der = public_key.public_bytes(serialization.Encoding.DER,
+                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def sign_policy(toml_text: bytes, ca_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The signed policy document: the TOML as written, its hash, the CA's ECDSA signature."""
+    policy = parse_policy_toml(toml_text)
+    signature = ca_key.sign(_signed_message(policy), ec.ECDSA(hashes.SHA256()))
+    document = {
+        "format": SIGNED_FORMAT,
+        "policy_toml": toml_text.decode("utf-8"),
+        "policy_hash": policy.hash().hex(),
+        "signer_key": key_fingerprint(ca_key.public_key()),
+        "signature": base64.b64encode(signature).decode("ascii"),
+    }
+    return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+@dataclass(frozen=True)
+class SignedPolicy:
+    policy: Policy
+    toml_text: str
+    signer_key: str
+
+
+def read_signed_policy(data: bytes) -> tuple[SignedPolicy, bytes]:
+    """Parse a signed document without checking its signature (for ``policy show``).
+
+    Returns the content and the raw signature bytes.
+    """
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise InputError("signed policy is too large", rule="policy-syntax")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"not a signed policy document: {e}", rule="policy-syntax") from e
+    if not isinstance(doc, dict) or doc.get("format") != SIGNED_FORMAT:
+        raise InputError(f"not a {SIGNED_FORMAT} document", rule="policy-syntax")
+    fields = ("policy_toml", "policy_hash", "signer_key", "signature")
+    if not all(isinstance(doc.get(f), str) for f in fields):
+        raise InputError(f"signed policy needs text fields {', '.join(fields)}",
+                         rule="policy-syntax")
+    policy = parse_policy_toml(doc["policy_toml"])
+    if doc["policy_hash"] != policy.hash().hex():
+        raise VerificationError("the stated policy hash is not the hash of the policy",
+                                rule="policy-signature")
+    try:
+        signature = base64.b64decode(doc["signature"], validate=True)
+    except ValueError as e:
+        raise InputError("signature is not base64", rule="policy-syntax") from e
+    return SignedPolicy(policy, doc["policy_toml"], doc["signer_key"]), signature
+
+
+def verify_signed_policy(data: bytes, ca_public_key: ec.EllipticCurvePublicKey) -> SignedPolicy:
+    """Parse and verify a signed policy against the consortium CA's public key.
+
+    VerificationError (rule ``policy-signature``) if another key signed it or the content
+    was changed; the validity window is checked separately (``Policy.check_time``).
+    """
+    signed, signature = read_signed_policy(data)
+    expected = key_fingerprint(ca_public_key)
+    if signed.signer_key != expected:
+        raise VerificationError(
+            f"policy was signed by key {signed.signer_key[:23]}…, not by the consortium CA "
+            f"({expected[:23]}…)", rule="policy-signature")
+    try:
+        ca_public_key.verify(signature, _signed_message(signed.policy), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as e:
+        raise VerificationError("policy signature does not verify with the consortium CA key",
+                                rule="policy-signature") from e
+    return signed

@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "node.cli.rounds",
     "node.cli.audit",
     "node.cli.demo",
+    "node.cli.policy",
+    "node.cli.status",
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
@@ -17,12 +16,12 @@ from protocol.policy import ALL_KINDS
 @click.pass_context
 def serve(ctx: click.Context, node_dir: Path) -> None:
     """Run the responder daemon until SIGTERM or SIGINT (then stop cleanly)."""
+    from node.config import load_config
     from node.daemon import serve as run
+    from node.logs import configure
 
-    logging.basicConfig(
-        level=logging.DEBUG if ctx.obj.get("verbose") else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Structured JSON logs on stderr by default ([logging] format = "text" for humans).
+    configure(load_config(node_dir).log_format, verbose=bool(ctx.obj.get("verbose")))
     run(node_dir)
 
 
@@ -48,9 +47,11 @@ def _kinds(value: str | None) -> list[str] | None:
 def round_(node_dir: Path, peer: str, mode: str, kinds: str | None, as_json: bool) -> None:
     """Run one round now against PEER and print a summary."""
     from node.initiator import run_round
+    from node.progress import terminal_progress
 
     with Node(node_dir) as node:
-        summary = run_round(node, peer, mode=mode, kinds=_kinds(kinds))
+        summary = run_round(node, peer, mode=mode, kinds=_kinds(kinds),
+                            progress=terminal_progress(f"round with {peer}"))
     if as_json:
         print_json(summary.__dict__)
         return

@@ -22,9 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from node import pki
 from node.config import NodePaths
 from node.initiator import channel_options
-from node.sandbox import cli_command, run_cli
+from node.sandbox import cli_command, run_cli, sandbox_policy_hash
 from protocol import PROTOCOL_VERSION
-from protocol.policy import DEFAULT_POLICY
 from protocol.psi import Engine
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
@@ -44,7 +43,7 @@ def open_request(initiator: str = "lab-a", responder: str = "lab-b", **overrides
     fields = dict(
         protocol_version=PROTOCOL_VERSION, round_id=secrets.token_hex(16),
         initiator_lab=initiator, responder_lab=responder, mode=pb.MODE_REVEAL,
-        sizes=[pb.KindSize(kind="email", size=3)], policy_hash=DEFAULT_POLICY.hash(),
+        sizes=[pb.KindSize(kind="email", size=3)], policy_hash=sandbox_policy_hash(),
         input_commitment=b"\x00" * 32, chunk_size=1000,
     )
     fields.update(overrides)

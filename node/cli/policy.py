@@ -1,0 +1,218 @@
+"""`crossmatch policy ...` (the consortium signs, every lab installs) and `crossmatch crl install`.
+
+The consortium writes the policy as TOML, signs it with the CA key
+(`policy sign`), and publishes the signed file; each lab checks it against the CA
+certificate it already trusts and installs it (`policy install`). A running
+daemon picks up a newly installed policy or revocation list by itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from node import pki
+from node.cli.common import node_dir_argument
+from node.config import NodePaths
+from node.files import atomic_write
+from node.runtime import Node, ca_public_key, node_clock
+from protocol.errors import ConfigError, InputError, PolicyError
+from protocol.policy import (
+    Policy,
+    parse_policy_toml,
+    read_signed_policy,
+    sign_policy,
+    verify_signed_policy,
+)
+
+_EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+TEMPLATE = """\
+# crossmatch consortium policy. Sign it with `crossmatch policy sign CA_DIR THIS_FILE`.
+policy_id = "example-consortium"
+version = 1
+purpose = "Detect, attribute and block adversarial distillation campaigns shared by member labs."
+not_before = 2026-01-01T00:00:00Z
+not_after = 2027-01-01T00:00:00Z
+min_interval_seconds = 3600     # at most one round per pair per hour
+retention_days = 90             # matches older than this are purged (and the purge audited)
+
+# One table per kind labs may exchange; a kind not listed is refused.
+# mode = "reveal": both learn which signals are shared (count also allowed);
+# mode = "count": only how many.
+[kinds.email]
+max_set_size = 1000000
+mode = "reveal"
+
+[kinds.phone]
+max_set_size = 1000000
+
+[kinds.account_id]
+max_set_size = 5000000
+
+[kinds.prompt]
+max_set_size = 2000000
+mode = "count"
+"""
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {what}: {e.strerror}", where=str(path)) from e
+
+
+def describe(policy: Policy) -> list[str]:
+    lines = [
+        f"policy:        {policy.policy_id} version {policy.version}",
+        f"hash:          {policy.hash().hex()}",
+        f"purpose:       {policy.purpose}",
+        f"valid:         {policy.not_before or '-'} .. {policy.not_after or '-'}",
+        f"min interval:  {policy.min_interval_seconds} s between rounds of a pair",
+        f"retention:     {policy.retention_days} days",
+        "kinds:",
+    ]
+    for kind in policy.allowed_kinds:
+        mode = "count only" if policy.kind_modes.get(kind) == "count" else "reveal or count"
+        lines.append(f"  {kind:<20} max {policy.size_cap(kind):>12,}   {mode}")
+    return lines
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """The consortium policy: what rounds may contain, signed by the consortium CA."""
+
+
+@policy_group.command("template")
+def policy_template() -> None:
+    """Print an example policy TOML to start from."""
+    click.echo(TEMPLATE, nl=False)
+
+
+@policy_group.command("sign")
+@click.argument("ca_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("policy_file", type=_EXISTING_FILE)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the signed policy (e.g. policy.signed).")
+def policy_sign(ca_dir: Path, policy_file: Path, out: Path) -> None:
+    """Check POLICY_FILE (TOML) and sign it with the consortium CA key in CA_DIR."""
+    key = pki.load_private_key(ca_dir / pki.CA_KEY_FILE)
+    ca_key = ca_public_key(_read(ca_dir / pki.CA_CERT_FILE, "CA certificate"))
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != ca_key:
+        raise ConfigError("CA key does not match the CA certificate", where=str(ca_dir))
+    signed = sign_policy(_read(policy_file, "policy"), key)
+    atomic_write(out, signed)
+    policy = parse_policy_toml(_read(policy_file, "policy"))
+    click.echo(f"signed policy {policy.policy_id} v{policy.version} "
+               f"({policy.hash().hex()[:16]}…) -> {out}; publish it to every lab")
+
+
+@policy_group.command("show")
+@click.argument("file", type=_EXISTING_FILE)
+@click.option("--ca-cert", "ca_cert", type=_EXISTING_FILE,
+              help="Also verify the signature against this CA certificate.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def policy_show(file: Path, ca_cert: Path | None, as_json: bool) -> None:
+    """Print a policy (signed, or plain TOML) and, with --ca-cert, verify its signature."""
+    data = _read(file, "policy")
+    signed = data.lstrip().startswith(b"{")
+    if signed:
+        policy = read_signed_policy(data)[0].policy
+    else:
+        policy = parse_policy_toml(data)
+    verified = ""
+    if ca_cert is not None:
+        if not signed:
+            raise PolicyError("this is an unsigned policy", rule="policy-unsigned")
+        verify_signed_policy(data, ca_public_key(_read(ca_cert, "CA certificate")))
+        verified = "signature verifies with the given CA"
+    if as_json:
+        out = dict(policy.to_dict(), hash=policy.hash().hex(), signed=signed)
+        if verified:
+            out["verified"] = verified
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        return
+    for line in describe(policy):
+        click.echo(line)
+    unchecked = "present, not checked (give --ca-cert)" if signed else "NONE (unsigned TOML)"
+    click.echo(f"signature:     {verified or unchecked}")
+
+
+@policy_group.command("install")
+@node_dir_argument
+@click.argument("file", type=_EXISTING_FILE)
+@click.option("--force", is_flag=True, help="Allow an older version of the installed policy.")
+def policy_install(node_dir: Path, file: Path, force: bool) -> None:
+    """Verify FILE against NODE_DIR/tls/ca.crt and install it; a running daemon picks it up."""
+    paths = NodePaths(node_dir)
+    data = _read(file, "signed policy")
+    policy = verify_signed_policy(data, ca_public_key(_read(paths.ca_cert, "CA certificate")))
+    expires = policy.policy.expires()
+    if expires is not None and node_clock()() > expires:
+        raise PolicyError(f"policy {policy.policy.policy_id} expired at "
+                          f"{policy.policy.not_after}", rule="policy-expired")
+    with Node(node_dir) as node:
+        current = node.policy if not node.policy_problem else None
+        if (current is not None and current.policy_id == policy.policy.policy_id
+                and current.version > policy.policy.version and not force):
+            raise PolicyError(
+                f"installed policy {current.policy_id} is version {current.version}; refusing "
+                f"to go back to version {policy.policy.version} (use --force)",
+                rule="policy-rollback")
+        atomic_write(paths.policy, data)
+        node.log("policy_installed", {"policy_id": policy.policy.policy_id,
+                                      "version": policy.policy.version,
+                                      "policy_hash": policy.policy.hash().hex(),
+                                      "not_after": policy.policy.not_after})
+    click.echo(f"installed policy {policy.policy.policy_id} v{policy.policy.version} "
+               f"({policy.policy.hash().hex()[:16]}…) in {paths.policy}")
+
+
+# --- revocation list ---------------------------------------------------------------------------
+
+
+def crl_number(crl_pem: bytes) -> int:
+    try:
+        crl = x509.load_pem_x509_crl(crl_pem)
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except (ValueError, x509.ExtensionNotFound):
+        return -1
+
+
+@click.group("crl")
+def crl_group() -> None:
+    """The consortium's certificate revocation list, as honoured by this node."""
+
+
+@crl_group.command("install")
+@node_dir_argument
+@click.argument("crl_file", type=_EXISTING_FILE)
+def crl_install(node_dir: Path, crl_file: Path) -> None:
+    """Verify CRL_FILE against NODE_DIR/tls/ca.crt and install it as tls/crl.pem.
+
+    Refuses a list older than the installed one (a lower CRL number). A running
+    daemon reloads it at the next handshake.
+    """
+    paths = NodePaths(node_dir)
+    data = _read(crl_file, "CRL")
+    serials = pki.load_revoked_serials(data, _read(paths.ca_cert, "CA certificate"))
+    number = crl_number(data)
+    if paths.crl.exists():
+        installed = crl_number(paths.crl.read_bytes())
+        if number < installed:
+            raise PolicyError(f"CRL number {number} is older than the installed {installed}",
+                              rule="crl-rollback")
+    atomic_write(paths.crl, data)
+    with Node(node_dir) as node:
+        node.log("crl_installed", {"crl_number": number, "revoked": len(serials)})
+    click.echo(f"installed CRL number {number} ({len(serials)} revoked) in {paths.crl}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(policy_group)
+    group.add_command(crl_group)

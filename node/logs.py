@@ -1,0 +1,69 @@
+"""Structured logs: one JSON object a line on stderr, for journald, Loki or anything else.
+
+Fields: ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``msg`` and, for audit
+events, ``event`` plus a fixed allowlist of fields (labs, round ids, kinds,
+counts, rules). Never identifiers: the allowlist is how that stays true when a
+new audit field appears; a field not on it is simply not logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+# Audit body fields that may appear in application logs (none can hold customer data).
+EVENT_FIELDS = ("round_id", "peer", "role", "mode", "kinds", "own_sizes", "peer_sizes",
+                "intersection_sizes", "stage", "rule", "reason", "count", "cutoff", "lab",
+                "address", "claimed_lab", "policy_hash")
+MAX_TEXT = 300  # reasons may quote a peer's abort message: keep lines bounded
+
+event_log = logging.getLogger("crossmatch.events")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.%fZ"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update(fields)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def configure(fmt: str = "json", *, verbose: bool = False) -> None:
+    """Route the root logger to stderr as JSON lines (or plain text)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("grpc", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def event_fields(event: str, body: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {"event": event}
+    for name in EVENT_FIELDS:
+        if name in body:
+            value = body[name]
+            fields[name] = value[:MAX_TEXT] if isinstance(value, str) else value
+    return fields
+
+
+def log_event(event: str, body: dict[str, Any]) -> None:
+    """Mirror one audit event into the application log (an observer of ``Node.log``)."""
+    level = logging.WARNING if event in ("round_aborted", "round_refused") else logging.INFO
+    event_log.log(level, event, extra={"fields": event_fields(event, body)})

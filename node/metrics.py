@@ -1,0 +1,111 @@
+"""Prometheus metrics of one node, fed by the audit events the node writes.
+
+Every metric comes from one place, ``Metrics.observe(event, body)``, called by
+``Node.log`` after each audit record: the metrics can never disagree with the
+audit log about what happened. Label values are lab ids, roles, outcomes, kinds
+and rule names only, never identifiers.
+
+Served over plain HTTP on the address in ``[metrics] listen`` (keep it on
+loopback or a monitoring network: it reveals peers and round counts, not data).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import start_http_server
+
+DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.rounds = Counter("crossmatch_rounds", "Rounds by peer, role and outcome "
+                              "(completed, aborted, refused).", ["peer", "role", "outcome"],
+                              registry=r)
+        self.duration = Histogram("crossmatch_round_duration_seconds",
+                                  "Wall time of rounds that reached the exchange.",
+                                  ["role", "outcome"], buckets=DURATION_BUCKETS, registry=r)
+        self.elements = Counter("crossmatch_elements_processed",
+                                "Elements of completed rounds (own and peer sets), by kind.",
+                                ["kind"], registry=r)
+        self.refusals = Counter("crossmatch_refusals", "Rounds refused by this responder, "
+                                "by rule.", ["rule"], registry=r)
+        self.aborts = Counter("crossmatch_round_aborts", "Aborted rounds by rule.", ["rule"],
+                              registry=r)
+        self.in_flight = Gauge("crossmatch_rounds_in_flight", "Rounds running now.", ["role"],
+                               registry=r)
+        self.purged = Counter("crossmatch_matches_purged", "Matches deleted by retention.",
+                              registry=r)
+        self.last_success = Gauge("crossmatch_peer_last_success_timestamp_seconds",
+                                  "When the last round with the peer completed.", ["peer"],
+                                  registry=r)
+        self.next_round = Gauge("crossmatch_peer_next_round_timestamp_seconds",
+                                "When this node will next start a round with the peer.",
+                                ["peer"], registry=r)
+        self.failures = Gauge("crossmatch_peer_consecutive_failures",
+                              "Scheduled rounds with the peer that failed in a row.", ["peer"],
+                              registry=r)
+        self.cert_expiry = Gauge("crossmatch_certificate_expiry_timestamp_seconds",
+                                 "When this node's TLS certificate expires.", registry=r)
+        self.policy_expiry = Gauge("crossmatch_policy_expiry_timestamp_seconds",
+                                   "When the installed consortium policy expires.", registry=r)
+        self.up = Gauge("crossmatch_up", "1 while the daemon serves.", registry=r)
+        self._started: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    # -- fed by the node ---------------------------------------------------------------------
+
+    def round_started(self, round_id: str, role: str) -> None:
+        with self._lock:
+            self._started[round_id] = (role, time.monotonic())
+        self.in_flight.labels(role).inc()
+
+    def _round_ended(self, round_id: str, outcome: str) -> None:
+        with self._lock:
+            started = self._started.pop(round_id, None)
+        if started is not None:
+            role, t0 = started
+            self.in_flight.labels(role).dec()
+            self.duration.labels(role, outcome).observe(time.monotonic() - t0)
+
+    def observe(self, event: str, body: dict[str, Any]) -> None:
+        peer = str(body.get("peer", "") or "-")
+        if event == "round_completed":
+            self.rounds.labels(peer, str(body.get("role", "")), "completed").inc()
+            for sizes in (body.get("own_sizes") or {}, body.get("peer_sizes") or {}):
+                for kind, n in sizes.items():
+                    self.elements.labels(kind).inc(int(n))
+            self.last_success.labels(peer).set(time.time())
+            self._round_ended(str(body.get("round_id", "")), "completed")
+        elif event == "round_aborted":
+            self.rounds.labels(peer, str(body.get("role", "")), "aborted").inc()
+            self.aborts.labels(str(body.get("rule", "") or "-")).inc()
+            self._round_ended(str(body.get("round_id", "")), "aborted")
+        elif event == "round_refused":
+            self.rounds.labels(peer, "responder", "refused").inc()
+            self.refusals.labels(str(body.get("rule", "") or "-")).inc()
+        elif event == "matches_purged":
+            self.purged.inc(int(body.get("count", 0)))
+
+    def scheduler_state(self, peers: dict[str, Any]) -> None:
+        from datetime import datetime
+
+        for lab, view in peers.items():
+            self.failures.labels(lab).set(int(view.get("failures", 0)))
+            due = view.get("next_due")
+            if due:
+                self.next_round.labels(lab).set(datetime.fromisoformat(due).timestamp())
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def serve(self, listen: str) -> tuple[Any, str]:
+        """Start the /metrics endpoint; returns (server, bound "host:port")."""
+        host, _, port = listen.rpartition(":")
+        server, _thread = start_http_server(int(port), addr=host, registry=self.registry)
+        return server, f"{host}:{server.server_port}"
