@@ -25,6 +25,7 @@ import tomli_w
 
 from node.files import atomic_write
 from protocol.errors import ConfigError
+from protocol.padding import parse_padding
 
 LAB_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 CONSORTIUM_KEY_HEADER = "crossmatch-consortium-key-v1:"
@@ -172,6 +173,8 @@ class NodeConfig:
     chunk_size: int = 8192
     workers: int = 2
     round_timeout: float = 3600.0
+    pad_to: str | int = "off"  # [round] pad_to: "off", "pow2" or a bucket size (padding.py)
+    epoch_days: float = 7.0  # [round] epoch_days: life of a per-peer PSI key; 0: fresh per round
     peers: list[PeerConfig] = field(default_factory=list)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     metrics_listen: str | None = None  # [metrics] listen = "127.0.0.1:9464"; None: off
@@ -198,6 +201,8 @@ class NodeConfig:
                 "chunk_size": self.chunk_size,
                 "workers": self.workers,
                 "timeout_seconds": self.round_timeout,
+                "pad_to": self.pad_to,
+                "epoch_days": self.epoch_days,
             },
             "schedule": self.schedule.to_toml(),
             "daemon": {"grace_seconds": self.grace_seconds},
@@ -228,6 +233,8 @@ def load_config(node_dir: Path) -> NodeConfig:
             chunk_size=int(rounds.get("chunk_size", 8192)),
             workers=int(rounds.get("workers", 2)),
             round_timeout=float(rounds.get("timeout_seconds", 3600.0)),
+            pad_to=rounds.get("pad_to", "off"),
+            epoch_days=float(rounds.get("epoch_days", 7.0)),
             peers=[_load_peer(p) for p in data.get("peers", [])],
             schedule=_load_schedule(data.get("schedule", {})),
             metrics_listen=_load_metrics(data.get("metrics", {})),
@@ -240,6 +247,12 @@ def load_config(node_dir: Path) -> NodeConfig:
         raise ConfigError(f"{paths.config}: {e}") from e
     if not 1 <= cfg.chunk_size <= 100_000:
         raise ConfigError(f"{paths.config}: round.chunk_size must be 1..100000")
+    try:
+        parse_padding(cfg.pad_to)  # a config error now rather than at the first round
+    except ConfigError as e:
+        raise ConfigError(f"{paths.config}: {e.message}") from e
+    if cfg.epoch_days < 0:
+        raise ConfigError(f"{paths.config}: round.epoch_days must be >= 0")
     if cfg.log_format not in ("json", "text"):
         raise ConfigError(f"{paths.config}: logging.format must be 'json' or 'text'")
     if cfg.schedule.max_concurrent_rounds < 1:

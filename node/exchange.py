@@ -17,20 +17,23 @@ receipts) only after the peer's receipt verifies; any failure before that logs
 
 from __future__ import annotations
 
+import logging
 import queue
 import random
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import private_set_intersection.python as psi_lib
+import numpy as np
 
+from node.epochs import EpochKey, EpochStore, new_psi_key
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
 from node.store import RoundRow
 from protocol.audit.merkle import EMPTY_ROOT
 from protocol.errors import CrossmatchError, ProtocolError, VerificationError
-from protocol.psi import Engine, dedupe
+from protocol.padding import SEED_BYTES, dummy_elements, parse_padding
+from protocol.psi import Engine, dedupe, random_permutation
 from protocol.receipts import (
     build_receipt,
     parse_receipt,
@@ -38,43 +41,77 @@ from protocol.receipts import (
     sign_receipt,
     verify_receipt,
 )
-from protocol.round import RoundOutcome, RoundSide
+from protocol.round import RoundCache, RoundOutcome, RoundSide
 from protocol.transcript import RoundHeader, input_commitment
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
+
+log = logging.getLogger("crossmatch.exchange")
+
+__all__ = ["END", "ExchangeSession", "PreparedSide", "new_psi_key", "prepare_side"]
 
 END = object()  # sentinel on the outbox: close the stream
 
 
 @dataclass
 class PreparedSide:
-    """One side's input for a round: fingerprints per kind in a random order."""
+    """One side's input for a round: fingerprints per kind in a random order.
+
+    With padding, each kind's section also holds dummy elements, at random
+    positions; ``sizes`` are the padded sizes the peer is told, ``real_sizes`` the
+    true ones. The dummies' values are filled in by :meth:`fill_dummies` once the
+    round's key (and so the dummy seed) is known. The commitment covers the real
+    elements only: dummies are never stored and never match.
+    """
 
     kinds: list[str]
     own: list[bytes]
     sizes: list[int]
     salt: bytes
     commitment: bytes
+    real_sizes: list[int] = field(default_factory=list)
+    # Positions in ``own`` of each kind's dummies, in dummy index order.
+    dummy_slots: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def fill_dummies(self, seed: bytes) -> None:
+        for kind, slots in self.dummy_slots.items():
+            for pos, value in zip(slots.tolist(), dummy_elements(seed, kind, len(slots)),
+                                  strict=True):
+                self.own[pos] = value
+
+    def is_dummy(self) -> np.ndarray:
+        mask = np.zeros(len(self.own), bool)
+        for slots in self.dummy_slots.values():
+            mask[slots] = True
+        return mask
 
 
 def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
+    """Our elements of ``kinds``, shuffled, padded per ``[round] pad_to``, committed to."""
     rng = random.SystemRandom()
+    padding = parse_padding(node.config.pad_to)
     own: list[bytes] = []
     sizes: list[int] = []
+    real_sizes: list[int] = []
     by_kind: dict[str, list[bytes]] = {}
+    dummy_slots: dict[str, np.ndarray] = {}
     for kind in kinds:
         fps = dedupe(node.store.fingerprints(kind))
-        # A random order, so the peer learns nothing from positions (e.g. import order).
-        rng.shuffle(fps)
         by_kind[kind] = fps
-        own.extend(fps)
-        sizes.append(len(fps))
+        size = padding.size(len(fps), node.policy.size_cap(kind))
+        # A random order, so the peer learns nothing from positions (e.g. import order),
+        # nor which positions hold dummies: order[i] >= len(fps) marks a dummy slot.
+        order = random_permutation(size, rng)
+        if size > len(fps):
+            dummy_slots[kind] = len(own) + np.flatnonzero(order >= len(fps))
+            fps_padded = fps + [b""] * (size - len(fps))
+            own.extend(fps_padded[i] for i in order.tolist())
+        else:
+            own.extend(fps[i] for i in order.tolist())
+        sizes.append(size)
+        real_sizes.append(len(fps))
     salt = secrets.token_bytes(32)
-    return PreparedSide(kinds, own, sizes, salt, input_commitment(salt, by_kind))
-
-
-def new_psi_key() -> bytes:
-    # The library draws the scalar from a CSPRNG and guarantees it is in [1, order).
-    return psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes()
+    return PreparedSide(kinds, own, sizes, salt, input_commitment(salt, by_kind), real_sizes,
+                        dummy_slots)
 
 
 class ExchangeSession:
@@ -94,7 +131,9 @@ class ExchangeSession:
         self.peer = peer
         self.started_at = started_at
         self.outbox: queue.Queue[object] = queue.Queue()
-        self.engine = Engine(new_psi_key(), workers=node.config.workers)
+        self.epoch_key, psi_key, seed, cache = self._round_key()
+        prepared.fill_dummies(seed)
+        self.engine = Engine(psi_key, workers=node.config.workers)
         self.side = RoundSide(
             header,
             role,
@@ -104,6 +143,8 @@ class ExchangeSession:
             chunk_size=node.config.chunk_size,
             rng=random.SystemRandom(),
             on_error=self._tell_peer,
+            cache=cache,
+            keep_cache=self.epoch_key is not None,
         )
         self.outcome: RoundOutcome | None = None
         self.own_receipt: dict | None = None
@@ -111,6 +152,44 @@ class ExchangeSession:
         self.committed = False
         self.recorded = threading.Event()
         self._record_lock = threading.Lock()
+
+    # -- keys and caches -------------------------------------------------------
+
+    def _round_key(self) -> tuple[EpochKey | None, bytes, bytes, RoundCache | None]:
+        """(epoch key, PSI scalar, dummy seed, cache) for this round.
+
+        Reveal rounds use this peer's epoch key and its cache. Count rounds use a
+        fresh key and no cache: a peer that could link our elements across rounds
+        could find out, round after round, which of them match, which is exactly
+        what count mode hides (docs/threat-model.md). So does ``epoch_days = 0``.
+        """
+        days = self.node.config.epoch_days
+        if self.header.mode != "reveal" or days <= 0:
+            return None, new_psi_key(), secrets.token_bytes(SEED_BYTES), None
+        with EpochStore.for_node(self.node.paths.root, days) as epochs:
+            key = epochs.current(self.peer.lab, self.node.now())
+            cache = epochs.load(key)
+        return key, key.psi_key, key.dummy_seed, cache
+
+    def _save_cache(self) -> None:
+        """Keep what this round computed for the next round of the epoch (never fails it)."""
+        if self.epoch_key is None:
+            return
+        try:
+            cache = self.side.next_cache()
+            if cache is None:
+                return
+            with EpochStore.for_node(self.node.paths.root, self.node.config.epoch_days) as ep:
+                if not ep.save(self.epoch_key, cache, self.node.now()):
+                    log.info("round %s: epoch key rotated meanwhile; cache not kept",
+                             self.header.round_id)
+        except Exception as e:  # a cache is an optimisation: losing it costs time, not a round
+            log.warning("round %s: could not keep the epoch cache: %s", self.header.round_id, e)
+
+    def work_summary(self) -> str:
+        w = self.side.work
+        return (f"blinded {w.blinded} own elements ({w.blinded_cached} from the epoch cache), "
+                f"re-blinded {w.reblinded} peer elements ({w.reblinded_cached} from the cache)")
 
     # -- sending -------------------------------------------------------------
 
@@ -236,12 +315,16 @@ class ExchangeSession:
         )
 
     def matches(self) -> list[tuple[str, bytes]]:
+        """Our elements the peer also holds; never a dummy (one can only match by a
+        2^-256 accident, and it is no signal of ours)."""
         assert self.outcome is not None
+        dummy = self.prepared.is_dummy()
         out: list[tuple[str, bytes]] = []
         start = 0
         for kind, size in zip(self.header.kinds, self.prepared.sizes, strict=True):
             for pos in self.outcome.matched_positions.get(kind, []):
-                out.append((kind, self.prepared.own[start + pos]))
+                if not dummy[start + pos]:
+                    out.append((kind, self.prepared.own[start + pos]))
             start += size
         return out
 
@@ -294,3 +377,6 @@ class ExchangeSession:
             self.side.fail(ProtocolError("round closed", rule="closed"))
         self.side.join(5)
         self.engine.close()
+        log.info("round %s (%s) with %s: %s", self.header.round_id, self.role, self.peer.lab,
+                 self.work_summary())
+        self._save_cache()

@@ -13,6 +13,14 @@ The transport (gRPC in ``node/``, queues in tests) feeds received chunks in
 with :meth:`RoundSide.on_own_blinded` / :meth:`on_peer_reblinded` and gets
 outgoing chunks through the ``send`` callback. Work overlaps: blinding, the
 peer's re-blinding and the network all proceed at once on the engine's workers.
+
+Incremental rounds: with a :class:`RoundCache` from an earlier round under the
+same key (an epoch key, ``node/epochs.py``), an own element found in
+``cache.own`` is not blinded again and a peer point found in ``cache.peer`` is
+not re-blinded again; only what changed goes to the engine. The wire, the
+transcript and the outcome are exactly those of a round without a cache. With
+``keep_cache`` the side remembers what it computed and :meth:`next_cache`
+returns the cache for the next round: this round's values, nothing older.
 """
 
 from __future__ import annotations
@@ -24,16 +32,22 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from protocol.errors import CrossmatchError, ProtocolError
 from protocol.psi import (
+    ELEMENT_BYTES,
+    POINT_BYTES,
     Engine,
-    Shuffler,
+    PackedTable,
+    RandomSource,
     count_points,
-    match_positions,
+    fill_rows,
+    match_packed,
     pack,
+    rows,
     sections,
-    shuffle_within_sections,
-    unpack,
+    shuffle_packed_within_sections,
 )
 from protocol.transcript import RoundHeader, Transcript
 
@@ -49,6 +63,48 @@ class RoundOutcome:
     matched_positions: dict[str, list[int]] = field(default_factory=dict)
 
 
+@dataclass
+class RoundCache:
+    """What an earlier round under the same key computed.
+
+    ``own``: own element (32 bytes) -> its blinding H(x)^k;
+    ``peer``: the peer's blinded point -> our re-blinding of it.
+    """
+
+    own: PackedTable | None = None
+    peer: PackedTable | None = None
+
+
+@dataclass
+class RoundWork:
+    """How many elements the engine computed and how many came from the cache."""
+
+    blinded: int = 0
+    blinded_cached: int = 0
+    reblinded: int = 0
+    reblinded_cached: int = 0
+
+
+class _Chunk:
+    """A chunk of results: rows known from the cache plus rows the engine is computing."""
+
+    def __init__(
+        self,
+        known: np.ndarray | None,
+        found: np.ndarray | None,
+        future: Future[bytes] | None,
+        source: bytes = b"",
+    ):
+        self.known, self.found, self.future = known, found, future
+        self.source = source  # the peer's points, kept for the next cache
+
+    def result(self) -> bytes:
+        computed = self.future.result() if self.future is not None else b""
+        if self.known is None or self.found is None:
+            return computed
+        return fill_rows(self.known, self.found, computed)
+
+
 class RoundSide:
     def __init__(
         self,
@@ -59,9 +115,11 @@ class RoundSide:
         send: Send,
         *,
         chunk_size: int,
-        rng: Shuffler,
+        rng: RandomSource,
         window: int = 4,
         on_error: Callable[[CrossmatchError], None] | None = None,
+        cache: RoundCache | None = None,
+        keep_cache: bool = False,
     ):
         if role not in ("initiator", "responder"):
             raise ValueError(f"role must be initiator or responder, not {role!r}")
@@ -72,6 +130,10 @@ class RoundSide:
         self.peer_sizes = header.sizes(self.peer_role)
         if len(own) != sum(self.own_sizes):
             raise ValueError("own elements do not match the announced sizes")
+        if (cache is not None and cache.own is not None or keep_cache) and any(
+            len(x) != ELEMENT_BYTES for x in own
+        ):
+            raise ValueError(f"a cache needs own elements of {ELEMENT_BYTES} bytes")
         self._own = own
         self._engine = engine
         self._send = send
@@ -79,15 +141,20 @@ class RoundSide:
         self._rng = rng
         self._window = max(1, window)
         self._on_error = on_error
+        self._cache = cache or RoundCache()
+        self._keep = keep_cache
         self.transcript = Transcript(header)
+        self.work = RoundWork()
 
         self._own_total = sum(self.own_sizes)
         self._peer_total = sum(self.peer_sizes)
         self._peer_received = 0
         self._own_double: list[bytes] = []
         self._own_double_count = 0
-        self._reblind_queue: queue.Queue[Future[bytes] | None] = queue.Queue()
-        self._peer_double: list[set[bytes]] = [set() for _ in self.peer_sizes]
+        self._own_blinded: list[bytes] = []  # kept for the next cache
+        self._peer_blinded: list[bytes] = []  # kept for the next cache
+        self._peer_double: list[bytes] = []  # in the peer's order
+        self._reblind_queue: queue.Queue[_Chunk | None] = queue.Queue()
 
         self._reblind_done = threading.Event()
         self._own_double_done = threading.Event()
@@ -148,6 +215,25 @@ class RoundSide:
         for t in self._threads:
             t.join(timeout)
 
+    def next_cache(self) -> RoundCache | None:
+        """This round's values as the cache of the next round under the same key.
+
+        Only what this round holds: elements that left either set drop out, so the
+        cache never grows beyond the two sets. None unless ``keep_cache`` was set
+        and the round computed everything (a failed round leaves the cache alone).
+        """
+        if not self._keep or self._outcome is None:
+            return None
+        own = PackedTable.build(
+            pack(self._own), ELEMENT_BYTES, pack(self._own_blinded), POINT_BYTES
+        )
+        self._own_blinded = []
+        peer = PackedTable.build(
+            pack(self._peer_blinded), POINT_BYTES, pack(self._peer_double), POINT_BYTES
+        )
+        self._peer_blinded = []
+        return RoundCache(own, peer)
+
     # -- received from the peer -------------------------------------------
 
     def on_own_blinded(self, packed: bytes) -> None:
@@ -161,7 +247,7 @@ class RoundSide:
             )
         self._peer_received += n
         self.transcript.absorb(f"{self.peer_role}_blinded", packed)
-        self._reblind_queue.put(self._engine.submit_reblind(packed))
+        self._reblind_queue.put(self._reblind(packed))
         if self._peer_received == self._peer_total:
             self._reblind_queue.put(None)
 
@@ -186,6 +272,45 @@ class RoundSide:
             f"{self._own_double_count}/{self._own_total} re-blinded own elements"
         )
 
+    # -- the engine, behind the cache ----------------------------------------
+
+    def _reblind(self, packed: bytes) -> _Chunk:
+        """Re-blind one chunk of the peer's points; only points not in the cache are computed."""
+        source = packed if self._keep else b""
+        table = self._cache.peer
+        n = len(packed) // POINT_BYTES
+        if table is None or len(table) == 0:
+            self.work.reblinded += n
+            return _Chunk(None, None, self._engine.submit_reblind(packed), source)
+        known, found = table.lookup(packed)
+        misses = n - int(found.sum())
+        self.work.reblinded += misses
+        self.work.reblinded_cached += n - misses
+        future = None
+        if misses:
+            future = self._engine.submit_reblind(rows(packed, POINT_BYTES)[~found].tobytes())
+        return _Chunk(known, found, future, source)
+
+    def _blind_chunks(self) -> list[tuple[int, int]]:
+        return [
+            (s, min(s + self._chunk, self._own_total))
+            for s in range(0, self._own_total, self._chunk)
+        ]
+
+    def _blind(
+        self, start: int, end: int, known: np.ndarray | None, found: np.ndarray | None
+    ) -> _Chunk:
+        items = self._own[start:end]
+        if known is None or found is None:
+            self.work.blinded += end - start
+            return _Chunk(None, None, self._engine.submit_blind(items))
+        k, f = known[start:end], found[start:end]
+        misses = [x for x, hit in zip(items, f.tolist(), strict=True) if not hit]
+        self.work.blinded += len(misses)
+        self.work.blinded_cached += end - start - len(misses)
+        future = self._engine.submit_blind(misses) if misses else None
+        return _Chunk(k, f, future)
+
     # -- workers -----------------------------------------------------------
 
     def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
@@ -200,53 +325,54 @@ class RoundSide:
         return run
 
     def _blind_and_send(self) -> None:
-        pending: deque[Future[bytes]] = deque()
+        known = found = None
+        if self._cache.own is not None and len(self._cache.own) and self._own_total:
+            known, found = self._cache.own.lookup(pack(self._own))
+        pending: deque[_Chunk] = deque()
         seq = 0
 
         def flush_one() -> None:
             nonlocal seq
             packed = pending.popleft().result()
             self.transcript.absorb(f"{self.role}_blinded", packed)
+            if self._keep:
+                self._own_blinded.append(packed)
             self._send("own_blinded", seq, packed)
             seq += 1
 
-        for start in range(0, self._own_total, self._chunk):
+        for start, end in self._blind_chunks():
             if self._failed.is_set():
                 return
-            pending.append(self._engine.submit_blind(self._own[start : start + self._chunk]))
+            pending.append(self._blind(start, end, known, found))
             if len(pending) >= self._window:
                 flush_one()
         while pending and not self._failed.is_set():
             flush_one()
 
     def _reblind_and_send(self) -> None:
-        ends = [end for _, end in sections(self.peer_sizes)]
-        position = section = 0
         seq = 0
-        held: list[bytes] = []  # count mode: everything, shuffled before sending
         while True:
-            future = self._reblind_queue.get()
-            if future is None or self._failed.is_set():
+            chunk = self._reblind_queue.get()
+            if chunk is None or self._failed.is_set():
                 break
-            packed = future.result()
-            points = unpack(packed)
-            for p in points:
-                while position >= ends[section]:  # skip to the kind this position belongs to
-                    section += 1
-                self._peer_double[section].add(p)
-                position += 1
+            packed = chunk.result()
+            self._peer_double.append(packed)
+            if self._keep:
+                self._peer_blinded.append(chunk.source)
             if self.header.mode == "reveal":
                 self.transcript.absorb(f"{self.role}_reblinded", packed)
                 self._send("peer_reblinded", seq, packed)
                 seq += 1
-            else:
-                held.extend(points)
         if self._failed.is_set():
             return
         if self.header.mode == "count":
-            shuffled = shuffle_within_sections(held, self.peer_sizes, self._rng)
-            for start in range(0, len(shuffled), self._chunk):
-                packed = pack(shuffled[start : start + self._chunk])
+            # Everything has arrived: shuffle within each kind's section, then send.
+            held = pack(self._peer_double)
+            self._peer_double = [held]
+            shuffled = shuffle_packed_within_sections(held, self.peer_sizes, self._rng)
+            step = self._chunk * POINT_BYTES
+            for start in range(0, len(shuffled), step):
+                packed = shuffled[start : start + step]
                 self.transcript.absorb(f"{self.role}_reblinded", packed)
                 self._send("peer_reblinded", seq, packed)
                 seq += 1
@@ -255,14 +381,19 @@ class RoundSide:
     # -- matching ----------------------------------------------------------
 
     def _match(self) -> RoundOutcome:
-        own_double = unpack(b"".join(self._own_double))
+        self._own_double = [pack(self._own_double)]
+        self._peer_double = [pack(self._peer_double)]
+        own_double, peer_double = memoryview(self._own_double[0]), memoryview(self._peer_double[0])
         sizes: dict[str, int] = {}
         positions: dict[str, list[int]] = {}
         # Sections line up by kind: the peer's section i holds the same kind as ours.
-        for kind, (start, end), peer_set in zip(
-            self.header.kinds, sections(self.own_sizes), self._peer_double, strict=True
+        for kind, (start, end), (pstart, pend) in zip(
+            self.header.kinds, sections(self.own_sizes), sections(self.peer_sizes), strict=True
         ):
-            found = match_positions(own_double[start:end], peer_set)
+            found = match_packed(
+                own_double[start * POINT_BYTES : end * POINT_BYTES],
+                peer_double[pstart * POINT_BYTES : pend * POINT_BYTES],
+            )
             sizes[kind] = len(found)
             if self.header.mode == "reveal":
                 positions[kind] = found

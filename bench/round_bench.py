@@ -1,0 +1,427 @@
+"""Benchmark of a round: two real nodes, real gRPC and mutual TLS, against the library alone.
+
+    python -m bench.round_bench                      # N = 100,000 a side
+    python -m bench.round_bench --n 100000 --n 1000000
+
+For each N (sets of N account ids a side, ``--overlap`` of them shared) it builds a
+two-lab consortium on loopback with ``node/sandbox.py`` (each lab's ``crossmatch
+serve`` is its own process; the initiator is a third process holding lab A's node
+directory, as the CLI or the scheduler would) and measures, in one run:
+
+- ``import``: ``crossmatch import`` of each lab's N values (not part of any round);
+- ``naive``: the library's own one-way flow in this process on one thread
+  (client CreateRequest, server CreateSetupMessage (raw), server ProcessRequest,
+  client GetIntersection); only the client learns;
+- ``floor``: the same blind and re-blind work as a mutual round (both sides' N
+  blindings and N re-blindings) on an Engine with one worker per core, in memory;
+- ``first``: a full mutual round in which both sides learn (epoch keys new, no cache);
+- ``repeat``: the next round in the same epoch after ``--churn`` of each set was
+  replaced (that many removed, as many new values added);
+
+and prints the times, the ratios first/naive, repeat/first and first/floor, and
+the peak resident memory (VmHWM) of both ``serve`` processes and of the initiator.
+Timings on a shared machine are noisy: ratios within one run are what count, and
+the load average is printed before each measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KIND = "account_id"
+TARGETS = {"first/naive": 0.55, "repeat/first": 0.05, "first/floor": 1.15}
+RSS_TARGET_MIB = 1024
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM of a live process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{model or platform.processor()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+# -- the data ------------------------------------------------------------------------------
+
+
+def make_sets(n: int, overlap: float, seed: int) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    shared = int(n * overlap)
+    ids = [f"acct-{i:010d}" for i in rng.sample(range(10**10), 2 * n - shared)]
+    return ids[:n], ids[n - shared :]
+
+
+def churn_sets(
+    a: list[str], b: list[str], fraction: float, overlap: float, seed: int
+) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
+    """(removed, added) for each side: ``fraction`` of each set replaced by new values,
+    ``overlap`` of the new values held by both sides."""
+    rng = random.Random(seed)
+    k = max(1, int(len(a) * fraction))
+    shared = int(k * overlap)
+    new = [f"new-{i:010d}" for i in rng.sample(range(10**10), 2 * k - shared)]
+    return (rng.sample(a, k), new[:k]), (rng.sample(b, k), new[k - shared :])
+
+
+def write_lines(path: Path, values: list[str]) -> Path:
+    path.write_text("".join(v + "\n" for v in values))
+    return path
+
+
+def remove_signals(node_dir: Path, kind: str, fingerprints: list[bytes]) -> None:
+    # There is no `crossmatch` command that retires signals yet, so the benchmark
+    # deletes them itself (signal_values follow by ON DELETE CASCADE).
+    db = sqlite3.connect(node_dir / "crossmatch.db", timeout=60)
+    try:
+        db.execute("PRAGMA foreign_keys = ON")
+        with db:
+            db.executemany(
+                "DELETE FROM signals WHERE kind = ? AND fingerprint = ?",
+                [(kind, fp) for fp in fingerprints],
+            )
+    finally:
+        db.close()
+
+
+def fingerprints_of(values: list[str], consortium_key: bytes) -> list[bytes]:
+    from protocol.fingerprints import fingerprint_many, normalize
+
+    return fingerprint_many(consortium_key, KIND, [normalize(KIND, v) for v in values])
+
+
+# -- the measurements ----------------------------------------------------------------------
+
+
+def measure_naive(a: list[bytes], b: list[bytes]) -> tuple[float, int]:
+    """The library's one-way flow, one thread: only the client learns."""
+    import private_set_intersection.python as psi
+
+    t0 = time.perf_counter()
+    client = psi.client.CreateWithNewKey(True)
+    server = psi.server.CreateWithNewKey(True)
+    request = client.CreateRequest(a)
+    setup = server.CreateSetupMessage(0.0, len(a), b, psi.DataStructure.RAW)
+    response = server.ProcessRequest(request)
+    found = client.GetIntersection(setup, response)
+    return time.perf_counter() - t0, len(found)
+
+
+def measure_floor(a: list[bytes], b: list[bytes], chunk: int) -> float:
+    """Both sides' blind and re-blind work, on one worker per core, no network or storage."""
+    from node.exchange import new_psi_key
+    from protocol.psi import Engine
+
+    workers = os.cpu_count() or 1
+    with (
+        Engine(new_psi_key(), workers=workers) as alpha,
+        Engine(new_psi_key(), workers=workers) as beta,
+    ):
+        t0 = time.perf_counter()
+        blinded = [(alpha.submit_blind(a[i : i + chunk]), beta) for i in range(0, len(a), chunk)]
+        blinded += [(beta.submit_blind(b[i : i + chunk]), alpha) for i in range(0, len(b), chunk)]
+        reblinded = [other.submit_reblind(f.result()) for f, other in blinded]
+        for f in reblinded:
+            f.result()
+        return time.perf_counter() - t0
+
+
+@dataclass
+class Initiator:
+    """A process that holds lab A's node open and runs rounds on request."""
+
+    node_dir: Path
+    peer: str
+    process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.round_bench",
+                "--initiator",
+                str(self.node_dir),
+                "--peer",
+                self.peer,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._reply()  # "ready"
+
+    def _reply(self) -> dict:
+        assert self.process is not None and self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"initiator exited with {self.process.wait()}")
+        return json.loads(line)
+
+    def round(self) -> dict:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write("round\n")
+        self.process.stdin.flush()
+        reply = self._reply()
+        if "error" in reply:
+            raise RuntimeError(f"round failed: {reply['error']}")
+        return reply
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.stdin:
+                self.process.stdin.close()
+            self.process.wait(30)
+
+
+def initiator_main(node_dir: Path, peer: str) -> None:
+    from node.initiator import run_round
+    from node.runtime import Node
+    from protocol.errors import CrossmatchError
+
+    with Node(node_dir) as node:
+        print(json.dumps({"ready": True}), flush=True)
+        for command in sys.stdin:
+            if command.strip() != "round":
+                continue
+            t0 = time.perf_counter()
+            try:
+                summary = run_round(node, peer, kinds=[KIND])
+            except CrossmatchError as e:
+                print(json.dumps({"error": e.diagnostics()}), flush=True)
+                continue
+            seconds = time.perf_counter() - t0
+            print(
+                json.dumps(
+                    {
+                        "seconds": seconds,
+                        "shared": summary.intersection_sizes[KIND],
+                        "rss_mib": peak_rss_mib(os.getpid()),
+                    }
+                ),
+                flush=True,
+            )
+
+
+@dataclass
+class Result:
+    n: int
+    import_s: float = 0.0
+    naive_s: float = 0.0
+    floor_s: float = 0.0
+    first_s: float = 0.0
+    churn_s: float = 0.0
+    repeat_s: float = 0.0
+    rss_mib: dict[str, float] = field(default_factory=dict)
+    loads: list[str] = field(default_factory=list)
+
+    def ratio(self, name: str) -> float | None:
+        top, bottom = {
+            "first/naive": (self.first_s, self.naive_s),
+            "repeat/first": (self.repeat_s, self.first_s),
+            "first/floor": (self.first_s, self.floor_s),
+        }[name]
+        return top / bottom if top and bottom else None
+
+
+def configure(node_dir: Path, workers: int | None, chunk: int | None) -> None:
+    from node.config import load_config, save_config
+
+    cfg = load_config(node_dir)
+    if workers:
+        cfg.workers = workers
+    if chunk:
+        cfg.chunk_size = chunk
+    save_config(cfg)
+
+
+def bench_one(n: int, args: argparse.Namespace, root: Path) -> Result:
+    from node.config import read_consortium_key
+    from node.sandbox import Sandbox, run_cli
+
+    res = Result(n)
+    sandbox = Sandbox(root / f"n{n}")
+    sandbox.create(["lab-a", "lab-b"])
+    a_dir, b_dir = sandbox.labs["lab-a"].dir, sandbox.labs["lab-b"].dir
+    for d in (a_dir, b_dir):
+        configure(d, args.workers, args.chunk)
+    va, vb = make_sets(n, args.overlap, seed=n)
+    expected = len(set(va) & set(vb))
+
+    say(f"N={n}: importing {n} values into each lab ({load()})")
+    t0 = time.perf_counter()
+    for d, values in ((a_dir, va), (b_dir, vb)):
+        run_cli(
+            "import",
+            d,
+            write_lines(root / f"{d.name}-{n}.txt", values),
+            "--kind",
+            KIND,
+            timeout=7200,
+        )
+    res.import_s = time.perf_counter() - t0
+
+    key = read_consortium_key(sandbox.key_file)
+    fa, fb = fingerprints_of(va, key), fingerprints_of(vb, key)
+    if not args.no_naive:
+        say(f"N={n}: naive one-way flow, one thread ({load()})")
+        res.loads.append("naive " + load())
+        res.naive_s, found = measure_naive(fa, fb)
+        assert found == expected, (found, expected)
+    say(f"N={n}: floor, engine only, {os.cpu_count()} workers ({load()})")
+    res.loads.append("floor " + load())
+    res.floor_s = measure_floor(fa, fb, args.chunk or 8192)
+    del fa, fb
+
+    initiator = Initiator(a_dir, "lab-b")
+    try:
+        sandbox.start_all()
+        sandbox.peer_all()
+        initiator.start()
+        say(f"N={n}: first round ({load()})")
+        res.loads.append("first " + load())
+        first = initiator.round()
+        assert first["shared"] == expected, (first, expected)
+        res.first_s = first["seconds"]
+
+        (rm_a, add_a), (rm_b, add_b) = churn_sets(va, vb, args.churn, args.overlap, seed=n + 1)
+        say(f"N={n}: replacing {len(rm_a)} values a side ({load()})")
+        t0 = time.perf_counter()
+        for d, rm, add in ((a_dir, rm_a, add_a), (b_dir, rm_b, add_b)):
+            remove_signals(d, KIND, fingerprints_of(rm, key))
+            run_cli("import", d, write_lines(root / f"{d.name}-{n}-new.txt", add), "--kind", KIND)
+        res.churn_s = time.perf_counter() - t0
+        expected2 = len((set(va) - set(rm_a) | set(add_a)) & (set(vb) - set(rm_b) | set(add_b)))
+
+        say(f"N={n}: repeat round ({load()})")
+        res.loads.append("repeat " + load())
+        repeat = initiator.round()
+        assert repeat["shared"] == expected2, (repeat, expected2)
+        res.repeat_s = repeat["seconds"]
+        assert initiator.process is not None
+        res.rss_mib["initiator (lab-a)"] = peak_rss_mib(initiator.process.pid)
+        for name, lab in sandbox.labs.items():
+            assert lab.process is not None
+            res.rss_mib[f"serve {name}"] = peak_rss_mib(lab.process.pid)
+    finally:
+        initiator.stop()
+        sandbox.stop_all()
+    return res
+
+
+def fmt_s(x: float) -> str:
+    return f"{x:.2f} s" if x else "-"
+
+
+def report(results: list[Result], args: argparse.Namespace) -> str:
+    lines = [
+        f"machine: {machine()}",
+        f"sets: N a side, {args.overlap:.0%} overlap; churn {args.churn:.0%} a side; "
+        f"workers per node: {args.workers or 'config default'}; "
+        f"chunk: {args.chunk or 'config default'}",
+        "",
+    ]
+    head = (
+        "| N | import (both labs) | naive | floor | first | repeat | first/naive | "
+        "repeat/first | first/floor | peak RSS MiB (initiator A / serve A / serve B) |"
+    )
+    lines += [head, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        ratios = [r.ratio(k) for k in TARGETS]
+        rss = " / ".join(
+            f"{r.rss_mib.get(k, 0):.0f}"
+            for k in ("initiator (lab-a)", "serve lab-a", "serve lab-b")
+        )
+        lines.append(
+            f"| {r.n:,} | {fmt_s(r.import_s)} | {fmt_s(r.naive_s)} | "
+            f"{fmt_s(r.floor_s)} | {fmt_s(r.first_s)} | {fmt_s(r.repeat_s)} | "
+            + " | ".join(f"{x:.3f}" if x is not None else "-" for x in ratios)
+            + f" | {rss} |"
+        )
+    lines.append("")
+    lines.append(
+        "targets: "
+        + ", ".join(f"{k} <= {v}" for k, v in TARGETS.items())
+        + f", peak RSS <= {RSS_TARGET_MIB} MiB per node"
+    )
+    for r in results:
+        misses = [
+            f"{k} {x:.3f} (target {TARGETS[k]}, {x / TARGETS[k] - 1:+.0%})"
+            for k in TARGETS
+            if (x := r.ratio(k)) is not None and x > TARGETS[k]
+        ]
+        big = [f"{k} {v:.0f} MiB" for k, v in r.rss_mib.items() if v > RSS_TARGET_MIB]
+        verdict = "; ".join(misses + big) or "all targets met"
+        lines.append(f"N={r.n:,}: {verdict}  [{'; '.join(r.loads)}]")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.round_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--n", type=int, action="append", help="set size a side (repeatable)")
+    p.add_argument("--overlap", type=float, default=0.10)
+    p.add_argument("--churn", type=float, default=0.01)
+    p.add_argument("--workers", type=int, help="engine workers per node (default: node config)")
+    p.add_argument("--chunk", type=int, help="elements per chunk (default: node config)")
+    p.add_argument("--no-naive", action="store_true", help="skip the library's one-way flow")
+    p.add_argument("--dir", type=Path, help="keep the consortium here (default: a temp dir)")
+    p.add_argument("--initiator", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--peer", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.initiator:
+        initiator_main(args.initiator, args.peer)
+        return 0
+    sizes = args.n or [100_000]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="crossmatch-bench-") as tmp:
+        root = args.dir or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        for n in sizes:
+            results.append(bench_one(n, args, root))
+            print(report(results, args), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

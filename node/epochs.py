@@ -1,0 +1,296 @@
+"""Per (peer, epoch) PSI keys, and the caches that make a repeated round incremental.
+
+A node uses one P-256 scalar per peer for an epoch (``[round] epoch_days``,
+7 by default) instead of a fresh one per round. Within the epoch the blinding
+of an own element and the re-blinding of a peer's point never change, so a
+round can reuse what the previous round under the same key computed and only
+work on what changed (``protocol/round.py``, RoundCache). The price is that the
+peer can link our blinded elements across the rounds of one epoch; exactly what
+that reveals is in docs/threat-model.md, "Epoch keys and caching".
+
+Everything lives in ``NODE_DIR/cache.db``, a SQLite file of this module alone,
+mode 0600 from its first byte (SQLite gives its -wal and -shm files the same
+mode), with ``secure_delete`` on so that a deleted key or cache is overwritten,
+not merely unlinked from the b-tree:
+
+- ``epoch_keys``: one current key per peer: a random id, the scalar, the seed of
+  the padding dummies, creation and expiry (microseconds since 1970, UTC);
+- ``epoch_caches``: per key, the ``own`` and ``peer`` tables of the last round,
+  each one blob (``PackedTable`` serialized), deleted with their key
+  (``ON DELETE CASCADE``).
+
+The cache never outlives its key: a key past its expiry is deleted, with its
+caches, by the next use of this file (any round with any peer); a cache is only
+written while its key is still current; and keys have random ids, so a round
+that started under an old key can never write into a new key's cache.
+
+Rounds of two processes of one node (``serve`` answering a peer, and the CLI or
+the scheduler initiating) may use the same peer's key at once: creation runs in
+an IMMEDIATE transaction, so both get the same key, and each cache write
+replaces the whole table with values that are correct under that key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import private_set_intersection.python as psi_lib
+
+from protocol.errors import ConfigError
+from protocol.padding import SEED_BYTES
+from protocol.psi import KEY_BYTES, PackedTable
+from protocol.round import RoundCache
+
+log = logging.getLogger("crossmatch.epochs")
+
+CACHE_FILE = "cache.db"
+SCHEMA_VERSION = 1
+DEFAULT_EPOCH_DAYS = 7.0
+# A key created this far in the node clock's future means the clock went back: rotate.
+CLOCK_SLACK = timedelta(hours=1)
+CACHE_NAMES = ("own", "peer")
+
+_SCHEMA = (
+    """CREATE TABLE epoch_keys (
+        key_id TEXT PRIMARY KEY,
+        peer TEXT NOT NULL UNIQUE,
+        psi_key BLOB NOT NULL CHECK (length(psi_key) = 32),
+        dummy_seed BLOB NOT NULL CHECK (length(dummy_seed) = 32),
+        created_us INTEGER NOT NULL,
+        expires_us INTEGER NOT NULL
+    )""",
+    """CREATE TABLE epoch_caches (
+        key_id TEXT NOT NULL REFERENCES epoch_keys (key_id) ON DELETE CASCADE,
+        name TEXT NOT NULL CHECK (name IN ('own', 'peer')),
+        data BLOB NOT NULL,
+        UNIQUE (key_id, name)
+    )""",
+)
+
+
+def new_psi_key() -> bytes:
+    # The library draws the scalar from a CSPRNG and guarantees it is in [1, order).
+    key: bytes = psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes()
+    return key
+
+
+def _us(t: datetime) -> int:
+    if t.tzinfo is None:
+        raise ValueError("epoch times must be timezone-aware")
+    return int(t.timestamp() * 1_000_000)
+
+
+def _time(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+@dataclass(frozen=True)
+class EpochKey:
+    """The PSI scalar and dummy seed used with one peer for one epoch."""
+
+    key_id: str
+    peer: str
+    psi_key: bytes = field(repr=False)
+    dummy_seed: bytes = field(repr=False)
+    created: datetime
+    expires: datetime
+
+
+class EpochStore:
+    """``NODE_DIR/cache.db``: epoch keys per peer and their round caches."""
+
+    def __init__(self, path: Path, *, epoch: timedelta):
+        if epoch <= timedelta(0):
+            raise ConfigError("an epoch must be longer than zero")
+        self.path = Path(path)
+        self.epoch = epoch
+        self._db = _connect(self.path)
+
+    @classmethod
+    def for_node(cls, node_dir: Path, epoch_days: float) -> EpochStore:
+        return cls(Path(node_dir) / CACHE_FILE, epoch=timedelta(days=epoch_days))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> EpochStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- keys --------------------------------------------------------------------------
+
+    def current(self, peer: str, now: datetime) -> EpochKey:
+        """This epoch's key for ``peer``: the stored one while it is valid, else a new one.
+
+        Every expired key (of any peer) is deleted first, with its caches.
+        """
+        with self._transaction() as db:
+            purged = self._purge(db, now)
+            row = db.execute(
+                "SELECT key_id, psi_key, dummy_seed, created_us, expires_us FROM epoch_keys"
+                " WHERE peer = ?",
+                (peer,),
+            ).fetchone()
+            if row is None:
+                created, expires = _us(now), _us(now + self.epoch)
+                row = (
+                    secrets.token_hex(16),
+                    new_psi_key(),
+                    secrets.token_bytes(SEED_BYTES),
+                    created,
+                    expires,
+                )
+                db.execute(
+                    "INSERT INTO epoch_keys (key_id, peer, psi_key, dummy_seed,"
+                    " created_us, expires_us) VALUES (?, ?, ?, ?, ?, ?)",
+                    (row[0], peer, *row[1:]),
+                )
+                log.info("new epoch key for peer %s, valid until %s", peer, _time(expires))
+        if purged:
+            self._checkpoint()
+        key_id, psi_key, seed, created_us, expires_us = row
+        if len(psi_key) != KEY_BYTES or len(seed) != SEED_BYTES:
+            raise ConfigError(f"{self.path}: epoch key of peer {peer} is damaged")
+        return EpochKey(
+            key_id, peer, bytes(psi_key), bytes(seed), _time(created_us), _time(expires_us)
+        )
+
+    def purge(self, now: datetime) -> int:
+        """Delete every key past its expiry, with its caches; returns how many keys."""
+        with self._transaction() as db:
+            purged = self._purge(db, now)
+        if purged:
+            self._checkpoint()
+        return purged
+
+    def forget(self, peer: str) -> bool:
+        """Delete ``peer``'s key and caches now (a peer removed, or an early rotation)."""
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM epoch_keys WHERE peer = ?", (peer,)).rowcount > 0
+        if gone:
+            self._checkpoint()
+        return gone
+
+    def _purge(self, db: sqlite3.Connection, now: datetime) -> int:
+        cur = db.execute(
+            "DELETE FROM epoch_keys WHERE expires_us <= ? OR created_us > ?",
+            (_us(now), _us(now + CLOCK_SLACK)),
+        )
+        if cur.rowcount:
+            log.info("deleted %d expired epoch key(s) and their caches", cur.rowcount)
+        return cur.rowcount
+
+    def _checkpoint(self) -> None:
+        # Copy the WAL into the database and truncate it, so that deleted keys do not
+        # linger in old WAL frames either.
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- caches ------------------------------------------------------------------------
+
+    def load(self, key: EpochKey) -> RoundCache:
+        """The caches of the last round under ``key`` (empty tables are None)."""
+        tables: dict[str, PackedTable | None] = dict.fromkeys(CACHE_NAMES)
+        for name in CACHE_NAMES:
+            row = self._db.execute(
+                "SELECT c.rowid FROM epoch_caches c JOIN epoch_keys k USING (key_id)"
+                " WHERE c.key_id = ? AND c.name = ?",
+                (key.key_id, name),
+            ).fetchone()
+            if row is None:
+                continue
+            try:
+                with self._db.blobopen("epoch_caches", "data", row[0], readonly=True) as blob:
+                    data = blob.read()
+                tables[name] = PackedTable.from_bytes(data)
+            except sqlite3.Error:  # replaced by a concurrent round just now: compute afresh
+                log.info("the %s cache for peer %s changed while reading it", name, key.peer)
+            except ValueError:
+                log.warning("ignoring a damaged %s cache for peer %s", name, key.peer)
+        return RoundCache(own=tables["own"], peer=tables["peer"])
+
+    def save(self, key: EpochKey, cache: RoundCache, now: datetime) -> bool:
+        """Replace ``key``'s caches with ``cache``; False (nothing written) unless ``key``
+        is still the current, unexpired key."""
+        with self._transaction() as db:
+            purged = self._purge(db, now)
+            current = (
+                db.execute("SELECT 1 FROM epoch_keys WHERE key_id = ?", (key.key_id,)).fetchone()
+                is not None
+            )
+            if current:
+                self._write(db, key, cache)
+        if purged:
+            self._checkpoint()
+        return current
+
+    def _write(self, db: sqlite3.Connection, key: EpochKey, cache: RoundCache) -> None:
+        for name, table in (("own", cache.own), ("peer", cache.peer)):
+            db.execute("DELETE FROM epoch_caches WHERE key_id = ? AND name = ?", (key.key_id, name))
+            if table is None:
+                continue
+            # Written in place through the blob API: no second copy of a large table.
+            cur = db.execute(
+                "INSERT INTO epoch_caches (key_id, name, data) VALUES (?, ?, zeroblob(?))",
+                (key.key_id, name, table.serialized_size()),
+            )
+            assert cur.lastrowid is not None
+            with db.blobopen("epoch_caches", "data", cur.lastrowid) as blob:
+                for part in table.parts():
+                    blob.write(part)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 before SQLite writes a byte; tightened if someone loosened it.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    try:
+        db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as e:
+        raise ConfigError(f"cannot open {path}: {e}") from e
+    try:
+        db.execute("PRAGMA secure_delete = ON")
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA journal_size_limit = 0")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            db.execute("BEGIN IMMEDIATE")
+            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        elif version != SCHEMA_VERSION:
+            raise ConfigError(
+                f"{path}: cache schema {version} is not {SCHEMA_VERSION}; "
+                "delete the file (it only holds epoch keys and caches)"
+            )
+    except sqlite3.Error as e:
+        db.close()
+        raise ConfigError(f"cannot use {path}: {e}") from e
+    except BaseException:
+        db.close()
+        raise
+    return db
