@@ -107,7 +107,10 @@ class Daemon:
         self.metrics.up.set(1)
         self.node.log("node_started", {"lab": self.node.lab, "version": _version(),
                                        "address": self.address})
-        self.housekeeping()
+        try:
+            self.housekeeping()
+        except Exception:  # serve anyway; the loop retries and the log says why
+            log.exception("housekeeping failed")
         threading.Thread(target=self._housekeeping_loop, name="housekeeping",
                          daemon=True).start()
         if cfg.schedule.enabled:
@@ -217,7 +220,7 @@ def purge_matches(node: Node) -> int:
     cutoff = now - timedelta(days=policy.retention_days)
     count = node.store.purge_matches_before(iso(cutoff))
     if count:
-        node.log("matches_purged", {"count": count, "cutoff": iso(cutoff),
+        node.log("matches_purged", {"count": count, "before": iso(cutoff),
                                     "retention_days": policy.retention_days,
                                     "policy_hash": policy.hash().hex()})
     return count

@@ -16,7 +16,7 @@ from typing import Any
 
 # Audit body fields that may appear in application logs (none can hold customer data).
 EVENT_FIELDS = ("round_id", "peer", "role", "mode", "kinds", "own_sizes", "peer_sizes",
-                "intersection_sizes", "stage", "rule", "reason", "count", "cutoff", "lab",
+                "intersection_sizes", "stage", "rule", "reason", "count", "before", "lab",
                 "address", "claimed_lab", "policy_hash")
 MAX_TEXT = 300  # reasons may quote a peer's abort message: keep lines bounded
 

@@ -95,7 +95,7 @@ class Node:
         self.policy: Policy = DEFAULT_POLICY
         self.policy_problem = ""  # why the installed policy cannot be used ("" when it can)
         self._policy_rule = ""
-        self._policy_stamp: tuple[int, int] | None = None
+        self._policy_stamp: tuple[int, int] | None | bool = False  # False: never loaded
         self._crl: tuple[tuple[int, int] | None, frozenset[int]] = (None, frozenset())
         self.observers: list[Observer] = []
         self.round_hooks: list[Callable[[str, str], None]] = []

@@ -25,7 +25,7 @@ KIND_KEY = "crossmatch-error"
 IDENTITY_RULES = {"identity", "unknown-peer", "lab-mismatch", "wrong-responder",
                   "certificate-expired", "certificate-not-yet-valid", "certificate-revoked",
                   "certificate-wrong-ca", "certificate-malformed"}
-LIMIT_RULES = {"rate-limit", "single-flight", "busy", "min-interval"}
+LIMIT_RULES = {"rate-limit", "single-flight", "busy", "min-interval", "shutting-down"}
 
 ERROR_CLASSES: dict[str, type[CrossmatchError]] = {
     "policy": PolicyError,
