@@ -101,7 +101,6 @@ class Daemon:
             except OSError as e:
                 raise ConfigError(f"cannot serve metrics on {cfg.metrics_listen}: {e}") from e
             atomic_write(self.node.paths.metrics_address_file, (metrics_address + "\n").encode())
-        atomic_write(self.node.paths.address_file, (self.address + "\n").encode())
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.metrics.up.set(1)
@@ -115,6 +114,8 @@ class Daemon:
                          daemon=True).start()
         if cfg.schedule.enabled:
             self.scheduler.start()
+        # Written last: its presence means the node is up and has done its first housekeeping.
+        atomic_write(self.node.paths.address_file, (self.address + "\n").encode())
         log.info("lab %s listening on %s", self.node.lab, self.address)
         return self.address
 
@@ -254,20 +255,21 @@ def _version() -> str:
 
 def serve(node_dir: Path, *, ready: threading.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: shutting down", signum)
+        stop.set()
+
+    # Before anything starts: a SIGTERM during startup is a clean stop, never a kill.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     with Node(node_dir) as node:
         daemon = Daemon(node)
         address = daemon.start()
         print(f"crossmatch: lab {node.lab} serving on {address}", flush=True)
         if node.policy_problem:
             log.warning("rounds will be refused: %s", node.policy_problem)
-        stop = threading.Event()
-
-        def on_signal(signum: int, _frame: object) -> None:
-            log.info("signal %s: shutting down", signum)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
         if ready is not None:
             ready.set()
         while not stop.wait(0.5):  # short waits keep the main thread responsive to signals

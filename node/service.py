@@ -90,10 +90,12 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             abort_with(context, e)
             raise AssertionError("unreachable") from e  # context.abort raises
         with self._lock:
-            self._expire_pending()
+            expired = self._expire_pending()
             self._pending[header.round_id] = PendingRound(
                 header, prepared, peer, iso(self.node.now()), time.monotonic() + PENDING_TTL)
         self.node.round_started(header.round_id, "responder")
+        for stale in expired:
+            self._record_expired(stale)
         return pb.OpenRoundResponse(
             round_id=header.round_id,
             sizes=[pb.KindSize(kind=k, size=n) for k, n in zip(header.kinds, prepared.sizes,
@@ -205,10 +207,29 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 started_at=iso(self.node.now()), finished_at=iso(self.node.now()),
                 policy_hash=request.policy_hash.hex(), transcript_hash=""), [])
 
-    def _expire_pending(self) -> None:
+    def _expire_pending(self) -> list[PendingRound]:
+        """Forget accepted rounds whose Exchange never came (call with the lock held)."""
         now = time.monotonic()
-        for rid in [r for r, p in self._pending.items() if p.expires < now]:
-            self._active.discard(self._pending.pop(rid).peer.lab)
+        expired = [self._pending.pop(r) for r, p in list(self._pending.items())
+                   if p.expires < now]
+        for pending in expired:
+            self._active.discard(pending.peer.lab)
+        return expired
+
+    def _record_expired(self, pending: PendingRound) -> None:
+        """An accepted round the initiator never streamed: aborted at stage open, logged."""
+        h = pending.header
+        reason = f"no Exchange stream within {PENDING_TTL:.0f} s of OpenRound"
+        self.node.log("round_aborted", {"round_id": h.round_id, "role": "responder",
+                                        "peer": pending.peer.lab, "stage": "open",
+                                        "reason": reason, "rule": "timeout"})
+        self.node.store.save_round(RoundRow(
+            round_id=h.round_id, peer=pending.peer.lab, role="responder", mode=h.mode,
+            kinds=list(h.kinds), own_sizes=dict(zip(h.kinds, h.responder_sizes, strict=True)),
+            peer_sizes=dict(zip(h.kinds, h.initiator_sizes, strict=True)),
+            intersection_sizes={}, status="aborted", reason=f"{reason} [rule: timeout]",
+            started_at=pending.started_at, finished_at=iso(self.node.now()),
+            policy_hash=h.policy_hash.hex(), transcript_hash=""), [])
 
     # -- Exchange ----------------------------------------------------------------
 
