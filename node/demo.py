@@ -158,7 +158,7 @@ def _redraw(states: dict[str, dict], say: Say) -> None:
     say("\033[H\033[J" + "crossmatch demo: scheduled rounds (refreshing)")
     for name, st in states.items():
         headers, rows = peer_table(st)
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
         say(f"\n{name} ({'serving' if st['serving'] else 'down'})")
         for r in [headers, *rows]:
             say("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
