@@ -24,7 +24,7 @@ from node.runtime import Node, iso
 from node.status import abort_with
 from node.store import RoundRow
 from protocol import PROTOCOL_VERSION
-from protocol.errors import CrossmatchError, PolicyError, ProtocolError
+from protocol.errors import CrossmatchError, PolicyError, ProtocolError, RoundAbortedError
 from protocol.policy import DEFAULT_POLICY, Policy
 from protocol.transcript import RoundHeader
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
@@ -260,7 +260,8 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         session = ExchangeSession(self.node, pending.header, "responder", pending.prepared,
                                   pending.peer, pending.started_at)
         context.add_callback(lambda: session.side.fail(
-            ProtocolError("stream cancelled by peer", rule="stream-ended")))
+            RoundAbortedError("this node is shutting down", rule="shutdown") if self.draining
+            else ProtocolError("stream cancelled by peer", rule="stream-ended")))
 
         def read() -> None:
             try:
