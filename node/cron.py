@@ -14,8 +14,13 @@ from datetime import UTC, datetime, timedelta
 
 from protocol.errors import ConfigError
 
-_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-           ("day of week", 0, 7))
+_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
 _SEARCH_DAYS = 366 * 5  # Feb 29 on a Monday can take years; beyond that, give up loudly
 
 
@@ -57,13 +62,24 @@ class Cron:
 def parse_cron(expression: str) -> Cron:
     parts = expression.split()
     if len(parts) != 5:
-        raise ConfigError(f"cron {expression!r} must have 5 fields "
-                          "(minute hour day-of-month month day-of-week)")
-    sets = [_parse_field(part, name, lo, hi, expression)
-            for part, (name, lo, hi) in zip(parts, _FIELDS, strict=True)]
+        raise ConfigError(
+            f"cron {expression!r} must have 5 fields (minute hour day-of-month month day-of-week)"
+        )
+    sets = [
+        _parse_field(part, name, lo, hi, expression)
+        for part, (name, lo, hi) in zip(parts, _FIELDS, strict=True)
+    ]
     weekdays = frozenset(d % 7 for d in sets[4])
-    return Cron(expression, sets[0], sets[1], sets[2], sets[3], weekdays,
-                days_restricted=parts[2] != "*", weekdays_restricted=parts[4] != "*")
+    return Cron(
+        expression,
+        sets[0],
+        sets[1],
+        sets[2],
+        sets[3],
+        weekdays,
+        days_restricted=parts[2] != "*",
+        weekdays_restricted=parts[4] != "*",
+    )
 
 
 def _parse_field(text: str, name: str, lo: int, hi: int, expression: str) -> frozenset[int]:

@@ -69,7 +69,8 @@ class Daemon:
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
         self.metrics = Metrics()
         node.observers += [self.metrics.observe, log_event]
         node.round_hooks.append(self.metrics.round_started)
@@ -83,8 +84,9 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> str:
-        creds = pki.server_credentials(self.node.tls_key_pem, self.node.tls_cert_pem,
-                                       self.node.ca_pem)
+        creds = pki.server_credentials(
+            self.node.tls_key_pem, self.node.tls_cert_pem, self.node.ca_pem
+        )
         cfg = self.node.config
         host, _, _ = cfg.listen.rpartition(":")
         try:
@@ -104,14 +106,14 @@ class Daemon:
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.metrics.up.set(1)
-        self.node.log("node_started", {"lab": self.node.lab, "version": _version(),
-                                       "address": self.address})
+        self.node.log(
+            "node_started", {"lab": self.node.lab, "version": _version(), "address": self.address}
+        )
         try:
             self.housekeeping()
         except Exception:  # serve anyway; the loop retries and the log says why
             log.exception("housekeeping failed")
-        threading.Thread(target=self._housekeeping_loop, name="housekeeping",
-                         daemon=True).start()
+        threading.Thread(target=self._housekeeping_loop, name="housekeeping", daemon=True).start()
         if cfg.schedule.enabled:
             self.scheduler.start()
         # Written last: its presence means the node is up and has done its first housekeeping.
@@ -128,8 +130,9 @@ class Daemon:
         self.service.draining = True
         self._housekeeping_stop.set()
         self.health.enter_graceful_shutdown()
-        scheduler_done = threading.Thread(target=self.scheduler.stop, args=(grace,),
-                                          name="scheduler-stop")
+        scheduler_done = threading.Thread(
+            target=self.scheduler.stop, args=(grace,), name="scheduler-stop"
+        )
         scheduler_done.start()
         self.server.stop(grace).wait()
         scheduler_done.join()
@@ -146,12 +149,19 @@ class Daemon:
 
     def _make_scheduler(self, rng: random.Random) -> Scheduler:
         s = self.node.config.schedule
-        settings = Settings(jitter=s.jitter_seconds, retry_base=s.retry_base_seconds,
-                            retry_max=s.retry_max_seconds,
-                            max_concurrent=s.max_concurrent_rounds)
-        return Scheduler(Planner(settings, rng), run=self._run_scheduled,
-                         peers=self._scheduled_peers, clock=SystemClock(self.node.now),
-                         state_sink=self._publish_schedule)
+        settings = Settings(
+            jitter=s.jitter_seconds,
+            retry_base=s.retry_base_seconds,
+            retry_max=s.retry_max_seconds,
+            max_concurrent=s.max_concurrent_rounds,
+        )
+        return Scheduler(
+            Planner(settings, rng),
+            run=self._run_scheduled,
+            peers=self._scheduled_peers,
+            clock=SystemClock(self.node.now),
+            state_sink=self._publish_schedule,
+        )
 
     def _scheduled_peers(self) -> tuple[list[PeerSpec], dict[str, float]]:
         """Peers this node initiates rounds with (re-read when node.toml changes)."""
@@ -161,8 +171,11 @@ class Daemon:
         gap = float(self.node.policy.min_interval_seconds)
         if planner.settings.min_gap != gap:
             planner.settings = replace(planner.settings, min_gap=gap)
-        specs = [peer_spec(p.lab, p.interval_seconds, p.cron) for p in self.node.config.peers
-                 if p.scheduled and initiator_of(self.node.lab, p.lab) == self.node.lab]
+        specs = [
+            peer_spec(p.lab, p.interval_seconds, p.cron)
+            for p in self.node.config.peers
+            if p.scheduled and initiator_of(self.node.lab, p.lab) == self.node.lab
+        ]
         last: dict[str, float] = {}
         for spec in specs:
             if spec.lab not in planner.plans:
@@ -182,15 +195,25 @@ class Daemon:
         peer = self.node.config.peer(peer_lab)
         kinds = scheduled_kinds(self.node, peer)
         summary = run_round(self.node, peer_lab, mode=peer.mode, kinds=kinds, cancel=cancel)
-        log.info("scheduled round with %s completed", peer_lab,
-                 extra={"fields": {"peer": peer_lab, "round_id": summary.round_id,
-                                   "intersection_sizes": summary.intersection_sizes}})
+        log.info(
+            "scheduled round with %s completed",
+            peer_lab,
+            extra={
+                "fields": {
+                    "peer": peer_lab,
+                    "round_id": summary.round_id,
+                    "intersection_sizes": summary.intersection_sizes,
+                }
+            },
+        )
 
     def _publish_schedule(self, peers: dict[str, object]) -> None:
         self.metrics.scheduler_state(peers)  # type: ignore[arg-type]
         try:
-            atomic_write(self.node.paths.schedule_state,
-                         state_document(self.node.lab, self.node.now(), peers))
+            atomic_write(
+                self.node.paths.schedule_state,
+                state_document(self.node.lab, self.node.now(), peers),
+            )
         except OSError as e:
             log.warning("cannot write %s: %s", self.node.paths.schedule_state, e)
 
@@ -221,9 +244,15 @@ def purge_matches(node: Node) -> int:
     cutoff = now - timedelta(days=policy.retention_days)
     count = node.store.purge_matches_before(iso(cutoff))
     if count:
-        node.log("matches_purged", {"count": count, "before": iso(cutoff),
-                                    "retention_days": policy.retention_days,
-                                    "policy_hash": policy.hash().hex()})
+        node.log(
+            "matches_purged",
+            {
+                "count": count,
+                "before": iso(cutoff),
+                "retention_days": policy.retention_days,
+                "policy_hash": policy.hash().hex(),
+            },
+        )
     return count
 
 
@@ -232,11 +261,14 @@ def scheduled_kinds(node: Node, peer: PeerConfig) -> list[str]:
     policy = node.policy
     held = {k for k, n in node.store.signal_counts().items() if n > 0}
     wanted = set(peer.kinds) if peer.kinds is not None else held
-    kinds = sorted(k for k in wanted & held
-                   if k in policy.allowed_kinds and policy.mode_allowed(k, peer.mode))
+    kinds = sorted(
+        k for k in wanted & held if k in policy.allowed_kinds and policy.mode_allowed(k, peer.mode)
+    )
     if not kinds:
-        raise PolicyError(f"nothing to exchange with {peer.lab}: no held kind is allowed "
-                          f"in {peer.mode} mode", rule="kinds-empty")
+        raise PolicyError(
+            f"nothing to exchange with {peer.lab}: no held kind is allowed in {peer.mode} mode",
+            rule="kinds-empty",
+        )
     return kinds
 
 
@@ -276,4 +308,3 @@ def serve(node_dir: Path, *, ready: threading.Event | None = None) -> None:
             pass
         daemon.stop()
         print(f"crossmatch: lab {node.lab} stopped", flush=True)
-

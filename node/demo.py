@@ -32,8 +32,12 @@ ROUNDS_PER_PAIR = 2
 INTERVAL_SECONDS = 3.0  # each pair's schedule
 MIN_INTERVAL_SECONDS = 2  # the policy's rate limit per pair
 RUN_TIMEOUT = 40.0
-SCHEDULE = {"jitter_seconds": 0.5, "retry_base_seconds": 0.5, "retry_max_seconds": 3.0,
-            "max_concurrent_rounds": 2}
+SCHEDULE = {
+    "jitter_seconds": 0.5,
+    "retry_base_seconds": 0.5,
+    "retry_max_seconds": 3.0,
+    "max_concurrent_rounds": 2,
+}
 
 Say = Callable[[str], None]
 
@@ -53,8 +57,11 @@ def write_inputs(root: Path, data: Consortium) -> dict[str, list[tuple[str, Path
                 w.writerow([f"2026-11-{1 + i % 26:02d}", v, "distillation-campaign"])
         files.append(("email", emails, ["--column", "email"]))
         phones = folder / "phones.jsonl"
-        phones.write_text("".join(json.dumps({"phone": v, "source": "signup"}) + "\n"
-                                  for v in lab.values("phone")))
+        phones.write_text(
+            "".join(
+                json.dumps({"phone": v, "source": "signup"}) + "\n" for v in lab.values("phone")
+            )
+        )
         files.append(("phone", phones, ["--field", "phone"]))
         for kind in ("ip", "account_id"):
             path = folder / f"{kind}s.txt"
@@ -76,8 +83,10 @@ def run(workdir: Path | None, say: Say, *, live: bool | None = None) -> bool:
         say("1. consortium CA, consortium key, a policy signed by the CA, three lab nodes")
         policy = sandbox_policy(policy_id="demo-consortium", min_interval=MIN_INTERVAL_SECONDS)
         sandbox.create(LABS, policy=policy)
-        say(f"   policy demo-consortium: every kind, at most one round per pair every "
-            f"{MIN_INTERVAL_SECONDS} s, installed on {', '.join(LABS)}")
+        say(
+            f"   policy demo-consortium: every kind, at most one round per pair every "
+            f"{MIN_INTERVAL_SECONDS} s, installed on {', '.join(LABS)}"
+        )
         say("2. each lab imports its flagged signals (CSV, JSON lines, plain lines)")
         for name, files in write_inputs(root, data).items():
             for kind, path, opts in files:
@@ -109,16 +118,26 @@ def run(workdir: Path | None, say: Say, *, live: bool | None = None) -> bool:
             good = proc.returncode == 0
             ok &= good
             lines = proc.stdout.strip().splitlines()
-            say(f"   {lab.name}: {'OK' if good else 'FAILED'} "
-                f"{lines[-1] if lines else proc.stderr.strip()}")
-    say("demo " + ("PASSED: rounds ran on schedule, every lab learned exactly the offenders it "
-                   "shares, and every log verifies" if ok else "FAILED"))
+            say(
+                f"   {lab.name}: {'OK' if good else 'FAILED'} "
+                f"{lines[-1] if lines else proc.stderr.strip()}"
+            )
+    say(
+        "demo "
+        + (
+            "PASSED: rounds ran on schedule, every lab learned exactly the offenders it "
+            "shares, and every log verifies"
+            if ok
+            else "FAILED"
+        )
+    )
     return ok
 
 
 def _completed(sandbox: Sandbox, a: str, b: str) -> list[dict]:
-    rows = json.loads(run_cli("rounds", sandbox.labs[a].dir, "--peer", b, "--format",
-                              "json").stdout)
+    rows = json.loads(
+        run_cli("rounds", sandbox.labs[a].dir, "--peer", b, "--format", "json").stdout
+    )
     return [r for r in rows if r["status"] == "completed" and r["mode"] == "reveal"]
 
 
@@ -128,8 +147,9 @@ def _watch(sandbox: Sandbox, say: Say, live: bool) -> bool:
     seen: set[tuple[str, str, str]] = set()
     while True:
         states = {name: collect(lab.dir) for name, lab in sandbox.labs.items()}
-        done = {(a, b): min(_done(states, a, b), _done(states, b, a))
-                for a, b in combinations(LABS, 2)}
+        done = {
+            (a, b): min(_done(states, a, b), _done(states, b, a)) for a, b in combinations(LABS, 2)
+        }
         if live:
             _redraw(states, say)
         else:
@@ -138,9 +158,11 @@ def _watch(sandbox: Sandbox, say: Say, live: bool) -> bool:
                     key = (name, row["lab"], row["last_round"])
                     if row["last_round"] and key not in seen and row["initiator"] == name:
                         seen.add(key)
-                        say(f"   {name} -> {row['lab']}: {row['last_status']} round at "
+                        say(
+                            f"   {name} -> {row['lab']}: {row['last_status']} round at "
                             f"{row['last_round']}, {row['rounds_completed']} completed"
-                            + (f" ({row['last_error'][:60]})" if row["last_error"] else ""))
+                            + (f" ({row['last_error'][:60]})" if row["last_error"] else "")
+                        )
         if all(n >= ROUNDS_PER_PAIR for n in done.values()):
             say(f"   every pair completed {ROUNDS_PER_PAIR} rounds")
             return True
@@ -171,20 +193,39 @@ def _check_pair(sandbox: Sandbox, data: Consortium, a: str, b: str, say: Say) ->
     for row in rounds:
         rid = row["round_id"]
         for me in (a, b):
-            found = json.loads(run_cli("matches", sandbox.labs[me].dir, "--round", rid,
-                                       "--format", "json").stdout)
+            found = json.loads(
+                run_cli("matches", sandbox.labs[me].dir, "--round", rid, "--format", "json").stdout
+            )
             for kind in KINDS:
                 expected = data.labs[me].rendered(kind, truth)
                 got = {m["value"] for m in found if m["kind"] == kind}
                 if got != expected:
                     ok = False
-                    say(f"      {me} {kind} round {rid[:12]}: MISMATCH expected "
-                        f"{len(expected)}, got {len(got)}")
-    sample = sorted({m["value"] for m in json.loads(run_cli(
-        "matches", sandbox.labs[a].dir, "--peer", b, "--kind", "email", "--format",
-        "json").stdout)})[:2]
-    say(f"   {a} <-> {b}: {len(rounds)} rounds, each found {len(truth)} shared offenders per "
-        f"kind on both sides, {'as expected' if ok else 'WRONG'}; e.g. {', '.join(sample)}")
+                    say(
+                        f"      {me} {kind} round {rid[:12]}: MISMATCH expected "
+                        f"{len(expected)}, got {len(got)}"
+                    )
+    sample = sorted(
+        {
+            m["value"]
+            for m in json.loads(
+                run_cli(
+                    "matches",
+                    sandbox.labs[a].dir,
+                    "--peer",
+                    b,
+                    "--kind",
+                    "email",
+                    "--format",
+                    "json",
+                ).stdout
+            )
+        }
+    )[:2]
+    say(
+        f"   {a} <-> {b}: {len(rounds)} rounds, each found {len(truth)} shared offenders per "
+        f"kind on both sides, {'as expected' if ok else 'WRONG'}; e.g. {', '.join(sample)}"
+    )
     return ok and len(rounds) >= ROUNDS_PER_PAIR
 
 
@@ -192,8 +233,9 @@ def _count_round(sandbox: Sandbox, data: Consortium, a: str, b: str, say: Say) -
     # The schedulers keep running: a refusal by single flight or the rate limit is expected
     # now and then, and names its rule; try again shortly.
     for _ in range(20):
-        proc = run_cli("round", sandbox.labs[a].dir, "--peer", b, "--mode", "count", "--json",
-                       check=False)
+        proc = run_cli(
+            "round", sandbox.labs[a].dir, "--peer", b, "--mode", "count", "--json", check=False
+        )
         if proc.returncode != 77:
             break
         time.sleep(0.5)
@@ -203,9 +245,14 @@ def _count_round(sandbox: Sandbox, data: Consortium, a: str, b: str, say: Say) -
     summary = json.loads(proc.stdout)
     expected = {k: len(data.shared(a, b)) for k in KINDS}
     got = summary["intersection_sizes"]
-    stored = json.loads(run_cli("matches", sandbox.labs[a].dir, "--round", summary["round_id"],
-                                "--format", "json").stdout)
+    stored = json.loads(
+        run_cli(
+            "matches", sandbox.labs[a].dir, "--round", summary["round_id"], "--format", "json"
+        ).stdout
+    )
     ok = got == expected and stored == []
-    say(f"   {a} <-> {b} count mode: {got} ({'as expected' if ok else 'WRONG'}), "
-        f"{len(stored)} values revealed")
+    say(
+        f"   {a} <-> {b} count mode: {got} ({'as expected' if ok else 'WRONG'}), "
+        f"{len(stored)} values revealed"
+    )
     return ok

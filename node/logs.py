@@ -15,9 +15,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 # Audit body fields that may appear in application logs (none can hold customer data).
-EVENT_FIELDS = ("round_id", "peer", "role", "mode", "kinds", "own_sizes", "peer_sizes",
-                "intersection_sizes", "stage", "rule", "reason", "count", "before", "lab",
-                "address", "claimed_lab", "policy_hash")
+EVENT_FIELDS = (
+    "round_id",
+    "peer",
+    "role",
+    "mode",
+    "kinds",
+    "own_sizes",
+    "peer_sizes",
+    "intersection_sizes",
+    "stage",
+    "rule",
+    "reason",
+    "count",
+    "before",
+    "lab",
+    "address",
+    "claimed_lab",
+    "policy_hash",
+)
 MAX_TEXT = 300  # reasons may quote a peer's abort message: keep lines bounded
 
 event_log = logging.getLogger("crossmatch.events")
@@ -26,8 +42,7 @@ event_log = logging.getLogger("crossmatch.events")
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).strftime(
-                "%Y-%m-%dT%H:%M:%S.%fZ"),
+            "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

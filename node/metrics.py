@@ -25,36 +25,68 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.rounds = Counter("crossmatch_rounds", "Rounds by peer, role and outcome "
-                              "(completed, aborted, refused).", ["peer", "role", "outcome"],
-                              registry=r)
-        self.duration = Histogram("crossmatch_round_duration_seconds",
-                                  "Wall time of rounds that reached the exchange.",
-                                  ["role", "outcome"], buckets=DURATION_BUCKETS, registry=r)
-        self.elements = Counter("crossmatch_elements_processed",
-                                "Elements of completed rounds (own and peer sets), by kind.",
-                                ["kind"], registry=r)
-        self.refusals = Counter("crossmatch_refusals", "Rounds refused by this responder, "
-                                "by rule.", ["rule"], registry=r)
-        self.aborts = Counter("crossmatch_round_aborts", "Aborted rounds by rule.", ["rule"],
-                              registry=r)
-        self.in_flight = Gauge("crossmatch_rounds_in_flight", "Rounds running now.", ["role"],
-                               registry=r)
-        self.purged = Counter("crossmatch_matches_purged", "Matches deleted by retention.",
-                              registry=r)
-        self.last_success = Gauge("crossmatch_peer_last_success_timestamp_seconds",
-                                  "When the last round with the peer completed.", ["peer"],
-                                  registry=r)
-        self.next_round = Gauge("crossmatch_peer_next_round_timestamp_seconds",
-                                "When this node will next start a round with the peer.",
-                                ["peer"], registry=r)
-        self.failures = Gauge("crossmatch_peer_consecutive_failures",
-                              "Scheduled rounds with the peer that failed in a row.", ["peer"],
-                              registry=r)
-        self.cert_expiry = Gauge("crossmatch_certificate_expiry_timestamp_seconds",
-                                 "When this node's TLS certificate expires.", registry=r)
-        self.policy_expiry = Gauge("crossmatch_policy_expiry_timestamp_seconds",
-                                   "When the installed consortium policy expires.", registry=r)
+        self.rounds = Counter(
+            "crossmatch_rounds",
+            "Rounds by peer, role and outcome (completed, aborted, refused).",
+            ["peer", "role", "outcome"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "crossmatch_round_duration_seconds",
+            "Wall time of rounds that reached the exchange.",
+            ["role", "outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.elements = Counter(
+            "crossmatch_elements_processed",
+            "Elements of completed rounds (own and peer sets), by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "crossmatch_refusals",
+            "Rounds refused by this responder, by rule.",
+            ["rule"],
+            registry=r,
+        )
+        self.aborts = Counter(
+            "crossmatch_round_aborts", "Aborted rounds by rule.", ["rule"], registry=r
+        )
+        self.in_flight = Gauge(
+            "crossmatch_rounds_in_flight", "Rounds running now.", ["role"], registry=r
+        )
+        self.purged = Counter(
+            "crossmatch_matches_purged", "Matches deleted by retention.", registry=r
+        )
+        self.last_success = Gauge(
+            "crossmatch_peer_last_success_timestamp_seconds",
+            "When the last round with the peer completed.",
+            ["peer"],
+            registry=r,
+        )
+        self.next_round = Gauge(
+            "crossmatch_peer_next_round_timestamp_seconds",
+            "When this node will next start a round with the peer.",
+            ["peer"],
+            registry=r,
+        )
+        self.failures = Gauge(
+            "crossmatch_peer_consecutive_failures",
+            "Scheduled rounds with the peer that failed in a row.",
+            ["peer"],
+            registry=r,
+        )
+        self.cert_expiry = Gauge(
+            "crossmatch_certificate_expiry_timestamp_seconds",
+            "When this node's TLS certificate expires.",
+            registry=r,
+        )
+        self.policy_expiry = Gauge(
+            "crossmatch_policy_expiry_timestamp_seconds",
+            "When the installed consortium policy expires.",
+            registry=r,
+        )
         self.up = Gauge("crossmatch_up", "1 while the daemon serves.", registry=r)
         self._started: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()

@@ -97,8 +97,9 @@ class Planner:
         self.rng = rng
         self.plans: dict[str, PeerPlan] = {}
 
-    def set_peers(self, specs: list[PeerSpec], now: float,
-                  last_rounds: dict[str, float] | None = None) -> None:
+    def set_peers(
+        self, specs: list[PeerSpec], now: float, last_rounds: dict[str, float] | None = None
+    ) -> None:
         """Track exactly these peers; a new peer is planned from its last round (catch-up)."""
         last_rounds = last_rounds or {}
         keep = {s.lab for s in specs}
@@ -107,8 +108,9 @@ class Planner:
         for spec in specs:
             plan = self.plans.get(spec.lab)
             if plan is None:
-                self.plans[spec.lab] = PeerPlan(spec, self._first_due(spec, now,
-                                                                     last_rounds.get(spec.lab)))
+                self.plans[spec.lab] = PeerPlan(
+                    spec, self._first_due(spec, now, last_rounds.get(spec.lab))
+                )
                 self.plans[spec.lab].last_started = last_rounds.get(spec.lab)
             elif plan.spec != spec:
                 plan.spec = spec
@@ -145,9 +147,12 @@ class Planner:
     def due(self, now: float) -> list[str]:
         """Peers to start now: due, idle, most overdue first, within the concurrency bound."""
         free = self.settings.max_concurrent - self.running_count()
-        ready = sorted((p.next_due, lab) for lab, p in self.plans.items()
-                       if not p.running and p.next_due <= now)
-        return [lab for _, lab in ready[:max(free, 0)]]
+        ready = sorted(
+            (p.next_due, lab)
+            for lab, p in self.plans.items()
+            if not p.running and p.next_due <= now
+        )
+        return [lab for _, lab in ready[: max(free, 0)]]
 
     def start(self, lab: str, now: float) -> None:
         plan = self.plans[lab]
@@ -228,8 +233,9 @@ class Scheduler:
     _pool: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
-        self._pool = ThreadPoolExecutor(self.planner.settings.max_concurrent,
-                                        thread_name_prefix="round")
+        self._pool = ThreadPoolExecutor(
+            self.planner.settings.max_concurrent, thread_name_prefix="round"
+        )
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._thread.start()
 
@@ -296,8 +302,11 @@ class Scheduler:
         pending = [f for f in self._futures.values() if not f.done()]
         done = _wait_all(pending, grace)
         if not done:
-            log.warning("cancelling %d in-flight round(s) after %.0f s grace",
-                        sum(not f.done() for f in pending), grace)
+            log.warning(
+                "cancelling %d in-flight round(s) after %.0f s grace",
+                sum(not f.done() for f in pending),
+                grace,
+            )
             self._cancel.set()  # each aborts cleanly: logged as aborted, nothing stored
             _wait_all(pending, 30.0)
         if self._pool is not None:
@@ -331,8 +340,9 @@ def _iso(t: float | None) -> str | None:
 
 def _plan_view(p: PeerPlan) -> dict[str, object]:
     return {
-        "schedule": (f"cron {p.spec.cron.expression}" if p.spec.cron
-                     else f"every {p.spec.interval:g} s"),
+        "schedule": (
+            f"cron {p.spec.cron.expression}" if p.spec.cron else f"every {p.spec.interval:g} s"
+        ),
         "next_due": _iso(None if p.running else p.next_due),
         "running": p.running,
         "failures": p.failures,
@@ -350,6 +360,9 @@ def peer_spec(lab: str, interval: float | None, cron: str | None) -> PeerSpec:
 
 def state_document(lab: str, now: datetime, peers: dict[str, object]) -> bytes:
     """What `crossmatch status` reads from run/schedule.json."""
-    doc = {"lab": lab, "updated": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-           "peers": peers}
+    doc = {
+        "lab": lab,
+        "updated": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "peers": peers,
+    }
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()

@@ -50,8 +50,16 @@ ALL_KINDS = (
 )
 KIND_MODES = ("reveal", "count")
 _POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_TOP_KEYS = {"policy_id", "version", "purpose", "not_before", "not_after",
-             "min_interval_seconds", "retention_days", "kinds"}
+_TOP_KEYS = {
+    "policy_id",
+    "version",
+    "purpose",
+    "not_before",
+    "not_after",
+    "min_interval_seconds",
+    "retention_days",
+    "kinds",
+}
 _KIND_KEYS = {"max_set_size", "mode"}
 
 
@@ -121,14 +129,18 @@ class Policy:
     def check_time(self, now: datetime) -> None:
         """Raise PolicyError unless ``now`` lies in the policy's validity window."""
         if self.not_before and now < parse_instant(self.not_before, "not_before"):
-            raise PolicyError(f"policy {self.policy_id} is not valid before {self.not_before}",
-                              rule="policy-not-yet-valid")
+            raise PolicyError(
+                f"policy {self.policy_id} is not valid before {self.not_before}",
+                rule="policy-not-yet-valid",
+            )
         if self.not_after and now > parse_instant(self.not_after, "not_after"):
-            raise PolicyError(f"policy {self.policy_id} expired at {self.not_after}",
-                              rule="policy-expired")
+            raise PolicyError(
+                f"policy {self.policy_id} expired at {self.not_after}", rule="policy-expired"
+            )
 
-    def check_interval(self, last_round: datetime | None, now: datetime,
-                       slack: timedelta = timedelta(0)) -> None:
+    def check_interval(
+        self, last_round: datetime | None, now: datetime, slack: timedelta = timedelta(0)
+    ) -> None:
         """Rate limit per pair: refuse a round sooner than ``min_interval_seconds`` after the
         last one. ``slack`` forgives the few seconds between the two sides' start stamps."""
         if last_round is None or self.min_interval_seconds <= 0:
@@ -138,7 +150,9 @@ class Policy:
             raise PolicyError(
                 f"the last round with this peer started {(now - last_round).total_seconds():.0f}"
                 f" s ago; policy {self.policy_id} requires {self.min_interval_seconds} s between "
-                f"rounds (retry in {wait.total_seconds():.0f} s)", rule="min-interval")
+                f"rounds (retry in {wait.total_seconds():.0f} s)",
+                rule="min-interval",
+            )
 
     def expires(self) -> datetime | None:
         return parse_instant(self.not_after, "not_after") if self.not_after else None
@@ -158,14 +172,17 @@ def parse_instant(value: object, what: str) -> datetime:
         try:
             moment = datetime.fromisoformat(value)
         except ValueError as e:
-            raise InputError(f"{what} is not an ISO 8601 time: {value!r}",
-                             rule="policy-syntax") from e
+            raise InputError(
+                f"{what} is not an ISO 8601 time: {value!r}", rule="policy-syntax"
+            ) from e
     else:
-        raise InputError(f"{what} must be a date-time, got {type(value).__name__}",
-                         rule="policy-syntax")
+        raise InputError(
+            f"{what} must be a date-time, got {type(value).__name__}", rule="policy-syntax"
+        )
     if moment.tzinfo is None:
-        raise InputError(f"{what} needs a timezone (e.g. 2026-01-01T00:00:00Z)",
-                         rule="policy-syntax")
+        raise InputError(
+            f"{what} needs a timezone (e.g. 2026-01-01T00:00:00Z)", rule="policy-syntax"
+        )
     return moment.astimezone(UTC)
 
 
@@ -188,15 +205,17 @@ def parse_policy_toml(text: bytes | str) -> Policy:
         raise InputError(f"policy is not valid TOML: {e}", rule="policy-syntax") from e
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise InputError(f"unknown policy setting(s): {', '.join(sorted(unknown))}",
-                         rule="policy-syntax")
+        raise InputError(
+            f"unknown policy setting(s): {', '.join(sorted(unknown))}", rule="policy-syntax"
+        )
     for key in ("policy_id", "version", "purpose", "not_before", "not_after", "kinds"):
         if key not in data:
             raise InputError(f"policy setting {key!r} is required", rule="policy-syntax")
     policy_id = data["policy_id"]
     if not isinstance(policy_id, str) or not _POLICY_ID.match(policy_id):
-        raise InputError("policy_id must be 1-64 letters, digits, '.', '_' or '-'",
-                         rule="policy-syntax")
+        raise InputError(
+            "policy_id must be 1-64 letters, digits, '.', '_' or '-'", rule="policy-syntax"
+        )
     purpose = data["purpose"]
     if not isinstance(purpose, str) or not purpose.strip():
         raise InputError("purpose must be a non-empty statement", rule="policy-syntax")
@@ -226,16 +245,19 @@ def _parse_kinds(table: Any) -> tuple[dict[str, int], dict[str, str]]:
     modes: dict[str, str] = {}
     for kind, rules in table.items():
         if kind not in ALL_KINDS:
-            raise InputError(f"unknown kind {kind!r} (known: {', '.join(ALL_KINDS)})",
-                             rule="policy-syntax")
+            raise InputError(
+                f"unknown kind {kind!r} (known: {', '.join(ALL_KINDS)})", rule="policy-syntax"
+            )
         if not isinstance(rules, dict) or set(rules) - _KIND_KEYS or "max_set_size" not in rules:
-            raise InputError(f"[kinds.{kind}] takes max_set_size (required) and mode",
-                             rule="policy-syntax")
+            raise InputError(
+                f"[kinds.{kind}] takes max_set_size (required) and mode", rule="policy-syntax"
+            )
         caps[kind] = _count(rules["max_set_size"], f"kinds.{kind}.max_set_size")
         mode = rules.get("mode", "reveal")
         if mode not in KIND_MODES:
-            raise InputError(f"kinds.{kind}.mode must be 'reveal' or 'count', got {mode!r}",
-                             rule="policy-syntax")
+            raise InputError(
+                f"kinds.{kind}.mode must be 'reveal' or 'count', got {mode!r}", rule="policy-syntax"
+            )
         if mode == "count":
             modes[kind] = "count"
     return caps, modes
@@ -243,8 +265,9 @@ def _parse_kinds(table: Any) -> tuple[dict[str, int], dict[str, str]]:
 
 def _count(value: Any, what: str, minimum: int = 0) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise InputError(f"{what} must be an integer >= {minimum}, got {value!r}",
-                         rule="policy-syntax")
+        raise InputError(
+            f"{what} must be an integer >= {minimum}, got {value!r}", rule="policy-syntax"
+        )
     return value
 
 
@@ -256,8 +279,9 @@ def _signed_message(policy: Policy) -> bytes:
 
 
 def key_fingerprint(public_key: ec.EllipticCurvePublicKey) -> str:
-    der = public_key.public_bytes(serialization.Encoding.DER,
-                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
@@ -297,12 +321,14 @@ def read_signed_policy(data: bytes) -> tuple[SignedPolicy, bytes]:
         raise InputError(f"not a {SIGNED_FORMAT} document", rule="policy-syntax")
     fields = ("policy_toml", "policy_hash", "signer_key", "signature")
     if not all(isinstance(doc.get(f), str) for f in fields):
-        raise InputError(f"signed policy needs text fields {', '.join(fields)}",
-                         rule="policy-syntax")
+        raise InputError(
+            f"signed policy needs text fields {', '.join(fields)}", rule="policy-syntax"
+        )
     policy = parse_policy_toml(doc["policy_toml"])
     if doc["policy_hash"] != policy.hash().hex():
-        raise VerificationError("the stated policy hash is not the hash of the policy",
-                                rule="policy-signature")
+        raise VerificationError(
+            "the stated policy hash is not the hash of the policy", rule="policy-signature"
+        )
     try:
         signature = base64.b64decode(doc["signature"], validate=True)
     except ValueError as e:
@@ -321,10 +347,13 @@ def verify_signed_policy(data: bytes, ca_public_key: ec.EllipticCurvePublicKey) 
     if signed.signer_key != expected:
         raise VerificationError(
             f"policy was signed by key {signed.signer_key[:23]}…, not by the consortium CA "
-            f"({expected[:23]}…)", rule="policy-signature")
+            f"({expected[:23]}…)",
+            rule="policy-signature",
+        )
     try:
         ca_public_key.verify(signature, _signed_message(signed.policy), ec.ECDSA(hashes.SHA256()))
     except InvalidSignature as e:
-        raise VerificationError("policy signature does not verify with the consortium CA key",
-                                rule="policy-signature") from e
+        raise VerificationError(
+            "policy signature does not verify with the consortium CA key", rule="policy-signature"
+        ) from e
     return signed

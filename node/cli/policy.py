@@ -97,8 +97,12 @@ def policy_template() -> None:
 @policy_group.command("sign")
 @click.argument("ca_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("policy_file", type=_EXISTING_FILE)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write the signed policy (e.g. policy.signed).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the signed policy (e.g. policy.signed).",
+)
 def policy_sign(ca_dir: Path, policy_file: Path, out: Path) -> None:
     """Check POLICY_FILE (TOML) and sign it with the consortium CA key in CA_DIR."""
     key = pki.load_private_key(ca_dir / pki.CA_KEY_FILE)
@@ -108,14 +112,20 @@ def policy_sign(ca_dir: Path, policy_file: Path, out: Path) -> None:
     signed = sign_policy(_read(policy_file, "policy"), key)
     atomic_write(out, signed)
     policy = parse_policy_toml(_read(policy_file, "policy"))
-    click.echo(f"signed policy {policy.policy_id} v{policy.version} "
-               f"({policy.hash().hex()[:16]}…) -> {out}; publish it to every lab")
+    click.echo(
+        f"signed policy {policy.policy_id} v{policy.version} "
+        f"({policy.hash().hex()[:16]}…) -> {out}; publish it to every lab"
+    )
 
 
 @policy_group.command("show")
 @click.argument("file", type=_EXISTING_FILE)
-@click.option("--ca-cert", "ca_cert", type=_EXISTING_FILE,
-              help="Also verify the signature against this CA certificate.")
+@click.option(
+    "--ca-cert",
+    "ca_cert",
+    type=_EXISTING_FILE,
+    help="Also verify the signature against this CA certificate.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def policy_show(file: Path, ca_cert: Path | None, as_json: bool) -> None:
     """Print a policy (signed, or plain TOML) and, with --ca-cert, verify its signature."""
@@ -154,23 +164,37 @@ def policy_install(node_dir: Path, file: Path, force: bool) -> None:
     policy = verify_signed_policy(data, ca_public_key(_read(paths.ca_cert, "CA certificate")))
     expires = policy.policy.expires()
     if expires is not None and node_clock()() > expires:
-        raise PolicyError(f"policy {policy.policy.policy_id} expired at "
-                          f"{policy.policy.not_after}", rule="policy-expired")
+        raise PolicyError(
+            f"policy {policy.policy.policy_id} expired at {policy.policy.not_after}",
+            rule="policy-expired",
+        )
     with Node(node_dir) as node:
         current = node.policy if not node.policy_problem else None
-        if (current is not None and current.policy_id == policy.policy.policy_id
-                and current.version > policy.policy.version and not force):
+        if (
+            current is not None
+            and current.policy_id == policy.policy.policy_id
+            and current.version > policy.policy.version
+            and not force
+        ):
             raise PolicyError(
                 f"installed policy {current.policy_id} is version {current.version}; refusing "
                 f"to go back to version {policy.policy.version} (use --force)",
-                rule="policy-rollback")
+                rule="policy-rollback",
+            )
         atomic_write(paths.policy, data)
-        node.log("policy_installed", {"policy_id": policy.policy.policy_id,
-                                      "version": policy.policy.version,
-                                      "policy_hash": policy.policy.hash().hex(),
-                                      "not_after": policy.policy.not_after})
-    click.echo(f"installed policy {policy.policy.policy_id} v{policy.policy.version} "
-               f"({policy.policy.hash().hex()[:16]}…) in {paths.policy}")
+        node.log(
+            "policy_installed",
+            {
+                "policy_id": policy.policy.policy_id,
+                "version": policy.policy.version,
+                "policy_hash": policy.policy.hash().hex(),
+                "not_after": policy.policy.not_after,
+            },
+        )
+    click.echo(
+        f"installed policy {policy.policy.policy_id} v{policy.policy.version} "
+        f"({policy.policy.hash().hex()[:16]}…) in {paths.policy}"
+    )
 
 
 # --- revocation list ---------------------------------------------------------------------------
@@ -205,8 +229,9 @@ def crl_install(node_dir: Path, crl_file: Path) -> None:
     if paths.crl.exists():
         installed = crl_number(paths.crl.read_bytes())
         if number < installed:
-            raise PolicyError(f"CRL number {number} is older than the installed {installed}",
-                              rule="crl-rollback")
+            raise PolicyError(
+                f"CRL number {number} is older than the installed {installed}", rule="crl-rollback"
+            )
     atomic_write(paths.crl, data)
     with Node(node_dir) as node:
         node.log("crl_installed", {"crl_number": number, "revoked": len(serials)})

@@ -58,15 +58,18 @@ def collect(node_dir: Path) -> dict[str, Any]:
         if cert_days < 0:
             warnings.append(f"certificate EXPIRED {-cert_days:.0f} days ago: peers refuse it")
         elif cert_days < CERT_WARN_DAYS:
-            warnings.append(f"certificate expires in {cert_days:.0f} days: renew it "
-                            "(`crossmatch cert request`, `ca issue`, `cert install`)")
+            warnings.append(
+                f"certificate expires in {cert_days:.0f} days: renew it "
+                "(`crossmatch cert request`, `ca issue`, `cert install`)"
+            )
         policy: dict[str, Any] = {"installed": not node.policy_problem}
         if node.policy_problem:
             warnings.append(node.policy_problem)
         else:
             p = node.policy
-            policy.update(policy_id=p.policy_id, version=p.version, hash=p.hash().hex(),
-                          not_after=p.not_after)
+            policy.update(
+                policy_id=p.policy_id, version=p.version, hash=p.hash().hex(), not_after=p.not_after
+            )
             expires = p.expires()
             if expires is not None:
                 days = _days(expires, now)
@@ -76,8 +79,10 @@ def collect(node_dir: Path) -> dict[str, Any]:
                 elif days < POLICY_WARN_DAYS:
                     warnings.append(f"policy {p.policy_id} expires in {days:.0f} days")
         schedule = _schedule(node.paths.schedule_state) if serving else {}
-        peers = [_peer_row(node, p.lab, p.scheduled, schedule.get(p.lab, {}), serving)
-                 for p in node.config.peers]
+        peers = [
+            _peer_row(node, p.lab, p.scheduled, schedule.get(p.lab, {}), serving)
+            for p in node.config.peers
+        ]
         revoked = len(node.revoked_serials())
     return {
         "lab": node.lab,
@@ -85,8 +90,11 @@ def collect(node_dir: Path) -> dict[str, Any]:
         "serving": serving,
         "address": address if serving else "",
         "metrics": _read_text(node.paths.metrics_address_file) if serving else "",
-        "certificate": {"serial": str(cert.serial), "not_after": cert.not_after.isoformat(),
-                        "days_left": round(cert_days, 1)},
+        "certificate": {
+            "serial": str(cert.serial),
+            "not_after": cert.not_after.isoformat(),
+            "days_left": round(cert_days, 1),
+        },
         "policy": policy,
         "revoked_serials": revoked,
         "peers": peers,
@@ -101,8 +109,9 @@ def _schedule(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _peer_row(node: Node, lab: str, scheduled: bool, plan: dict[str, Any],
-              serving: bool) -> dict[str, Any]:
+def _peer_row(
+    node: Node, lab: str, scheduled: bool, plan: dict[str, Any], serving: bool
+) -> dict[str, Any]:
     rounds = node.store.rounds(peer=lab)
     last = rounds[0] if rounds else None
     completed = [r for r in rounds if r.status == "completed"]
@@ -119,8 +128,11 @@ def _peer_row(node: Node, lab: str, scheduled: bool, plan: dict[str, Any],
     else:
         nxt = plan.get("next_due") or "-"
     last_error = plan.get("last_error") or ""
-    if not last_error and failed is not None and (not completed
-                                                  or failed.started_at > completed[0].started_at):
+    if (
+        not last_error
+        and failed is not None
+        and (not completed or failed.started_at > completed[0].started_at)
+    ):
         last_error = failed.reason
     return {
         "lab": lab,
@@ -137,24 +149,39 @@ def _peer_row(node: Node, lab: str, scheduled: bool, plan: dict[str, Any],
 
 def render(status: dict[str, Any], echo: Any = click.echo) -> None:
     state = f"serving on {status['address']}" if status["serving"] else "NOT RUNNING"
-    echo(f"lab {status['lab']}: {state}" +
-         (f", metrics on http://{status['metrics']}/metrics" if status["metrics"] else ""))
+    echo(
+        f"lab {status['lab']}: {state}"
+        + (f", metrics on http://{status['metrics']}/metrics" if status["metrics"] else "")
+    )
     p = status["policy"]
     if p.get("installed"):
-        echo(f"policy: {p['policy_id']} v{p['version']} ({p['hash'][:16]}…), valid until "
-             f"{p['not_after']}")
+        echo(
+            f"policy: {p['policy_id']} v{p['version']} ({p['hash'][:16]}…), valid until "
+            f"{p['not_after']}"
+        )
     c = status["certificate"]
-    echo(f"certificate: serial {c['serial'][:12]}…, expires {c['not_after'][:10]} "
-         f"({c['days_left']:.0f} days); {status['revoked_serials']} serial(s) revoked by CRL")
+    echo(
+        f"certificate: serial {c['serial'][:12]}…, expires {c['not_after'][:10]} "
+        f"({c['days_left']:.0f} days); {status['revoked_serials']} serial(s) revoked by CRL"
+    )
     for w in status["warnings"]:
         echo(f"WARNING: {w}")
 
 
 def peer_table(status: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     headers = ["PEER", "INITIATOR", "DONE", "LAST ROUND", "STATUS", "NEXT ROUND", "LAST ERROR"]
-    rows = [[r["lab"], r["initiator"], str(r["rounds_completed"]), r["last_round"] or "-",
-             r["last_status"] or "-", r["next_round"], (r["last_error"] or "")[:70]]
-            for r in status["peers"]]
+    rows = [
+        [
+            r["lab"],
+            r["initiator"],
+            str(r["rounds_completed"]),
+            r["last_round"] or "-",
+            r["last_status"] or "-",
+            r["next_round"],
+            (r["last_error"] or "")[:70],
+        ]
+        for r in status["peers"]
+    ]
     return headers, rows
 
 

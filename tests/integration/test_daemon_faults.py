@@ -50,8 +50,15 @@ def completed(sandbox: Sandbox, me: str, other: str) -> list[dict]:
 
 def repeer(sandbox: Sandbox, me: str, other: str) -> None:
     """Tell `me` where `other` listens now (a restarted daemon binds a new port)."""
-    run_cli("peer", "add", sandbox.labs[me].dir, "--lab", other,
-            "--address", sandbox.labs[other].address)
+    run_cli(
+        "peer",
+        "add",
+        sandbox.labs[me].dir,
+        "--lab",
+        other,
+        "--address",
+        sandbox.labs[other].address,
+    )
 
 
 def emails(prefix: str, n: int) -> list[str]:
@@ -64,8 +71,9 @@ def check_matches(sandbox: Sandbox, round_id: str, expected: set[str]) -> None:
             assert {m["value"] for m in matches_json(lab.dir, "--round", round_id)} == expected
 
 
-def make_pair(root: Path, tmp: Path, *, policy: str | None = None, metrics: bool = False
-              ) -> Sandbox:
+def make_pair(
+    root: Path, tmp: Path, *, policy: str | None = None, metrics: bool = False
+) -> Sandbox:
     """lab-a (the initiator of the pair) and lab-b, 30 emails each, 10 shared."""
     assert initiator_of("lab-a", "lab-b") == "lab-a"
     sandbox = Sandbox(root)
@@ -73,8 +81,9 @@ def make_pair(root: Path, tmp: Path, *, policy: str | None = None, metrics: bool
     import_values(sandbox.labs["lab-a"].dir, "email", emails("s", 10) + emails("a", 20), tmp)
     import_values(sandbox.labs["lab-b"].dir, "email", emails("s", 10) + emails("b", 20), tmp)
     for lab in sandbox.labs.values():
-        lab.configure(schedule=FAST, metrics_listen="127.0.0.1:0" if metrics else None,
-                      grace_seconds=1.0)
+        lab.configure(
+            schedule=FAST, metrics_listen="127.0.0.1:0" if metrics else None, grace_seconds=1.0
+        )
     return sandbox
 
 
@@ -92,15 +101,23 @@ def test_peer_down_at_its_scheduled_time_is_retried_with_backoff(tmp_path):
         start_and_peer(sandbox)
         b.stop()
         a.schedule_peer("lab-b", interval=60)  # only retries can explain a second attempt
-        failures = wait_for(lambda: [r for r in with_peer(sandbox, "lab-a", "lab-b")
-                                     if r["status"] == "aborted"][3:] or None, 20,
-                            "four failed attempts")
+        failures = wait_for(
+            lambda: (
+                [r for r in with_peer(sandbox, "lab-a", "lab-b") if r["status"] == "aborted"][3:]
+                or None
+            ),
+            20,
+            "four failed attempts",
+        )
         b.start()
         repeer(sandbox, "lab-a", "lab-b")
         repeer(sandbox, "lab-b", "lab-a")
         done = wait_for(lambda: completed(sandbox, "lab-a", "lab-b"), 20, "a completed round")
-        attempts = sorted(r["started_at"] for r in with_peer(sandbox, "lab-a", "lab-b")
-                          if r["status"] == "aborted")
+        attempts = sorted(
+            r["started_at"]
+            for r in with_peer(sandbox, "lab-a", "lab-b")
+            if r["status"] == "aborted"
+        )
         assert "unavailable" in failures[0]["reason"].lower()
         times = [_epoch(t) for t in attempts]
         gaps = [y - x for x, y in zip(times, times[1:], strict=False)]
@@ -133,8 +150,12 @@ def big_pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("big")
     sandbox = make_pair(root / "c", root, metrics=True)
     import_values(sandbox.labs["lab-a"].dir, "device_id", [f"d{i}" for i in range(BIG)], root)
-    import_values(sandbox.labs["lab-b"].dir, "device_id",
-                  [f"d{i}" for i in range(BIG - 2000, 2 * BIG - 2000)], root)
+    import_values(
+        sandbox.labs["lab-b"].dir,
+        "device_id",
+        [f"d{i}" for i in range(BIG - 2000, 2 * BIG - 2000)],
+        root,
+    )
     for lab in sandbox.labs.values():
         fresh_keys_every_round(lab)
     start_and_peer(sandbox)
@@ -173,9 +194,15 @@ def test_responder_killed_mid_stream(big_pair):
     a, b = sandbox.labs["lab-a"], sandbox.labs["lab-b"]
     before = {r["round_id"] for r in rounds_json(a.dir)}
     kill_mid_round(sandbox, b)
-    aborted = wait_for(lambda: [r for r in with_peer(sandbox, "lab-a", "lab-b")
-                                if r["round_id"] not in before and r["status"] == "aborted"
-                                and r["peer_sizes"]], 30, "lab-a to record the abort")
+    aborted = wait_for(
+        lambda: [
+            r
+            for r in with_peer(sandbox, "lab-a", "lab-b")
+            if r["round_id"] not in before and r["status"] == "aborted" and r["peer_sizes"]
+        ],
+        30,
+        "lab-a to record the abort",
+    )
     rid = aborted[0]["round_id"]
     assert aborted[0]["intersection_sizes"] == {}
     assert matches_json(a.dir, "--round", rid) == []
@@ -185,8 +212,11 @@ def test_responder_killed_mid_stream(big_pair):
     audit_ok(a.dir)
     audit_ok(b.dir)
     # The scheduler retries (backoff) and the next round completes on both sides.
-    done = wait_for(lambda: [r for r in completed(sandbox, "lab-a", "lab-b")
-                             if r["round_id"] not in before], 60, "the next round")
+    done = wait_for(
+        lambda: [r for r in completed(sandbox, "lab-a", "lab-b") if r["round_id"] not in before],
+        60,
+        "the next round",
+    )
     rid = done[0]["round_id"]
     assert {m["value"] for m in matches_json(b.dir, "--round", rid, "--kind", "email")} == SHARED
     assert len(matches_json(a.dir, "--round", rid, "--kind", "device_id")) == 2000
@@ -200,17 +230,26 @@ def test_initiator_killed_mid_round(big_pair):
     a, b = sandbox.labs["lab-a"], sandbox.labs["lab-b"]
     before = {r["round_id"] for r in rounds_json(b.dir)}
     kill_mid_round(sandbox, a)
-    aborted = wait_for(lambda: [r for r in with_peer(sandbox, "lab-b", "lab-a")
-                                if r["round_id"] not in before and r["status"] == "aborted"],
-                       30, "lab-b to record the abort")
+    aborted = wait_for(
+        lambda: [
+            r
+            for r in with_peer(sandbox, "lab-b", "lab-a")
+            if r["round_id"] not in before and r["status"] == "aborted"
+        ],
+        30,
+        "lab-b to record the abort",
+    )
     assert matches_json(b.dir, "--round", aborted[0]["round_id"]) == []
     assert "stream" in aborted[0]["reason"]
     audit_ok(b.dir)
     a.start()  # still scheduled; the last completed round is old, so due at once
     repeer(sandbox, "lab-b", "lab-a")
     audit_ok(a.dir)
-    done = wait_for(lambda: [r for r in completed(sandbox, "lab-b", "lab-a")
-                             if r["round_id"] not in before], 60, "the next round")
+    done = wait_for(
+        lambda: [r for r in completed(sandbox, "lab-b", "lab-a") if r["round_id"] not in before],
+        60,
+        "the next round",
+    )
     assert len(matches_json(b.dir, "--round", done[0]["round_id"], "--kind", "device_id")) == 2000
     audit_ok(a.dir)
     audit_ok(b.dir)
@@ -234,8 +273,11 @@ def test_sigterm_mid_round_finishes_or_aborts_within_the_grace(big_pair):
     if new[0]["status"] == "aborted":
         assert "shutdown" in new[0]["reason"] or "shutting down" in new[0]["reason"]
         assert matches_json(a.dir, "--round", new[0]["round_id"]) == []
-    row_b = wait_for(lambda: [r for r in rounds_json(b.dir) if r["round_id"] ==
-                              new[0]["round_id"]], 20, "lab-b to record the round")
+    row_b = wait_for(
+        lambda: [r for r in rounds_json(b.dir) if r["round_id"] == new[0]["round_id"]],
+        20,
+        "lab-b to record the round",
+    )
     assert row_b[0]["status"] in ("aborted", "completed")
     assert "serving" not in run_cli("status", a.dir).stdout.splitlines()[0]
     audit_ok(a.dir)
@@ -273,23 +315,29 @@ def test_three_peers_starting_rounds_at_one_node_at_the_same_moment(tmp_path):
     with Sandbox(tmp_path / "c") as sandbox:
         sandbox.create(labs, policy=sandbox_policy(min_interval=60))
         for name in labs:
-            import_values(sandbox.labs[name].dir, "email",
-                          emails("s", 10) + emails(name, 20), tmp_path)
+            import_values(
+                sandbox.labs[name].dir, "email", emails("s", 10) + emails(name, 20), tmp_path
+            )
         hub = sandbox.labs["hub"]
         hub.configure(metrics_listen="127.0.0.1:0")
         hub.start()
         for name in labs[1:]:
             run_cli("peer", "add", hub.dir, "--lab", name, "--address", "127.0.0.1:9")
-            run_cli("peer", "add", sandbox.labs[name].dir, "--lab", "hub",
-                    "--address", hub.address)
+            run_cli("peer", "add", sandbox.labs[name].dir, "--lab", "hub", "--address", hub.address)
 
         def burst() -> list[subprocess.CompletedProcess[str]]:
-            procs = [subprocess.Popen(cli_command("round", sandbox.labs[n].dir, "--peer", "hub",
-                                                  "--json"), stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True)
-                     for n in [*labs[1:], "lab-x"]]  # lab-x twice: single flight / rate
-            return [subprocess.CompletedProcess(p.args, p.wait(60), *p.communicate())
-                    for p in procs]
+            procs = [
+                subprocess.Popen(
+                    cli_command("round", sandbox.labs[n].dir, "--peer", "hub", "--json"),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for n in [*labs[1:], "lab-x"]
+            ]  # lab-x twice: single flight / rate
+            return [
+                subprocess.CompletedProcess(p.args, p.wait(60), *p.communicate()) for p in procs
+            ]
 
         first = burst()
         codes = [p.returncode for p in first]
@@ -305,7 +353,8 @@ def test_three_peers_starting_rounds_at_one_node_at_the_same_moment(tmp_path):
         assert sorted(r["peer"] for r in done) == ["lab-x", "lab-y", "lab-z"]
         for row in done:
             assert {m["value"] for m in matches_json(hub.dir, "--round", row["round_id"])} == (
-                set(emails("s", 10)))
+                set(emails("s", 10))
+            )
         samples = hub.metrics()
         assert samples['crossmatch_refusals_total{rule="min-interval"}'] >= 4
         sandbox.stop_all()
@@ -323,21 +372,28 @@ def test_more_elements_than_policy_allows_or_than_announced(tmp_path):
         start_and_peer(sandbox)
         channel, stub = stub_as(a.dir, "lab-b", b.address)
         with channel:
-            code, details, rule = refused(stub, open_request(
-                sizes=[pb.KindSize(kind="email", size=101)],
-                policy_hash=sandbox_policy_hash(max_set_size=100)))
+            code, details, rule = refused(
+                stub,
+                open_request(
+                    sizes=[pb.KindSize(kind="email", size=101)],
+                    policy_hash=sandbox_policy_hash(max_set_size=100),
+                ),
+            )
         assert (code, rule) == (grpc.StatusCode.FAILED_PRECONDITION, "max-set-size"), details
         samples = b.metrics()
         assert samples['crossmatch_refusals_total{rule="max-set-size"}'] == 1
-        assert not any(k.startswith("crossmatch_elements_processed_total") and v
-                       for k, v in samples.items())  # refused before any work
+        assert not any(
+            k.startswith("crossmatch_elements_processed_total") and v for k, v in samples.items()
+        )  # refused before any work
 
         # Announce 20, send 25: aborted when the excess arrives, nothing stored.
         with Engine(pki_key()) as e:
             points = e.blind([os.urandom(32) for _ in range(25)])
         channel, stub = stub_as(a.dir, "lab-b", b.address)
-        request = open_request(sizes=[pb.KindSize(kind="email", size=20)],
-                               policy_hash=sandbox_policy_hash(max_set_size=100))
+        request = open_request(
+            sizes=[pb.KindSize(kind="email", size=20)],
+            policy_hash=sandbox_policy_hash(max_set_size=100),
+        )
         with channel:
             stub.OpenRound(request, timeout=10)
 
@@ -350,8 +406,11 @@ def test_more_elements_than_policy_allows_or_than_announced(tmp_path):
             except grpc.RpcError:
                 replies = ["error"]
         assert "commit" not in replies
-        row = wait_for(lambda: [r for r in rounds_json(b.dir)
-                                if r["round_id"] == request.round_id], 10, "the abort")[0]
+        row = wait_for(
+            lambda: [r for r in rounds_json(b.dir) if r["round_id"] == request.round_id],
+            10,
+            "the abort",
+        )[0]
         assert row["status"] == "aborted" and "size-announced" in row["reason"]
         assert matches_json(b.dir, "--round", request.round_id) == []
         # The node keeps serving: a real round completes.

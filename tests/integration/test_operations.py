@@ -41,8 +41,9 @@ def pair(tmp_path_factory):
 
 def channel_as(pair, me: str, target: str) -> grpc.Channel:
     p = NodePaths(pair.labs[me].dir)
-    creds = pki.channel_credentials(p.tls_key.read_bytes(), p.tls_cert.read_bytes(),
-                                    p.ca_cert.read_bytes())
+    creds = pki.channel_credentials(
+        p.tls_key.read_bytes(), p.tls_cert.read_bytes(), p.ca_cert.read_bytes()
+    )
     return grpc.secure_channel(pair.labs[target].address, creds, options=channel_options(target))
 
 
@@ -52,10 +53,12 @@ def test_health_reflection_metrics_and_logs(pair):
     assert out["intersection_sizes"] == {"email": 6}
     with channel_as(pair, "lab-a", "lab-b") as channel:
         check = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service="crossmatch.v1.Crossmatch"), timeout=5)
+            health_pb2.HealthCheckRequest(service="crossmatch.v1.Crossmatch"), timeout=5
+        )
         assert check.status == health_pb2.HealthCheckResponse.SERVING
         replies = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
         names = {s.name for r in replies for s in r.list_services_response.service}
     assert {"crossmatch.v1.Crossmatch", "grpc.health.v1.Health"} <= names
 
@@ -63,8 +66,10 @@ def test_health_reflection_metrics_and_logs(pair):
     completed = 'crossmatch_rounds_total{outcome="completed",peer="lab-a",role="responder"}'
     assert samples[completed] == 1
     assert samples['crossmatch_elements_processed_total{kind="email"}'] == 32
-    assert samples['crossmatch_round_duration_seconds_count{outcome="completed",role="responder"}'
-                   ] == 1
+    assert (
+        samples['crossmatch_round_duration_seconds_count{outcome="completed",role="responder"}']
+        == 1
+    )
     assert samples['crossmatch_rounds_in_flight{role="responder"}'] == 0
     assert samples["crossmatch_up"] == 1
     assert samples["crossmatch_certificate_expiry_timestamp_seconds"] > 0
@@ -77,8 +82,7 @@ def test_health_reflection_metrics_and_logs(pair):
         events = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
         assert any(e.get("event") == "node_started" for e in events)
         if lab is b:  # the responder's daemon logged the round; lab-a ran it from the CLI
-            assert any(e.get("event") == "round_completed" and e["peer"] == "lab-a"
-                       for e in events)
+            assert any(e.get("event") == "round_completed" and e["peer"] == "lab-a" for e in events)
         assert all({"ts", "level", "logger", "msg"} <= set(e) for e in events)
         audit_text = (lab.dir / "audit.log").read_text()
         for value in raw:
@@ -99,10 +103,28 @@ def test_status_shows_peers_rounds_and_errors(pair):
 
 def test_certificate_expiry_is_warned_about(pair, tmp_path):
     node = tmp_path / "short"
-    run_cli("init", node, "--lab", "lab-s", "--ca-cert", pair.ca_dir / "ca.crt",
-            "--consortium-key", pair.key_file, "--listen", "127.0.0.1:0")
-    run_cli("ca", "issue", pair.ca_dir, node / "tls" / "node.csr", "--out", tmp_path / "s.crt",
-            "--days", "10")
+    run_cli(
+        "init",
+        node,
+        "--lab",
+        "lab-s",
+        "--ca-cert",
+        pair.ca_dir / "ca.crt",
+        "--consortium-key",
+        pair.key_file,
+        "--listen",
+        "127.0.0.1:0",
+    )
+    run_cli(
+        "ca",
+        "issue",
+        pair.ca_dir,
+        node / "tls" / "node.csr",
+        "--out",
+        tmp_path / "s.crt",
+        "--days",
+        "10",
+    )
     run_cli("cert", "install", node, tmp_path / "s.crt")
     text = run_cli("status", node).stdout
     assert "NOT RUNNING" in text
@@ -134,8 +156,11 @@ def test_retention_purge_runs_in_the_daemon_and_is_audited(pair):
     a.stop()
     assert matches_json(a.dir) == []
     assert any(r["status"] == "completed" for r in rounds_json(a.dir))  # rounds are kept
-    purges = [json.loads(line) for line in (a.dir / "audit.log").read_text().splitlines()
-              if '"matches_purged"' in line]
+    purges = [
+        json.loads(line)
+        for line in (a.dir / "audit.log").read_text().splitlines()
+        if '"matches_purged"' in line
+    ]
     assert len(purges) == 1 and purges[0]["body"]["count"] == 6
     assert purges[0]["body"]["retention_days"] == 90
     audit_ok(a.dir)

@@ -19,8 +19,12 @@ def pair(tmp_path_factory):
     sandbox = Sandbox(root / "c")
     sandbox.create(["lab-a", "lab-b"])
     for name in ("lab-a", "lab-b"):
-        import_values(sandbox.labs[name].dir, "email",
-                      [f"s{i}@mail.example" for i in range(5)] + [f"{name}@mail.example"], root)
+        import_values(
+            sandbox.labs[name].dir,
+            "email",
+            [f"s{i}@mail.example" for i in range(5)] + [f"{name}@mail.example"],
+            root,
+        )
     sandbox.start_all()
     sandbox.peer_all()
     yield sandbox
@@ -47,10 +51,22 @@ def test_sign_show_install(pair, tmp_path):
     assert "present, not checked" in run_cli("policy", "show", signed).stdout
     assert "NONE (unsigned TOML)" in run_cli("policy", "show", source).stdout
     node = tmp_path / "spare"
-    run_cli("init", node, "--lab", "lab-s", "--ca", pair.ca_dir, "--listen", "127.0.0.1:0",
-            "--consortium-key", pair.key_file)
-    assert "installed policy example-consortium v1" in run_cli(
-        "policy", "install", node, signed).stdout
+    run_cli(
+        "init",
+        node,
+        "--lab",
+        "lab-s",
+        "--ca",
+        pair.ca_dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--consortium-key",
+        pair.key_file,
+    )
+    assert (
+        "installed policy example-consortium v1"
+        in run_cli("policy", "install", node, signed).stdout
+    )
     status = json.loads(run_cli("status", node, "--json").stdout)
     assert status["policy"]["policy_id"] == "example-consortium"
     audit = (node / "audit.log").read_text()
@@ -70,8 +86,9 @@ def test_install_refuses_what_does_not_verify(pair, tmp_path):
 
     run_cli("policy", "sign", pair.ca_dir, source, "--out", tmp_path / "good.signed")
     doc = json.loads((tmp_path / "good.signed").read_text())
-    doc["policy_toml"] = doc["policy_toml"].replace("max_set_size = 5000000",
-                                                    "max_set_size = 5000001", 1)
+    doc["policy_toml"] = doc["policy_toml"].replace(
+        "max_set_size = 5000000", "max_set_size = 5000001", 1
+    )
     (tmp_path / "tampered.signed").write_text(json.dumps(doc))
     proc = run_cli("policy", "install", lab, tmp_path / "tampered.signed", check=False)
     assert proc.returncode == 3 and "[rule: policy-signature]" in proc.stderr
@@ -80,8 +97,11 @@ def test_install_refuses_what_does_not_verify(pair, tmp_path):
     assert proc.returncode == 65 and "[rule: policy-syntax]" in proc.stderr
 
     now = datetime.now(UTC)
-    source.write_text(sandbox_policy(policy_id="old", not_before=now - timedelta(days=9),
-                                     not_after=now - timedelta(days=1)))
+    source.write_text(
+        sandbox_policy(
+            policy_id="old", not_before=now - timedelta(days=9), not_after=now - timedelta(days=1)
+        )
+    )
     run_cli("policy", "sign", pair.ca_dir, source, "--out", tmp_path / "old.signed")
     proc = run_cli("policy", "install", lab, tmp_path / "old.signed", check=False)
     assert proc.returncode == 77 and "[rule: policy-expired]" in proc.stderr
@@ -133,8 +153,12 @@ def test_no_signed_policy_refuses_rounds_on_either_side(pair):
 def test_expired_policy_is_refused_by_the_responder(pair):
     a, b = pair.labs["lab-a"], pair.labs["lab-b"]
     now = datetime.now(UTC)
-    short = pair.sign_policy(sandbox_policy(version=3, not_before=now - timedelta(days=1),
-                                            not_after=now + timedelta(days=1)), "short")
+    short = pair.sign_policy(
+        sandbox_policy(
+            version=3, not_before=now - timedelta(days=1), not_after=now + timedelta(days=1)
+        ),
+        "short",
+    )
     for lab in (a, b):
         run_cli("policy", "install", lab.dir, short)
     b.stop()

@@ -27,9 +27,10 @@ def test_defaults_for_an_old_node_toml(tmp_path):
 
 def test_everything_survives_a_save_and_load(tmp_path):
     cfg = load_config(write(tmp_path, MINIMAL))
-    cfg.peers = [PeerConfig("lab-b", "h:1", interval_seconds=600.0),
-                 PeerConfig("lab-c", "h:2", cron="*/5 * * * *", mode="count",
-                            kinds=["email"])]
+    cfg.peers = [
+        PeerConfig("lab-b", "h:1", interval_seconds=600.0),
+        PeerConfig("lab-c", "h:2", cron="*/5 * * * *", mode="count", kinds=["email"]),
+    ]
     cfg.schedule.jitter_seconds = 1.5
     cfg.schedule.retry_max_seconds = 99.0
     cfg.metrics_listen = "127.0.0.1:9464"
@@ -40,17 +41,23 @@ def test_everything_survives_a_save_and_load(tmp_path):
     assert again.peers == cfg.peers
     assert again.schedule == cfg.schedule
     assert (again.metrics_listen, again.log_format, again.grace_seconds) == (
-        "127.0.0.1:9464", "text", 3.0)
+        "127.0.0.1:9464",
+        "text",
+        3.0,
+    )
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    ('[[peers]]\nlab = "lab-b"\naddress = "h:1"\ncron = "61 * * * *"\n', "cron"),
-    ('[[peers]]\nlab = "lab-b"\naddress = "h:1"\ninterval_seconds = 0\n', "interval_seconds"),
-    ('[[peers]]\nlab = "lab-b"\naddress = "h:1"\nmode = "all"\n', "mode"),
-    ('[logging]\nformat = "xml"\n', "logging.format"),
-    ('[schedule]\nmax_concurrent_rounds = 0\n', "max_concurrent_rounds"),
-    ('[metrics]\nlisten = "nowhere"\n', "HOST:PORT"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('[[peers]]\nlab = "lab-b"\naddress = "h:1"\ncron = "61 * * * *"\n', "cron"),
+        ('[[peers]]\nlab = "lab-b"\naddress = "h:1"\ninterval_seconds = 0\n', "interval_seconds"),
+        ('[[peers]]\nlab = "lab-b"\naddress = "h:1"\nmode = "all"\n', "mode"),
+        ('[logging]\nformat = "xml"\n', "logging.format"),
+        ("[schedule]\nmax_concurrent_rounds = 0\n", "max_concurrent_rounds"),
+        ('[metrics]\nlisten = "nowhere"\n', "HOST:PORT"),
+    ],
+)
 def test_bad_settings_are_config_errors(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, MINIMAL + extra))

@@ -22,26 +22,38 @@ def test_metrics_follow_the_audit_events():
     m = Metrics()
     m.round_started("r1", "responder")
     assert sample(m, "crossmatch_rounds_in_flight", role="responder") == 1
-    m.observe("round_completed", {"round_id": "r1", "role": "responder", "peer": "lab-a",
-                                  "own_sizes": {"email": 30, "phone": 2},
-                                  "peer_sizes": {"email": 40}})
-    assert sample(m, "crossmatch_rounds_total", peer="lab-a", role="responder",
-                  outcome="completed") == 1
+    m.observe(
+        "round_completed",
+        {
+            "round_id": "r1",
+            "role": "responder",
+            "peer": "lab-a",
+            "own_sizes": {"email": 30, "phone": 2},
+            "peer_sizes": {"email": 40},
+        },
+    )
+    assert (
+        sample(m, "crossmatch_rounds_total", peer="lab-a", role="responder", outcome="completed")
+        == 1
+    )
     assert sample(m, "crossmatch_elements_processed_total", kind="email") == 70
     assert sample(m, "crossmatch_elements_processed_total", kind="phone") == 2
     assert sample(m, "crossmatch_rounds_in_flight", role="responder") == 0
-    assert sample(m, "crossmatch_round_duration_seconds_count", role="responder",
-                  outcome="completed") == 1
+    assert (
+        sample(m, "crossmatch_round_duration_seconds_count", role="responder", outcome="completed")
+        == 1
+    )
     m.round_started("r2", "initiator")
-    m.observe("round_aborted", {"round_id": "r2", "role": "initiator", "peer": "lab-b",
-                                "rule": "shutdown"})
+    m.observe(
+        "round_aborted",
+        {"round_id": "r2", "role": "initiator", "peer": "lab-b", "rule": "shutdown"},
+    )
     assert sample(m, "crossmatch_round_aborts_total", rule="shutdown") == 1
     assert sample(m, "crossmatch_rounds_in_flight", role="initiator") == 0
     m.observe("round_refused", {"peer": "lab-c", "rule": "max-set-size"})
     m.observe("round_refused", {"peer": "", "rule": "unknown-peer"})
     assert sample(m, "crossmatch_refusals_total", rule="max-set-size") == 1
-    assert sample(m, "crossmatch_rounds_total", peer="-", role="responder",
-                  outcome="refused") == 1
+    assert sample(m, "crossmatch_rounds_total", peer="-", role="responder", outcome="refused") == 1
     m.observe("matches_purged", {"count": 12, "before": "2026-01-01T00:00:00.000000Z"})
     assert sample(m, "crossmatch_matches_purged_total") == 12
     m.scheduler_state({"lab-b": {"failures": 3, "next_due": "2026-01-01T00:00:00Z"}})
@@ -57,9 +69,15 @@ def test_two_nodes_in_one_process_keep_separate_metrics():
 
 
 def test_event_logs_keep_only_allowlisted_fields():
-    body = {"round_id": "r1", "peer": "lab-b", "rule": "kind-mode", "reason": "x" * 1000,
-            "value": "alice@example.com", "own_receipt": {"sig": "..."}, "intersection_sizes":
-            {"email": 3}}
+    body = {
+        "round_id": "r1",
+        "peer": "lab-b",
+        "rule": "kind-mode",
+        "reason": "x" * 1000,
+        "value": "alice@example.com",
+        "own_receipt": {"sig": "..."},
+        "intersection_sizes": {"email": 3},
+    }
     fields = event_fields("round_aborted", body)
     assert fields["event"] == "round_aborted" and fields["intersection_sizes"] == {"email": 3}
     assert "value" not in fields and "own_receipt" not in fields
@@ -73,8 +91,15 @@ def test_json_formatter_writes_one_object_a_line():
     logger = logging.getLogger("crossmatch.events")
     logger.addHandler(handler)
     try:
-        log_event("round_refused", {"peer": "lab-c", "rule": "min-interval", "reason": "soon\nx",
-                                    "value": "alice@example.com"})
+        log_event(
+            "round_refused",
+            {
+                "peer": "lab-c",
+                "rule": "min-interval",
+                "reason": "soon\nx",
+                "value": "alice@example.com",
+            },
+        )
     finally:
         logger.removeHandler(handler)
     lines = stream.getvalue().splitlines()

@@ -51,7 +51,11 @@ def at(text: str) -> datetime:
 def test_parse_states_exactly_the_rules():
     p = parse_policy_toml(BASE)
     assert (p.policy_id, p.version, p.retention_days, p.min_interval_seconds) == (
-        "test-consortium", 2, 30, 600)
+        "test-consortium",
+        2,
+        30,
+        600,
+    )
     assert p.allowed_kinds == ("email", "prompt")
     assert p.size_cap("email") == 1000 and p.size_cap("phone") == 0
     assert p.kind_modes == {"prompt": "count"}
@@ -63,30 +67,34 @@ def test_the_shipped_template_parses():
 
 
 def test_hash_covers_content_not_layout():
-    respaced = "# a comment\n" + BASE.replace(" = ", "=").replace("2026-01-01T00:00:00Z",
-                                                                  "2026-01-01T01:00:00+01:00")
+    respaced = "# a comment\n" + BASE.replace(" = ", "=").replace(
+        "2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00"
+    )
     assert parse_policy_toml(respaced).hash() == parse_policy_toml(BASE).hash()
     changed = BASE.replace("max_set_size = 1000", "max_set_size = 1001")
     assert parse_policy_toml(changed).hash() != parse_policy_toml(BASE).hash()
     assert parse_policy_toml(BASE).hash() != DEFAULT_POLICY.hash()
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (("version = 2", "version = 2\ncolour = 'blue'"), "unknown policy setting"),
-    (("[kinds.email]", "[kinds.shoe_size]"), "unknown kind"),
-    (('purpose = "Find shared abuse."\n', ""), "'purpose' is required"),
-    (('purpose = "Find shared abuse."', 'purpose = "  "'), "purpose"),
-    (("not_after = 2027-01-01T00:00:00Z", "not_after = 2025-01-01T00:00:00Z"), "later"),
-    (("not_before = 2026-01-01T00:00:00Z", "not_before = 2026-01-01T00:00:00"), "timezone"),
-    (('mode = "count"', 'mode = "everything"'), "mode must be"),
-    (("max_set_size = 1000", "max_set_size = -1"), "max_set_size"),
-    (("max_set_size = 1000", "max_set_size = true"), "max_set_size"),
-    (("retention_days = 30", "retention_days = 0"), "retention_days"),
-    (("version = 2", "version = 0"), "version"),
-    (('policy_id = "test-consortium"', 'policy_id = "has space"'), "policy_id"),
-    (("[kinds.email]\nmax_set_size = 1000", "[kinds.email]\nmax = 1000"), "max_set_size"),
-    (("version = 2", "version = [2"), "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("version = 2", "version = 2\ncolour = 'blue'"), "unknown policy setting"),
+        (("[kinds.email]", "[kinds.shoe_size]"), "unknown kind"),
+        (('purpose = "Find shared abuse."\n', ""), "'purpose' is required"),
+        (('purpose = "Find shared abuse."', 'purpose = "  "'), "purpose"),
+        (("not_after = 2027-01-01T00:00:00Z", "not_after = 2025-01-01T00:00:00Z"), "later"),
+        (("not_before = 2026-01-01T00:00:00Z", "not_before = 2026-01-01T00:00:00"), "timezone"),
+        (('mode = "count"', 'mode = "everything"'), "mode must be"),
+        (("max_set_size = 1000", "max_set_size = -1"), "max_set_size"),
+        (("max_set_size = 1000", "max_set_size = true"), "max_set_size"),
+        (("retention_days = 30", "retention_days = 0"), "retention_days"),
+        (("version = 2", "version = 0"), "version"),
+        (('policy_id = "test-consortium"', 'policy_id = "has space"'), "policy_id"),
+        (("[kinds.email]\nmax_set_size = 1000", "[kinds.email]\nmax = 1000"), "max_set_size"),
+        (("version = 2", "version = [2"), "not valid TOML"),
+    ],
+)
 def test_each_syntax_rule(change, message):
     old, new = change
     assert old in BASE
@@ -104,12 +112,15 @@ def test_no_kinds_at_all_is_refused():
 # --- round checks ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kinds", "mode", "sizes", "rule"), [
-    (["phone"], "reveal", [1], "kind-allowed"),
-    (["email"], "reveal", [1001], "max-set-size"),
-    (["prompt"], "reveal", [10], "kind-mode"),
-    ([], "reveal", [], "kinds-empty"),
-])
+@pytest.mark.parametrize(
+    ("kinds", "mode", "sizes", "rule"),
+    [
+        (["phone"], "reveal", [1], "kind-allowed"),
+        (["email"], "reveal", [1001], "max-set-size"),
+        (["prompt"], "reveal", [10], "kind-mode"),
+        ([], "reveal", [], "kinds-empty"),
+    ],
+)
 def test_each_round_rule(kinds, mode, sizes, rule):
     with pytest.raises(PolicyError) as err:
         parse_policy_toml(BASE).check_round(kinds, mode, sizes)
@@ -171,8 +182,7 @@ def test_tampered_policy_text_is_caught_by_the_stated_hash():
 
 def test_tampered_policy_with_a_matching_hash_fails_the_signature():
     changed = BASE.replace("1000", "1000000")
-    doc = edit(signed(), policy_toml=changed,
-               policy_hash=parse_policy_toml(changed).hash().hex())
+    doc = edit(signed(), policy_toml=changed, policy_hash=parse_policy_toml(changed).hash().hex())
     with pytest.raises(VerificationError) as err:
         verify_signed_policy(doc, CA_KEY.public_key())
     assert err.value.rule == "policy-signature" and "does not verify" in err.value.message
@@ -202,10 +212,15 @@ def test_a_signature_over_the_text_does_not_carry_to_another_domain():
         verify_signed_policy(doc, CA_KEY.public_key())
 
 
-@pytest.mark.parametrize("document", [
-    b"not json", b"[]", b'{"format": "crossmatch-signed-policy/v0"}',
-    b'{"format": "crossmatch-signed-policy/v1", "policy_toml": 1}',
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        b"not json",
+        b"[]",
+        b'{"format": "crossmatch-signed-policy/v0"}',
+        b'{"format": "crossmatch-signed-policy/v1", "policy_toml": 1}',
+    ],
+)
 def test_malformed_documents(document):
     with pytest.raises(InputError) as err:
         read_signed_policy(document)
@@ -218,15 +233,25 @@ def test_unsigned_toml_is_not_a_signed_policy():
 
 
 @settings(max_examples=40, deadline=None)
-@given(caps=st.dictionaries(st.sampled_from(ALL_KINDS),
-                            st.tuples(st.integers(0, 10**9), st.booleans()), min_size=1),
-       interval=st.integers(0, 10**6), retention=st.integers(1, 3650))
+@given(
+    caps=st.dictionaries(
+        st.sampled_from(ALL_KINDS), st.tuples(st.integers(0, 10**9), st.booleans()), min_size=1
+    ),
+    interval=st.integers(0, 10**6),
+    retention=st.integers(1, 3650),
+)
 def test_any_valid_policy_round_trips_through_signing(caps, interval, retention):
-    lines = [BASE.split("min_interval_seconds")[0],
-             f"min_interval_seconds = {interval}", f"retention_days = {retention}"]
+    lines = [
+        BASE.split("min_interval_seconds")[0],
+        f"min_interval_seconds = {interval}",
+        f"retention_days = {retention}",
+    ]
     for kind, (cap, count) in caps.items():
-        lines += [f"[kinds.{kind}]", f"max_set_size = {cap}",
-                  f'mode = "{"count" if count else "reveal"}"']
+        lines += [
+            f"[kinds.{kind}]",
+            f"max_set_size = {cap}",
+            f'mode = "{"count" if count else "reveal"}"',
+        ]
     text = "\n".join(lines) + "\n"
     p = verify_signed_policy(signed(text), CA_KEY.public_key()).policy
     assert set(p.allowed_kinds) == set(caps)

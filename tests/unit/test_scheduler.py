@@ -30,8 +30,14 @@ from protocol.errors import ConfigError, PeerUnavailableError, RoundAbortedError
 Attempt = tuple[float, str, bool]  # (start time, peer, succeeded)
 
 
-def simulate(planner: Planner, until: float, *, up: Callable[[str, float], bool] | None = None,
-             duration: float = 2.0, start: float = 0.0) -> list[Attempt]:
+def simulate(
+    planner: Planner,
+    until: float,
+    *,
+    up: Callable[[str, float], bool] | None = None,
+    duration: float = 2.0,
+    start: float = 0.0,
+) -> list[Attempt]:
     """Drive the planner: start what is due, finish rounds `duration` later."""
     up = up or (lambda lab, t: True)
     attempts: list[Attempt] = []
@@ -101,8 +107,7 @@ def test_catch_up_after_downtime_is_one_round_not_a_burst():
     planner = Planner(Settings(jitter=30, max_concurrent=4), random.Random(3))
     now = 1_000_000.0
     # The last round was 10 intervals ago: ten runs were missed.
-    planner.set_peers([PeerSpec("lab-b", interval=600)], now=now,
-                      last_rounds={"lab-b": now - 6000})
+    planner.set_peers([PeerSpec("lab-b", interval=600)], now=now, last_rounds={"lab-b": now - 6000})
     attempts = simulate(planner, until=now + 1300, start=now)
     times = starts(attempts, "lab-b")
     assert times[0] - now <= 30
@@ -149,8 +154,11 @@ def test_policy_minimum_interval_wins_over_a_shorter_schedule():
 def test_cron_schedule_drives_start_times():
     planner = Planner(Settings(jitter=0), random.Random(8))
     t0 = datetime(2026, 3, 2, 0, 7, tzinfo=UTC).timestamp()  # a Monday, 00:07
-    planner.set_peers([PeerSpec("lab-b", cron=parse_cron("*/30 2-3 * * *"))], now=t0,
-                      last_rounds={"lab-b": t0 - 60})
+    planner.set_peers(
+        [PeerSpec("lab-b", cron=parse_cron("*/30 2-3 * * *"))],
+        now=t0,
+        last_rounds={"lab-b": t0 - 60},
+    )
     times = starts(simulate(planner, until=t0 + 2 * 86400, start=t0), "lab-b")
     stamps = [datetime.fromtimestamp(t, UTC).strftime("%d %H:%M") for t in times]
     assert stamps[:5] == ["02 02:00", "02 02:30", "02 03:00", "02 03:30", "03 02:00"]
@@ -169,23 +177,37 @@ def test_removed_peer_is_dropped_and_a_changed_interval_applies():
 # --- cron ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("expr", "after", "expected"), [
-    ("*/15 * * * *", "2026-01-01T10:07:30", "2026-01-01T10:15:00"),
-    ("0 3 * * 1", "2026-01-01T00:00:00", "2026-01-05T03:00:00"),  # next Monday
-    ("30 12 1 * *", "2026-01-01T12:30:00", "2026-02-01T12:30:00"),  # strictly after
-    ("0 0 29 2 *", "2026-01-01T00:00:00", "2028-02-29T00:00:00"),  # leap day
-    ("0 0 13 * 5", "2026-01-01T00:00:00", "2026-01-02T00:00:00"),  # dom OR dow (a Friday)
-    ("0 0 * * 7", "2026-01-01T00:00:00", "2026-01-04T00:00:00"),  # 7 is Sunday too
-    ("5-10/5 1,2 * * *", "2026-01-01T01:06:00", "2026-01-01T01:10:00"),
-])
+@pytest.mark.parametrize(
+    ("expr", "after", "expected"),
+    [
+        ("*/15 * * * *", "2026-01-01T10:07:30", "2026-01-01T10:15:00"),
+        ("0 3 * * 1", "2026-01-01T00:00:00", "2026-01-05T03:00:00"),  # next Monday
+        ("30 12 1 * *", "2026-01-01T12:30:00", "2026-02-01T12:30:00"),  # strictly after
+        ("0 0 29 2 *", "2026-01-01T00:00:00", "2028-02-29T00:00:00"),  # leap day
+        ("0 0 13 * 5", "2026-01-01T00:00:00", "2026-01-02T00:00:00"),  # dom OR dow (a Friday)
+        ("0 0 * * 7", "2026-01-01T00:00:00", "2026-01-04T00:00:00"),  # 7 is Sunday too
+        ("5-10/5 1,2 * * *", "2026-01-01T01:06:00", "2026-01-01T01:10:00"),
+    ],
+)
 def test_cron_next_after(expr, after, expected):
     moment = datetime.fromisoformat(after).replace(tzinfo=UTC)
     assert parse_cron(expr).next_after(moment) == datetime.fromisoformat(expected).replace(
-        tzinfo=UTC)
+        tzinfo=UTC
+    )
 
 
-@pytest.mark.parametrize("expr", ["* * * *", "60 * * * *", "* 24 * * *", "*/0 * * * *",
-                                  "MON * * * *", "5-1 * * * *", "0 0 31 2 *"])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "* * * *",
+        "60 * * * *",
+        "* 24 * * *",
+        "*/0 * * * *",
+        "MON * * * *",
+        "5-1 * * * *",
+        "0 0 31 2 *",
+    ],
+)
 def test_bad_cron_is_a_config_error(expr):
     with pytest.raises(ConfigError):
         parse_cron(expr).next_after(datetime(2026, 1, 1, tzinfo=UTC))
@@ -238,8 +260,13 @@ def test_scheduler_thread_retries_a_down_peer_and_publishes_state():
             raise PeerUnavailableError("connection refused", where=f"peer {lab}")
 
     planner = Planner(Settings(jitter=0, retry_base=10, retry_max=1000), random.Random(10))
-    scheduler = Scheduler(planner, run=run, peers=lambda: ([PeerSpec("lab-b", 3600)], {}),
-                          clock=clock, state_sink=published.append)
+    scheduler = Scheduler(
+        planner,
+        run=run,
+        peers=lambda: ([PeerSpec("lab-b", 3600)], {}),
+        clock=clock,
+        state_sink=published.append,
+    )
     scheduler.start()
     deadline = time.monotonic() + 5
     while len(calls) < 5 and time.monotonic() < deadline:
@@ -251,8 +278,9 @@ def test_scheduler_thread_retries_a_down_peer_and_publishes_state():
     assert calls[4] - calls[3] >= 3600  # success: back to the interval
     final = [p for p in published if p["lab-b"]["last_outcome"] == "completed"]
     assert final and final[-1]["lab-b"]["failures"] == 0
-    assert any(p["lab-b"]["last_error"].startswith("peer lab-b: connection refused")
-               for p in published)
+    assert any(
+        p["lab-b"]["last_error"].startswith("peer lab-b: connection refused") for p in published
+    )
 
 
 def test_stop_gives_running_rounds_a_grace_period_then_cancels_them():
@@ -266,8 +294,12 @@ def test_stop_gives_running_rounds_a_grace_period_then_cancels_them():
             raise RoundAbortedError("this node is shutting down", rule="shutdown")
 
     planner = Planner(Settings(jitter=0), random.Random(11))
-    scheduler = Scheduler(planner, run=run, peers=lambda: ([PeerSpec("lab-b", 3600)], {}),
-                          clock=SystemClock(lambda: datetime.now(UTC)))
+    scheduler = Scheduler(
+        planner,
+        run=run,
+        peers=lambda: ([PeerSpec("lab-b", 3600)], {}),
+        clock=SystemClock(lambda: datetime.now(UTC)),
+    )
     scheduler.start()
     assert started.wait(5)
     t0 = time.monotonic()
