@@ -47,7 +47,7 @@ import private_set_intersection.python as psi_lib
 from protocol.errors import ConfigError
 from protocol.padding import SEED_BYTES
 from protocol.psi import KEY_BYTES, PackedTable
-from protocol.round import RoundCache
+from protocol.round import CacheUpdate, RoundCache
 
 log = logging.getLogger("crossmatch.epochs")
 
@@ -228,7 +228,7 @@ class EpochStore:
                 log.warning("ignoring a damaged %s cache for peer %s", name, key.peer)
         return RoundCache(own=tables["own"], peer=tables["peer"])
 
-    def save(self, key: EpochKey, cache: RoundCache, now: datetime) -> bool:
+    def save(self, key: EpochKey, cache: CacheUpdate | RoundCache, now: datetime) -> bool:
         """Replace ``key``'s caches with ``cache``; False (nothing written) unless ``key``
         is still the current, unexpired key."""
         with self._transaction() as db:
@@ -243,19 +243,21 @@ class EpochStore:
             self._checkpoint()
         return current
 
-    def _write(self, db: sqlite3.Connection, key: EpochKey, cache: RoundCache) -> None:
+    def _write(
+        self, db: sqlite3.Connection, key: EpochKey, cache: CacheUpdate | RoundCache
+    ) -> None:
         for name, table in (("own", cache.own), ("peer", cache.peer)):
             db.execute("DELETE FROM epoch_caches WHERE key_id = ? AND name = ?", (key.key_id, name))
             if table is None:
                 continue
-            # Written in place through the blob API: no second copy of a large table.
+            # Written through the blob API, piece by piece: no second copy of a large table.
             cur = db.execute(
                 "INSERT INTO epoch_caches (key_id, name, data) VALUES (?, ?, zeroblob(?))",
                 (key.key_id, name, table.serialized_size()),
             )
             assert cur.lastrowid is not None
             with db.blobopen("epoch_caches", "data", cur.lastrowid) as blob:
-                for part in table.parts():
+                for part in table.chunks():
                     blob.write(part)
 
 

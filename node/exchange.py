@@ -33,7 +33,7 @@ from node.store import RoundRow
 from protocol.audit.merkle import EMPTY_ROOT
 from protocol.errors import CrossmatchError, ProtocolError, VerificationError
 from protocol.padding import SEED_BYTES, dummy_elements, parse_padding
-from protocol.psi import Engine, dedupe, random_permutation
+from protocol.psi import ELEMENT_BYTES, Engine, PackedElements, dedupe, random_permutation, rows
 from protocol.receipts import (
     build_receipt,
     parse_receipt,
@@ -60,11 +60,12 @@ class PreparedSide:
     positions; ``sizes`` are the padded sizes the peer is told, ``real_sizes`` the
     true ones. The dummies' values are filled in by :meth:`fill_dummies` once the
     round's key (and so the dummy seed) is known. The commitment covers the real
-    elements only: dummies are never stored and never match.
+    elements only: dummies are never stored and never match. Elements are held
+    packed (32 bytes each, one buffer), not as a list of ``bytes``.
     """
 
     kinds: list[str]
-    own: list[bytes]
+    own: PackedElements
     sizes: list[int]
     salt: bytes
     commitment: bytes
@@ -74,8 +75,8 @@ class PreparedSide:
 
     def fill_dummies(self, seed: bytes) -> None:
         for kind, slots in self.dummy_slots.items():
-            for pos, value in zip(slots.tolist(), dummy_elements(seed, kind, len(slots)),
-                                  strict=True):
+            dummies = dummy_elements(seed, kind, len(slots))
+            for pos, value in zip(slots.tolist(), dummies, strict=True):
                 self.own[pos] = value
 
     def is_dummy(self) -> np.ndarray:
@@ -89,28 +90,40 @@ def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
     """Our elements of ``kinds``, shuffled, padded per ``[round] pad_to``, committed to."""
     rng = random.SystemRandom()
     padding = parse_padding(node.config.pad_to)
-    own: list[bytes] = []
-    sizes: list[int] = []
-    real_sizes: list[int] = []
     by_kind: dict[str, list[bytes]] = {}
+    sections: list[np.ndarray] = []
+    real_sizes: list[int] = []
     dummy_slots: dict[str, np.ndarray] = {}
+    start = 0
     for kind in kinds:
         fps = dedupe(node.store.fingerprints(kind))
         by_kind[kind] = fps
-        size = padding.size(len(fps), node.policy.size_cap(kind))
+        real = len(fps)
+        size = padding.size(real, node.policy.size_cap(kind))
+        section = np.zeros((size, ELEMENT_BYTES), np.uint8)  # dummies are filled in later
+        if real:
+            section[:real] = rows(b"".join(fps), ELEMENT_BYTES)
         # A random order, so the peer learns nothing from positions (e.g. import order),
-        # nor which positions hold dummies: order[i] >= len(fps) marks a dummy slot.
+        # nor which positions hold dummies (those that received a row >= real).
         order = random_permutation(size, rng)
-        if size > len(fps):
-            dummy_slots[kind] = len(own) + np.flatnonzero(order >= len(fps))
-            fps_padded = fps + [b""] * (size - len(fps))
-            own.extend(fps_padded[i] for i in order.tolist())
-        else:
-            own.extend(fps[i] for i in order.tolist())
-        sizes.append(size)
-        real_sizes.append(len(fps))
+        sections.append(section[order])
+        del section
+        if size > real:
+            dummy_slots[kind] = start + np.flatnonzero(order >= real)
+        real_sizes.append(real)
+        start += size
     salt = secrets.token_bytes(32)
-    return PreparedSide(kinds, own, sizes, salt, input_commitment(salt, by_kind), real_sizes,
+    commitment = input_commitment(salt, by_kind)
+    del by_kind
+    own = bytearray(start * ELEMENT_BYTES)
+    view = rows(np.frombuffer(own, np.uint8), ELEMENT_BYTES)
+    at = 0
+    for section in sections:
+        view[at : at + len(section)] = section
+        at += len(section)
+    sizes = [len(section) for section in sections]
+    del view, sections
+    return PreparedSide(kinds, PackedElements(own), sizes, salt, commitment, real_sizes,
                         dummy_slots)
 
 
@@ -152,6 +165,7 @@ class ExchangeSession:
         self.committed = False
         self.recorded = threading.Event()
         self._record_lock = threading.Lock()
+        self._cache_saver: threading.Thread | None = None
 
     # -- keys and caches -------------------------------------------------------
 
@@ -170,6 +184,14 @@ class ExchangeSession:
             key = epochs.current(self.peer.lab, self.node.now())
             cache = epochs.load(key)
         return key, key.psi_key, key.dummy_seed, cache
+
+    def _keep_cache_soon(self) -> None:
+        """Save the next cache in the background once the outcome is known: it then
+        overlaps the receipts and commits instead of adding to the round (see close)."""
+        if self.epoch_key is not None and self._cache_saver is None:
+            self._cache_saver = threading.Thread(target=self._save_cache, name="cache-save",
+                                                 daemon=True)
+            self._cache_saver.start()
 
     def _save_cache(self) -> None:
         """Keep what this round computed for the next round of the epoch (never fails it)."""
@@ -240,6 +262,7 @@ class ExchangeSession:
         )
         self.own_receipt = sign_receipt(receipt, self.node.audit_key)
         self.outbox.put(pb.ExchangeMessage(receipt=pb.Receipt(signed_receipt=receipt_bytes(self.own_receipt))))
+        self._keep_cache_soon()
 
     # -- receiving -----------------------------------------------------------
 
@@ -379,4 +402,6 @@ class ExchangeSession:
         self.engine.close()
         log.info("round %s (%s) with %s: %s", self.header.round_id, self.role, self.peer.lab,
                  self.work_summary())
-        self._save_cache()
+        if self._cache_saver is not None:
+            self._cache_saver.join()
+        self.side.release()

@@ -36,15 +36,18 @@ import numpy as np
 
 from protocol.errors import CrossmatchError, ProtocolError
 from protocol.psi import (
+    BLOCK_ROWS,
     ELEMENT_BYTES,
     POINT_BYTES,
     Engine,
+    PackedElements,
     PackedTable,
     RandomSource,
+    TableSource,
     count_points,
     fill_rows,
     match_packed,
-    pack,
+    packed_elements,
     rows,
     sections,
     shuffle_packed_within_sections,
@@ -75,6 +78,17 @@ class RoundCache:
     peer: PackedTable | None = None
 
 
+@dataclass(frozen=True)
+class CacheUpdate:
+    """What a round leaves for the next round under the same key (see RoundCache)."""
+
+    own: TableSource
+    peer: TableSource
+
+    def tables(self) -> RoundCache:
+        return RoundCache(self.own.build(), self.peer.build())
+
+
 @dataclass
 class RoundWork:
     """How many elements the engine computed and how many came from the cache."""
@@ -89,20 +103,19 @@ class _Chunk:
     """A chunk of results: rows known from the cache plus rows the engine is computing."""
 
     def __init__(
-        self,
-        known: np.ndarray | None,
-        found: np.ndarray | None,
-        future: Future[bytes] | None,
-        source: bytes = b"",
+        self, known: np.ndarray | None, found: np.ndarray | None, future: Future[bytes] | None
     ):
         self.known, self.found, self.future = known, found, future
-        self.source = source  # the peer's points, kept for the next cache
 
     def result(self) -> bytes:
         computed = self.future.result() if self.future is not None else b""
         if self.known is None or self.found is None:
             return computed
         return fill_rows(self.known, self.found, computed)
+
+
+def _send_nothing(kind: str, seq: int, packed: bytes) -> None:
+    pass
 
 
 class RoundSide:
@@ -130,8 +143,11 @@ class RoundSide:
         self.peer_sizes = header.sizes(self.peer_role)
         if len(own) != sum(self.own_sizes):
             raise ValueError("own elements do not match the announced sizes")
-        if (cache is not None and cache.own is not None or keep_cache) and any(
-            len(x) != ELEMENT_BYTES for x in own
+        caching = cache is not None and cache.own is not None or keep_cache
+        if caching and not (
+            isinstance(own, PackedElements)
+            and own.width == ELEMENT_BYTES
+            or all(len(x) == ELEMENT_BYTES for x in own)
         ):
             raise ValueError(f"a cache needs own elements of {ELEMENT_BYTES} bytes")
         self._own = own
@@ -141,7 +157,8 @@ class RoundSide:
         self._rng = rng
         self._window = max(1, window)
         self._on_error = on_error
-        self._cache = cache or RoundCache()
+        # Our own reference: parts are dropped as soon as they are no longer needed.
+        self._cache = RoundCache(cache.own, cache.peer) if cache else RoundCache()
         self._keep = keep_cache
         self.transcript = Transcript(header)
         self.work = RoundWork()
@@ -149,11 +166,17 @@ class RoundSide:
         self._own_total = sum(self.own_sizes)
         self._peer_total = sum(self.peer_sizes)
         self._peer_received = 0
-        self._own_double: list[bytes] = []
         self._own_double_count = 0
-        self._own_blinded: list[bytes] = []  # kept for the next cache
-        self._peer_blinded: list[bytes] = []  # kept for the next cache
-        self._peer_double: list[bytes] = []  # in the peer's order
+        self._own_blinded_count = 0
+        self._peer_double_count = 0
+        # Every stream of points lands in one buffer of its final size (announced, and
+        # enforced as chunks arrive): no lists of chunks, no joined copies. Pages are
+        # only committed as they are written.
+        self._own_double = bytearray(self._own_total * POINT_BYTES)  # in our order
+        self._peer_double = bytearray(self._peer_total * POINT_BYTES)  # in the peer's order
+        # Kept for the next cache only.
+        self._own_blinded = bytearray(self._own_total * POINT_BYTES if caching else 0)
+        self._peer_blinded = bytearray(self._peer_total * POINT_BYTES if keep_cache else 0)
         self._reblind_queue: queue.Queue[_Chunk | None] = queue.Queue()
 
         self._reblind_done = threading.Event()
@@ -215,7 +238,7 @@ class RoundSide:
         for t in self._threads:
             t.join(timeout)
 
-    def next_cache(self) -> RoundCache | None:
+    def next_cache(self) -> CacheUpdate | None:
         """This round's values as the cache of the next round under the same key.
 
         Only what this round holds: elements that left either set drop out, so the
@@ -224,15 +247,32 @@ class RoundSide:
         """
         if not self._keep or self._outcome is None:
             return None
-        own = PackedTable.build(
-            pack(self._own), ELEMENT_BYTES, pack(self._own_blinded), POINT_BYTES
+        return CacheUpdate(
+            own=TableSource(
+                packed_elements(self._own),
+                ELEMENT_BYTES,
+                memoryview(self._own_blinded),
+                POINT_BYTES,
+            ),
+            peer=TableSource(
+                memoryview(self._peer_blinded),
+                POINT_BYTES,
+                memoryview(self._peer_double),
+                POINT_BYTES,
+            ),
         )
-        self._own_blinded = []
-        peer = PackedTable.build(
-            pack(self._peer_blinded), POINT_BYTES, pack(self._peer_double), POINT_BYTES
-        )
-        self._peer_blinded = []
-        return RoundCache(own, peer)
+
+    def release(self) -> None:
+        """Drop the round's buffers and caches now (call once the outcome and the next
+        cache are no longer needed), rather than whenever a garbage collection finds
+        the reference cycles of a finished round's threads and callbacks."""
+        self._cache = RoundCache()
+        for name in ("_own_double", "_peer_double", "_own_blinded", "_peer_blinded"):
+            setattr(self, name, bytearray())
+        self._own = []
+        # The callbacks are the transport's bound methods: a reference cycle to break.
+        self._send = _send_nothing
+        self._on_error = None
 
     # -- received from the peer -------------------------------------------
 
@@ -245,10 +285,14 @@ class RoundSide:
                 f"peer sent more than the {self._peer_total} elements it announced",
                 rule="size-announced",
             )
+        if self._keep:
+            at = self._peer_received * POINT_BYTES
+            self._peer_blinded[at : at + len(packed)] = packed
         self._peer_received += n
         self.transcript.absorb(f"{self.peer_role}_blinded", packed)
         self._reblind_queue.put(self._reblind(packed))
         if self._peer_received == self._peer_total:
+            self._cache.peer = None  # every lookup is done: let it go
             self._reblind_queue.put(None)
 
     def on_peer_reblinded(self, packed: bytes) -> None:
@@ -259,9 +303,10 @@ class RoundSide:
             raise ProtocolError(
                 f"peer returned more than our {self._own_total} elements", rule="size-announced"
             )
+        at = self._own_double_count * POINT_BYTES
+        self._own_double[at : at + len(packed)] = packed
         self._own_double_count += n
         self.transcript.absorb(f"{self.peer_role}_reblinded", packed)
-        self._own_double.append(packed)
         if self._own_double_count == self._own_total:
             self._own_double_done.set()
 
@@ -276,12 +321,11 @@ class RoundSide:
 
     def _reblind(self, packed: bytes) -> _Chunk:
         """Re-blind one chunk of the peer's points; only points not in the cache are computed."""
-        source = packed if self._keep else b""
         table = self._cache.peer
         n = len(packed) // POINT_BYTES
         if table is None or len(table) == 0:
             self.work.reblinded += n
-            return _Chunk(None, None, self._engine.submit_reblind(packed), source)
+            return _Chunk(None, None, self._engine.submit_reblind(packed))
         known, found = table.lookup(packed)
         misses = n - int(found.sum())
         self.work.reblinded += misses
@@ -289,7 +333,7 @@ class RoundSide:
         future = None
         if misses:
             future = self._engine.submit_reblind(rows(packed, POINT_BYTES)[~found].tobytes())
-        return _Chunk(known, found, future, source)
+        return _Chunk(known, found, future)
 
     def _blind_chunks(self) -> list[tuple[int, int]]:
         return [
@@ -297,19 +341,33 @@ class RoundSide:
             for s in range(0, self._own_total, self._chunk)
         ]
 
-    def _blind(
-        self, start: int, end: int, known: np.ndarray | None, found: np.ndarray | None
-    ) -> _Chunk:
+    def _lookup_own(self) -> np.ndarray | None:
+        """Which own elements the cache knows; their blindings go straight into place."""
+        table, self._cache.own = self._cache.own, None  # only needed here: let it go after
+        if table is None or len(table) == 0 or self._own_total == 0:
+            return None
+        own, out = packed_elements(self._own), rows(self._own_blinded, POINT_BYTES)
+        found = np.zeros(self._own_total, bool)
+        step = BLOCK_ROWS * ELEMENT_BYTES
+        for start in range(0, self._own_total, BLOCK_ROWS):
+            at = start * ELEMENT_BYTES
+            values, hit = table.lookup(own[at : at + step])
+            out[start : start + len(hit)][hit] = values[hit]
+            found[start : start + len(hit)] = hit
+        return found
+
+    def _blind(self, start: int, end: int, found: np.ndarray | None) -> _Chunk:
         items = self._own[start:end]
-        if known is None or found is None:
+        if found is None:
             self.work.blinded += end - start
             return _Chunk(None, None, self._engine.submit_blind(items))
-        k, f = known[start:end], found[start:end]
+        f = found[start:end]
         misses = [x for x, hit in zip(items, f.tolist(), strict=True) if not hit]
         self.work.blinded += len(misses)
         self.work.blinded_cached += end - start - len(misses)
         future = self._engine.submit_blind(misses) if misses else None
-        return _Chunk(k, f, future)
+        known = rows(self._own_blinded, POINT_BYTES)[start:end]
+        return _Chunk(known, f, future)
 
     # -- workers -----------------------------------------------------------
 
@@ -325,9 +383,7 @@ class RoundSide:
         return run
 
     def _blind_and_send(self) -> None:
-        known = found = None
-        if self._cache.own is not None and len(self._cache.own) and self._own_total:
-            known, found = self._cache.own.lookup(pack(self._own))
+        found = self._lookup_own()
         pending: deque[_Chunk] = deque()
         seq = 0
 
@@ -335,15 +391,17 @@ class RoundSide:
             nonlocal seq
             packed = pending.popleft().result()
             self.transcript.absorb(f"{self.role}_blinded", packed)
-            if self._keep:
-                self._own_blinded.append(packed)
+            if self._own_blinded:
+                at = self._own_blinded_count * POINT_BYTES
+                self._own_blinded[at : at + len(packed)] = packed
+                self._own_blinded_count += len(packed) // POINT_BYTES
             self._send("own_blinded", seq, packed)
             seq += 1
 
         for start, end in self._blind_chunks():
             if self._failed.is_set():
                 return
-            pending.append(self._blind(start, end, known, found))
+            pending.append(self._blind(start, end, found))
             if len(pending) >= self._window:
                 flush_one()
         while pending and not self._failed.is_set():
@@ -356,9 +414,9 @@ class RoundSide:
             if chunk is None or self._failed.is_set():
                 break
             packed = chunk.result()
-            self._peer_double.append(packed)
-            if self._keep:
-                self._peer_blinded.append(chunk.source)
+            at = self._peer_double_count * POINT_BYTES
+            self._peer_double[at : at + len(packed)] = packed
+            self._peer_double_count += len(packed) // POINT_BYTES
             if self.header.mode == "reveal":
                 self.transcript.absorb(f"{self.role}_reblinded", packed)
                 self._send("peer_reblinded", seq, packed)
@@ -367,9 +425,9 @@ class RoundSide:
             return
         if self.header.mode == "count":
             # Everything has arrived: shuffle within each kind's section, then send.
-            held = pack(self._peer_double)
-            self._peer_double = [held]
-            shuffled = shuffle_packed_within_sections(held, self.peer_sizes, self._rng)
+            shuffled = shuffle_packed_within_sections(
+                memoryview(self._peer_double), self.peer_sizes, self._rng
+            )
             step = self._chunk * POINT_BYTES
             for start in range(0, len(shuffled), step):
                 packed = shuffled[start : start + step]
@@ -381,9 +439,7 @@ class RoundSide:
     # -- matching ----------------------------------------------------------
 
     def _match(self) -> RoundOutcome:
-        self._own_double = [pack(self._own_double)]
-        self._peer_double = [pack(self._peer_double)]
-        own_double, peer_double = memoryview(self._own_double[0]), memoryview(self._peer_double[0])
+        own_double, peer_double = memoryview(self._own_double), memoryview(self._peer_double)
         sizes: dict[str, int] = {}
         positions: dict[str, list[int]] = {}
         # Sections line up by kind: the peer's section i holds the same kind as ours.
@@ -397,4 +453,7 @@ class RoundSide:
             sizes[kind] = len(found)
             if self.header.mode == "reveal":
                 positions[kind] = found
+        if not self._keep:
+            self._peer_double = bytearray()  # no longer needed (the cache would keep it)
+        self._own_double = bytearray()
         return RoundOutcome(self.transcript.digest(), sizes, positions)

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.epochs import CACHE_FILE, EpochStore
+from protocol import psi
 from protocol.errors import ConfigError
 from protocol.padding import OFF, Padding, dummy_elements, parse_padding
-from protocol.psi import POINT_BYTES, PackedTable
-from protocol.round import RoundCache
+from protocol.psi import POINT_BYTES, PackedElements, PackedTable, TableSource
+from protocol.round import CacheUpdate, RoundCache
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -87,7 +88,7 @@ def test_expired_key_and_caches_are_erased_from_the_file(tmp_path):
     assert k1.psi_key not in data
     assert k1.dummy_seed not in data
     assert cache.own is not None
-    first_value = bytes(cache.own.parts()[2])[:POINT_BYTES]
+    first_value = bytes(list(cache.own.chunks())[2])[:POINT_BYTES]
     assert first_value not in data
 
 
@@ -158,7 +159,7 @@ def test_table_lookup_equals_a_dict(keys, probes):
         assert hit == (q in expect)
         if hit:
             assert row.tobytes() == expect[q]
-    again = PackedTable.from_bytes(b"".join(bytes(p) for p in t.parts()))
+    again = PackedTable.from_bytes(b"".join(bytes(p) for p in t.chunks()))
     assert again.lookup(b"".join(queries))[1].tolist() == found.tolist()
 
 
@@ -173,7 +174,7 @@ def test_table_tells_apart_keys_that_share_the_sort_prefix():
 
 
 def test_damaged_table_is_refused():
-    data = b"".join(bytes(p) for p in table(4).parts())
+    data = b"".join(bytes(p) for p in table(4).chunks())
     with pytest.raises(ValueError):
         PackedTable.from_bytes(data[:-1])
     with pytest.raises(ValueError):
@@ -233,3 +234,48 @@ def test_numpy_is_not_holding_python_objects():
     # The point of PackedTable: a million points cost 33 bytes each, not a bytes object each.
     t = table(1000)
     assert t._keys.dtype == np.uint8 and t._values.dtype == np.uint8
+
+
+def test_table_source_is_written_sorted_in_blocks(monkeypatch, tmp_path):
+    monkeypatch.setattr(psi, "BLOCK_ROWS", 7)  # several blocks, and a short last one
+    keys = [hashlib.sha256(bytes([i])).digest() + b"\x01" for i in range(50)]
+    values = [bytes([i]) * 4 for i in range(50)]
+    source = TableSource(b"".join(keys), 33, b"".join(values), 4)
+    data = b"".join(bytes(c) for c in source.chunks())
+    assert len(data) == source.serialized_size() == table_size(50, 33, 4)
+    t = PackedTable.from_bytes(data)  # refuses unsorted input, so the blocks were sorted
+    got, found = t.lookup(b"".join(reversed(keys)))
+    assert found.all() and [r.tobytes() for r in got] == list(reversed(values))
+    # And through the cache file, next to a ready table.
+    with EpochStore(tmp_path / CACHE_FILE, epoch=WEEK) as s:
+        k = s.current("lab-b", T0)
+        peer = TableSource(b"".join(keys), 33, b"".join(keys), 33)
+        assert s.save(k, CacheUpdate(own=source_of(table(5)), peer=peer), T0)
+        loaded = s.load(k)
+        assert loaded.peer is not None and loaded.peer.contains(keys[3]).tolist() == [True]
+        assert loaded.own is not None and len(loaded.own) == 5
+
+
+def table_size(n: int, key_size: int, value_size: int) -> int:
+    return len(psi.TABLE_DOMAIN) + 12 + n * (key_size + value_size)
+
+
+def source_of(t: PackedTable) -> TableSource:
+    data = b"".join(bytes(c) for c in t.chunks())[table_size(0, 0, 0) :]
+    return TableSource(data[: len(t) * 32], 32, data[len(t) * 32 :], POINT_BYTES)
+
+
+def test_packed_elements_behave_like_a_list():
+    items = [hashlib.sha256(bytes([i])).digest() for i in range(10)]
+    packed = PackedElements(b"".join(items))
+    assert len(packed) == 10 and packed[3] == items[3] and packed[-1] == items[-1]
+    assert packed[2:5] == items[2:5] and packed[8:20] == items[8:]
+    assert list(packed) == items
+    packed[4] = b"\x00" * 32
+    assert packed[4] == b"\x00" * 32 and bytes(packed.packed[128:160]) == b"\x00" * 32
+    with pytest.raises(ValueError):
+        packed[0] = b"short"
+    with pytest.raises(IndexError):
+        packed[10]
+    with pytest.raises(ValueError):
+        PackedElements(b"x" * 33)

@@ -118,7 +118,7 @@ def test_repeat_round_computes_only_the_change_and_matches_a_fresh_round(chunk):
 
     first = run(ka, kb, a1, b1, chunk=chunk)
     assert first["a"][2] == (300, 240) and first["b"][2] == (240, 300)
-    cache_a, cache_b = first["a"][1].next_cache(), first["b"][1].next_cache()
+    cache_a, cache_b = first["a"][1].next_cache().tables(), first["b"][1].next_cache().tables()
     assert len(cache_a.own) == 300 and len(cache_a.peer) == 240
 
     # 1%-ish churn on each side, one new shared element among the additions.
@@ -146,7 +146,7 @@ def test_repeat_round_computes_only_the_change_and_matches_a_fresh_round(chunk):
     assert uncached["b"][0].transcript_hash == repeat["b"][0].transcript_hash
 
     # The next cache holds this round's sets only: what left them is gone.
-    next_a = repeat["a"][1].next_cache()
+    next_a = repeat["a"][1].next_cache().tables()
     assert len(next_a.own) == len(a2) and len(next_a.peer) == len(b2)
     removed = [x for x in a1 if x not in set(a2)]
     assert not next_a.own.contains(b"".join(removed)).any()
@@ -164,8 +164,8 @@ def test_count_mode_with_cache_still_counts_right():
         items_a,
         items_b,
         mode="count",
-        cache_a=first["a"][1].next_cache(),
-        cache_b=first["b"][1].next_cache(),
+        cache_a=first["a"][1].next_cache().tables(),
+        cache_b=first["b"][1].next_cache().tables(),
     )
     assert again["a"][2] == (0, 0) and again["b"][2] == (0, 0)
     assert again["b"][0].intersection_sizes == {"email": 25}
