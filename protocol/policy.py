@@ -30,24 +30,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocol.errors import InputError, PolicyError, VerificationError
+from protocol.fingerprints.identifiers import IDENTIFIER_KIND_ORDER
 
 POLICY_DOMAIN = b"crossmatch/v1/policy"
 SIGNATURE_DOMAIN = b"crossmatch/v1/policy-signature"
 SIGNED_FORMAT = "crossmatch-signed-policy/v1"
 MAX_DOCUMENT_BYTES = 256 * 1024
 
-ALL_KINDS = (
-    "email",
-    "phone",
-    "ip",
-    "ip_prefix",
-    "account_id",
-    "api_key_hash",
-    "payment_fingerprint",
-    "device_id",
-    "org_domain",
-    "prompt",
-)
+ALL_KINDS: tuple[str, ...] = (*IDENTIFIER_KIND_ORDER, "prompt")
 KIND_MODES = ("reveal", "count")
 _POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TOP_KEYS = {

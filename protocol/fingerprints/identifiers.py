@@ -57,19 +57,19 @@ from protocol.errors import ConfigError, InputError
 NORMALIZATION_VERSION = "n1"
 """Version of every rule in this module; hashed into each fingerprint."""
 
-IDENTIFIER_KINDS: frozenset[str] = frozenset(
-    {
-        "email",
-        "phone",
-        "ip",
-        "ip_prefix",
-        "account_id",
-        "api_key_hash",
-        "payment_fingerprint",
-        "device_id",
-        "org_domain",
-    }
+# In display order (CLI choices, policy documents); IDENTIFIER_KINDS for membership.
+IDENTIFIER_KIND_ORDER: tuple[str, ...] = (
+    "email",
+    "phone",
+    "ip",
+    "ip_prefix",
+    "account_id",
+    "api_key_hash",
+    "payment_fingerprint",
+    "device_id",
+    "org_domain",
 )
+IDENTIFIER_KINDS: frozenset[str] = frozenset(IDENTIFIER_KIND_ORDER)
 
 MAX_VALUE_LENGTH = 512
 MAX_EMAIL_LOCAL_LENGTH = 64  # RFC 5321; also keeps a normalized email under MAX_VALUE_LENGTH
