@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from protocol.fingerprints import IDENTIFIER_KINDS, fingerprint_many, normalize
 
 FORMATS = ("csv", "jsonl", "lines")
 MAX_REPORTED_LINES = 20
+PROGRESS_EVERY = 5000
 _BOM = b"\xef\xbb\xbf"
 
 # (line number, value, reason): exactly one of value and reason is None.
@@ -56,8 +57,12 @@ def prepare_signals(
     column: str | None = None,
     field: str | None = None,
     default_region: str = "US",
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[SignalInput]:
-    """Read, normalize and fingerprint every value of a file, or report every bad line."""
+    """Read, normalize and fingerprint every value of a file, or report every bad line.
+
+    ``progress(lines_read, 0)`` is called every few thousand lines (total unknown).
+    """
     path = Path(path)
     if kind not in IDENTIFIER_KINDS:
         known = ", ".join(sorted(IDENTIFIER_KINDS))
@@ -69,6 +74,8 @@ def prepare_signals(
     problems: list[tuple[int, str]] = []
     bad_lines = 0
     for line, value, reason in _records(path, fmt, column, field):
+        if progress is not None and line % PROGRESS_EVERY == 0:
+            progress(line, 0)
         if reason is None:
             assert value is not None
             try:
@@ -84,6 +91,8 @@ def prepare_signals(
     if bad_lines:
         raise _bad_lines_error(path, kind, problems, bad_lines)
     fingerprints = fingerprint_many(key, kind, normalized)
+    if progress is not None:
+        progress(len(lines), len(lines))
     return [
         SignalInput(kind, raw, norm, fp, f"{path}:{line}")
         for line, raw, norm, fp in zip(lines, raws, normalized, fingerprints, strict=True)

@@ -9,6 +9,7 @@ import click
 
 from node.cli.common import node_dir_argument
 from node.importer import import_file
+from node.progress import terminal_progress
 from node.prompt_import import import_prompts
 from node.runtime import Node
 from protocol.errors import InputError
@@ -49,7 +50,8 @@ def import_(node_dir: Path, file: Path, kind: str, fmt: str | None, column: str 
         else:
             result = import_file(node.store, file, kind, node.consortium_key, fmt=fmt,
                                  column=column, field=field,
-                                 default_region=node.config.default_region)
+                                 default_region=node.config.default_region,
+                                 progress=terminal_progress(f"import {file.name}"))
             what = f"{result.added} new {kind} signals"
         node.log("signals_imported", {
             "kind": kind, "added": result.added, "already_held": result.already_held,
