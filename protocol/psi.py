@@ -190,6 +190,20 @@ def _prefixes(keys: np.ndarray) -> np.ndarray:
     return tail.view(">u8").ravel().astype(np.uint64)
 
 
+def _as_rows(a: np.ndarray) -> np.ndarray:
+    """An (n, w) byte array as n opaque w-byte items: compared and gathered whole, which
+    numpy does several times faster than row by row on a 2-d array."""
+    a = np.ascontiguousarray(a)
+    return a.view(np.dtype((np.void, a.shape[1]))).ravel() if a.shape[1] else a[:, :0].ravel()
+
+
+def _take(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` of an (n, w) byte array (a gather of whole rows)."""
+    if a.shape[1] == 0:
+        return np.zeros((len(index), 0), np.uint8)
+    return _as_rows(a)[index].view(np.uint8).reshape(len(index), a.shape[1])
+
+
 class PackedElements(Sequence[bytes]):
     """Fixed-width elements back to back in one buffer: a list of ``bytes`` at a third of
     the memory (a million fingerprints: 32 MB instead of about 80 MB)."""
@@ -271,7 +285,9 @@ class PackedTable:
             self._keys, self._values, self._prefix = keys, values, prefix
         else:
             order = np.argsort(prefix, kind="stable")
-            self._keys, self._values, self._prefix = keys[order], values[order], prefix[order]
+            self._keys, self._values = _take(keys, order), _take(values, order)
+            self._prefix = prefix[order]
+        self._key_rows = _as_rows(self._keys)
 
     @classmethod
     def build(
@@ -310,8 +326,13 @@ class PackedTable:
     def _find_block(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         last = len(self._keys) - 1
         q = _prefixes(queries)
-        index = np.minimum(np.searchsorted(self._prefix, q, side="left"), last)
-        found = (self._prefix[index] == q) & np.all(self._keys[index] == queries, axis=1)
+        # Searching in sorted order walks the table forwards (about 5x faster than
+        # random probes on a million keys); the answers are put back in query order.
+        order = np.argsort(q)
+        index = np.empty(len(q), np.intp)
+        index[order] = np.searchsorted(self._prefix, q[order], side="left")
+        np.minimum(index, last, out=index)
+        found = (self._prefix[index] == q) & (self._key_rows[index] == _as_rows(queries))
         # Rare: several keys share the 8-byte prefix and the first was not it.
         after = np.minimum(index + 1, last)
         for i in np.flatnonzero(~found & (self._prefix[after] == q) & (after > index)):
@@ -332,7 +353,7 @@ class PackedTable:
         index, found = self._find(rows(packed, self.key_size))
         if len(self._keys) == 0:
             return np.zeros((len(found), self.value_size), np.uint8), found
-        return self._values[index], found
+        return _take(self._values, index), found
 
     def serialized_size(self) -> int:
         return len(_table_header(0, 0, 0)) + len(self) * (self.key_size + self.value_size)
@@ -385,7 +406,7 @@ class TableSource:
         yield _table_header(self.key_size, self.value_size, len(k))
         for source in (k, v):
             for s in range(0, len(order), BLOCK_ROWS):
-                yield source[order[s : s + BLOCK_ROWS]].tobytes()
+                yield _take(source, order[s : s + BLOCK_ROWS]).tobytes()
 
     def build(self) -> PackedTable:
         return PackedTable.build(self.keys, self.key_size, self.values, self.value_size)
@@ -450,10 +471,29 @@ def match_positions(own_double: Sequence[bytes], peer_double: set[bytes]) -> lis
     return [i for i, p in enumerate(own_double) if p in peer_double]
 
 
-def match_packed(own_double: bytes | memoryview, peer_double: bytes | memoryview) -> list[int]:
+def match_packed(own_double: Packed, peer_double: Packed) -> list[int]:
     """Positions of the packed ``own_double`` points that are among the packed ``peer_double``."""
     table = PackedTable.build(peer_double, POINT_BYTES)
     return np.flatnonzero(table.contains(own_double)).tolist()
+
+
+def strictly_increasing(packed: Packed, width: int) -> bool:
+    """Whether packed rows are in strictly increasing byte order (so all distinct).
+
+    Vectorized: a store returns its fingerprints sorted and distinct, and checking
+    that costs a fraction of deduplicating a million of them through a dict.
+    """
+    k = rows(packed, width)
+    if len(k) < 2:
+        return True
+    if width % 8:
+        raise ValueError("rows must be a whole number of 8-byte words")
+    words = np.ascontiguousarray(k).view(">u8")
+    a, b = words[:-1], words[1:]
+    differ = a != b
+    first = differ.argmax(axis=1)  # the first word in which neighbours differ
+    at = np.arange(len(a))
+    return bool(differ[at, first].all() and (b[at, first] > a[at, first]).all())
 
 
 def dedupe(items: Iterable[bytes]) -> list[bytes]:

@@ -118,6 +118,10 @@ def _send_nothing(kind: str, seq: int, packed: bytes) -> None:
     pass
 
 
+def _buffer(points: int) -> np.ndarray:
+    return np.zeros(points * POINT_BYTES, np.uint8)
+
+
 class RoundSide:
     def __init__(
         self,
@@ -170,13 +174,13 @@ class RoundSide:
         self._own_blinded_count = 0
         self._peer_double_count = 0
         # Every stream of points lands in one buffer of its final size (announced, and
-        # enforced as chunks arrive): no lists of chunks, no joined copies. Pages are
-        # only committed as they are written.
-        self._own_double = bytearray(self._own_total * POINT_BYTES)  # in our order
-        self._peer_double = bytearray(self._peer_total * POINT_BYTES)  # in the peer's order
+        # enforced as chunks arrive): no lists of chunks, no joined copies. np.zeros
+        # maps zero pages, so memory is only committed as it is written.
+        self._own_double = _buffer(self._own_total)  # in our order
+        self._peer_double = _buffer(self._peer_total)  # in the peer's order
         # Kept for the next cache only.
-        self._own_blinded = bytearray(self._own_total * POINT_BYTES if caching else 0)
-        self._peer_blinded = bytearray(self._peer_total * POINT_BYTES if keep_cache else 0)
+        self._own_blinded = _buffer(self._own_total if caching else 0)
+        self._peer_blinded = _buffer(self._peer_total if keep_cache else 0)
         self._reblind_queue: queue.Queue[_Chunk | None] = queue.Queue()
 
         self._reblind_done = threading.Event()
@@ -185,6 +189,7 @@ class RoundSide:
         self._error: CrossmatchError | None = None
         self._threads: list[threading.Thread] = []
         self._outcome: RoundOutcome | None = None
+        self._match_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -225,8 +230,9 @@ class RoundSide:
                 raise ProtocolError("timed out waiting for the peer", rule="timeout")
         if self._error is not None:
             raise self._error
-        if self._outcome is None:
-            self._outcome = self._match()
+        with self._match_lock:  # several threads may ask; match once
+            if self._outcome is None:
+                self._outcome = self._match()
         return self._outcome
 
     def settle(self, timeout: float) -> None:
@@ -251,13 +257,13 @@ class RoundSide:
             own=TableSource(
                 packed_elements(self._own),
                 ELEMENT_BYTES,
-                memoryview(self._own_blinded),
+                self._own_blinded,
                 POINT_BYTES,
             ),
             peer=TableSource(
-                memoryview(self._peer_blinded),
+                self._peer_blinded,
                 POINT_BYTES,
-                memoryview(self._peer_double),
+                self._peer_double,
                 POINT_BYTES,
             ),
         )
@@ -268,7 +274,7 @@ class RoundSide:
         the reference cycles of a finished round's threads and callbacks."""
         self._cache = RoundCache()
         for name in ("_own_double", "_peer_double", "_own_blinded", "_peer_blinded"):
-            setattr(self, name, bytearray())
+            setattr(self, name, _buffer(0))
         self._own = []
         # The callbacks are the transport's bound methods: a reference cycle to break.
         self._send = _send_nothing
@@ -287,7 +293,7 @@ class RoundSide:
             )
         if self._keep:
             at = self._peer_received * POINT_BYTES
-            self._peer_blinded[at : at + len(packed)] = packed
+            self._peer_blinded[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
         self._peer_received += n
         self.transcript.absorb(f"{self.peer_role}_blinded", packed)
         self._reblind_queue.put(self._reblind(packed))
@@ -304,7 +310,7 @@ class RoundSide:
                 f"peer returned more than our {self._own_total} elements", rule="size-announced"
             )
         at = self._own_double_count * POINT_BYTES
-        self._own_double[at : at + len(packed)] = packed
+        self._own_double[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
         self._own_double_count += n
         self.transcript.absorb(f"{self.peer_role}_reblinded", packed)
         if self._own_double_count == self._own_total:
@@ -357,12 +363,11 @@ class RoundSide:
         return found
 
     def _blind(self, start: int, end: int, found: np.ndarray | None) -> _Chunk:
-        items = self._own[start:end]
         if found is None:
             self.work.blinded += end - start
-            return _Chunk(None, None, self._engine.submit_blind(items))
+            return _Chunk(None, None, self._engine.submit_blind(self._own[start:end]))
         f = found[start:end]
-        misses = [x for x, hit in zip(items, f.tolist(), strict=True) if not hit]
+        misses = [self._own[start + i] for i in np.flatnonzero(~f).tolist()]
         self.work.blinded += len(misses)
         self.work.blinded_cached += end - start - len(misses)
         future = self._engine.submit_blind(misses) if misses else None
@@ -391,9 +396,9 @@ class RoundSide:
             nonlocal seq
             packed = pending.popleft().result()
             self.transcript.absorb(f"{self.role}_blinded", packed)
-            if self._own_blinded:
+            if len(self._own_blinded):
                 at = self._own_blinded_count * POINT_BYTES
-                self._own_blinded[at : at + len(packed)] = packed
+                self._own_blinded[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
                 self._own_blinded_count += len(packed) // POINT_BYTES
             self._send("own_blinded", seq, packed)
             seq += 1
@@ -415,7 +420,7 @@ class RoundSide:
                 break
             packed = chunk.result()
             at = self._peer_double_count * POINT_BYTES
-            self._peer_double[at : at + len(packed)] = packed
+            self._peer_double[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
             self._peer_double_count += len(packed) // POINT_BYTES
             if self.header.mode == "reveal":
                 self.transcript.absorb(f"{self.role}_reblinded", packed)
@@ -425,9 +430,7 @@ class RoundSide:
             return
         if self.header.mode == "count":
             # Everything has arrived: shuffle within each kind's section, then send.
-            shuffled = shuffle_packed_within_sections(
-                memoryview(self._peer_double), self.peer_sizes, self._rng
-            )
+            shuffled = shuffle_packed_within_sections(self._peer_double, self.peer_sizes, self._rng)
             step = self._chunk * POINT_BYTES
             for start in range(0, len(shuffled), step):
                 packed = shuffled[start : start + step]
@@ -439,7 +442,7 @@ class RoundSide:
     # -- matching ----------------------------------------------------------
 
     def _match(self) -> RoundOutcome:
-        own_double, peer_double = memoryview(self._own_double), memoryview(self._peer_double)
+        own_double, peer_double = self._own_double, self._peer_double
         sizes: dict[str, int] = {}
         positions: dict[str, list[int]] = {}
         # Sections line up by kind: the peer's section i holds the same kind as ours.
@@ -454,6 +457,6 @@ class RoundSide:
             if self.header.mode == "reveal":
                 positions[kind] = found
         if not self._keep:
-            self._peer_double = bytearray()  # no longer needed (the cache would keep it)
-        self._own_double = bytearray()
+            self._peer_double = _buffer(0)  # no longer needed (the cache would keep it)
+        self._own_double = _buffer(0)
         return RoundOutcome(self.transcript.digest(), sizes, positions)

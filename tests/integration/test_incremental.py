@@ -123,3 +123,19 @@ def epoch_keys(node_dir) -> dict[str, str]:
         return dict(db.execute("SELECT peer, key_id FROM epoch_keys"))
     finally:
         db.close()
+
+
+def test_a_broken_cache_file_never_fails_a_round(padded_pair):
+    a = padded_pair.labs["lab-a"]
+    cache = a.dir / CACHE_FILE
+    for f in a.dir.iterdir():
+        if f.name.startswith(CACHE_FILE):
+            f.unlink()
+    cache.write_bytes(b"not a database" * 100)
+    cache.chmod(0o600)
+    out = run_cli("round", a.dir, "--peer", "lab-b", "--kinds", "email")
+    assert "completed" in out.stdout
+    assert "epoch keys unavailable" in out.stderr
+    rid = rounds_json(a.dir)[0]["round_id"]
+    assert shared_values(a.dir, rid) >= truth(EMAILS_A, EMAILS_B)
+    cache.unlink()

@@ -279,3 +279,11 @@ def test_packed_elements_behave_like_a_list():
         packed[10]
     with pytest.raises(ValueError):
         PackedElements(b"x" * 33)
+
+
+@given(st.lists(st.binary(min_size=16, max_size=16), max_size=40))
+def test_strictly_increasing_means_sorted_and_distinct(items):
+    expected = all(a < b for a, b in zip(items, items[1:], strict=False))
+    assert psi.strictly_increasing(b"".join(items), 16) == expected
+    distinct_sorted = sorted(set(items))
+    assert psi.strictly_increasing(b"".join(distinct_sorted), 16)
