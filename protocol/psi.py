@@ -288,6 +288,7 @@ class PackedTable:
             self._keys, self._values = _take(keys, order), _take(values, order)
             self._prefix = prefix[order]
         self._key_rows = _as_rows(self._keys)
+        self._shared: dict[bytes, int] | None = None
 
     @classmethod
     def build(
@@ -333,16 +334,31 @@ class PackedTable:
         index[order] = np.searchsorted(self._prefix, q[order], side="left")
         np.minimum(index, last, out=index)
         found = (self._prefix[index] == q) & (self._key_rows[index] == _as_rows(queries))
-        # Rare: several keys share the 8-byte prefix and the first was not it.
+        # Rare: several keys share the 8-byte prefix and the first was not it. Found by
+        # whole key in a dict, never by walking the run: a peer choosing its points can
+        # make a run as long as its set, and a walk per query would then be quadratic.
         after = np.minimum(index + 1, last)
-        for i in np.flatnonzero(~found & (self._prefix[after] == q) & (after > index)):
-            j = int(index[i]) + 1
-            while j <= last and self._prefix[j] == q[i]:
-                if np.array_equal(self._keys[j], queries[i]):
+        unresolved = np.flatnonzero(~found & (self._prefix[after] == q) & (after > index))
+        if len(unresolved):
+            shared = self._shared_prefix_keys()
+            for i in unresolved.tolist():
+                j = shared.get(queries[i].tobytes())
+                if j is not None:
                     index[i], found[i] = j, True
-                    break
-                j += 1
         return index, found
+
+    def _shared_prefix_keys(self) -> dict[bytes, int]:
+        """Index of every key whose 8-byte prefix another key shares (built once)."""
+        if self._shared is None:
+            same = self._prefix[1:] == self._prefix[:-1]
+            runs = np.zeros(len(self._prefix), bool)
+            runs[1:] |= same
+            runs[:-1] |= same
+            shared: dict[bytes, int] = {}
+            for j in np.flatnonzero(runs).tolist():
+                shared.setdefault(self._keys[j].tobytes(), j)
+            self._shared = shared
+        return self._shared
 
     def contains(self, packed: Packed) -> np.ndarray:
         """Whether each packed key is in the table (a boolean array)."""

@@ -287,3 +287,18 @@ def test_strictly_increasing_means_sorted_and_distinct(items):
     assert psi.strictly_increasing(b"".join(items), 16) == expected
     distinct_sorted = sorted(set(items))
     assert psi.strictly_increasing(b"".join(distinct_sorted), 16)
+
+
+def test_many_keys_sharing_the_sort_prefix_are_found_in_linear_time():
+    # A peer chooses its points, so it can make them all share the bytes the table sorts
+    # by; lookups must stay exact without walking the whole run for every query.
+    n = 20_000
+    tail = b"\x05" * 8
+    keys = b"".join(i.to_bytes(25, "big") + tail for i in range(n))
+    values = b"".join(i.to_bytes(4, "big") for i in range(n))
+    t = PackedTable.build(keys, 33, values, 4)
+    probe = b"".join(i.to_bytes(25, "big") + tail for i in range(n - 1, -1, -1))
+    got, found = t.lookup(probe + (n + 1).to_bytes(25, "big") + tail)
+    assert found[:n].all() and not found[n]
+    assert int.from_bytes(got[0].tobytes(), "big") == n - 1
+    assert int.from_bytes(got[n - 1].tobytes(), "big") == 0
