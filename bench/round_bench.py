@@ -4,7 +4,7 @@
     python -m bench.round_bench --n 100000 --n 1000000
 
 For each N (sets of N account ids a side, ``--overlap`` of them shared) it builds a
-two-lab consortium on loopback with ``node/sandbox.py`` (each lab's ``crossmatch
+two-lab consortium on loopback with ``node/demo/sandbox.py`` (each lab's ``crossmatch
 serve`` is its own process; the initiator is a third process holding lab A's node
 directory, as the CLI or the scheduler would) and measures, in one run:
 
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from node.sandbox import Sandbox
+    from node.demo.sandbox import Sandbox
 
 KIND = "account_id"
 TARGETS = {"first/naive": 0.55, "repeat/first": 0.05, "first/floor": 1.15}
@@ -150,7 +150,7 @@ def measure_naive(a: list[bytes], b: list[bytes]) -> tuple[float, int]:
 
 def measure_floor(a: list[bytes], b: list[bytes], chunk: int) -> float:
     """Both sides' blind and re-blind work, on one worker per core, no network or storage."""
-    from node.exchange import new_psi_key
+    from node.net.exchange import new_psi_key
     from protocol.psi import Engine
 
     workers = os.cpu_count() or 1
@@ -216,7 +216,7 @@ class Initiator:
 
 
 def initiator_main(node_dir: Path, peer: str) -> None:
-    from node.initiator import run_round
+    from node.net.initiator import run_round
     from node.runtime import Node
     from protocol.errors import CrossmatchError
 
@@ -281,7 +281,7 @@ def configure(node_dir: Path, workers: int | None, chunk: int | None) -> None:
 
 def bench_one(n: int, args: argparse.Namespace, root: Path) -> Result:
     from node.config import read_consortium_key
-    from node.sandbox import Sandbox, run_cli
+    from node.demo.sandbox import Sandbox, run_cli
 
     res = Result(n)
     sandbox = Sandbox(root / f"n{n}")
@@ -325,7 +325,7 @@ def bench_one(n: int, args: argparse.Namespace, root: Path) -> Result:
 
 def forget_epoch_keys(sandbox: Sandbox) -> None:
     """Make the next round a first round: both labs drop their epoch keys and caches."""
-    from node.epochs import EpochStore
+    from node.state.epochs import EpochStore
 
     for name, lab in sandbox.labs.items():
         for other in sandbox.labs:
@@ -346,7 +346,7 @@ def run_trial(
     root: Path,
 ) -> tuple[list[str], list[str]]:
     """naive, floor, first, churn, repeat on the current sets; returns the churned sets."""
-    from node.sandbox import run_cli
+    from node.demo.sandbox import run_cli
 
     n = res.n
     a_dir, b_dir = sandbox.labs["lab-a"].dir, sandbox.labs["lab-b"].dir

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import tomli_w
 
-from node.files import atomic_write
+from node.state.files import atomic_write
 from protocol.errors import ConfigError
 from protocol.padding import parse_padding
 
@@ -119,7 +119,7 @@ class PeerConfig:
     lab: str
     address: str
     # Scheduled rounds (run by whichever side of the pair is the initiator, see
-    # node/scheduler.py): every interval_seconds, or at the times of a cron expression.
+    # node/schedule/scheduler.py): every interval_seconds, or at the times of a cron expression.
     interval_seconds: float | None = None
     cron: str | None = None
     mode: str = "reveal"
@@ -276,7 +276,7 @@ def _load_peer(p: dict[str, object]) -> PeerConfig:
     if peer.mode not in ROUND_MODES:
         raise ValueError(f"peer {peer.lab}: mode must be 'reveal' or 'count'")
     if peer.cron is not None:
-        from node.cron import parse_cron
+        from node.schedule.cron import parse_cron
 
         parse_cron(peer.cron)  # a bad expression is a config error now, not at 3 a.m.
     return peer

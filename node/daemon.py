@@ -28,12 +28,12 @@ from grpc_reflection.v1alpha import reflection
 
 from node import pki
 from node.config import PeerConfig
-from node.files import atomic_write
-from node.initiator import MAX_MESSAGE, run_round
-from node.logs import log_event
-from node.metrics import Metrics
+from node.net.initiator import MAX_MESSAGE, run_round
+from node.net.service import CrossmatchService
+from node.ops.logs import log_event
+from node.ops.metrics import Metrics
 from node.runtime import Node, file_stamp, iso
-from node.scheduler import (
+from node.schedule.scheduler import (
     PeerSpec,
     Planner,
     Scheduler,
@@ -43,7 +43,7 @@ from node.scheduler import (
     peer_spec,
     state_document,
 )
-from node.service import CrossmatchService
+from node.state.files import atomic_write
 from protocol.errors import ConfigError, PolicyError
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 

@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node import pki
-from node.auditlog import AuditLog
 from node.config import NodeConfig, load_config, read_consortium_key
-from node.files import atomic_write
-from node.store import Store
+from node.state.auditlog import AuditLog
+from node.state.files import atomic_write
+from node.state.store import Store
 from protocol.audit.records import make_log_id
 from protocol.errors import ConfigError, CrossmatchError, PolicyError
 from protocol.policy import DEFAULT_POLICY, Policy, verify_signed_policy

@@ -15,7 +15,7 @@ outgoing chunks through the ``send`` callback. Work overlaps: blinding, the
 peer's re-blinding and the network all proceed at once on the engine's workers.
 
 Incremental rounds: with a :class:`RoundCache` from an earlier round under the
-same key (an epoch key, ``node/epochs.py``), an own element found in
+same key (an epoch key, ``node/state/epochs.py``), an own element found in
 ``cache.own`` is not blinded again and a peer point found in ``cache.peer`` is
 not re-blinded again; only what changed goes to the engine. The wire, the
 transcript and the outcome are exactly those of a round without a cache. With

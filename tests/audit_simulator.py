@@ -4,7 +4,7 @@ No network and no PSI: a "round" here is the bookkeeping a real round ends with
 (both heads, both receipts signed with real Ed25519 keys, one round_completed
 record on each side, then checkpoints), which is all the audit trail sees.
 ``MemoryLog`` keeps lines in memory for pure tests; the same code drives the
-real ``node.auditlog.AuditLog`` for file and CLI tests.
+real ``node.state.auditlog.AuditLog`` for file and CLI tests.
 """
 
 from __future__ import annotations

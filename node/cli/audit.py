@@ -24,11 +24,11 @@ from typing import IO, Any
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from node.auditlog import checkpoint_path, read_bytes
 from node.cli.common import print_json
-from node.files import atomic_write
+from node.ops.report import EXPORT_COLUMNS, csv_row, export_row, render_report
 from node.pki import load_audit_public_key
-from node.report import EXPORT_COLUMNS, csv_row, export_row, render_report
+from node.state.auditlog import checkpoint_path, read_bytes
+from node.state.files import atomic_write
 from protocol.audit.canonical import encode_canonical
 from protocol.audit.proofs import build_consistency_proof, build_inclusion_proof, check_proof
 from protocol.audit.reconcile import reconcile as reconcile_reports

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from node.cli.common import node_dir_argument
-from node.importer import import_file
-from node.progress import terminal_progress
-from node.prompt_import import import_prompts
+from node.data.importer import import_file
+from node.data.prompt_import import import_prompts
+from node.ops.progress import terminal_progress
 from node.runtime import Node
 from protocol.errors import InputError
 from protocol.policy import ALL_KINDS

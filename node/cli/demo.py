@@ -20,7 +20,7 @@ def demo(workdir: Path | None) -> None:
     what each lab learned against the known truth, and verifies every audit log.
     Exits 0 only if all of that holds.
     """
-    from node.demo import run
+    from node.demo.run import run
 
     if not run(workdir, click.echo):
         raise RoundAbortedError("demo failed: see the lines marked MISMATCH or FAILED above")

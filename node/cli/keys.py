@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from node.config import format_consortium_key
-from node.files import write_secret
+from node.state.files import write_secret
 from protocol.errors import ConfigError
 
 

@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node import pki
-from node.auditlog import AuditLog
 from node.cli.common import node_dir_argument, print_table
 from node.config import (
     NodeConfig,
@@ -24,9 +23,10 @@ from node.config import (
     read_consortium_key,
     save_config,
 )
-from node.files import atomic_write, write_secret
 from node.runtime import Node, audit_log_id, utc_now
-from node.store import Store
+from node.state.auditlog import AuditLog
+from node.state.files import atomic_write, write_secret
+from node.state.store import Store
 from protocol.errors import ConfigError
 
 

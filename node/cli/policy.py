@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from node import pki
 from node.cli.common import node_dir_argument
 from node.config import NodePaths
-from node.files import atomic_write
 from node.runtime import Node, ca_public_key, node_clock
+from node.state.files import atomic_write
 from protocol.errors import ConfigError, InputError, PolicyError
 from protocol.policy import (
     Policy,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from node.campaigns import group_campaigns
 from node.cli.common import node_dir_argument, print_json, print_table, sizes_text
 from node.config import load_config
-from node.store import Store
+from node.data.campaigns import group_campaigns
+from node.state.store import Store
 
 
 def _store(node_dir: Path) -> Store:

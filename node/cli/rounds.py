@@ -18,7 +18,7 @@ def serve(ctx: click.Context, node_dir: Path) -> None:
     """Run the responder daemon until SIGTERM or SIGINT (then stop cleanly)."""
     from node.config import load_config
     from node.daemon import serve as run
-    from node.logs import configure
+    from node.ops.logs import configure
 
     # Structured JSON logs on stderr by default ([logging] format = "text" for humans).
     configure(load_config(node_dir).log_format, verbose=bool(ctx.obj.get("verbose")))
@@ -46,8 +46,8 @@ def _kinds(value: str | None) -> list[str] | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def round_(node_dir: Path, peer: str, mode: str, kinds: str | None, as_json: bool) -> None:
     """Run one round now against PEER and print a summary."""
-    from node.initiator import run_round
-    from node.progress import terminal_progress
+    from node.net.initiator import run_round
+    from node.ops.progress import terminal_progress
 
     with Node(node_dir) as node:
         summary = run_round(node, peer, mode=mode, kinds=_kinds(kinds),

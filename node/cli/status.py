@@ -19,7 +19,7 @@ from node import pki
 from node.cli.common import node_dir_argument, print_table
 from node.config import load_config
 from node.runtime import Node
-from node.scheduler import initiator_of
+from node.schedule.scheduler import initiator_of
 
 CERT_WARN_DAYS = 30
 POLICY_WARN_DAYS = 14

@@ -1,7 +1,7 @@
 """The verifiable audit trail: canonical records, an RFC 9162 Merkle log, signed checkpoints.
 
 Pure: bytes and values in, values out, VerificationError on anything that does
-not verify. ``node.auditlog`` does the file I/O. Modules:
+not verify. ``node.state.auditlog`` does the file I/O. Modules:
 
   canonical   RFC 8785-style canonical JSON (one byte encoding per record)
   merkle      RFC 9162 tree head, inclusion and consistency proofs

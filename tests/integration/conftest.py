@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from node.sandbox import Sandbox, run_cli
+from node.demo.sandbox import Sandbox, run_cli
 
 
 def write_lines(path: Path, values: list[str]) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from node.sandbox import run_cli
+from node.demo.sandbox import run_cli
 from tests.integration.conftest import import_values
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from node.auditlog import AuditLog
-from node.report import EXPORT_COLUMNS, csv_row, export_row
+from node.ops.report import EXPORT_COLUMNS, csv_row, export_row
+from node.state.auditlog import AuditLog
 from protocol.audit.records import make_log_id
 from tests.audit_simulator import T0, Lab, fixed_key, forge_log, populate, round_id
 

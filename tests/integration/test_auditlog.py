@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from node.auditlog import AuditLog, checkpoint_path, quarantine_path, verify_log
+from node.state.auditlog import AuditLog, checkpoint_path, quarantine_path, verify_log
 from protocol.audit.merkle import leaf_hash as merkle_leaf
 from protocol.audit.merkle import root_hash
 from protocol.audit.records import make_log_id
@@ -206,7 +206,7 @@ def test_two_writers_on_one_file_stay_in_one_chain(path):
 def test_another_process_appends_while_the_log_is_open(path):
     # `crossmatch import` appends while `serve` holds the log open.
     script = (
-        "import sys; from pathlib import Path; from node.auditlog import AuditLog; "
+        "import sys; from pathlib import Path; from node.state.auditlog import AuditLog; "
         "from tests.audit_simulator import fixed_key, T0; "
         "from protocol.audit.records import make_log_id; k = fixed_key('file-lab'); "
         "log = AuditLog.open(Path(sys.argv[1]), k, log_id=make_log_id('file-lab', k.public_key()),"

@@ -20,8 +20,15 @@ import grpc
 import pytest
 import tomli_w
 
-from node.sandbox import Lab, Sandbox, cli_command, run_cli, sandbox_policy, sandbox_policy_hash
-from node.scheduler import initiator_of
+from node.demo.sandbox import (
+    Lab,
+    Sandbox,
+    cli_command,
+    run_cli,
+    sandbox_policy,
+    sandbox_policy_hash,
+)
+from node.schedule.scheduler import initiator_of
 from protocol.psi import Engine
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from tests.integration.conftest import audit_ok, import_values, matches_json, rounds_json

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from node.sandbox import run_cli
+from node.demo.sandbox import run_cli
 
 
 @pytest.mark.slow

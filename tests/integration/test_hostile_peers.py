@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node import pki
 from node.config import NodePaths
-from node.initiator import channel_options
-from node.sandbox import cli_command, run_cli, sandbox_policy_hash
+from node.demo.sandbox import cli_command, run_cli, sandbox_policy_hash
+from node.net.initiator import channel_options
 from protocol import PROTOCOL_VERSION
 from protocol.psi import Engine
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
@@ -243,7 +243,7 @@ def test_peer_killed_mid_round(pair, tmp_path):
 
 def test_receipt_that_does_not_verify_aborts_the_round(pair, tmp_path):
     """lab-a runs the real initiator but signs its receipt with a key the CA never certified."""
-    from node.initiator import run_round
+    from node.net.initiator import run_round
     from node.runtime import Node
     from protocol.errors import RoundAbortedError
 

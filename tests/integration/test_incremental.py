@@ -9,9 +9,9 @@ import stat
 
 import pytest
 
-from node.epochs import CACHE_FILE
+from node.demo.sandbox import Sandbox, run_cli
 from node.runtime import CLOCK_OFFSET_ENV
-from node.sandbox import Sandbox, run_cli
+from node.state.epochs import CACHE_FILE
 from protocol.fingerprints import normalize
 from tests.integration.conftest import audit_ok, import_values, matches_json, rounds_json
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 from bench.prompt_campaigns import generate
-from node.sandbox import run_cli
-from node.store import Store
+from node.demo.sandbox import run_cli
+from node.state.store import Store
 from tests.integration.conftest import audit_ok
 
 

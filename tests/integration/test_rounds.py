@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from node.sandbox import run_cli
+from node.demo.sandbox import run_cli
 from protocol.fingerprints import normalize
 from tests.integration.conftest import audit_ok, import_values, matches_json, rounds_json
 

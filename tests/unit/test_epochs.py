@@ -1,4 +1,4 @@
-"""Epoch keys and their caches (node/epochs.py), packed tables and padding (protocol/)."""
+"""Epoch keys and their caches (node/state/epochs.py), packed tables and padding (protocol/)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.epochs import CACHE_FILE, EpochStore
+from node.state.epochs import CACHE_FILE, EpochStore
 from protocol import psi
 from protocol.errors import ConfigError
 from protocol.padding import OFF, Padding, dummy_elements, parse_padding

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from node.importer import import_file, prepare_signals, read_values
-from node.store import ImportResult, Store
+from node.data.importer import import_file, prepare_signals, read_values
+from node.state.store import ImportResult, Store
 from protocol.errors import ConfigError, InputError
 from protocol.fingerprints import fingerprint, normalize
 

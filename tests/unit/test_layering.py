@@ -26,9 +26,9 @@ def dotted(node: ast.AST) -> str:
     return ""
 
 
-def test_protocol_imports_nothing_with_io():
+def scan_imports(paths: list[Path]) -> list[str]:
     offenders = []
-    for path in protocol_sources():
+    for path in paths:
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             names = []
@@ -38,26 +38,96 @@ def test_protocol_imports_nothing_with_io():
                 names = [node.module]
             for name in names:
                 if name.split(".")[0] in FORBIDDEN_MODULES:
-                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
-    assert not offenders, "\n".join(offenders)
+                    offenders.append(f"{path}:{node.lineno} imports {name}")
+    return offenders
 
 
-def test_protocol_calls_no_clock_files_or_randomness():
+def scan_calls(paths: list[Path]) -> list[str]:
     offenders = []
-    for path in protocol_sources():
+    for path in paths:
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 name = dotted(node.func)
                 if name in FORBIDDEN_CALLS or any(name.endswith("." + c) for c in FORBIDDEN_CALLS
                                                   if "." in c):
-                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} calls {name}")
+                    offenders.append(f"{path}:{node.lineno} calls {name}")
+    return offenders
+
+
+def test_protocol_imports_nothing_with_io():
+    offenders = scan_imports(protocol_sources())
+    assert not offenders, "\n".join(offenders)
+
+
+def test_protocol_calls_no_clock_files_or_randomness():
+    offenders = scan_calls(protocol_sources())
     assert not offenders, "\n".join(offenders)
 
 
 def test_the_scanner_would_catch_an_offender(tmp_path):
-    # Guard against a test that cannot fail: the same walk flags a bad module.
-    bad = ast.parse("import grpc\nfrom node.store import Store\nx = time.time()\n")
-    imported = [n for n in ast.walk(bad) if isinstance(n, ast.Import | ast.ImportFrom)]
-    calls = [dotted(n.func) for n in ast.walk(bad) if isinstance(n, ast.Call)]
-    assert len(imported) == 2 and "time.time" in calls
+    # Guard against a test that cannot fail: run both scanners on a bad module.
+    bad = tmp_path / "bad.py"
+    bad.write_text("import grpc\nfrom node.state.store import Store\nx = time.time()\n")
+    assert len(scan_imports([bad])) == 2 and len(scan_calls([bad])) == 1
+
+
+# Inside node/, each group may import only groups of a lower or equal rank: storage, PKI,
+# operations and schedule at the bottom, the CLI and the demo on top (docs/architecture.md).
+NODE_RANKS = {
+    "node.state": 0, "node.pki": 0, "node.ops": 0, "node.schedule": 0,
+    "node.config": 1,
+    "node.runtime": 2,
+    "node.net": 3, "node.data": 3,
+    "node.daemon": 4,
+    "node.cli": 5, "node.demo": 5,
+}
+
+
+def node_group(module: str) -> str | None:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 and ".".join(parts[:2]) in NODE_RANKS else None
+
+
+def layering_offenders(path: Path, source: str, module: str) -> list[str]:
+    own = node_group(module)
+    if own is None:
+        return []
+    out = []
+    for n in ast.walk(ast.parse(source, filename=str(path))):
+        names = []
+        if isinstance(n, ast.Import):
+            names = [a.name for a in n.names]
+        elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
+            names = [n.module] + [f"{n.module}.{a.name}" for a in n.names]
+        higher = {g for g in map(node_group, names) if g and NODE_RANKS[g] > NODE_RANKS[own]}
+        out += [f"{path}:{n.lineno} ({own}) imports {g}" for g in sorted(higher)]
+    return out
+
+
+def node_sources() -> list[tuple[Path, str]]:
+    out = []
+    for p in (ROOT / "node").rglob("*.py"):
+        rel = p.relative_to(ROOT).with_suffix("")
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        out.append((p, ".".join(parts)))
+    return out
+
+
+def test_node_groups_never_import_higher_ones():
+    offenders = []
+    for path, module in node_sources():
+        offenders += layering_offenders(path.relative_to(ROOT), path.read_text(), module)
+    assert not offenders, "\n".join(offenders)
+
+
+def test_every_node_module_belongs_to_a_group():
+    loose = [m for _, m in node_sources() if m not in ("node", "node.__main__")
+             and node_group(m) is None]
+    assert not loose, f"modules outside any layer group: {loose}"
+
+
+def test_the_node_scanner_flags_an_upward_import():
+    bad = "from node.cli.common import run\nimport node.net.service\n"
+    found = layering_offenders(Path("node/state/x.py"), bad, "node.state.x")
+    assert len(found) == 2 and "node.cli" in found[0]

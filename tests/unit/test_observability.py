@@ -9,9 +9,9 @@ import logging
 
 from prometheus_client import generate_latest
 
-from node.logs import JsonFormatter, event_fields, log_event
-from node.metrics import Metrics
-from node.progress import ProgressLine, render, terminal_progress
+from node.ops.logs import JsonFormatter, event_fields, log_event
+from node.ops.metrics import Metrics
+from node.ops.progress import ProgressLine, render, terminal_progress
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:

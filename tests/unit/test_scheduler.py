@@ -16,8 +16,8 @@ from itertools import combinations
 
 import pytest
 
-from node.cron import parse_cron
-from node.scheduler import (
+from node.schedule.cron import parse_cron
+from node.schedule.scheduler import (
     PeerSpec,
     Planner,
     Scheduler,

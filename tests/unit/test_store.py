@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from node.store import ImportResult, MatchRow, RoundRow, SignalInput, Store
+from node.state.store import ImportResult, MatchRow, RoundRow, SignalInput, Store
 from protocol.errors import ConfigError, InputError
 
 NOW = "2025-03-01T10:00:00Z"

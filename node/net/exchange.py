@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from node.epochs import EpochKey, EpochStore, new_psi_key
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
-from node.store import RoundRow
+from node.state.epochs import EpochKey, EpochStore, new_psi_key
+from node.state.store import RoundRow
 from protocol.audit.merkle import EMPTY_ROOT
 from protocol.errors import CrossmatchError, ProtocolError, VerificationError
 from protocol.padding import SEED_BYTES, dummy_elements, parse_padding

@@ -22,9 +22,9 @@ from itertools import combinations
 from pathlib import Path
 
 from node.cli.status import collect, peer_table
-from node.demo_data import KINDS, Consortium, generate
-from node.sandbox import Sandbox, run_cli, sandbox_policy
-from node.scheduler import initiator_of
+from node.demo.data import KINDS, Consortium, generate
+from node.demo.sandbox import Sandbox, run_cli, sandbox_policy
+from node.schedule.scheduler import initiator_of
 from protocol.errors import CrossmatchError
 
 LABS = ["lab-a", "lab-b", "lab-c"]

@@ -34,7 +34,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from node.files import atomic_write
+from node.state.files import atomic_write
 from protocol.audit.checkpoint import make_checkpoint, sign_checkpoint
 from protocol.audit.records import (
     GENESIS_EVENT,

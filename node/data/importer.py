@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from node.store import ImportResult, SignalInput, Store
+from node.state.store import ImportResult, SignalInput, Store
 from protocol.errors import InputError
 from protocol.fingerprints import IDENTIFIER_KINDS, fingerprint_many, normalize
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import grpc
 
 from node import pki
-from node.exchange import END, ExchangeSession, prepare_side
+from node.net.exchange import END, ExchangeSession, prepare_side
+from node.net.grpc_status import error_from_rpc
+from node.net.service import MODES, prompt_param_set_id
 from node.runtime import Node, iso
-from node.service import MODES, prompt_param_set_id
-from node.status import error_from_rpc
-from node.store import RoundRow
+from node.state.store import RoundRow
 from protocol import PROTOCOL_VERSION
 from protocol.errors import CrossmatchError, PolicyError, ProtocolError, RoundAbortedError
 from protocol.transcript import RoundHeader

@@ -18,11 +18,11 @@ from typing import cast
 
 import grpc
 
-from node.exchange import END, ExchangeSession, PreparedSide, prepare_side
+from node.net.exchange import END, ExchangeSession, PreparedSide, prepare_side
+from node.net.grpc_status import abort_with
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
-from node.status import abort_with
-from node.store import RoundRow
+from node.state.store import RoundRow
 from protocol import PROTOCOL_VERSION
 from protocol.errors import CrossmatchError, PolicyError, ProtocolError, RoundAbortedError
 from protocol.policy import DEFAULT_POLICY, Policy

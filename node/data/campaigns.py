@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from node.store import PromptHit
+from node.state.store import PromptHit
 
 MIN_TOKENS = 2
 EXAMPLES = 3

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from node.cron import Cron, parse_cron
+from node.schedule.cron import Cron, parse_cron
 from protocol.errors import CrossmatchError
 
 log = logging.getLogger("crossmatch.scheduler")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from node.importer import MAX_REPORTED_LINES, _decoded_lines
-from node.store import ImportResult, PromptInput, Store
+from node.data.importer import MAX_REPORTED_LINES, _decoded_lines
+from node.state.store import ImportResult, PromptInput, Store
 from protocol.errors import InputError
 from protocol.fingerprints.prompts import (
     DEFAULT_PARAMS,
