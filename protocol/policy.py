@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from protocol.consortium.policy import ConsortiumPolicy, parse_consortium
 from protocol.errors import InputError, PolicyError, VerificationError
 from protocol.fingerprints.identifiers import IDENTIFIER_KIND_ORDER
 
@@ -49,6 +50,7 @@ _TOP_KEYS = {
     "min_interval_seconds",
     "retention_days",
     "kinds",
+    "consortium",
 }
 _KIND_KEYS = {"max_set_size", "mode"}
 
@@ -71,8 +73,16 @@ class Policy:
     retention_days: int = 90
     not_before: str = ""  # ISO 8601 UTC, "YYYY-MM-DDTHH:MM:SSZ"; empty means no bound
     not_after: str = ""
+    # The >= k consortium round (protocol/consortium/policy.py); None: no such round.
+    consortium: ConsortiumPolicy | None = None
 
     def to_dict(self) -> dict[str, object]:
+        body = self._base_dict()
+        if self.consortium is not None:  # absent section, unchanged hash
+            body["consortium"] = self.consortium.to_dict()
+        return body
+
+    def _base_dict(self) -> dict[str, object]:
         return {
             "policy_id": self.policy_id,
             "version": self.version,
@@ -225,6 +235,7 @@ def parse_policy_toml(text: bytes | str) -> Policy:
         retention_days=_count(data.get("retention_days", 90), "retention_days", minimum=1),
         not_before=format_instant(not_before),
         not_after=format_instant(not_after),
+        consortium=parse_consortium(data.get("consortium")),
     )
 
 
