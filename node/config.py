@@ -16,7 +16,6 @@ NODE_DIR/
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +24,14 @@ import tomli_w
 
 from node.state.files import atomic_write
 from protocol.errors import ConfigError
+from protocol.identity import validate_lab_id
 from protocol.padding import parse_padding
 
-LAB_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 CONSORTIUM_KEY_HEADER = "crossmatch-consortium-key-v1:"
 
 
 def check_lab(lab: str) -> str:
-    if not LAB_RE.match(lab or ""):
-        raise ConfigError(
-            f"lab id {lab!r} is not valid: use lowercase letters, digits and '-' (a DNS label)"
-        )
-    return lab
+    return validate_lab_id(lab)
 
 
 def check_address(address: str) -> str:

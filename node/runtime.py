@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from node import pki
 from node.config import NodeConfig, load_config, read_consortium_key
 from node.state.auditlog import AuditLog
-from node.state.files import atomic_write
+from node.state.files import atomic_write, read_or_raise
 from node.state.store import Store
 from protocol.audit.records import make_log_id
 from protocol.errors import ConfigError, CrossmatchError, PolicyError
@@ -71,11 +71,8 @@ def load_audit_key(path: Path) -> Ed25519PrivateKey:
 
 
 def read_file(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        hint = " (run `crossmatch cert install` first?)" if what == "certificate" else ""
-        raise ConfigError(f"cannot read {what} {path}: {e.strerror}{hint}") from e
+    hint = " (run `crossmatch cert install` first?)" if what == "certificate" else ""
+    return read_or_raise(path, what, hint=hint)
 
 
 class Node:

@@ -27,8 +27,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocol.audit.canonical import encode_canonical, parse_canonical
-from protocol.audit.records import HEX32_RE, HEX64_RE, LAB_RE, key_fingerprint, parse_log_id
+from protocol.audit.records import HEX32_RE, HEX64_RE, parse_log_id
 from protocol.errors import CrossmatchError, InputError, ProtocolError, VerificationError
+from protocol.identity import is_valid_lab_id, key_fingerprint
 
 RECEIPT_VERSION = "crossmatch-receipt/v1"
 SIGNING_TAG = b"crossmatch-receipt/v1\x00"
@@ -66,8 +67,8 @@ def _shape_problem(receipt: Any, *, signed: bool) -> str | None:
     checks = (
         ("round_id", isinstance(receipt["round_id"], str)
             and ROUND_ID_RE.match(receipt["round_id"])),
-        ("initiator", isinstance(receipt["initiator"], str) and LAB_RE.match(receipt["initiator"])),
-        ("responder", isinstance(receipt["responder"], str) and LAB_RE.match(receipt["responder"])),
+        ("initiator", is_valid_lab_id(receipt["initiator"])),
+        ("responder", is_valid_lab_id(receipt["responder"])),
         ("signer", receipt["signer"] in (receipt["initiator"], receipt["responder"])),
         ("mode", receipt["mode"] in MODES),
         ("kinds", isinstance(receipt["kinds"], list)

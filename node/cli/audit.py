@@ -32,9 +32,9 @@ from node.state.files import atomic_write
 from protocol.audit.canonical import encode_canonical
 from protocol.audit.proofs import build_consistency_proof, build_inclusion_proof, check_proof
 from protocol.audit.reconcile import reconcile as reconcile_reports
-from protocol.audit.records import LAB_RE, key_fingerprint
 from protocol.audit.verify import LogVerifier, VerifyReport, check_log_bytes
 from protocol.errors import ConfigError, InputError, VerificationError
+from protocol.identity import is_valid_lab_id, key_fingerprint
 
 EXISTING = click.Path(exists=True, path_type=Path)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -76,7 +76,7 @@ def load_peer_keys(directory: Path | None) -> dict[str, Ed25519PublicKey]:
         return {}
     keys = {}
     for file in sorted(directory.glob("*.pub")):
-        if not LAB_RE.match(file.stem):
+        if not is_valid_lab_id(file.stem):
             raise ConfigError(f"{file.name}: the file name must be <lab id>.pub", where=str(file))
         keys[file.stem] = load_audit_public_key(file)
     if not keys:

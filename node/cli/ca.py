@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from node import pki
+from node.state.files import read_or_raise
 from protocol.errors import ConfigError, InputError
 
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -23,10 +24,7 @@ def _now() -> datetime:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read {what}: {e.strerror}", where=str(path)) from e
+    return read_or_raise(path, what, error=InputError)
 
 
 def _parse_serial(text: str) -> int:

@@ -12,15 +12,15 @@ import json
 from pathlib import Path
 
 import click
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from node import pki
 from node.cli.common import node_dir_argument
 from node.config import NodePaths
 from node.runtime import Node, ca_public_key, node_clock
-from node.state.files import atomic_write
+from node.state.files import atomic_write, read_or_raise
 from protocol.errors import ConfigError, InputError, PolicyError
+from protocol.identity import load_revoked_serials
 from protocol.policy import (
     Policy,
     parse_policy_toml,
@@ -28,6 +28,7 @@ from protocol.policy import (
     sign_policy,
     verify_signed_policy,
 )
+from protocol.rollback import check_crl_update, check_policy_update
 
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -61,10 +62,7 @@ mode = "count"
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read {what}: {e.strerror}", where=str(path)) from e
+    return read_or_raise(path, what, error=InputError)
 
 
 def describe(policy: Policy) -> list[str]:
@@ -162,25 +160,10 @@ def policy_install(node_dir: Path, file: Path, force: bool) -> None:
     paths = NodePaths(node_dir)
     data = _read(file, "signed policy")
     policy = verify_signed_policy(data, ca_public_key(_read(paths.ca_cert, "CA certificate")))
-    expires = policy.policy.expires()
-    if expires is not None and node_clock()() > expires:
-        raise PolicyError(
-            f"policy {policy.policy.policy_id} expired at {policy.policy.not_after}",
-            rule="policy-expired",
-        )
+    check_policy_update(policy.policy, None, now=node_clock()())
     with Node(node_dir) as node:
         current = node.policy if not node.policy_problem else None
-        if (
-            current is not None
-            and current.policy_id == policy.policy.policy_id
-            and current.version > policy.policy.version
-            and not force
-        ):
-            raise PolicyError(
-                f"installed policy {current.policy_id} is version {current.version}; refusing "
-                f"to go back to version {policy.policy.version} (use --force)",
-                rule="policy-rollback",
-            )
+        check_policy_update(policy.policy, current, now=node_clock()(), force=force)
         atomic_write(paths.policy, data)
         node.log(
             "policy_installed",
@@ -200,14 +183,6 @@ def policy_install(node_dir: Path, file: Path, force: bool) -> None:
 # --- revocation list ---------------------------------------------------------------------------
 
 
-def crl_number(crl_pem: bytes) -> int:
-    try:
-        crl = x509.load_pem_x509_crl(crl_pem)
-        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
-    except (ValueError, x509.ExtensionNotFound):
-        return -1
-
-
 @click.group("crl")
 def crl_group() -> None:
     """The consortium's certificate revocation list, as honoured by this node."""
@@ -224,14 +199,9 @@ def crl_install(node_dir: Path, crl_file: Path) -> None:
     """
     paths = NodePaths(node_dir)
     data = _read(crl_file, "CRL")
-    serials = pki.load_revoked_serials(data, _read(paths.ca_cert, "CA certificate"))
-    number = crl_number(data)
-    if paths.crl.exists():
-        installed = crl_number(paths.crl.read_bytes())
-        if number < installed:
-            raise PolicyError(
-                f"CRL number {number} is older than the installed {installed}", rule="crl-rollback"
-            )
+    serials = load_revoked_serials(data, _read(paths.ca_cert, "CA certificate"))
+    installed = read_or_raise(paths.crl, "installed CRL") if paths.crl.exists() else None
+    number = check_crl_update(data, installed)
     atomic_write(paths.crl, data)
     with Node(node_dir) as node:
         node.log("crl_installed", {"crl_number": number, "revoked": len(serials)})

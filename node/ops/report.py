@@ -16,9 +16,10 @@ from typing import Any
 
 from protocol.audit.canonical import encode_canonical
 from protocol.audit.checkpoint import parse_checkpoint
-from protocol.audit.records import parse_time
+from protocol.audit.records import parse_time, public_key_from_hex
 from protocol.audit.verify import VerifyReport
 from protocol.errors import VerificationError
+from protocol.identity import key_fingerprint
 
 EXPORT_COLUMNS = (
     "seq", "time", "event", "peer", "round_id", "role", "mode", "kinds", "own_sizes",
@@ -382,7 +383,7 @@ def _other_events_table(records: Sequence[dict[str, Any]]) -> str:
         elif r["event"] in ("node_started", "node_stopped"):
             detail = f"lab {b.get('lab')}, version {b.get('version')}"
         elif r["event"] == "log_created":
-            detail = f"log created; audit key {str(b.get('public_key'))[:16]}…"
+            detail = f"log created; audit key {_key_name(b.get('public_key'))}"
         else:
             detail = encode_canonical(b).decode("utf-8")
         rows.append(
@@ -506,3 +507,11 @@ def render_report(
             "</body></html>\n",
         ]
     )
+
+
+def _key_name(public_key_hex: object) -> str:
+    """An audit key as every other place names it (``protocol.identity.key_fingerprint``)."""
+    try:
+        return key_fingerprint(public_key_from_hex(public_key_hex))
+    except VerificationError:
+        return "(malformed key)"

@@ -1,4 +1,5 @@
-"""Small, careful file writes: atomic replace, secrets created 0600 from the first byte."""
+"""Small, careful file I/O: atomic replace, secrets created 0600 from the first byte, and the
+one way to read a file that must exist (a clear error naming the file, not a traceback)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,18 @@ import os
 import tempfile
 from pathlib import Path
 
+from protocol.errors import ConfigError, CrossmatchError
+
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
+
+    The temporary file is created 0600 by mkstemp and only widened to ``mode`` before any byte
+    is written, so a private key is never readable by others, not even for a moment.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
@@ -26,3 +34,13 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
 def write_secret(path: Path, data: bytes) -> None:
     """A key file: mode 0600 before any byte is written (mkstemp creates it 0600)."""
     atomic_write(path, data, mode=0o600)
+
+
+def read_or_raise(
+    path: Path, what: str, *, error: type[CrossmatchError] = ConfigError, hint: str = ""
+) -> bytes:
+    """The bytes of ``path``; ``error`` naming the file and what it should hold otherwise."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise error(f"cannot read {what}: {e.strerror}{hint}", where=str(path)) from e

@@ -19,17 +19,16 @@ is in the log id, which makes a log file self-describing.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocol.audit.canonical import encode_canonical
 from protocol.errors import InputError, VerificationError
+from protocol.identity import is_valid_lab_id, key_fingerprint, public_key_bytes
 
 RECORD_VERSION = "crossmatch-audit-record/v1"
 SIGNING_TAG = b"crossmatch-audit-record/v1\x00"
@@ -38,7 +37,6 @@ GENESIS_PREV = "00" * 32
 GENESIS_EVENT = "log_created"
 ENVELOPE_FIELDS = ("v", "log", "seq", "time", "event", "body", "prev", "sig")
 
-LAB_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 EVENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 HEX32_RE = re.compile(r"^[0-9a-f]{64}$")
 HEX64_RE = re.compile(r"^[0-9a-f]{128}$")
@@ -78,21 +76,8 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
-def public_key_bytes(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def key_fingerprint(key: Ed25519PublicKey) -> str:
-    """First 16 hex digits of SHA-256 of the raw public key: names the key in log ids and messages.
-
-    It identifies, it does not authenticate: record 0 carries the whole key, and
-    every check that matters compares whole keys or verifies signatures.
-    """
-    return hashlib.sha256(public_key_bytes(key)).hexdigest()[:16]
-
-
 def make_log_id(lab: str, key: Ed25519PublicKey) -> str:
-    if not LAB_RE.match(lab or ""):
+    if not is_valid_lab_id(lab):
         raise InputError(f"lab id {lab!r} is not a DNS label", rule="log_id")
     return f"{LOG_ID_PREFIX}{lab}/{key_fingerprint(key)}"
 
@@ -101,7 +86,7 @@ def parse_log_id(log_id: str) -> tuple[str, str]:
     """(lab, key fingerprint) of a log id; VerificationError if it is not one."""
     prefix, _, rest = log_id.partition(LOG_ID_PREFIX)
     lab, _, fingerprint = rest.partition("/")
-    if prefix or not LAB_RE.match(lab) or not FINGERPRINT_RE.match(fingerprint):
+    if prefix or not is_valid_lab_id(lab) or not FINGERPRINT_RE.match(fingerprint):
         raise VerificationError(
             f"{log_id!r} is not a log id (crossmatch-audit/<lab>/<16 hex>)", rule="log_id"
         )

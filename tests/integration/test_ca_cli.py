@@ -69,7 +69,7 @@ def test_cli_enrolment_and_revocation(tmp_path: Path) -> None:
            "--crl", "ca/crl.pem", cwd=tmp_path)
     )  # fmt: skip
     assert shown["lab"] == "alpha"
-    assert shown["audit_key_fingerprint"] == pki.audit_key_fingerprint(audit.public_key())
+    assert shown["audit_key_fingerprint"] == pki.key_fingerprint(audit.public_key())
     assert 364 < shown["days_left"] <= 365
     assert "not revoked" in shown["verified"]
 
@@ -194,12 +194,15 @@ def whoami_handler(ca_pem: bytes, revoked: frozenset[int]) -> grpc.GenericRpcHan
 
     def whoami(request: bytes, context: grpc.ServicerContext) -> bytes:
         try:
-            peer = pki.identity_from_grpc_context(
-                context, ca_pem, now=datetime.now(UTC), revoked=revoked
+            peer = pki.identity_from_certificate(
+                pki.peer_certificate_from_grpc_context(context),
+                ca_pem,
+                now=datetime.now(UTC),
+                revoked=revoked,
             )
         except PolicyError as e:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, e.diagnostics())
-        return f"{peer.lab} {pki.audit_key_fingerprint(peer.audit_public_key)}".encode()
+        return f"{peer.lab} {pki.key_fingerprint(peer.audit_public_key)}".encode()
 
     return grpc.method_handlers_generic_handler(
         "test.Identity", {"WhoAmI": grpc.unary_unary_rpc_method_handler(whoami)}
@@ -244,7 +247,7 @@ def test_correct_peers_connect_and_server_reads_client_lab(consortium: Path) -> 
     server, client = Enrolled(consortium, "beta"), Enrolled(consortium, "alpha")
     with serving(server) as port, channel_to(port, client, expected_lab="beta") as channel:
         assert health_check(channel) == health_pb2.HealthCheckResponse.SERVING
-        expected = f"alpha {pki.audit_key_fingerprint(client.audit_key.public_key())}"
+        expected = f"alpha {pki.key_fingerprint(client.audit_key.public_key())}"
         assert whoami(channel) == expected
 
 
@@ -294,7 +297,7 @@ def test_expired_client_certificate_is_refused_at_the_handshake(tmp_path: Path) 
 
 
 def test_revoked_client_passes_tls_but_is_refused_by_the_servicer(consortium: Path) -> None:
-    # gRPC does not read CRLs: revocation is enforced by identity_from_grpc_context.
+    # gRPC does not read CRLs: revocation is enforced by identity_from_certificate.
     server, client = Enrolled(consortium, "beta"), Enrolled(consortium, "alpha")
     serial = pki.summarize_certificate(client.cert).serial
     with serving(server, revoked=frozenset({serial})) as port:

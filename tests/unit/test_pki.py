@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node import pki
+from protocol.audit.records import make_log_id
 from protocol.errors import ConfigError, PolicyError
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
@@ -654,6 +655,7 @@ def test_install_refuses_expired_certificate(shared_ca: Path, tmp_path: Path) ->
     assert rule_of(excinfo) == "certificate-expired"
 
 
-def test_audit_key_fingerprint_is_of_raw_key() -> None:
+def test_audit_key_fingerprint_is_of_raw_key_and_the_one_in_log_ids() -> None:
     key = ed25519.Ed25519PrivateKey.generate().public_key()
-    assert pki.audit_key_fingerprint(key) == "sha256:" + hashlib.sha256(raw(key)).hexdigest()
+    assert pki.key_fingerprint(key) == hashlib.sha256(raw(key)).hexdigest()[:16]
+    assert make_log_id("lab-a", key).endswith("/" + pki.key_fingerprint(key))
