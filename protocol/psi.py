@@ -1,40 +1,36 @@
-"""Mutual ECDH PSI on the openmined-psi library: blind, re-blind, match.
+"""Mutual ECDH PSI: packed points, matching, shuffling; the engines are in protocol.suites.
 
-Each lab holds a P-256 scalar k. ``blind`` maps its own fingerprints x to H(x)^k
-(``client.CreateRequest``); ``reblind`` raises the peer's points to k
-(``server.ProcessRequest``), giving H(y)^(k'k). Exponentiation commutes, so an
-element held by both sides ends up as the same doubly-blinded point on both
-sides, and each side can match without seeing the other's raw values.
+Each lab holds a secret scalar k of the round's suite (``protocol/suites/``).
+``blind`` maps its own fingerprints x to k*H(x); ``reblind`` multiplies the
+peer's points by k, giving k'k*H(y). Multiplication commutes, so an element held
+by both sides ends up as the same doubly-blinded point on both sides, and each
+side can match without seeing the other's raw values.
 
-Points travel packed: concatenated 33-byte compressed points, one ``bytes``
-object per chunk, which is far cheaper to move through protobuf than a list.
-Large collections of points (matching, the epoch caches) live in numpy arrays of
-fixed-width rows (:class:`PackedTable`), never as Python sets of ``bytes``: a
-million points take 33 MB instead of about 100 MB, and are looked up in bulk.
-
-Thread safety: one library object used from two threads at once aborts the
-whole process (a C++ abort, not an exception). Each worker thread therefore
-builds its own client and server objects from the same key bytes; the library
-releases the GIL, so workers run in parallel.
+Points travel packed: concatenated fixed-width points (33 bytes for P-256, 32
+for ristretto255), one ``bytes`` object per chunk, which is far cheaper to move
+through protobuf than a list. Large collections of points (matching, the epoch
+caches) live in numpy arrays of fixed-width rows (:class:`PackedTable`), never
+as Python sets of ``bytes``: a million points take 33 MB instead of about 100 MB,
+and are looked up in bulk. ``POINT_BYTES`` is the P-256 width, the default where
+a width is not given.
 """
 
 from __future__ import annotations
 
 import struct
-import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, overload
 
 import numpy as np
-import private_set_intersection.python as _psi
 
-from protocol.errors import ConfigError, ProtocolError
+from protocol.suites.base import split_points
+from protocol.suites.p256 import KEY_BYTES as KEY_BYTES
+from protocol.suites.p256 import POINT_BYTES as POINT_BYTES
+from protocol.suites.p256 import P256Engine
+from protocol.suites.p256 import check_key as check_key
 
-POINT_BYTES = 33
 ELEMENT_BYTES = 32  # a fingerprint
-KEY_BYTES = 32
 
 
 class Shuffler(Protocol):
@@ -51,120 +47,18 @@ def pack(points: Iterable[bytes]) -> bytes:
     return b"".join(points)
 
 
-def unpack(packed: bytes) -> list[bytes]:
-    """Split packed points; raises ProtocolError when the length is not a multiple of 33."""
-    if len(packed) % POINT_BYTES:
-        raise ProtocolError(
-            f"element run of {len(packed)} bytes is not a whole number of "
-            f"{POINT_BYTES}-byte points",
-            rule="malformed-element",
-        )
-    return [packed[i : i + POINT_BYTES] for i in range(0, len(packed), POINT_BYTES)]
+def unpack(packed: bytes, width: int = POINT_BYTES) -> list[bytes]:
+    """Split packed points; raises ProtocolError when the length is not whole points."""
+    return split_points(packed, width)
 
 
-def count_points(packed: bytes) -> int:
-    if len(packed) % POINT_BYTES:
-        unpack(packed)  # raises with the standard message
-    return len(packed) // POINT_BYTES
+def count_points(packed: bytes, width: int = POINT_BYTES) -> int:
+    if len(packed) % width:
+        split_points(packed, width)  # raises with the standard message
+    return len(packed) // width
 
 
-def check_key(key: bytes) -> None:
-    """Raise ConfigError unless ``key`` is a valid P-256 scalar in [1, order)."""
-    if len(key) != KEY_BYTES:
-        raise ConfigError(f"PSI key must be {KEY_BYTES} bytes, got {len(key)}")
-    try:
-        _psi.server.CreateFromKey(key, True)
-    except RuntimeError as e:
-        raise ConfigError(f"invalid PSI key: {e}") from e
-
-
-class Engine:
-    """Blinds and re-blinds on a pool of worker threads, one library object per thread.
-
-    ``blinded`` and ``reblinded`` count the elements this engine has computed,
-    so callers (and tests) can see how much work a cache saved.
-    """
-
-    def __init__(self, key: bytes, *, workers: int = 2):
-        check_key(key)
-        self._key = key
-        self._local = threading.local()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="psi")
-        self.workers = max(1, workers)
-        self._count_lock = threading.Lock()
-        self.blinded = 0
-        self.reblinded = 0
-
-    def _client(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = _psi.client.CreateFromKey(self._key, True)
-        return client
-
-    def _server(self) -> Any:
-        server = getattr(self._local, "server", None)
-        if server is None:
-            server = self._local.server = _psi.server.CreateFromKey(self._key, True)
-        return server
-
-    def _count(self, blinded: int = 0, reblinded: int = 0) -> None:
-        with self._count_lock:
-            self.blinded += blinded
-            self.reblinded += reblinded
-
-    def _blind_now(self, items: Sequence[bytes]) -> bytes:
-        if not items:
-            return b""
-        request = self._client().CreateRequest(list(items))
-        self._count(blinded=len(items))
-        return b"".join(request.encrypted_elements)
-
-    def _reblind_now(self, packed: bytes) -> bytes:
-        points = unpack(packed)
-        if not points:
-            return b""
-        request = _psi.Request(reveal_intersection=True)
-        request.encrypted_elements.extend(points)
-        try:
-            response = self._server().ProcessRequest(request)
-        except RuntimeError as e:
-            # The library raises when a point does not decode (not on the curve, bad prefix).
-            raise ProtocolError(
-                "peer sent an element that is not a valid P-256 point", rule="malformed-element"
-            ) from e
-        self._count(reblinded=len(points))
-        return b"".join(response.encrypted_elements)
-
-    def submit_blind(self, items: Sequence[bytes]) -> Future[bytes]:
-        return self._pool.submit(self._blind_now, items)
-
-    def submit_reblind(self, packed: bytes) -> Future[bytes]:
-        return self._pool.submit(self._reblind_now, packed)
-
-    def blind(self, items: Sequence[bytes]) -> bytes:
-        """H(x)^k for every item, order kept, spread over the workers."""
-        parts = _split(list(items), self.workers)
-        return b"".join(f.result() for f in [self.submit_blind(p) for p in parts])
-
-    def reblind(self, packed: bytes) -> bytes:
-        """P^k for every packed point, order kept, spread over the workers."""
-        points = unpack(packed)
-        parts = [pack(p) for p in _split(points, self.workers)]
-        return b"".join(f.result() for f in [self.submit_reblind(p) for p in parts])
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _split(items: list[Any], parts: int) -> list[list[Any]]:
-    size = max(1, -(-len(items) // parts))
-    return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
+Engine = P256Engine  # the original engine's name; other suites: protocol.suites
 
 
 # -- packed rows ---------------------------------------------------------------------------
@@ -185,7 +79,7 @@ def rows(packed: Packed, width: int) -> np.ndarray:
 
 def _prefixes(keys: np.ndarray) -> np.ndarray:
     # The last 8 bytes of a point or a fingerprint are uniformly distributed (the first
-    # byte of a compressed point is only 02 or 03), which makes them a good sort key.
+    # byte of a compressed P-256 point is only 02 or 03), which makes them a good sort key.
     tail = np.ascontiguousarray(keys[:, -8:])
     return tail.view(">u8").ravel().astype(np.uint64)
 
@@ -472,10 +366,10 @@ def random_permutation(n: int, rng: RandomSource) -> np.ndarray:
 
 
 def shuffle_packed_within_sections(
-    packed: Packed, sizes: Sequence[int], rng: RandomSource
+    packed: Packed, sizes: Sequence[int], rng: RandomSource, width: int = POINT_BYTES
 ) -> bytes:
     """Count mode, on packed points: shuffle each kind's section independently."""
-    points = rows(packed, POINT_BYTES)
+    points = rows(packed, width)
     out = np.empty_like(points)
     for start, end in sections(sizes):
         out[start:end] = points[start:end][random_permutation(end - start, rng)]
@@ -487,9 +381,9 @@ def match_positions(own_double: Sequence[bytes], peer_double: set[bytes]) -> lis
     return [i for i, p in enumerate(own_double) if p in peer_double]
 
 
-def match_packed(own_double: Packed, peer_double: Packed) -> list[int]:
+def match_packed(own_double: Packed, peer_double: Packed, width: int = POINT_BYTES) -> list[int]:
     """Positions of the packed ``own_double`` points that are among the packed ``peer_double``."""
-    table = PackedTable.build(peer_double, POINT_BYTES)
+    table = PackedTable.build(peer_double, width)
     return np.flatnonzero(table.contains(own_double)).tolist()
 
 
