@@ -32,6 +32,7 @@ from node.net.initiator import MAX_MESSAGE, run_round
 from node.net.service import CrossmatchService
 from node.ops.logs import log_event
 from node.ops.metrics import Metrics
+from node.ops.suites import ensure_suite
 from node.runtime import Node, file_stamp, iso
 from node.schedule.scheduler import (
     PeerSpec,
@@ -297,6 +298,9 @@ def serve(node_dir: Path, *, ready: threading.Event | None = None) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with Node(node_dir) as node:
+        # A suite that cannot run here (no usable temp dir, a failed self-test) is one
+        # line and a non-zero exit now, not an error in the middle of the first round.
+        ensure_suite(node.policy.suite)
         daemon = Daemon(node)
         address = daemon.start()
         print(f"crossmatch: lab {node.lab} serving on {address}", flush=True)

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from protocol.consortium.policy import ConsortiumPolicy, parse_consortium
 from protocol.errors import InputError, PolicyError, VerificationError
 from protocol.fingerprints.identifiers import IDENTIFIER_KIND_ORDER
+from protocol.suites import DEFAULT_SUITE, SUITES
 
 POLICY_DOMAIN = b"crossmatch/v1/policy"
 SIGNATURE_DOMAIN = b"crossmatch/v1/policy-signature"
@@ -51,6 +52,8 @@ _TOP_KEYS = {
     "retention_days",
     "kinds",
     "consortium",
+    "suite",
+    "verified_matches",
 }
 _KIND_KEYS = {"max_set_size", "mode"}
 
@@ -75,11 +78,18 @@ class Policy:
     not_after: str = ""
     # The >= k consortium round (protocol/consortium/policy.py); None: no such round.
     consortium: ConsortiumPolicy | None = None
+    # The PSI suite every round of the consortium runs on (protocol/suites), and whether a
+    # reveal round stores a match only behind the peer's DLEQ proof (suites with proofs).
+    suite: str = DEFAULT_SUITE
+    verified_matches: bool = False
 
     def to_dict(self) -> dict[str, object]:
         body = self._base_dict()
         if self.consortium is not None:  # absent section, unchanged hash
             body["consortium"] = self.consortium.to_dict()
+        if self.suite != DEFAULT_SUITE or self.verified_matches:  # likewise
+            body["suite"] = self.suite
+            body["verified_matches"] = self.verified_matches
         return body
 
     def _base_dict(self) -> dict[str, object]:
@@ -125,6 +135,15 @@ class Policy:
                 raise PolicyError(
                     f"kind {kind!r} may only be matched in count mode", rule="kind-mode"
                 )
+
+    def check_suite(self, suite: str) -> None:
+        """Raise PolicyError (rule ``suite-policy``) unless rounds may run on ``suite``."""
+        if suite != self.suite:
+            raise PolicyError(
+                f"round proposes suite {suite[:64]!r}; policy {self.policy_id} names "
+                f"{self.suite!r}",
+                rule="suite-policy",
+            )
 
     def check_time(self, now: datetime) -> None:
         """Raise PolicyError unless ``now`` lies in the policy's validity window."""
@@ -224,6 +243,7 @@ def parse_policy_toml(text: bytes | str) -> Policy:
     if not_after <= not_before:
         raise InputError("not_after must be later than not_before", rule="policy-syntax")
     caps, modes = _parse_kinds(data["kinds"])
+    suite, verified = _parse_suite(data)
     return Policy(
         policy_id=policy_id,
         version=_count(data["version"], "version", minimum=1),
@@ -236,7 +256,28 @@ def parse_policy_toml(text: bytes | str) -> Policy:
         not_before=format_instant(not_before),
         not_after=format_instant(not_after),
         consortium=parse_consortium(data.get("consortium")),
+        suite=suite,
+        verified_matches=verified,
     )
+
+
+def _parse_suite(data: Mapping[str, Any]) -> tuple[str, bool]:
+    """``suite`` (default openmined-p256-v1) and ``verified_matches`` (default: on where the
+    suite can prove its re-blinding)."""
+    name = data.get("suite", DEFAULT_SUITE)
+    if not isinstance(name, str) or name not in SUITES:
+        raise InputError(
+            f"suite must be one of {', '.join(sorted(SUITES))}, got {name!r}", rule="policy-syntax"
+        )
+    proofs = SUITES[name].proofs
+    verified = data.get("verified_matches", proofs)
+    if not isinstance(verified, bool):
+        raise InputError("verified_matches must be true or false", rule="policy-syntax")
+    if verified and not proofs:
+        raise InputError(
+            f"verified_matches needs a suite with proofs; {name} has none", rule="policy-syntax"
+        )
+    return name, verified
 
 
 def _parse_kinds(table: Any) -> tuple[dict[str, int], dict[str, str]]:

@@ -41,6 +41,8 @@ not_before = 2026-01-01T00:00:00Z
 not_after = 2027-01-01T00:00:00Z
 min_interval_seconds = 3600     # at most one round per pair per hour
 retention_days = 90             # matches older than this are purged (and the purge audited)
+suite = "ristretto255-v1"       # the PSI suite (or "openmined-p256-v1"); every node must have it
+verified_matches = true         # store a reveal match only behind the peer's DLEQ proof
 
 # One table per kind labs may exchange; a kind not listed is refused.
 # mode = "reveal": both learn which signals are shared (count also allowed);
@@ -73,6 +75,8 @@ def describe(policy: Policy) -> list[str]:
         f"valid:         {policy.not_before or '-'} .. {policy.not_after or '-'}",
         f"min interval:  {policy.min_interval_seconds} s between rounds of a pair",
         f"retention:     {policy.retention_days} days",
+        f"suite:         {policy.suite}"
+        + (" (matches verified by DLEQ proofs)" if policy.verified_matches else ""),
         "kinds:",
     ]
     for kind in policy.allowed_kinds:

@@ -1,6 +1,6 @@
 """Per (peer, epoch) PSI keys, and the caches that make a repeated round incremental.
 
-A node uses one P-256 scalar per peer for an epoch (``[round] epoch_days``,
+A node uses one secret scalar per peer (and suite) for an epoch (``[round] epoch_days``,
 7 by default) instead of a fresh one per round. Within the epoch the blinding
 of an own element and the re-blinding of a peer's point never change, so a
 round can reuse what the previous round under the same key computed and only
@@ -42,12 +42,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import private_set_intersection.python as psi_lib
-
 from protocol.errors import ConfigError
 from protocol.padding import SEED_BYTES
 from protocol.psi import KEY_BYTES, PackedTable
 from protocol.round import CacheUpdate, RoundCache
+from protocol.suites import DEFAULT_SUITE, get_suite
 
 log = logging.getLogger("crossmatch.epochs")
 
@@ -76,10 +75,16 @@ _SCHEMA = (
 )
 
 
-def new_psi_key() -> bytes:
-    # The library draws the scalar from a CSPRNG and guarantees it is in [1, order).
-    key: bytes = psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes()
-    return key
+def new_psi_key(suite: str = DEFAULT_SUITE) -> bytes:
+    """A fresh secret key of ``suite``, from the OS CSPRNG."""
+    s = get_suite(suite)
+    return s.key_from_random(secrets.token_bytes(s.random_bytes))
+
+
+def key_name(peer: str, suite: str) -> str:
+    """The ``peer`` column of a key: the lab for the original suite (so keys made before
+    suites existed stay valid), ``lab/suite`` for any other (a lab id has no '/')."""
+    return peer if suite == DEFAULT_SUITE else f"{peer}/{suite}"
 
 
 def _us(t: datetime) -> int:
@@ -139,23 +144,26 @@ class EpochStore:
 
     # -- keys --------------------------------------------------------------------------
 
-    def current(self, peer: str, now: datetime) -> EpochKey:
-        """This epoch's key for ``peer``: the stored one while it is valid, else a new one.
+    def current(self, peer: str, now: datetime, suite: str = DEFAULT_SUITE) -> EpochKey:
+        """This epoch's key of ``suite`` for ``peer``: the stored one while it is valid,
+        else a new one. Keys of different suites never mix (nor do their caches, whose
+        points differ in size).
 
         Every expired key (of any peer) is deleted first, with its caches.
         """
+        name = key_name(peer, suite)
         with self._transaction() as db:
             purged = self._purge(db, now)
             row = db.execute(
                 "SELECT key_id, psi_key, dummy_seed, created_us, expires_us FROM epoch_keys"
                 " WHERE peer = ?",
-                (peer,),
+                (name,),
             ).fetchone()
             if row is None:
                 created, expires = _us(now), _us(now + self.epoch)
                 row = (
                     secrets.token_hex(16),
-                    new_psi_key(),
+                    new_psi_key(suite),
                     secrets.token_bytes(SEED_BYTES),
                     created,
                     expires,
@@ -163,14 +171,18 @@ class EpochStore:
                 db.execute(
                     "INSERT INTO epoch_keys (key_id, peer, psi_key, dummy_seed,"
                     " created_us, expires_us) VALUES (?, ?, ?, ?, ?, ?)",
-                    (row[0], peer, *row[1:]),
+                    (row[0], name, *row[1:]),
                 )
-                log.info("new epoch key for peer %s, valid until %s", peer, _time(expires))
+                log.info("new epoch key for peer %s, valid until %s", name, _time(expires))
         if purged:
             self._checkpoint()
         key_id, psi_key, seed, created_us, expires_us = row
         if len(psi_key) != KEY_BYTES or len(seed) != SEED_BYTES:
-            raise ConfigError(f"{self.path}: epoch key of peer {peer} is damaged")
+            raise ConfigError(f"{self.path}: epoch key of peer {name} is damaged")
+        try:
+            get_suite(suite).check_key(bytes(psi_key))
+        except ConfigError as e:
+            raise ConfigError(f"{self.path}: epoch key of peer {name} is damaged: {e}") from e
         return EpochKey(
             key_id, peer, bytes(psi_key), bytes(seed), _time(created_us), _time(expires_us)
         )
@@ -184,9 +196,14 @@ class EpochStore:
         return purged
 
     def forget(self, peer: str) -> bool:
-        """Delete ``peer``'s key and caches now (a peer removed, or an early rotation)."""
+        """Delete ``peer``'s keys (of every suite) and caches now (a peer removed, or an
+        early rotation)."""
         with self._transaction() as db:
-            gone = db.execute("DELETE FROM epoch_keys WHERE peer = ?", (peer,)).rowcount > 0
+            prefix = f"{peer}/"  # the keys of other suites (key_name)
+            gone = db.execute(
+                "DELETE FROM epoch_keys WHERE peer = ? OR substr(peer, 1, ?) = ?",
+                (peer, len(prefix), prefix),
+            ).rowcount > 0
         if gone:
             self._checkpoint()
         return gone
