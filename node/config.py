@@ -107,6 +107,8 @@ class NodePaths:
 
 
 ROUND_MODES = ("reveal", "count")
+_KNOWN_TABLES = frozenset({"lab", "listen", "default_region", "round", "schedule", "daemon",
+                           "logging", "metrics", "peers"})
 
 
 @dataclass
@@ -175,6 +177,9 @@ class NodeConfig:
     metrics_listen: str | None = None  # [metrics] listen = "127.0.0.1:9464"; None: off
     log_format: str = "json"  # [logging] format = "json" | "text"
     grace_seconds: float = 10.0  # [daemon] grace_seconds: in-flight rounds at shutdown
+    # Tables this module does not read ([[hooks]], [ui], ...): kept as found, so that
+    # `peer add` rewriting node.toml never drops another component's settings.
+    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def paths(self) -> NodePaths:
@@ -206,6 +211,7 @@ class NodeConfig:
         if self.metrics_listen is not None:
             out["metrics"] = {"listen": self.metrics_listen}
         out["peers"] = [p.to_toml() for p in self.peers]
+        out.update({k: v for k, v in self.extra.items() if k not in out})
         return out
 
 
@@ -235,6 +241,7 @@ def load_config(node_dir: Path) -> NodeConfig:
             metrics_listen=_load_metrics(data.get("metrics", {})),
             log_format=str(data.get("logging", {}).get("format", "json")),
             grace_seconds=float(data.get("daemon", {}).get("grace_seconds", 10.0)),
+            extra={k: v for k, v in data.items() if k not in _KNOWN_TABLES},
         )
     except KeyError as e:
         raise ConfigError(f"{paths.config}: missing setting {e.args[0]!r}") from e

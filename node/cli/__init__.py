@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "node.cli.demo",
     "node.cli.policy",
     "node.cli.status",
+    "node.cli.act",
 )
 
 

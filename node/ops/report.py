@@ -20,6 +20,7 @@ from protocol.audit.records import parse_time, public_key_from_hex
 from protocol.audit.verify import VerifyReport
 from protocol.errors import VerificationError
 from protocol.identity import key_fingerprint
+from protocol.exports import safe_cell
 
 EXPORT_COLUMNS = (
     "seq", "time", "event", "peer", "round_id", "role", "mode", "kinds", "own_sizes",
@@ -73,8 +74,7 @@ def _csv_cell(value: Any) -> str:
         text = encode_canonical(value).decode("utf-8")
     else:
         text = str(value)
-    # A cell starting with = + - @ is a formula in spreadsheet programs: defuse it.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return safe_cell(text)
 
 
 def csv_row(row: dict[str, Any]) -> list[str]:

@@ -73,6 +73,12 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
     "matches_purged": frozenset({"before", "count"}),
     "checkpoint": frozenset({"checkpoint"}),
     "recovery": frozenset({"quarantine_file", "offset", "bytes", "sha256"}),
+    # node/act: enforcement hooks, exports and review-UI actions (docs/cases.md)
+    "hook_delivery": frozenset(
+        {"hook", "case_id", "state", "idempotency_key", "payload_sha256", "outcome", "attempts"}
+    ),
+    "export_written": frozenset({"format", "values", "tlp", "objects", "sha256"}),
+    "ui_action": frozenset({"analyst", "action", "case_id"}),
 }
 
 

@@ -79,7 +79,7 @@ NODE_RANKS = {
     "node.config": 1,
     "node.runtime": 2,
     "node.net": 3, "node.data": 3,
-    "node.daemon": 4,
+    "node.daemon": 4, "node.act": 4, "node.ui": 4,
     "node.cli": 5, "node.demo": 5,
 }
 

@@ -61,3 +61,16 @@ def test_everything_survives_a_save_and_load(tmp_path):
 def test_bad_settings_are_config_errors(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, MINIMAL + extra))
+
+
+def test_tables_other_components_own_survive_a_rewrite(tmp_path):
+    text = MINIMAL + (
+        '[ui]\nlisten = "127.0.0.1:8800"\n\n[[hooks]]\nname = "soc"\n'
+        'url = "http://127.0.0.1:1/"\nsecret_file = "keys/soc.secret"\non = ["confirmed"]\n'
+    )
+    cfg = load_config(write(tmp_path, text))
+    cfg.peers = [PeerConfig("lab-b", "h:1")]
+    save_config(cfg)
+    again = load_config(tmp_path)
+    assert again.extra["ui"] == {"listen": "127.0.0.1:8800"}
+    assert again.extra["hooks"][0]["name"] == "soc" and again.peers[0].lab == "lab-b"
