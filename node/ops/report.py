@@ -19,8 +19,8 @@ from protocol.audit.checkpoint import parse_checkpoint
 from protocol.audit.records import parse_time, public_key_from_hex
 from protocol.audit.verify import VerifyReport
 from protocol.errors import VerificationError
-from protocol.identity import key_fingerprint
 from protocol.exports import safe_cell
+from protocol.identity import key_fingerprint
 
 EXPORT_COLUMNS = (
     "seq", "time", "event", "peer", "round_id", "role", "mode", "kinds", "own_sizes",
