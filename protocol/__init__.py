@@ -4,4 +4,4 @@ Nothing in this package opens sockets or files or reads the clock; time and
 randomness come in as parameters. ``node`` imports this package, never the reverse.
 """
 
-PROTOCOL_VERSION = "crossmatch/v1"
+PROTOCOL_VERSION = "crossmatch/v2"

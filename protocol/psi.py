@@ -406,6 +406,27 @@ def strictly_increasing(packed: Packed, width: int) -> bool:
     return bool(differ[at, first].all() and (b[at, first] > a[at, first]).all())
 
 
+def has_duplicates(packed: Packed, width: int = POINT_BYTES) -> bool:
+    """Whether any row occurs twice: one sort of the 8-byte prefixes, then whole rows
+    compared only where prefixes tie (pairs of neighbours, and a set for longer runs, so
+    rows a peer crafted to share a prefix cost linear time, never quadratic)."""
+    k = rows(packed, width)
+    if len(k) < 2:
+        return False
+    prefix = _prefixes(k)
+    order = np.argsort(prefix)
+    tied = np.flatnonzero(prefix[order][1:] == prefix[order][:-1])
+    if not len(tied):
+        return False
+    seen: set[bytes] = set()
+    for i in np.unique(np.concatenate([order[tied], order[tied + 1]])).tolist():
+        row = k[i].tobytes()
+        if row in seen:
+            return True
+        seen.add(row)
+    return False
+
+
 def dedupe(items: Iterable[bytes]) -> list[bytes]:
     """Distinct items, first occurrence order (a set with duplicates would double-count)."""
     return list(dict.fromkeys(items))

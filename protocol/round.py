@@ -3,16 +3,23 @@
 Both sides run the same state machine (DESIGN.md, "The round"):
 
 - blind own elements in chunks and send them (``own_blinded``), in order;
-- re-blind each chunk of the peer's elements as it arrives and send it back
-  (``peer_reblinded``), in order, or, in count mode, shuffled within each kind's
-  section once all have arrived;
-- collect the peer's re-blinding of our own elements;
+- re-blind each chunk of the peer's elements as it arrives (the release stream is
+  these values in order, or, in count mode, shuffled within each kind's section);
+- commit before release: send a hash of the whole release stream
+  (``reblind_commitment``, absorbed into the transcript) and wait for the peer's;
+  only then send the stream (``peer_reblinded``). A peer therefore fixes its
+  re-blinding of our points before it sees any of our re-blinding of its points,
+  and cannot copy our values into its stream to plant matches (ADR 0006);
+- collect the peer's re-blinding of our own elements, check that it opens the
+  peer's commitment (``reblind-commitment``) and holds no point twice
+  (``duplicate-point``, as does the peer's own stream);
 - when both are complete, match locally and report the outcome.
 
-The transport (gRPC in ``node/``, queues in tests) feeds received chunks in
-with :meth:`RoundSide.on_own_blinded` / :meth:`on_peer_reblinded` and gets
-outgoing chunks through the ``send`` callback. Work overlaps: blinding, the
-peer's re-blinding and the network all proceed at once on the engine's workers.
+The transport (gRPC in ``node/``, queues in tests) feeds received messages in
+with :meth:`RoundSide.on_own_blinded` / :meth:`on_reblind_commitment` /
+:meth:`on_peer_reblinded` and gets outgoing ones through the ``send`` callback.
+Work overlaps: blinding, the peer's re-blinding and the network all proceed at
+once on the engine's workers; only the release waits for both commitments.
 
 Incremental rounds: with a :class:`RoundCache` from an earlier round under the
 same key (an epoch key, ``node/state/epochs.py``), an own element found in
@@ -46,15 +53,17 @@ from protocol.psi import (
     TableSource,
     count_points,
     fill_rows,
+    has_duplicates,
     match_packed,
     packed_elements,
     rows,
     sections,
     shuffle_packed_within_sections,
 )
-from protocol.transcript import RoundHeader, Transcript
+from protocol.transcript import COMMITMENT_BYTES, RoundHeader, Transcript, reblind_commitment
 
-# send(message_kind, seq, packed_points); message_kind is "own_blinded" or "peer_reblinded".
+# send(message_kind, seq, payload); message_kind is "own_blinded", "reblind_commitment"
+# (payload: the 32-byte commitment) or "peer_reblinded" (payload: packed points).
 Send = Callable[[str, int, bytes], None]
 
 
@@ -185,6 +194,8 @@ class RoundSide:
 
         self._reblind_done = threading.Event()
         self._own_double_done = threading.Event()
+        self._peer_commitment: bytes | None = None
+        self._peer_committed = threading.Event()  # also set on failure, to stop waiting
         self._failed = threading.Event()
         self._error: CrossmatchError | None = None
         self._threads: list[threading.Thread] = []
@@ -196,8 +207,6 @@ class RoundSide:
     def start(self) -> None:
         if self._peer_total == 0:
             self._reblind_queue.put(None)
-        if self._own_total == 0:
-            self._own_double_done.set()
         for target, name in ((self._blind_and_send, "blind"), (self._reblind_and_send, "reblind")):
             t = threading.Thread(target=self._guard(target), name=f"round-{name}", daemon=True)
             t.start()
@@ -216,6 +225,7 @@ class RoundSide:
         self._reblind_queue.put(None)
         self._reblind_done.set()
         self._own_double_done.set()
+        self._peer_committed.set()
         if first and self._on_error is not None:
             self._on_error(error)
 
@@ -301,10 +311,29 @@ class RoundSide:
             self._cache.peer = None  # every lookup is done: let it go
             self._reblind_queue.put(None)
 
+    def on_reblind_commitment(self, commitment: bytes) -> None:
+        """The peer's commitment to its re-blinding of our points (before it releases them)."""
+        if len(commitment) != COMMITMENT_BYTES:
+            raise ProtocolError(
+                f"re-blinding commitment of {len(commitment)} bytes, not {COMMITMENT_BYTES}",
+                rule="reblind-commitment",
+            )
+        if self._peer_commitment is not None:
+            raise ProtocolError("second re-blinding commitment", rule="message-order")
+        self._peer_commitment = commitment
+        self.transcript.commit(self.peer_role, commitment)
+        self._peer_committed.set()
+        if self._own_total == 0:
+            self._check_opening()
+
     def on_peer_reblinded(self, packed: bytes) -> None:
         n = count_points(packed)
         if n == 0:
             raise ProtocolError("empty element chunk", rule="malformed-element")
+        if self._peer_commitment is None:
+            raise ProtocolError(
+                "peer released re-blinded points before committing to them", rule="message-order"
+            )
         if self._own_double_count + n > self._own_total:
             raise ProtocolError(
                 f"peer returned more than our {self._own_total} elements", rule="size-announced"
@@ -314,7 +343,23 @@ class RoundSide:
         self._own_double_count += n
         self.transcript.absorb(f"{self.peer_role}_reblinded", packed)
         if self._own_double_count == self._own_total:
-            self._own_double_done.set()
+            self._check_opening()
+
+    def _check_opening(self) -> None:
+        """The whole re-blinding of our points is in: it must open the peer's commitment
+        and, our points being distinct, hold no point twice."""
+        stream = self._own_double[: self._own_total * POINT_BYTES]
+        opened = reblind_commitment(self.header.round_id, self.peer_role, stream.data)
+        if opened != self._peer_commitment:
+            raise ProtocolError(
+                "peer's re-blinded points do not open the commitment it sent before them",
+                rule="reblind-commitment",
+            )
+        if has_duplicates(stream):
+            raise ProtocolError(
+                "peer returned the same re-blinded point twice", rule="duplicate-point"
+            )
+        self._own_double_done.set()
 
     def missing(self) -> str:
         """What has not arrived yet, for a precise 'stream ended early' message."""
@@ -413,7 +458,6 @@ class RoundSide:
             flush_one()
 
     def _reblind_and_send(self) -> None:
-        seq = 0
         while True:
             chunk = self._reblind_queue.get()
             if chunk is None or self._failed.is_set():
@@ -422,22 +466,32 @@ class RoundSide:
             at = self._peer_double_count * POINT_BYTES
             self._peer_double[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
             self._peer_double_count += len(packed) // POINT_BYTES
-            if self.header.mode == "reveal":
-                self.transcript.absorb(f"{self.role}_reblinded", packed)
-                self._send("peer_reblinded", seq, packed)
-                seq += 1
         if self._failed.is_set():
             return
-        if self.header.mode == "count":
-            # Everything has arrived: shuffle within each kind's section, then send.
-            shuffled = shuffle_packed_within_sections(self._peer_double, self.peer_sizes, self._rng)
-            step = self._chunk * POINT_BYTES
-            for start in range(0, len(shuffled), step):
-                packed = shuffled[start : start + step]
-                self.transcript.absorb(f"{self.role}_reblinded", packed)
-                self._send("peer_reblinded", seq, packed)
-                seq += 1
+        # Re-blinding is a bijection, so a repeated value means a repeated peer point: with
+        # one, count mode's multiplicities would tell the peer which of its guesses matched.
+        if has_duplicates(self._peer_double):
+            raise ProtocolError("peer sent the same blinded point twice", rule="duplicate-point")
+        stream = self._release_stream()
+        commitment = reblind_commitment(self.header.round_id, self.role, bytes(stream))
+        self.transcript.commit(self.role, commitment)
+        self._send("reblind_commitment", 0, commitment)
+        self._peer_committed.wait()  # set by the peer's commitment, or by a failure
+        if self._failed.is_set():
+            return
+        step = self._chunk * POINT_BYTES
+        for seq, start in enumerate(range(0, len(stream), step)):
+            packed = bytes(stream[start : start + step])
+            self.transcript.absorb(f"{self.role}_reblinded", packed)
+            self._send("peer_reblinded", seq, packed)
         self._reblind_done.set()
+
+    def _release_stream(self) -> bytes:
+        """Our re-blinding of the peer's points as we will release it: in the peer's order
+        (reveal), or shuffled within each kind's section so positions tell nothing (count)."""
+        if self.header.mode == "count":
+            return shuffle_packed_within_sections(self._peer_double, self.peer_sizes, self._rng)
+        return self._peer_double.tobytes()
 
     # -- matching ----------------------------------------------------------
 

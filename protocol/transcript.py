@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 from protocol.errors import ProtocolError
 
-TRANSCRIPT_DOMAIN = b"crossmatch/v1/transcript"
+TRANSCRIPT_DOMAIN = b"crossmatch/v2/transcript"
 HEADER_DOMAIN = b"crossmatch/v1/round-header"
+REBLIND_COMMITMENT_DOMAIN = b"crossmatch/v2/reblind-commitment"
+COMMITMENT_BYTES = 32
 
 # The four element streams of a round, named from the initiator's point of view.
 STREAMS = (
@@ -27,6 +29,7 @@ STREAMS = (
 )
 
 MODES = ("reveal", "count")
+ROLES = ("initiator", "responder")
 
 
 def _field(value: bytes) -> bytes:
@@ -87,16 +90,22 @@ class RoundHeader:
 
 
 class Transcript:
-    """Running hash of a round: the header and the four element streams."""
+    """Running hash of a round: the header, the four element streams and both sides'
+    commitments to their re-blinded streams (sent before either stream is released)."""
 
     def __init__(self, header: RoundHeader):
         self._header = hashlib.sha256(header.canonical_bytes()).digest()
         self._streams = {name: hashlib.sha256() for name in STREAMS}
         self._counts = dict.fromkeys(STREAMS, 0)
+        self._commitments = dict.fromkeys(ROLES, b"")
 
     def absorb(self, stream: str, points: bytes) -> None:
         self._streams[stream].update(points)
         self._counts[stream] += len(points)
+
+    def commit(self, role: str, commitment: bytes) -> None:
+        """Record ``role``'s commitment to its re-blinding of the other side's points."""
+        self._commitments[role] = commitment
 
     def digest(self) -> bytes:
         h = hashlib.sha256(TRANSCRIPT_DOMAIN)
@@ -105,7 +114,26 @@ class Transcript:
             h.update(_text(name))
             h.update(struct.pack(">Q", self._counts[name]))
             h.update(self._streams[name].digest())
+        for role in ROLES:
+            h.update(_text(f"{role}_reblind_commitment"))
+            h.update(_field(self._commitments[role]))
         return h.digest()
+
+
+def reblind_commitment(round_id: str, role: str, points: bytes | memoryview) -> bytes:
+    """What ``role`` commits to before releasing its re-blinded stream: a hash of the
+    whole stream, in the order it will be sent (count mode: after the shuffle).
+
+    Bound to the round and the role, so a commitment from another round or from the
+    other side never opens. Hiding needs no salt: the points are the peer's values
+    raised to our secret scalar, unknown to the peer until we release them.
+    """
+    h = hashlib.sha256(REBLIND_COMMITMENT_DOMAIN)
+    h.update(_text(round_id))
+    h.update(_text(role))
+    h.update(struct.pack(">Q", len(points)))
+    h.update(points)
+    return h.digest()
 
 
 def input_commitment(salt: bytes, fingerprints_by_kind: dict[str, list[bytes]]) -> bytes:

@@ -230,10 +230,13 @@ class ExchangeSession:
 
     # -- sending -------------------------------------------------------------
 
-    def _send_chunk(self, kind: str, seq: int, packed: bytes) -> None:
-        chunk = pb.Chunk(seq=seq, points=packed)
-        msg = pb.ExchangeMessage(own_blinded=chunk) if kind == "own_blinded" else (
-            pb.ExchangeMessage(peer_reblinded=chunk))
+    def _send_chunk(self, kind: str, seq: int, payload: bytes) -> None:
+        if kind == "reblind_commitment":
+            msg = pb.ExchangeMessage(reblind_commitment=pb.ReblindCommitment(digest=payload))
+        elif kind == "own_blinded":
+            msg = pb.ExchangeMessage(own_blinded=pb.Chunk(seq=seq, points=payload))
+        else:
+            msg = pb.ExchangeMessage(peer_reblinded=pb.Chunk(seq=seq, points=payload))
         self.outbox.put(msg)
 
     def _tell_peer(self, error: CrossmatchError) -> None:
@@ -294,6 +297,8 @@ class ExchangeSession:
         body = msg.WhichOneof("body")
         if body == "own_blinded":
             self.side.on_own_blinded(msg.own_blinded.points)
+        elif body == "reblind_commitment":
+            self.side.on_reblind_commitment(msg.reblind_commitment.digest)
         elif body == "peer_reblinded":
             self.side.on_peer_reblinded(msg.peer_reblinded.points)
         elif body == "receipt":

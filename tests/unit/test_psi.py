@@ -180,9 +180,10 @@ def test_peer_sending_more_than_announced_is_refused(engines):
     assert err.value.rule == "size-announced"
 
 
-def test_tampered_reblinding_changes_the_transcript(engines):
-    # A peer that returns other points than it computed is caught: the transcripts differ,
-    # so the receipts (signed over the transcript) cannot agree.
+def test_tampered_reblinding_does_not_open_the_commitment(engines):
+    # A peer that returns other points than it committed to is caught when the stream is
+    # complete, before any matching (it used to be caught only at the receipts, whose
+    # transcripts differed).
     def tamper(to, kind, seq, packed):
         if to == "a" and kind == "peer_reblinded" and seq == 0:
             pts = unpack(packed)
@@ -190,8 +191,9 @@ def test_tampered_reblinding_changes_the_transcript(engines):
         return packed
 
     items = [fp(f"x{i}") for i in range(20)]
-    oa, ob, *_ = run_round(engines, {"email": items}, {"email": items}, chunk=5, tamper=tamper)
-    assert oa.transcript_hash != ob.transcript_hash
+    with pytest.raises(ProtocolError) as err:
+        run_round(engines, {"email": items}, {"email": items}, chunk=5, tamper=tamper)
+    assert err.value.rule == "reblind-commitment"
 
 
 def test_shuffle_keeps_sections():

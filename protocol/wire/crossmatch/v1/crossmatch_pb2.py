@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rossmatch/v1/crossmatch.proto\x12\rcrossmatch.v1\"&\n\x08KindSize\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\x91\x02\n\x10OpenRoundRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x10\n\x08round_id\x18\x02 \x01(\t\x12\x15\n\rinitiator_lab\x18\x03 \x01(\t\x12\x15\n\rresponder_lab\x18\x04 \x01(\t\x12!\n\x04mode\x18\x05 \x01(\x0e\x32\x13.crossmatch.v1.Mode\x12&\n\x05sizes\x18\x06 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\x12\x13\n\x0bpolicy_hash\x18\x07 \x01(\x0c\x12\x18\n\x10input_commitment\x18\x08 \x01(\x0c\x12\x15\n\rprompt_params\x18\t \x01(\t\x12\x12\n\nchunk_size\x18\n \x01(\r\"\x94\x01\n\x11OpenRoundResponse\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12&\n\x05sizes\x18\x02 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\x12\x18\n\x10input_commitment\x18\x03 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\x12\x12\n\nchunk_size\x18\x05 \x01(\r\"\x98\x02\n\x0f\x45xchangeMessage\x12%\n\x05start\x18\x01 \x01(\x0b\x32\x14.crossmatch.v1.StartH\x00\x12+\n\x0bown_blinded\x18\x02 \x01(\x0b\x32\x14.crossmatch.v1.ChunkH\x00\x12.\n\x0epeer_reblinded\x18\x03 \x01(\x0b\x32\x14.crossmatch.v1.ChunkH\x00\x12)\n\x07receipt\x18\x04 \x01(\x0b\x32\x16.crossmatch.v1.ReceiptH\x00\x12\'\n\x06\x63ommit\x18\x05 \x01(\x0b\x32\x15.crossmatch.v1.CommitH\x00\x12%\n\x05\x61\x62ort\x18\x06 \x01(\x0b\x32\x14.crossmatch.v1.AbortH\x00\x42\x06\n\x04\x62ody\"\x19\n\x05Start\x12\x10\n\x08round_id\x18\x01 \x01(\t\"$\n\x05\x43hunk\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12\x0e\n\x06points\x18\x02 \x01(\x0c\"!\n\x07Receipt\x12\x16\n\x0esigned_receipt\x18\x01 \x01(\x0c\"\x08\n\x06\x43ommit\"%\n\x05\x41\x62ort\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t*=\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMODE_REVEAL\x10\x01\x12\x0e\n\nMODE_COUNT\x10\x02\x32\xac\x01\n\nCrossmatch\x12N\n\tOpenRound\x12\x1f.crossmatch.v1.OpenRoundRequest\x1a .crossmatch.v1.OpenRoundResponse\x12N\n\x08\x45xchange\x12\x1e.crossmatch.v1.ExchangeMessage\x1a\x1e.crossmatch.v1.ExchangeMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rossmatch/v1/crossmatch.proto\x12\rcrossmatch.v1\"&\n\x08KindSize\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\x91\x02\n\x10OpenRoundRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x10\n\x08round_id\x18\x02 \x01(\t\x12\x15\n\rinitiator_lab\x18\x03 \x01(\t\x12\x15\n\rresponder_lab\x18\x04 \x01(\t\x12!\n\x04mode\x18\x05 \x01(\x0e\x32\x13.crossmatch.v1.Mode\x12&\n\x05sizes\x18\x06 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\x12\x13\n\x0bpolicy_hash\x18\x07 \x01(\x0c\x12\x18\n\x10input_commitment\x18\x08 \x01(\x0c\x12\x15\n\rprompt_params\x18\t \x01(\t\x12\x12\n\nchunk_size\x18\n \x01(\r\"\x94\x01\n\x11OpenRoundResponse\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12&\n\x05sizes\x18\x02 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\x12\x18\n\x10input_commitment\x18\x03 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\x12\x12\n\nchunk_size\x18\x05 \x01(\r\"\xd8\x02\n\x0f\x45xchangeMessage\x12%\n\x05start\x18\x01 \x01(\x0b\x32\x14.crossmatch.v1.StartH\x00\x12+\n\x0bown_blinded\x18\x02 \x01(\x0b\x32\x14.crossmatch.v1.ChunkH\x00\x12.\n\x0epeer_reblinded\x18\x03 \x01(\x0b\x32\x14.crossmatch.v1.ChunkH\x00\x12)\n\x07receipt\x18\x04 \x01(\x0b\x32\x16.crossmatch.v1.ReceiptH\x00\x12\'\n\x06\x63ommit\x18\x05 \x01(\x0b\x32\x15.crossmatch.v1.CommitH\x00\x12%\n\x05\x61\x62ort\x18\x06 \x01(\x0b\x32\x14.crossmatch.v1.AbortH\x00\x12>\n\x12reblind_commitment\x18\x07 \x01(\x0b\x32 .crossmatch.v1.ReblindCommitmentH\x00\x42\x06\n\x04\x62ody\"\x19\n\x05Start\x12\x10\n\x08round_id\x18\x01 \x01(\t\"$\n\x05\x43hunk\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12\x0e\n\x06points\x18\x02 \x01(\x0c\"#\n\x11ReblindCommitment\x12\x0e\n\x06\x64igest\x18\x01 \x01(\x0c\"!\n\x07Receipt\x12\x16\n\x0esigned_receipt\x18\x01 \x01(\x0c\"\x08\n\x06\x43ommit\"%\n\x05\x41\x62ort\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t*=\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMODE_REVEAL\x10\x01\x12\x0e\n\nMODE_COUNT\x10\x02\x32\xac\x01\n\nCrossmatch\x12N\n\tOpenRound\x12\x1f.crossmatch.v1.OpenRoundRequest\x1a .crossmatch.v1.OpenRoundResponse\x12N\n\x08\x45xchange\x12\x1e.crossmatch.v1.ExchangeMessage\x1a\x1e.crossmatch.v1.ExchangeMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'crossmatch.v1.crossmatch_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODE']._serialized_start=948
-  _globals['_MODE']._serialized_end=1009
+  _globals['_MODE']._serialized_start=1049
+  _globals['_MODE']._serialized_end=1110
   _globals['_KINDSIZE']._serialized_start=49
   _globals['_KINDSIZE']._serialized_end=87
   _globals['_OPENROUNDREQUEST']._serialized_start=90
@@ -40,17 +40,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OPENROUNDRESPONSE']._serialized_start=366
   _globals['_OPENROUNDRESPONSE']._serialized_end=514
   _globals['_EXCHANGEMESSAGE']._serialized_start=517
-  _globals['_EXCHANGEMESSAGE']._serialized_end=797
-  _globals['_START']._serialized_start=799
-  _globals['_START']._serialized_end=824
-  _globals['_CHUNK']._serialized_start=826
-  _globals['_CHUNK']._serialized_end=862
-  _globals['_RECEIPT']._serialized_start=864
-  _globals['_RECEIPT']._serialized_end=897
-  _globals['_COMMIT']._serialized_start=899
-  _globals['_COMMIT']._serialized_end=907
-  _globals['_ABORT']._serialized_start=909
-  _globals['_ABORT']._serialized_end=946
-  _globals['_CROSSMATCH']._serialized_start=1012
-  _globals['_CROSSMATCH']._serialized_end=1184
+  _globals['_EXCHANGEMESSAGE']._serialized_end=861
+  _globals['_START']._serialized_start=863
+  _globals['_START']._serialized_end=888
+  _globals['_CHUNK']._serialized_start=890
+  _globals['_CHUNK']._serialized_end=926
+  _globals['_REBLINDCOMMITMENT']._serialized_start=928
+  _globals['_REBLINDCOMMITMENT']._serialized_end=963
+  _globals['_RECEIPT']._serialized_start=965
+  _globals['_RECEIPT']._serialized_end=998
+  _globals['_COMMIT']._serialized_start=1000
+  _globals['_COMMIT']._serialized_end=1008
+  _globals['_ABORT']._serialized_start=1010
+  _globals['_ABORT']._serialized_end=1047
+  _globals['_CROSSMATCH']._serialized_start=1113
+  _globals['_CROSSMATCH']._serialized_end=1285
 # @@protoc_insertion_point(module_scope)

@@ -63,20 +63,22 @@ class OpenRoundResponse(_message.Message):
     def __init__(self, round_id: _Optional[str] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ..., input_commitment: _Optional[bytes] = ..., certificate_pem: _Optional[bytes] = ..., chunk_size: _Optional[int] = ...) -> None: ...
 
 class ExchangeMessage(_message.Message):
-    __slots__ = ("start", "own_blinded", "peer_reblinded", "receipt", "commit", "abort")
+    __slots__ = ("start", "own_blinded", "peer_reblinded", "receipt", "commit", "abort", "reblind_commitment")
     START_FIELD_NUMBER: _ClassVar[int]
     OWN_BLINDED_FIELD_NUMBER: _ClassVar[int]
     PEER_REBLINDED_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
+    REBLIND_COMMITMENT_FIELD_NUMBER: _ClassVar[int]
     start: Start
     own_blinded: Chunk
     peer_reblinded: Chunk
     receipt: Receipt
     commit: Commit
     abort: Abort
-    def __init__(self, start: _Optional[_Union[Start, _Mapping]] = ..., own_blinded: _Optional[_Union[Chunk, _Mapping]] = ..., peer_reblinded: _Optional[_Union[Chunk, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ...) -> None: ...
+    reblind_commitment: ReblindCommitment
+    def __init__(self, start: _Optional[_Union[Start, _Mapping]] = ..., own_blinded: _Optional[_Union[Chunk, _Mapping]] = ..., peer_reblinded: _Optional[_Union[Chunk, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., reblind_commitment: _Optional[_Union[ReblindCommitment, _Mapping]] = ...) -> None: ...
 
 class Start(_message.Message):
     __slots__ = ("round_id",)
@@ -91,6 +93,12 @@ class Chunk(_message.Message):
     seq: int
     points: bytes
     def __init__(self, seq: _Optional[int] = ..., points: _Optional[bytes] = ...) -> None: ...
+
+class ReblindCommitment(_message.Message):
+    __slots__ = ("digest",)
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    digest: bytes
+    def __init__(self, digest: _Optional[bytes] = ...) -> None: ...
 
 class Receipt(_message.Message):
     __slots__ = ("signed_receipt",)
