@@ -1,17 +1,23 @@
-"""The node directory: where each file lives, and node.toml.
+"""The node directory: where each file lives (``NodePaths`` names every one), and node.toml.
 
 NODE_DIR/
   node.toml              this node's settings and its peers
   tls/node.key, node.crt TLS identity (the certificate binds lab id and audit key)
+  tls/node.csr           the certificate request, when the CA is elsewhere
   tls/ca.crt             the consortium CA; tls/crl.pem its revocation list, if any
-  keys/audit.key, .pub   Ed25519 key that signs the audit log and round receipts
+  keys/audit.key, audit.pub  Ed25519 key that signs the audit log and round receipts
   keys/consortium.key    shared fingerprint key of the consortium
-  crossmatch.db          SQLite store: signals, rounds, matches
+  crossmatch.db          SQLite store: signals, prompts, rounds, matches (0600)
+  cache.db               SQLite: per-peer epoch keys and round caches (0600, deletable)
   audit.log              append-only signed audit log
+  audit.checkpoint       the latest signed checkpoint of audit.log
+  audit.log.quarantine   torn tail fragments cut off at open, if any ever were
+  peers/<lab>.pub        each peer's certified audit key, kept at each round (for audit verify)
   policy.signed          the consortium policy, signed by the CA (`crossmatch policy install`)
   run/address            the address `serve` is listening on (written at start)
   run/metrics            the address of its Prometheus endpoint, if enabled
   run/schedule.json      the scheduler's view of every peer (read by `crossmatch status`)
+  run/serve.log          the daemon's output when started by the sandbox (demo and tests)
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from pathlib import Path
 
 import tomli_w
 
+from node.state.auditlog import checkpoint_path, quarantine_path
+from node.state.epochs import CACHE_FILE
 from node.state.files import atomic_write
 from protocol.errors import ConfigError
 from protocol.identity import validate_lab_id
@@ -104,6 +112,29 @@ class NodePaths:
     @property
     def schedule_state(self) -> Path:
         return self.root / "run" / "schedule.json"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / CACHE_FILE
+
+    @property
+    def audit_checkpoint(self) -> Path:
+        return checkpoint_path(self.audit_log)
+
+    @property
+    def audit_quarantine(self) -> Path:
+        return quarantine_path(self.audit_log)
+
+    @property
+    def peers_dir(self) -> Path:
+        return self.root / "peers"
+
+    def peer_key(self, lab: str) -> Path:
+        return self.peers_dir / f"{validate_lab_id(lab)}.pub"
+
+    @property
+    def serve_log(self) -> Path:
+        return self.root / "run" / "serve.log"
 
 
 ROUND_MODES = ("reveal", "count")

@@ -112,7 +112,7 @@ class Node:
     def remember_peer_key(self, lab: str, key: Ed25519PublicKey) -> None:
         """Keep each peer's CA-certified audit key in NODE_DIR/peers/<lab>.pub, so that
         `audit verify NODE_DIR` checks the peer receipts in our log without any set-up."""
-        path = self.paths.root / "peers" / f"{lab}.pub"
+        path = self.paths.peer_key(lab)
         pem = key.public_bytes(serialization.Encoding.PEM,
                                serialization.PublicFormat.SubjectPublicKeyInfo)
         if not path.exists() or path.read_bytes() != pem:

@@ -88,7 +88,7 @@ class Lab:
         if self.process is not None and self.process.poll() is None:
             return self.address
         self.paths.address_file.unlink(missing_ok=True)
-        self.log_path = self.dir / "run" / "serve.log"
+        self.log_path = NodePaths(self.dir).serve_log
         self.log_path.parent.mkdir(exist_ok=True)
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(cli_command("serve", self.dir), stdout=out,

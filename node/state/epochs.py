@@ -33,7 +33,6 @@ replaces the whole table with values that are correct under that key.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from node.state.sqlite import open_sqlite
 from protocol.errors import ConfigError
 from protocol.padding import SEED_BYTES
 from protocol.psi import KEY_BYTES, PackedTable
@@ -280,22 +280,15 @@ class EpochStore:
 
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Created 0600 before SQLite writes a byte; tightened if someone loosened it.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
+    # Large pages: a cache is a few big blobs (64 KiB pages write them twice as fast).
+    db = open_sqlite(
+        path,
+        what="cache",
+        timeout=60,
+        page_size=65536,
+        pragmas=["secure_delete = ON", "journal_size_limit = 0"],
+    )
     try:
-        db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as e:
-        raise ConfigError(f"cannot open {path}: {e}") from e
-    try:
-        # Large pages: a cache is a few big blobs (64 KiB pages write them twice as fast);
-        # only takes effect when the file is created.
-        db.execute("PRAGMA page_size = 65536")
-        db.execute("PRAGMA secure_delete = ON")
-        db.execute("PRAGMA foreign_keys = ON")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA journal_size_limit = 0")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
             db.execute("BEGIN IMMEDIATE")

@@ -1,0 +1,127 @@
+"""The one way crossmatch opens an SQLite file, and the base of every table module.
+
+``open_sqlite`` creates the file 0600 before SQLite writes a byte (its -wal and -shm
+files inherit that mode), turns on foreign keys and the WAL journal, and names the file
+in every error. ``Database`` holds one connection behind a lock for every thread, with
+``transaction()`` (BEGIN IMMEDIATE ... COMMIT, rolled back on any error) and ``reading()``.
+
+Table modules (``signals``, ``rounds``, ``prompts``) subclass ``Database`` and declare
+their DDL in a ``SCHEMA`` tuple; ``Store`` combines them. A module that adds tables later
+(e.g. cases) keeps its own schema version and creates its tables in one
+``store.transaction()``, so the core ``PRAGMA user_version`` is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from protocol.errors import ConfigError
+from protocol.timestamps import format_utc, parse_utc
+
+MEMORY = ":memory:"
+
+
+def open_sqlite(
+    path: str | Path,
+    *,
+    what: str,
+    timeout: float,
+    page_size: int | None = None,
+    pragmas: Sequence[str] = (),
+) -> sqlite3.Connection:
+    """A connection with explicit transactions (isolation_level=None), WAL and foreign keys."""
+    name = str(path)
+    if name != MEMORY:
+        if not Path(name).parent.is_dir():
+            raise ConfigError(f"cannot open {what} {name}: its directory does not exist")
+        # Created 0600 before SQLite writes a byte; tightened if someone loosened it.
+        os.close(os.open(name, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(name, 0o600)
+    try:
+        db = sqlite3.connect(name, check_same_thread=False, isolation_level=None, timeout=timeout)
+    except sqlite3.Error as e:
+        raise ConfigError(f"cannot open {what} {name}: {e}") from e
+    try:
+        if page_size is not None:  # only takes effect when the file is created
+            db.execute(f"PRAGMA page_size = {int(page_size)}")
+        db.execute("PRAGMA foreign_keys = ON")
+        if name != MEMORY:
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise ConfigError(f"{what} {name}: could not switch to WAL journal (got {mode})")
+        for pragma in pragmas:
+            db.execute(f"PRAGMA {pragma}")
+    except sqlite3.DatabaseError as e:
+        db.close()
+        raise ConfigError(f"cannot open {what} {name}: {e}") from e
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+class Database:
+    """One SQLite connection shared by every thread behind a lock."""
+
+    def __init__(self, path: str | Path, connection: sqlite3.Connection):
+        self.path = str(path)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = connection
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ConfigError(f"store {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection under the lock, for queries."""
+        with self._lock:
+            yield self._db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed whole, or rolled back on any error."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+
+def stored_time(text: str | None, what: str) -> str:
+    """A caller's timestamp, checked and kept as given, or now (whole seconds, 'Z')."""
+    if text is None:
+        return format_utc(datetime.now(UTC), timespec="seconds")
+    parse_utc(text, what)
+    return text
