@@ -30,6 +30,7 @@ Observer = Callable[[str, dict[str, Any]], None]
 # schedules, rate limits) to simulate clock skew between nodes. TLS itself uses the system
 # clock. Never set it in production.
 CLOCK_OFFSET_ENV = "CROSSMATCH_CLOCK_OFFSET_SECONDS"
+HUB_MARKER = "hub.role"  # in a hub's directory: this node is a consortium hub
 
 
 def utc_now() -> datetime:
@@ -84,7 +85,11 @@ class Node:
         self.config: NodeConfig = load_config(Path(node_dir))
         self.paths = self.config.paths
         self.lab = self.config.lab
-        self.consortium_key = read_consortium_key(self.paths.consortium_key)
+        # A consortium hub (`crossmatch hub init`) never holds the fingerprint key: it
+        # routes blinded points only, and the key would let it fingerprint guesses.
+        self.is_hub = (self.paths.root / HUB_MARKER).exists()
+        self.consortium_key = (b"" if self.is_hub
+                               else read_consortium_key(self.paths.consortium_key))
         self.audit_key = load_audit_key(self.paths.audit_key)
         self.tls_key_pem = read_file(self.paths.tls_key, "TLS key")
         self.tls_cert_pem = read_file(self.paths.tls_cert, "certificate")

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "node.cli.policy",
     "node.cli.status",
     "node.cli.act",
+    "node.cli.consortium",
 )
 
 

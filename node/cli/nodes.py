@@ -51,15 +51,28 @@ def init(node_dir: Path, lab: str, ca_dir: Path | None, ca_cert: Path | None, li
 
     All or nothing: the directory is assembled aside and moved into place at the end.
     """
+    create_node_dir(node_dir, lab, read_consortium_key(key_file), ca_dir, ca_cert, listen, region)
+    click.echo(f"initialized node {lab} in {node_dir}")
+    if not (NodePaths(node_dir).tls_cert).exists():
+        csr = NodePaths(node_dir).tls_csr
+        click.echo(f"certificate request: {csr}\n"
+                   f"  have the consortium CA run: crossmatch ca issue CA_DIR {csr}\n"
+                   f"  then: crossmatch cert install {node_dir} CERT_FILE")
+
+
+def create_node_dir(node_dir: Path, lab: str, key: bytes | None, ca_dir: Path | None,
+                    ca_cert: Path | None, listen: str, region: str = "US") -> None:
+    """Assemble a node directory aside and move it into place (all or nothing).
+
+    ``key`` None makes a consortium hub's directory: no fingerprint key at all."""
     check_lab(lab)
     check_address(listen)
-    key = read_consortium_key(key_file)
     if node_dir.exists() and any(node_dir.iterdir()):
         raise ConfigError(f"{node_dir} exists and is not empty")
     node_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{node_dir.name}.init-", dir=node_dir.parent))
     try:
-        issued = _populate(NodePaths(staging), lab, key, ca_dir, ca_cert)
+        _populate(NodePaths(staging), lab, key, ca_dir, ca_cert)
         cfg = NodeConfig(root=staging, lab=lab, listen=listen, default_region=region)
         save_config(cfg)
         if node_dir.exists():
@@ -68,15 +81,9 @@ def init(node_dir: Path, lab: str, ca_dir: Path | None, ca_cert: Path | None, li
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    click.echo(f"initialized node {lab} in {node_dir}")
-    if not issued:
-        csr = NodePaths(node_dir).tls_csr
-        click.echo(f"certificate request: {csr}\n"
-                   f"  have the consortium CA run: crossmatch ca issue CA_DIR {csr}\n"
-                   f"  then: crossmatch cert install {node_dir} CERT_FILE")
 
 
-def _populate(paths: NodePaths, lab: str, key: bytes, ca_dir: Path | None,
+def _populate(paths: NodePaths, lab: str, key: bytes | None, ca_dir: Path | None,
               ca_cert: Path | None) -> bool:
     now = utc_now()
     tls_key = pki.generate_tls_key()
@@ -87,7 +94,8 @@ def _populate(paths: NodePaths, lab: str, key: bytes, ca_dir: Path | None,
     pki.write_private_key(paths.audit_key, audit_key)
     atomic_write(paths.audit_pub, audit_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    write_secret(paths.consortium_key, format_consortium_key(key))
+    if key is not None:
+        write_secret(paths.consortium_key, format_consortium_key(key))
     csr = pki.make_csr(tls_key, lab, audit_key.public_key())
     atomic_write(paths.tls_csr, csr)
     issued = False

@@ -23,15 +23,22 @@ def _store(node_dir: Path) -> Store:
 @click.option("--peer", help="Only matches found with this lab.")
 @click.option("--round", "round_id", help="Only matches of this round.")
 @click.option("--kind", help="Only this kind.")
+@click.option("--consortium", is_flag=True,
+              help="Own signals that committed consortium rounds found held by >= k labs.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True)
 def matches(node_dir: Path, peer: str | None, round_id: str | None, kind: str | None,
-            fmt: str) -> None:
+            consortium: bool, fmt: str) -> None:
     """Shared signals found by completed rounds, with this lab's own values as imported.
 
     With --kind prompt: shared campaigns, each with how many of this lab's own
     prompts and accounts it touches and a few of this lab's own example prompts.
     """
+    if consortium:
+        from node.cli.consortium import consortium_matches
+
+        consortium_matches(node_dir, round_id, kind, fmt)
+        return
     if kind == "prompt":
         _prompt_campaigns(node_dir, peer, round_id, fmt)
         return

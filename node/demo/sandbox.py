@@ -78,6 +78,7 @@ class Lab:
     address: str = ""
     log_path: Path | None = None
     env: dict[str, str] = field(default_factory=dict)  # extra environment for `serve`
+    serve_command: tuple[str, ...] = ("serve",)  # ("hub", "serve") for a consortium hub
 
     @property
     def paths(self) -> NodePaths:
@@ -91,7 +92,7 @@ class Lab:
         self.log_path = NodePaths(self.dir).serve_log
         self.log_path.parent.mkdir(exist_ok=True)
         with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(cli_command("serve", self.dir), stdout=out,
+            self.process = subprocess.Popen(cli_command(*self.serve_command, self.dir), stdout=out,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env={**os.environ, **self.env})
         deadline = time.monotonic() + START_TIMEOUT
@@ -204,6 +205,15 @@ class Sandbox:
         self.labs[name] = Lab(name, lab_dir)
         return self.labs[name]
 
+    def add_hub(self, name: str) -> Lab:
+        """A consortium hub (`crossmatch hub init`): its own certificate, no fingerprint key.
+        Kept in ``labs`` so start_all/stop_all and install_policy include it."""
+        hub_dir = self.root / name
+        run_cli("hub", "init", hub_dir, "--name", name, "--ca", self.ca_dir,
+                "--listen", "127.0.0.1:0")
+        self.labs[name] = Lab(name, hub_dir, serve_command=("hub", "serve"))
+        return self.labs[name]
+
     def start_all(self) -> None:
         for lab in self.labs.values():
             lab.start()
@@ -232,3 +242,15 @@ def kill_quietly(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def consortium_section(hub: str, participants: list[str], *, k: int, kinds: tuple[str, ...] = (
+        "email",), max_set_size: int = 1_000_000, reveal_count: bool = False,
+        join_timeout: int = 60) -> str:
+    """A ``[consortium]`` policy section, to append to :func:`sandbox_policy`."""
+    names = ", ".join(f'"{p}"' for p in participants)
+    kind_list = ", ".join(f'"{x}"' for x in kinds)
+    return (f'\n[consortium]\nhub = "{hub}"\nparticipants = [{names}]\nk = {k}\n'
+            f"kinds = [{kind_list}]\nmax_set_size = {max_set_size}\n"
+            f"reveal_count = {'true' if reveal_count else 'false'}\n"
+            f"join_timeout_seconds = {join_timeout}\n")

@@ -71,6 +71,12 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
     "round_aborted": frozenset({"round_id", "role", "peer", "stage", "reason"}),
     "round_refused": frozenset({"peer", "claimed_lab", "reason", "rule"}),
     "matches_purged": frozenset({"before", "count"}),
+    # The consortium round (protocol/consortium): a participant's or the hub's record.
+    "consortium_completed": frozenset(
+        {"round_id", "role", "hub", "participants", "policy_hash", "k", "reveal_count",
+         "kinds", "sizes", "result_counts", "transcript_hash"}
+    ),
+    "consortium_aborted": frozenset({"round_id", "role", "hub", "stage", "reason", "rule"}),
     "checkpoint": frozenset({"checkpoint"}),
     "recovery": frozenset({"quarantine_file", "offset", "bytes", "sha256"}),
     # node/act: enforcement hooks, exports and review-UI actions (docs/cases.md)

@@ -78,7 +78,7 @@ NODE_RANKS = {
     "node.state": 0, "node.pki": 0, "node.ops": 0, "node.schedule": 0,
     "node.config": 1,
     "node.runtime": 2,
-    "node.net": 3, "node.data": 3,
+    "node.net": 3, "node.data": 3, "node.consortium": 3,
     "node.daemon": 4, "node.act": 4, "node.ui": 4,
     "node.cli": 5, "node.demo": 5,
 }

@@ -117,3 +117,81 @@ class Abort(_message.Message):
     reason: str
     rule: str
     def __init__(self, reason: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
+
+class ConsortiumMessage(_message.Message):
+    __slots__ = ("join", "roster", "own_blinded", "reblind", "results", "receipt", "commit", "abort")
+    JOIN_FIELD_NUMBER: _ClassVar[int]
+    ROSTER_FIELD_NUMBER: _ClassVar[int]
+    OWN_BLINDED_FIELD_NUMBER: _ClassVar[int]
+    REBLIND_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
+    join: ConsortiumJoin
+    roster: ConsortiumRoster
+    own_blinded: Chunk
+    reblind: HopChunk
+    results: ResultChunk
+    receipt: Receipt
+    commit: Commit
+    abort: Abort
+    def __init__(self, join: _Optional[_Union[ConsortiumJoin, _Mapping]] = ..., roster: _Optional[_Union[ConsortiumRoster, _Mapping]] = ..., own_blinded: _Optional[_Union[Chunk, _Mapping]] = ..., reblind: _Optional[_Union[HopChunk, _Mapping]] = ..., results: _Optional[_Union[ResultChunk, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ...) -> None: ...
+
+class ConsortiumJoin(_message.Message):
+    __slots__ = ("protocol_version", "lab", "policy_hash", "sizes")
+    PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LAB_FIELD_NUMBER: _ClassVar[int]
+    POLICY_HASH_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    protocol_version: str
+    lab: str
+    policy_hash: bytes
+    sizes: _containers.RepeatedCompositeFieldContainer[KindSize]
+    def __init__(self, protocol_version: _Optional[str] = ..., lab: _Optional[str] = ..., policy_hash: _Optional[bytes] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ...) -> None: ...
+
+class LabSizes(_message.Message):
+    __slots__ = ("lab", "sizes")
+    LAB_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    lab: str
+    sizes: _containers.RepeatedCompositeFieldContainer[KindSize]
+    def __init__(self, lab: _Optional[str] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ...) -> None: ...
+
+class ConsortiumRoster(_message.Message):
+    __slots__ = ("round_id", "hub", "participants", "policy_hash", "k", "reveal_count", "hub_certificate_pem")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    HUB_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_HASH_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    REVEAL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    HUB_CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    hub: str
+    participants: _containers.RepeatedCompositeFieldContainer[LabSizes]
+    policy_hash: bytes
+    k: int
+    reveal_count: bool
+    hub_certificate_pem: bytes
+    def __init__(self, round_id: _Optional[str] = ..., hub: _Optional[str] = ..., participants: _Optional[_Iterable[_Union[LabSizes, _Mapping]]] = ..., policy_hash: _Optional[bytes] = ..., k: _Optional[int] = ..., reveal_count: bool = ..., hub_certificate_pem: _Optional[bytes] = ...) -> None: ...
+
+class HopChunk(_message.Message):
+    __slots__ = ("origin", "hop", "seq", "points")
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    HOP_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    origin: int
+    hop: int
+    seq: int
+    points: bytes
+    def __init__(self, origin: _Optional[int] = ..., hop: _Optional[int] = ..., seq: _Optional[int] = ..., points: _Optional[bytes] = ...) -> None: ...
+
+class ResultChunk(_message.Message):
+    __slots__ = ("seq", "values")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    values: bytes
+    def __init__(self, seq: _Optional[int] = ..., values: _Optional[bytes] = ...) -> None: ...

@@ -138,3 +138,90 @@ class Crossmatch(object):
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ConsortiumStub(object):
+    """The consortium round (docs/protocol.md, "Consortium round"): labs flagging the
+    same element are counted by a hub that never sees an identifier. Each lab opens
+    one Join stream to the hub (mutual TLS, the lab from its certificate):
+    lab -> hub: join, own_blinded*, reblind* (answers), receipt, [abort]
+    hub -> lab: roster, reblind* (requests), results*, receipt, commit | abort
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Join = channel.stream_stream(
+                '/crossmatch.v1.Consortium/Join',
+                request_serializer=crossmatch_dot_v1_dot_crossmatch__pb2.ConsortiumMessage.SerializeToString,
+                response_deserializer=crossmatch_dot_v1_dot_crossmatch__pb2.ConsortiumMessage.FromString,
+                _registered_method=True)
+
+
+class ConsortiumServicer(object):
+    """The consortium round (docs/protocol.md, "Consortium round"): labs flagging the
+    same element are counted by a hub that never sees an identifier. Each lab opens
+    one Join stream to the hub (mutual TLS, the lab from its certificate):
+    lab -> hub: join, own_blinded*, reblind* (answers), receipt, [abort]
+    hub -> lab: roster, reblind* (requests), results*, receipt, commit | abort
+    """
+
+    def Join(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ConsortiumServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Join': grpc.stream_stream_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=crossmatch_dot_v1_dot_crossmatch__pb2.ConsortiumMessage.FromString,
+                    response_serializer=crossmatch_dot_v1_dot_crossmatch__pb2.ConsortiumMessage.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'crossmatch.v1.Consortium', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('crossmatch.v1.Consortium', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Consortium(object):
+    """The consortium round (docs/protocol.md, "Consortium round"): labs flagging the
+    same element are counted by a hub that never sees an identifier. Each lab opens
+    one Join stream to the hub (mutual TLS, the lab from its certificate):
+    lab -> hub: join, own_blinded*, reblind* (answers), receipt, [abort]
+    hub -> lab: roster, reblind* (requests), results*, receipt, commit | abort
+    """
+
+    @staticmethod
+    def Join(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/crossmatch.v1.Consortium/Join',
+            crossmatch_dot_v1_dot_crossmatch__pb2.ConsortiumMessage.SerializeToString,
+            crossmatch_dot_v1_dot_crossmatch__pb2.ConsortiumMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,183 @@
+"""`crossmatch hub` (init, serve) and `crossmatch consortium-round`: the >= k labs round."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from node.cli.common import node_dir_argument, print_json, sizes_text
+from node.runtime import HUB_MARKER, Node
+from node.state.files import atomic_write
+
+
+@click.group("hub")
+def hub() -> None:
+    """The consortium hub: counts, for a consortium round, how many labs hold each blinded
+    element, and never sees an identifier (docs/protocol.md, "Consortium round")."""
+
+
+@hub.command("init")
+@click.argument("hub_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", required=True, help="The hub's id (a DNS label, as the policy names it).")
+@click.option(
+    "--ca",
+    "ca_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Consortium CA directory: issue the certificate now (else a CSR is written).",
+)
+@click.option(
+    "--ca-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Without --ca: the consortium CA certificate to trust.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:7450",
+    show_default=True,
+    help="HOST:PORT the hub binds (port 0 picks a free port).",
+)
+def hub_init(
+    hub_dir: Path, name: str, ca_dir: Path | None, ca_cert: Path | None, listen: str
+) -> None:
+    """Create a hub directory: TLS key and certificate, audit key and log; no fingerprint key."""
+    from node.cli.nodes import create_node_dir
+
+    create_node_dir(hub_dir, name, None, ca_dir, ca_cert, listen)
+    atomic_write(hub_dir / HUB_MARKER, b"consortium hub\n")
+    click.echo(f"initialized hub {name} in {hub_dir}")
+
+
+@hub.command("serve")
+@click.argument("hub_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.pass_context
+def hub_serve(ctx: click.Context, hub_dir: Path) -> None:
+    """Run the hub until SIGTERM or SIGINT."""
+    from node.config import load_config
+    from node.consortium.hub_daemon import serve_hub
+    from node.ops.logs import configure
+
+    configure(load_config(hub_dir).log_format, verbose=bool(ctx.obj.get("verbose")))
+    serve_hub(hub_dir)
+
+
+@click.command("consortium-round")
+@node_dir_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def consortium_round(node_dir: Path, as_json: bool) -> None:
+    """Take part in the hub's consortium round now (every participant must join in time).
+
+    Learns, for each own element of the policy's kinds, only whether at least k labs hold
+    it (or how many, if the policy reveals counts). Stored only when the hub commits."""
+    from node.consortium.client import run_consortium_round
+
+    with Node(node_dir) as node:
+        summary = run_consortium_round(node)
+    if as_json:
+        print_json(summary.__dict__)
+        return
+    click.echo(
+        f"consortium round {summary.round_id}: completed "
+        f"({len(summary.participants)} labs, k = {summary.k})"
+    )
+    click.echo(f"  own sets:              {sizes_text(summary.sizes)}")
+    click.echo(f"  held by >= {summary.k} labs:     {sizes_text(summary.result_counts)}")
+
+
+def register(group: click.Group) -> None:
+    from node.cli.audit import audit
+
+    group.add_command(hub)
+    group.add_command(consortium_round)
+    audit.add_command(reconcile_consortium_command)
+
+
+def consortium_matches(node_dir: Path, round_id: str | None, kind: str | None, fmt: str) -> None:
+    """`crossmatch matches --consortium`: own values held by >= k labs, per committed round."""
+    import csv
+    import sys
+
+    from node.cli.common import print_table
+    from node.config import load_config
+    from node.state.consortium_store import ConsortiumStore
+    from node.state.store import Store
+
+    db = load_config(node_dir).paths.db
+    with ConsortiumStore(db) as rounds, Store(db) as store:
+        k_of = {r.round_id: r.k for r in rounds.rounds()}
+        found = rounds.matches(round_id=round_id, kind=kind)
+        records: list[dict[str, Any]] = []
+        for x in found:
+            values = store.values_for(x.kind, [x.fingerprint]).get(x.fingerprint, [])
+            records.append(
+                {
+                    "round_id": x.round_id,
+                    "kind": x.kind,
+                    "value": values[0] if values else "",
+                    "values": values,
+                    "labs": x.labs,
+                    "at_least": k_of.get(x.round_id),
+                }
+            )
+    if fmt == "json":
+        print_json(records)
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(["round_id", "kind", "value", "labs", "at_least"])
+        for r in records:
+            w.writerow([r["round_id"], r["kind"], r["value"], r["labs"], r["at_least"]])
+    else:
+        print_table(
+            ["KIND", "VALUE", "LABS", "ROUND"],
+            [
+                (r["kind"], r["value"], r["labs"] or f">= {r['at_least']}", r["round_id"][:12])
+                for r in records
+            ],
+        )
+
+
+@click.command(
+    "reconcile-consortium",
+    short_help="Compare participants' and the hub's logs over consortium rounds.",
+)
+@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def reconcile_consortium_command(logs: tuple[Path, ...], as_json: bool) -> None:
+    """Verify each log (node or hub directories, or log files), then check that they tell
+    one story about every consortium round: same header, receipts that verify with each
+    signer's key and match the other party's copy, result counts as the hub logged them.
+
+    Exit 0 when they agree; exit 3 listing every discrepancy."""
+    from node.cli.audit import resolve_target, verified
+    from protocol.audit.consortium_reconcile import reconcile_consortium
+    from protocol.errors import VerificationError
+
+    reports = []
+    for path in logs:
+        try:
+            reports.append(verified(resolve_target(path, None)))
+        except VerificationError as e:
+            raise VerificationError(
+                f"log {path} does not verify: {e.message}", where=e.where, rule=e.rule
+            ) from e
+    result = reconcile_consortium(reports)
+    if as_json:
+        print_json(
+            {
+                "ok": result.ok,
+                "labs": result.labs,
+                "notes": result.notes,
+                "rounds_compared": result.rounds_compared,
+                "receipts_checked": result.receipts_checked,
+                "discrepancies": [d.__dict__ for d in result.discrepancies],
+            }
+        )
+    else:
+        for line in result.summary_lines():
+            click.echo(line)
+    if not result.ok:
+        raise VerificationError(
+            f"{len(result.discrepancies)} discrepancies between the logs",
+            rule=result.discrepancies[0].rule,
+        )
