@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, overload
+from typing import Protocol, overload
 
 import numpy as np
 
@@ -31,10 +31,6 @@ from protocol.suites.p256 import P256Engine
 from protocol.suites.p256 import check_key as check_key
 
 ELEMENT_BYTES = 32  # a fingerprint
-
-
-class Shuffler(Protocol):
-    def shuffle(self, x: list[Any]) -> None: ...
 
 
 class RandomSource(Protocol):
@@ -343,18 +339,6 @@ def sections(sizes: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
-def shuffle_within_sections(
-    points: list[bytes], sizes: Sequence[int], rng: Shuffler
-) -> list[bytes]:
-    """Count mode: hide which position matched, keep which kind it belongs to."""
-    out: list[bytes] = []
-    for start, end in sections(sizes):
-        part = points[start:end]
-        rng.shuffle(part)
-        out.extend(part)
-    return out
-
-
 def random_permutation(n: int, rng: RandomSource) -> np.ndarray:
     """A uniformly random permutation of range(n): the order of 64-bit random keys.
 
@@ -374,11 +358,6 @@ def shuffle_packed_within_sections(
     for start, end in sections(sizes):
         out[start:end] = points[start:end][random_permutation(end - start, rng)]
     return out.tobytes()
-
-
-def match_positions(own_double: Sequence[bytes], peer_double: set[bytes]) -> list[int]:
-    """Positions in ``own_double`` whose doubly-blinded point the peer also holds."""
-    return [i for i, p in enumerate(own_double) if p in peer_double]
 
 
 def match_packed(own_double: Packed, peer_double: Packed, width: int = POINT_BYTES) -> list[int]:

@@ -15,7 +15,10 @@ fi
 stamp=.venv/.crossmatch-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  echo "setup: installing crossmatch and its pinned dependencies into .venv (about a minute)"
+  # -qq: errors only (pip still prints a failing build's output and exits non-zero).
+  pip=(.venv/bin/python -m pip -qq --disable-pip-version-check)
+  "${pip[@]}" install --no-warn-script-location --upgrade pip
+  "${pip[@]}" install --no-warn-script-location -e '.[dev]'
   echo "$want" > "$stamp"
 fi

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from node.config import NodePaths, load_config, save_config
 from node.runtime import CLOCK_OFFSET_ENV
 from protocol.errors import ConfigError, PeerUnavailableError
@@ -155,12 +157,21 @@ class Lab:
         address = self.paths.metrics_address_file.read_text().strip()
         with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
             text = response.read().decode()
-        samples: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
+        return parse_samples(text)
+
+
+def parse_samples(text: str) -> dict[str, float]:
+    """Prometheus text exposition as {"name{labels}": value}, labels in exposition order."""
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 @dataclass

@@ -7,12 +7,14 @@ some seconds) around it.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 
@@ -308,3 +310,13 @@ def test_stop_gives_running_rounds_a_grace_period_then_cancels_them():
     assert outcome == ["cancelled"]
     assert planner.plans["lab-b"].last_outcome == "aborted"
     assert scheduler.tick() == []  # stopped: nothing new starts
+
+
+def test_cron_reproduces_the_hand_written_parser_it_replaced():
+    # tests/vectors/cron.json was made with the parser cronsim replaced (see its "source").
+    doc = json.loads((Path(__file__).parents[1] / "vectors" / "cron.json").read_text())
+    for case in doc["cases"]:
+        cron, moment = parse_cron(case["expression"]), datetime.fromisoformat(case["after"])
+        for expected in case["next"]:
+            moment = cron.next_after(moment)
+            assert moment == datetime.fromisoformat(expected), case["expression"]
