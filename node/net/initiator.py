@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import grpc
 
 from node import pki
+from node.net import proof
 from node.net.exchange import END, ExchangeSession, prepare_side
 from node.net.grpc_status import error_from_rpc
 from node.net.service import MODES, prompt_param_set_id
@@ -18,6 +19,7 @@ from node.runtime import Node, iso
 from node.state.store import RoundRow
 from protocol import PROTOCOL_VERSION
 from protocol.errors import CrossmatchError, PolicyError, ProtocolError, RoundAbortedError
+from protocol.responder_proof import NONCE_BYTES
 from protocol.transcript import RoundHeader
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
@@ -87,7 +89,7 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
         sizes=[pb.KindSize(kind=k, size=n) for k, n in zip(kinds, prepared.sizes, strict=True)],
         policy_hash=policy.hash(), input_commitment=prepared.commitment,
         prompt_params=prompt_param_set_id() if "prompt" in kinds else "",
-        chunk_size=node.config.chunk_size,
+        chunk_size=node.config.chunk_size, nonce=secrets.token_bytes(NONCE_BYTES),
     )
     node.round_started(round_id, "initiator")
     with open_channel(node, peer_lab) as channel:
@@ -135,12 +137,16 @@ def _check_response(node: Node, peer_lab: str, request: pb.OpenRoundRequest,
         raise ProtocolError("responder answered for another round", rule="round-id")
     if [s.kind for s in response.sizes] != [s.kind for s in request.sizes]:
         raise ProtocolError("responder's kinds do not match the proposal", rule="kinds")
-    # TLS already checked the responder's certificate names peer_lab; this copy carries
-    # its CA-certified audit key, which must verify its receipt.
+    # TLS checked that the responder's certificate names peer_lab, but not the CRL, and
+    # the certificate TLS saw is out of our reach. So the responder presents one and proves
+    # it holds its key (signed over our fresh nonce); that one must chain to the CA, name
+    # peer_lab, be in its validity window and not be revoked. All before any element leaves.
+    # It also carries the CA-certified audit key, which must verify the receipt.
     peer = node.peer_identity(response.certificate_pem)
     if peer.lab != peer_lab:
         raise PolicyError(f"responder presented a certificate for {peer.lab!r}",
                           rule="lab-mismatch")
+    proof.check(request, response, peer_lab)
     return peer
 
 

@@ -17,15 +17,25 @@ from datetime import datetime, timedelta
 from typing import cast
 
 import grpc
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from node.net import proof
 from node.net.exchange import END, ExchangeSession, PreparedSide, prepare_side
 from node.net.grpc_status import abort_with
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
 from node.state.store import RoundRow
 from protocol import PROTOCOL_VERSION
-from protocol.errors import CrossmatchError, PolicyError, ProtocolError, RoundAbortedError
+from protocol.errors import (
+    ConfigError,
+    CrossmatchError,
+    PolicyError,
+    ProtocolError,
+    RoundAbortedError,
+)
 from protocol.policy import DEFAULT_POLICY, Policy
+from protocol.responder_proof import check_nonce
 from protocol.transcript import RoundHeader
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
@@ -63,6 +73,11 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         self._active: set[str] = set()  # peers with a round in flight (single flight)
         self._last_accepted: dict[str, datetime] = {}  # node clock, per peer (rate limit)
         self.draining = False  # set at shutdown: new rounds are refused, running ones finish
+        # Signs the proof that we hold the key of the certificate we present (OpenRound).
+        key = serialization.load_pem_private_key(node.tls_key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ConfigError("the node's TLS key is not an ECDSA key")
+        self._tls_key = key
 
     # -- identity --------------------------------------------------------------
 
@@ -96,7 +111,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         self.node.round_started(header.round_id, "responder")
         for stale in expired:
             self._record_expired(stale)
-        return pb.OpenRoundResponse(
+        response = pb.OpenRoundResponse(
             round_id=header.round_id,
             sizes=[pb.KindSize(kind=k, size=n) for k, n in zip(header.kinds, prepared.sizes,
                                                                 strict=True)],
@@ -104,6 +119,8 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             certificate_pem=self.node.tls_cert_pem,
             chunk_size=self.node.config.chunk_size,
         )
+        response.identity_proof = proof.prove(self._tls_key, request, response)
+        return response
 
     def _accept(self, request: pb.OpenRoundRequest, peer: PeerIdentity
                 ) -> tuple[RoundHeader, PreparedSide]:
@@ -111,6 +128,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             raise ProtocolError(
                 f"protocol version {request.protocol_version!r} not supported "
                 f"(this node speaks {PROTOCOL_VERSION})", rule="version")
+        check_nonce(request.nonce)
         if request.initiator_lab != peer.lab:
             raise PolicyError(
                 f"claims to be lab {request.initiator_lab!r} but its certificate is for "

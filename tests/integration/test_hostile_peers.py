@@ -44,7 +44,7 @@ def open_request(initiator: str = "lab-a", responder: str = "lab-b", **overrides
         protocol_version=PROTOCOL_VERSION, round_id=secrets.token_hex(16),
         initiator_lab=initiator, responder_lab=responder, mode=pb.MODE_REVEAL,
         sizes=[pb.KindSize(kind="email", size=3)], policy_hash=sandbox_policy_hash(),
-        input_commitment=b"\x00" * 32, chunk_size=1000,
+        input_commitment=b"\x00" * 32, chunk_size=1000, nonce=secrets.token_bytes(32),
     )
     fields.update(overrides)
     return pb.OpenRoundRequest(**fields)
@@ -137,6 +137,7 @@ def test_unknown_peer_via_cli(pair, tmp_path):
         ({"responder_lab": "lab-z"}, "wrong-responder", grpc.StatusCode.PERMISSION_DENIED),
         ({"round_id": "not-hex"}, "round-id", grpc.StatusCode.INVALID_ARGUMENT),
         ({"mode": 7}, "mode", grpc.StatusCode.INVALID_ARGUMENT),
+        ({"nonce": b""}, "nonce", grpc.StatusCode.INVALID_ARGUMENT),
     ],
 )
 def test_bad_open_round_is_refused_before_any_work(pair, override, rule, code):

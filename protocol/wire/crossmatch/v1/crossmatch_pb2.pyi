@@ -25,7 +25,7 @@ class KindSize(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
 class OpenRoundRequest(_message.Message):
-    __slots__ = ("protocol_version", "round_id", "initiator_lab", "responder_lab", "mode", "sizes", "policy_hash", "input_commitment", "prompt_params", "chunk_size")
+    __slots__ = ("protocol_version", "round_id", "initiator_lab", "responder_lab", "mode", "sizes", "policy_hash", "input_commitment", "prompt_params", "chunk_size", "nonce")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     INITIATOR_LAB_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class OpenRoundRequest(_message.Message):
     INPUT_COMMITMENT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_PARAMS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
     protocol_version: str
     round_id: str
     initiator_lab: str
@@ -46,21 +47,24 @@ class OpenRoundRequest(_message.Message):
     input_commitment: bytes
     prompt_params: str
     chunk_size: int
-    def __init__(self, protocol_version: _Optional[str] = ..., round_id: _Optional[str] = ..., initiator_lab: _Optional[str] = ..., responder_lab: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ..., policy_hash: _Optional[bytes] = ..., input_commitment: _Optional[bytes] = ..., prompt_params: _Optional[str] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+    nonce: bytes
+    def __init__(self, protocol_version: _Optional[str] = ..., round_id: _Optional[str] = ..., initiator_lab: _Optional[str] = ..., responder_lab: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ..., policy_hash: _Optional[bytes] = ..., input_commitment: _Optional[bytes] = ..., prompt_params: _Optional[str] = ..., chunk_size: _Optional[int] = ..., nonce: _Optional[bytes] = ...) -> None: ...
 
 class OpenRoundResponse(_message.Message):
-    __slots__ = ("round_id", "sizes", "input_commitment", "certificate_pem", "chunk_size")
+    __slots__ = ("round_id", "sizes", "input_commitment", "certificate_pem", "chunk_size", "identity_proof")
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     SIZES_FIELD_NUMBER: _ClassVar[int]
     INPUT_COMMITMENT_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_PROOF_FIELD_NUMBER: _ClassVar[int]
     round_id: str
     sizes: _containers.RepeatedCompositeFieldContainer[KindSize]
     input_commitment: bytes
     certificate_pem: bytes
     chunk_size: int
-    def __init__(self, round_id: _Optional[str] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ..., input_commitment: _Optional[bytes] = ..., certificate_pem: _Optional[bytes] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+    identity_proof: bytes
+    def __init__(self, round_id: _Optional[str] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ..., input_commitment: _Optional[bytes] = ..., certificate_pem: _Optional[bytes] = ..., chunk_size: _Optional[int] = ..., identity_proof: _Optional[bytes] = ...) -> None: ...
 
 class ExchangeMessage(_message.Message):
     __slots__ = ("start", "own_blinded", "peer_reblinded", "receipt", "commit", "abort", "reblind_commitment")

@@ -1,0 +1,189 @@
+"""The attacks of issue 10 over real gRPC with mutual TLS: a certified member that
+modified its node (a hostile server or client built from the generated stubs) against
+real ``crossmatch`` processes. Each fails with its rule, and the logs still verify.
+"""
+
+from __future__ import annotations
+
+import queue
+import secrets
+from concurrent import futures
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import private_set_intersection.python as psi_lib
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from node import pki
+from node.config import NodePaths
+from node.demo.sandbox import Sandbox, run_cli, sandbox_policy_hash
+from node.net import proof
+from node.net.initiator import channel_options
+from protocol import PROTOCOL_VERSION
+from protocol.psi import POINT_BYTES, Engine, pack, unpack
+from protocol.transcript import reblind_commitment
+from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
+from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
+from tests.integration.conftest import audit_ok, import_values, rounds_json
+
+
+@pytest.fixture(scope="module")
+def labs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("malicious")
+    sandbox = Sandbox(root / "consortium")
+    sandbox.create(["lab-a", "lab-b"])
+    for lab in sandbox.labs.values():
+        lab.start()
+    for me, other in (("lab-a", "lab-b"), ("lab-b", "lab-a")):
+        run_cli("peer", "add", sandbox.labs[me].dir, "--lab", other,
+                "--address", sandbox.labs[other].address)
+    data = root / "data"
+    data.mkdir()
+    import_values(sandbox.labs["lab-a"].dir, "email", [f"a{i}@mail.example" for i in range(10)],
+                  data)
+    import_values(sandbox.labs["lab-b"].dir, "email", [f"b{i}@mail.example" for i in range(10)],
+                  data)
+    yield sandbox
+    sandbox.stop_all()
+
+
+# -- attack 5: a revoked responder receives our set ------------------------------------------
+
+
+class HostileResponder(pb_grpc.CrossmatchServicer):
+    """Serves with lab-b's revoked TLS key; records whether any element reached it."""
+
+    def __init__(self, key, present_pem: bytes):
+        self.key, self.present_pem = key, present_pem
+        self.exchanges = 0
+        self.points = 0
+
+    def OpenRound(self, request, context):
+        response = pb.OpenRoundResponse(
+            round_id=request.round_id,
+            sizes=[pb.KindSize(kind=s.kind, size=s.size) for s in request.sizes],
+            input_commitment=secrets.token_bytes(32), certificate_pem=self.present_pem,
+            chunk_size=1000)
+        response.identity_proof = proof.prove(self.key, request, response)
+        return response
+
+    def Exchange(self, request_iterator, context):
+        self.exchanges += 1
+        for msg in request_iterator:
+            if msg.WhichOneof("body") == "own_blinded":
+                self.points += len(msg.own_blinded.points) // POINT_BYTES
+        return iter(())
+
+
+def revoked_lab_b_key(sandbox: Sandbox, tmp: Path):
+    """A second certificate for lab-b (the one a departed employee kept), then revoked."""
+    key = pki.generate_tls_key()
+    csr = pki.make_csr(key, "lab-b", ed25519.Ed25519PrivateKey.generate().public_key())
+    cert = pki.issue_certificate(sandbox.ca_dir, csr, now=datetime.now(UTC))
+    (tmp / "old-lab-b.crt").write_bytes(cert)
+    run_cli("ca", "revoke", sandbox.ca_dir, "--cert", tmp / "old-lab-b.crt")
+    run_cli("crl", "install", sandbox.labs["lab-a"].dir, sandbox.ca_dir / "crl.pem")
+    return key, cert
+
+
+@pytest.mark.parametrize("presents", ["current-certificate", "revoked-certificate"])
+def test_revoked_responder_receives_our_set(labs, tmp_path, presents):
+    a, b = labs.labs["lab-a"], labs.labs["lab-b"]
+    key, old_cert = revoked_lab_b_key(labs, tmp_path)
+    present = NodePaths(b.dir).tls_cert.read_bytes() if presents == "current-certificate" \
+        else old_cert
+    hostile = HostileResponder(key, present)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_CrossmatchServicer_to_server(hostile, server)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    ca_pem = (labs.ca_dir / "ca.crt").read_bytes()
+    port = server.add_secure_port("127.0.0.1:0",
+                                  pki.server_credentials(key_pem, old_cert, ca_pem))
+    server.start()
+    try:
+        run_cli("peer", "add", a.dir, "--lab", "lab-b", "--address", f"127.0.0.1:{port}")
+        proc = run_cli("round", a.dir, "--peer", "lab-b", "--kinds", "email", check=False)
+    finally:
+        server.stop(0)
+        run_cli("peer", "add", a.dir, "--lab", "lab-b", "--address", b.address)
+    rule = "responder-proof" if presents == "current-certificate" else "certificate-revoked"
+    assert proc.returncode != 0 and f"[rule: {rule}]" in proc.stderr, proc.stderr
+    assert hostile.exchanges == 0 and hostile.points == 0  # nothing left lab-a
+    assert rounds_json(a.dir)[0]["status"] == "aborted"
+    audit_ok(a.dir)
+
+
+# -- attack 1: planted matches, from a hostile initiator -------------------------------------
+
+
+def _planting_initiator(labs):
+    """lab-a's credentials, its own client: blinds 10 values none of which lab-b holds,
+    re-blinds lab-b's points honestly and commits to that, then replaces three of its
+    released values by copies of lab-b's release, at chosen positions."""
+    a, b = labs.labs["lab-a"], labs.labs["lab-b"]
+    p = NodePaths(a.dir)
+    creds = pki.channel_credentials(p.tls_key.read_bytes(), p.tls_cert.read_bytes(),
+                                    p.ca_cert.read_bytes())
+    engine = Engine(psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes())
+    own = engine.blind([secrets.token_bytes(32) for _ in range(10)])
+    request = pb.OpenRoundRequest(
+        protocol_version=PROTOCOL_VERSION, round_id=secrets.token_hex(16),
+        initiator_lab="lab-a", responder_lab="lab-b", mode=pb.MODE_REVEAL,
+        sizes=[pb.KindSize(kind="email", size=10)], policy_hash=sandbox_policy_hash(),
+        input_commitment=secrets.token_bytes(32), chunk_size=1000,
+        nonce=secrets.token_bytes(32))
+    outbox: queue.Queue = queue.Queue()
+    got: dict[str, object] = {"abort": None, "b_release": b""}
+    with grpc.secure_channel(b.address, creds, options=channel_options("lab-b")) as channel:
+        stub = pb_grpc.CrossmatchStub(channel)
+        response = stub.OpenRound(request, timeout=10)
+        outbox.put(pb.ExchangeMessage(start=pb.Start(round_id=request.round_id)))
+        outbox.put(pb.ExchangeMessage(own_blinded=pb.Chunk(seq=0, points=own)))
+        b_size = sum(s.size for s in response.sizes)
+        mine = b""
+
+        def requests():
+            while (msg := outbox.get()) is not None:
+                yield msg
+
+        try:
+            for msg in stub.Exchange(requests(), timeout=30):
+                body = msg.WhichOneof("body")
+                if body == "own_blinded":
+                    mine += engine.reblind(msg.own_blinded.points)
+                    if len(mine) == b_size * POINT_BYTES:
+                        outbox.put(pb.ExchangeMessage(reblind_commitment=pb.ReblindCommitment(
+                            digest=reblind_commitment(request.round_id, "initiator", mine))))
+                elif body == "peer_reblinded":
+                    got["b_release"] = got["b_release"] + msg.peer_reblinded.points
+                    if len(got["b_release"]) == 10 * POINT_BYTES:
+                        pts = unpack(mine)
+                        theirs = unpack(got["b_release"])
+                        pts[0], pts[4], pts[7] = theirs[1], theirs[2], theirs[3]
+                        outbox.put(pb.ExchangeMessage(peer_reblinded=pb.Chunk(points=pack(pts))))
+                elif body == "abort":
+                    got["abort"] = msg.abort.rule
+                    break
+        except grpc.RpcError:
+            pass
+        finally:
+            outbox.put(None)
+            engine.close()
+    return request.round_id, got
+
+
+def test_planted_matches_from_a_hostile_initiator(labs):
+    b = labs.labs["lab-b"]
+    rid, got = _planting_initiator(labs)
+    assert got["abort"] == "reblind-commitment"
+    row = next(r for r in rounds_json(b.dir) if r["round_id"] == rid)
+    assert row["status"] == "aborted" and "reblind-commitment" in row["reason"]
+    assert run_cli("matches", b.dir, "--round", rid, "--format", "json").stdout.strip() == "[]"
+    audit_ok(b.dir)
+    audit_ok(labs.labs["lab-a"].dir)
+    assert "completed" in run_cli("round", labs.labs["lab-a"].dir, "--peer", "lab-b",
+                                  "--kinds", "email").stdout
