@@ -71,6 +71,13 @@ class HubCoordinator:
                     peer.audit_public_key,
                 ),
             )
+            log.info(
+                "%s joined consortium round %s (%d of %d)",
+                peer.lab,
+                session.round_id,
+                len(self._outboxes),
+                len(session.rules.participants),
+            )
             return outbox
 
     def _new_session(self) -> None:

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import queue
 import sqlite3
 import subprocess
+import threading
+import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 from node.demo.sandbox import Sandbox, cli_command, consortium_section, run_cli, sandbox_policy
@@ -144,3 +148,151 @@ def test_every_log_verifies_and_the_logs_reconcile(consortium, completed):
     proc = run_cli("audit", "reconcile-consortium", *dirs, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "AGREE" in proc.stdout
+
+
+# -- hostile participants, built from the generated stubs ------------------------------------
+
+
+class HostileLab:
+    """lab-e as a hostile participant: a hand-made Join stream with lab-e's real certificate."""
+
+    def __init__(self, sandbox: Sandbox, lab: str = "lab-e"):
+        from node import pki
+        from protocol.psi import Engine
+        from tests.consortium_simulator import new_psi_key
+
+        paths = sandbox.labs[lab].paths
+        self.lab, self.sandbox = lab, sandbox
+        self.creds = pki.channel_credentials(
+            paths.tls_key.read_bytes(), paths.tls_cert.read_bytes(), paths.ca_cert.read_bytes()
+        )
+        self.engine = Engine(new_psi_key(), workers=1)
+        self.outbox: queue.Queue = queue.Queue()
+        self.received: list[str] = []
+        self.error: grpc.RpcError | None = None
+
+    def run(self, sizes: int, points: bytes, leave_at: str = "") -> None:
+        from protocol import PROTOCOL_VERSION
+        from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
+        from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
+
+        policy = json.loads(self.sandbox.labs[HUB].paths.policy.read_text())
+        from protocol.policy import parse_policy_toml
+
+        policy_hash = parse_policy_toml(policy["policy_toml"]).hash()
+        self.outbox.put(
+            pb.ConsortiumMessage(
+                join=pb.ConsortiumJoin(
+                    protocol_version=PROTOCOL_VERSION,
+                    lab=self.lab,
+                    policy_hash=policy_hash,
+                    sizes=[pb.KindSize(kind="email", size=sizes)],
+                )
+            )
+        )
+        address = self.sandbox.labs[HUB].address
+        options = [("grpc.ssl_target_name_override", f"{HUB}.crossmatch.invalid")]
+        with grpc.secure_channel(address, self.creds, options=options) as channel:
+            responses = pb_grpc.ConsortiumStub(channel).Join(
+                iter(self.outbox.get, None), timeout=120
+            )
+            try:
+                for msg in responses:
+                    body = msg.WhichOneof("body")
+                    self.received.append(body)
+                    if body == leave_at:
+                        responses.cancel()
+                        return
+                    if body == "roster":
+                        for i in range(0, len(points), 33 * 8):
+                            self.outbox.put(
+                                pb.ConsortiumMessage(
+                                    own_blinded=pb.Chunk(
+                                        seq=i // (33 * 8), points=points[i : i + 33 * 8]
+                                    )
+                                )
+                            )
+                    elif body == "reblind":
+                        r = msg.reblind
+                        self.outbox.put(
+                            pb.ConsortiumMessage(
+                                reblind=pb.HopChunk(
+                                    origin=r.origin,
+                                    hop=r.hop,
+                                    seq=r.seq,
+                                    points=self.engine.reblind(r.points),
+                                )
+                            )
+                        )
+                    elif body in ("abort", "commit"):
+                        return
+            except grpc.RpcError as e:
+                self.error = e
+            finally:
+                self.outbox.put(None)
+                self.engine.close()
+
+
+def hub_log_joins(sandbox: Sandbox) -> int:
+    return sandbox.labs[HUB].serve_log().count("joined consortium round")
+
+
+def hostile_round(
+    sandbox: Sandbox, hostile: HostileLab, sizes: int, points: bytes, leave_at: str = ""
+) -> dict[str, subprocess.CompletedProcess]:
+    """The four honest labs join first (seen in the hub's log), then the hostile one."""
+    before = hub_log_joins(sandbox)
+    result: dict[str, dict] = {}
+    runner = threading.Thread(target=lambda: result.update(out=run_round(sandbox, LABS[:4])))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while hub_log_joins(sandbox) < before + 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    hostile.run(sizes, points, leave_at)
+    runner.join(300)
+    return result["out"]
+
+
+def blinded_own_set(sandbox: Sandbox, hostile: HostileLab) -> bytes:
+    return hostile.engine.blind(list(_fingerprints(sandbox.labs[hostile.lab].dir).values()))
+
+
+def assert_aborted_everywhere(sandbox: Sandbox, out: dict, rule: str) -> None:
+    for lab, proc in out.items():
+        assert proc.returncode == 4, f"{lab}: {proc.stdout} {proc.stderr}"
+        assert f"[rule: {rule}]" in proc.stderr, proc.stderr
+    for lab in [*LABS, HUB]:
+        d = sandbox.labs[lab].dir
+        if lab != HUB:  # still only the first, honest round: nothing stored since
+            assert consortium_rows(d) == (1, len([e for e in holdings()[lab] if count(e) >= K])), (
+                lab
+            )
+        records = [json.loads(line) for line in (d / "audit.log").read_text().splitlines()]
+        aborts = [r for r in records if r["event"] == "consortium_aborted"]
+        if lab in out or lab == HUB:
+            assert aborts and aborts[-1]["body"]["rule"] == rule, lab
+        audit_ok(d)
+
+
+def test_an_oversized_set_aborts_the_round_for_everyone(consortium, completed):
+    hostile = HostileLab(consortium)
+    out = hostile_round(consortium, hostile, 41, b"")
+    assert hostile.received == ["abort"]
+    assert_aborted_everywhere(consortium, out, "max-set-size")
+
+
+def test_a_duplicated_element_aborts_the_round_for_everyone(consortium, completed):
+    hostile = HostileLab(consortium)
+    points = blinded_own_set(consortium, hostile)
+    points += points[:33]
+    out = hostile_round(consortium, hostile, len(points) // 33, points)
+    assert hostile.received[-1] == "abort"
+    assert_aborted_everywhere(consortium, out, "consortium-duplicate")
+
+
+def test_a_participant_leaving_mid_round_aborts_it_for_everyone(consortium, completed):
+    hostile = HostileLab(consortium)
+    points = blinded_own_set(consortium, hostile)
+    out = hostile_round(consortium, hostile, len(points) // 33, points, leave_at="reblind")
+    assert hostile.received[0] == "roster"
+    assert_aborted_everywhere(consortium, out, "consortium-participant-left")
