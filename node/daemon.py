@@ -46,6 +46,7 @@ from node.schedule.scheduler import (
 )
 from node.state.files import atomic_write
 from protocol.errors import ConfigError, PolicyError
+from protocol.rules import Rule
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("crossmatch.daemon")
@@ -268,7 +269,7 @@ def scheduled_kinds(node: Node, peer: PeerConfig) -> list[str]:
     if not kinds:
         raise PolicyError(
             f"nothing to exchange with {peer.lab}: no held kind is allowed in {peer.mode} mode",
-            rule="kinds-empty",
+            rule=Rule.KINDS_EMPTY,
         )
     return kinds
 

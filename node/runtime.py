@@ -22,6 +22,7 @@ from node.state.store import Store
 from protocol.audit.records import make_log_id
 from protocol.errors import ConfigError, CrossmatchError, PolicyError
 from protocol.policy import DEFAULT_POLICY, Policy, verify_signed_policy
+from protocol.rules import Rule
 
 Clock = Callable[[], datetime]
 Observer = Callable[[str, dict[str, Any]], None]
@@ -96,7 +97,7 @@ class Node:
         self.ca_pem = read_file(self.paths.ca_cert, "CA certificate")
         self.policy: Policy = DEFAULT_POLICY
         self.policy_problem = ""  # why the installed policy cannot be used ("" when it can)
-        self._policy_rule = ""
+        self._policy_rule: Rule = Rule.POLICY_UNSIGNED
         self._policy_stamp: tuple[int, int] | None | bool = False  # False: never loaded
         self._crl: tuple[tuple[int, int] | None, frozenset[int]] = (None, frozenset())
         self.observers: list[Observer] = []
@@ -135,7 +136,7 @@ class Node:
             if stamp == self._policy_stamp:
                 return
             policy, problem, rule = DEFAULT_POLICY, "no signed consortium policy installed " \
-                "(`crossmatch policy install NODE_DIR FILE`)", "policy-unsigned"
+                "(`crossmatch policy install NODE_DIR FILE`)", Rule.POLICY_UNSIGNED
             if stamp is not None:
                 try:
                     policy = verify_signed_policy(self.paths.policy.read_bytes(),
@@ -143,7 +144,7 @@ class Node:
                     problem = ""
                 except (OSError, CrossmatchError) as e:
                     problem = f"installed policy is not usable: {e}"
-                    rule = getattr(e, "rule", None) or "policy-unsigned"
+                    rule = getattr(e, "rule", None) or Rule.POLICY_UNSIGNED
             self.policy, self.policy_problem, self._policy_rule = policy, problem, rule
             self._policy_stamp = stamp
 

@@ -2,11 +2,13 @@
 
 Every error carries a one-line, human-readable ``diagnostics()`` naming what was
 wrong and where (file:line, peer, record number) and, when a rule refused
-something, which rule. The CLI prints that line and exits with ``exit_code``;
-the traceback is shown only with ``--verbose``.
+something, which rule (a :class:`protocol.rules.Rule`). The CLI prints that line
+and exits with ``exit_code``; the traceback is shown only with ``--verbose``.
 """
 
 from __future__ import annotations
+
+from protocol.rules import Rule
 
 
 class CrossmatchError(Exception):
@@ -14,7 +16,7 @@ class CrossmatchError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, where: str | None = None, rule: str | None = None):
+    def __init__(self, message: str, *, where: str | None = None, rule: Rule | None = None):
         super().__init__(message)
         self.message = message
         self.where = where

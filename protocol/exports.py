@@ -18,6 +18,7 @@ import hmac
 from typing import Any
 
 from protocol.errors import InputError
+from protocol.rules import Rule
 
 VALUE_HASH_PREFIX = "hmac-sha256-v1:"
 _VALUE_DOMAIN = b"crossmatch-export-value-v1\x00"
@@ -53,7 +54,7 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 def check_export_key(key: bytes) -> bytes:
     if len(key) != EXPORT_KEY_BYTES:
         raise InputError(
-            f"export key must be {EXPORT_KEY_BYTES} bytes, got {len(key)}", rule="export-key"
+            f"export key must be {EXPORT_KEY_BYTES} bytes, got {len(key)}", rule=Rule.EXPORT_KEY
         )
     return key
 
@@ -72,7 +73,7 @@ def check_tlp(level: str) -> str:
     wanted = level.lower().removeprefix("tlp:")
     if wanted not in TLP2_IDS:
         raise InputError(
-            f"unknown TLP level {level!r} (one of: {', '.join(TLP2_IDS)})", rule="export-tlp"
+            f"unknown TLP level {level!r} (one of: {', '.join(TLP2_IDS)})", rule=Rule.EXPORT_TLP
         )
     return wanted
 
@@ -81,7 +82,7 @@ def check_pap(level: str) -> str:
     wanted = level.lower().removeprefix("pap:")
     if wanted not in PAP_LEVELS:
         raise InputError(
-            f"unknown PAP level {level!r} (one of: {', '.join(PAP_LEVELS)})", rule="export-pap"
+            f"unknown PAP level {level!r} (one of: {', '.join(PAP_LEVELS)})", rule=Rule.EXPORT_PAP
         )
     return wanted
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from protocol.audit.canonical import encode_canonical
 from protocol.errors import InputError, VerificationError
+from protocol.rules import Rule
 
 PAYLOAD_VERSION = "crossmatch-hook-v1"
 SIGNATURE_HEADER = "X-Crossmatch-Signature"
@@ -42,7 +43,7 @@ def build_payload(
     """The canonical JSON body delivered for one event (``case`` holds counts, hashes
     and, only when the lab configured raw values, raw identifiers)."""
     if state not in TRIGGER_STATES:
-        raise InputError(f"unknown case state {state!r} for hook {hook!r}", rule="hook-state")
+        raise InputError(f"unknown case state {state!r} for hook {hook!r}", rule=Rule.HOOK_STATE)
     return encode_canonical(
         {
             "version": PAYLOAD_VERSION,
@@ -75,10 +76,10 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     """The signature header value: ``t=<unix seconds>,v1=<hex HMAC-SHA256>``."""
     if len(secret) < MIN_SECRET_BYTES:
         raise InputError(
-            f"hook secret must be at least {MIN_SECRET_BYTES} bytes", rule="hook-secret"
+            f"hook secret must be at least {MIN_SECRET_BYTES} bytes", rule=Rule.HOOK_SECRET
         )
     if not 0 <= timestamp < 10**12:  # what verify_signature's header grammar accepts
-        raise InputError("hook timestamp must be 0 .. 10**12 - 1 seconds", rule="hook-signature")
+        raise InputError("hook timestamp must be 0 .. 10**12 - 1 seconds", rule=Rule.HOOK_SIGNATURE)
     return f"t={timestamp},v1={_mac(secret, timestamp, body)}"
 
 
@@ -92,7 +93,7 @@ def verify_signature(
         raise VerificationError(
             "signature header is not t=<seconds>,v1=<64 hex>",
             where=SIGNATURE_HEADER,
-            rule="hook-signature",
+            rule=Rule.HOOK_SIGNATURE,
         )
     timestamp, received = int(match.group(1)), match.group(2)
     if abs(now - timestamp) > tolerance_seconds:
@@ -100,11 +101,11 @@ def verify_signature(
             f"signature timestamp {timestamp} is {abs(now - timestamp)} s from now "
             f"(tolerance {tolerance_seconds} s)",
             where=SIGNATURE_HEADER,
-            rule="hook-stale",
+            rule=Rule.HOOK_STALE,
         )
     if not hmac.compare_digest(_mac(secret, timestamp, body), received):
         raise VerificationError(
-            "signature does not match the body", where=SIGNATURE_HEADER, rule="hook-signature"
+            "signature does not match the body", where=SIGNATURE_HEADER, rule=Rule.HOOK_SIGNATURE
         )
     return timestamp
 
@@ -117,6 +118,6 @@ def retry_delay(attempt: int, *, base: float, cap: float, draw: Callable[[], flo
     yet many nodes hit by one outage do not retry in step.
     """
     if attempt < 1:
-        raise InputError("retry attempts count from 1", rule="hook-retry")
+        raise InputError("retry attempts count from 1", rule=Rule.HOOK_RETRY)
     step = min(cap, base * 2 ** min(attempt - 1, 32))
     return step / 2 + step / 2 * min(max(draw(), 0.0), 1.0)

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from protocol.errors import ConfigError, PolicyError
+from protocol.rules import Rule
 
 ORGANIZATION = "crossmatch consortium"
 LAB_URI_PREFIX = "urn:crossmatch:lab:"
@@ -73,7 +74,7 @@ def validate_lab_id(lab: object, *, where: str | None = None) -> str:
             f"invalid lab id {shown(lab)}: must be a lowercase DNS label "
             "(a-z, 0-9, '-', 1-63 chars, no leading/trailing '-')",
             where=where,
-            rule="lab-id-syntax",
+            rule=Rule.LAB_ID_SYNTAX,
         )
     return lab
 
@@ -124,7 +125,7 @@ def as_utc(now: datetime) -> datetime:
     return now.astimezone(UTC)
 
 
-def load_certificate(pem: bytes, *, rule: str, where: str | None = None) -> x509.Certificate:
+def load_certificate(pem: bytes, *, rule: Rule, where: str | None = None) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
     except (ValueError, TypeError) as e:
@@ -223,7 +224,7 @@ def identity_from_certificate(
     ca-certificate-expired.
     """
     now = as_utc(now)
-    cert = load_certificate(cert_pem, rule="certificate-malformed")
+    cert = load_certificate(cert_pem, rule=Rule.CERTIFICATE_MALFORMED)
     ca = load_ca_certificate(ca_cert_pem)
     try:
         cert.verify_directly_issued_by(ca)
@@ -231,14 +232,14 @@ def identity_from_certificate(
         raise PolicyError(
             f"certificate (issuer {cert.issuer.rfc4514_string()!r}) is not signed by the "
             "consortium CA",
-            rule="certificate-wrong-ca",
+            rule=Rule.CERTIFICATE_WRONG_CA,
         ) from e
     lab, audit_key = node_identity_fields(cert)
     check_validity(cert, ca, lab, now, skew)
     if cert.serial_number in revoked:
         raise PolicyError(
             f"certificate serial {cert.serial_number} of lab {lab!r} is revoked",
-            rule="certificate-revoked",
+            rule=Rule.CERTIFICATE_REVOKED,
         )
     return PeerIdentity(
         lab=lab,
@@ -258,7 +259,7 @@ def node_identity_fields(cert: x509.Certificate) -> tuple[str, ed25519.Ed25519Pu
         return lab, _decode_audit_key(cert.extensions)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
         raise PolicyError(
-            f"not a crossmatch node certificate: {e}", rule="certificate-malformed"
+            f"not a crossmatch node certificate: {e}", rule=Rule.CERTIFICATE_MALFORMED
         ) from e
 
 
@@ -269,22 +270,22 @@ def check_validity(
         raise PolicyError(
             f"certificate of lab {lab!r} is not valid before "
             f"{cert.not_valid_before_utc.isoformat()} (now {now.isoformat()})",
-            rule="certificate-not-yet-valid",
+            rule=Rule.CERTIFICATE_NOT_YET_VALID,
         )
     if now - skew > cert.not_valid_after_utc:
         raise PolicyError(
             f"certificate of lab {lab!r} expired at {cert.not_valid_after_utc.isoformat()}",
-            rule="certificate-expired",
+            rule=Rule.CERTIFICATE_EXPIRED,
         )
     if now - skew > ca.not_valid_after_utc:
         raise PolicyError(
             f"consortium CA certificate expired at {ca.not_valid_after_utc.isoformat()}",
-            rule="ca-certificate-expired",
+            rule=Rule.CA_CERTIFICATE_EXPIRED,
         )
 
 
 def days_until_expiry(cert_pem: bytes, *, now: datetime) -> float:
-    cert = load_certificate(cert_pem, rule="certificate-malformed")
+    cert = load_certificate(cert_pem, rule=Rule.CERTIFICATE_MALFORMED)
     return (cert.not_valid_after_utc - as_utc(now)).total_seconds() / 86400
 
 
@@ -302,7 +303,7 @@ class CertificateSummary:
 
 
 def summarize_certificate(cert_pem: bytes) -> CertificateSummary:
-    cert = load_certificate(cert_pem, rule="certificate-malformed")
+    cert = load_certificate(cert_pem, rule=Rule.CERTIFICATE_MALFORMED)
     lab, audit_key = node_identity_fields(cert)
     return CertificateSummary(
         lab=lab,
@@ -332,25 +333,25 @@ def vet_csr(csr_pem: bytes) -> VettedRequest:
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
     except ValueError as e:
-        raise PolicyError(f"not a PEM CSR: {e}", rule="csr-malformed") from e
+        raise PolicyError(f"not a PEM CSR: {e}", rule=Rule.CSR_MALFORMED) from e
     if not csr.is_signature_valid:
-        raise PolicyError("CSR signature does not verify", rule="csr-signature-invalid")
+        raise PolicyError("CSR signature does not verify", rule=Rule.CSR_SIGNATURE_INVALID)
     public_key = csr.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
         public_key.curve, ec.SECP256R1
     ):
-        raise PolicyError("CSR key must be ECDSA P-256", rule="csr-key-type")
+        raise PolicyError("CSR key must be ECDSA P-256", rule=Rule.CSR_KEY_TYPE)
     cns = _common_names(csr.subject)
     if len(cns) == 1 and not is_valid_lab_id(cns[0]):
-        raise PolicyError(f"invalid lab id {shown(cns[0])} in CSR", rule="lab-id-syntax")
+        raise PolicyError(f"invalid lab id {shown(cns[0])} in CSR", rule=Rule.LAB_ID_SYNTAX)
     try:
         lab = _lab_from_names(csr.subject, csr.extensions)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
-        raise PolicyError(f"CSR identity: {e}", rule="csr-san-mismatch") from e
+        raise PolicyError(f"CSR identity: {e}", rule=Rule.CSR_SAN_MISMATCH) from e
     try:
         audit_key = _decode_audit_key(csr.extensions)
     except ValueError as e:
-        raise PolicyError(f"CSR for lab {lab!r}: {e}", rule="csr-audit-key") from e
+        raise PolicyError(f"CSR for lab {lab!r}: {e}", rule=Rule.CSR_AUDIT_KEY) from e
     return VettedRequest(lab=lab, public_key=public_key, audit_key=audit_key)
 
 
@@ -361,13 +362,13 @@ def check_matches_request(identity: PeerIdentity, csr_pem: bytes, *, where: str)
         raise ConfigError(
             f"certificate is for lab {identity.lab!r}, the request was for {request.lab!r}",
             where=where,
-            rule="certificate-lab-mismatch",
+            rule=Rule.CERTIFICATE_LAB_MISMATCH,
         )
     if request.audit_key != identity.audit_public_key:
         raise ConfigError(
             "certificate certifies a different audit key than requested",
             where=where,
-            rule="certificate-audit-key-mismatch",
+            rule=Rule.CERTIFICATE_AUDIT_KEY_MISMATCH,
         )
 
 
@@ -380,12 +381,12 @@ def load_revoked_serials(crl_pem: bytes, ca_cert_pem: bytes) -> frozenset[int]:
     try:
         crl = x509.load_pem_x509_crl(crl_pem)
     except ValueError as e:
-        raise ConfigError(f"not a PEM CRL: {e}", rule="crl-malformed") from e
+        raise ConfigError(f"not a PEM CRL: {e}", rule=Rule.CRL_MALFORMED) from e
     public_key = ca.public_key()
     if crl.issuer != ca.subject or not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise ConfigError("CRL was not issued by the consortium CA", rule="crl-wrong-ca")
+        raise ConfigError("CRL was not issued by the consortium CA", rule=Rule.CRL_WRONG_CA)
     if not crl.is_signature_valid(public_key):
         raise ConfigError(
-            "CRL signature does not verify with the consortium CA key", rule="crl-wrong-ca"
+            "CRL signature does not verify with the consortium CA key", rule=Rule.CRL_WRONG_CA
         )
     return frozenset(entry.serial_number for entry in crl)

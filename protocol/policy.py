@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from protocol.consortium.policy import ConsortiumPolicy, parse_consortium
 from protocol.errors import InputError, PolicyError, VerificationError
 from protocol.fingerprints.identifiers import IDENTIFIER_KIND_ORDER
+from protocol.rules import Rule
 from protocol.suites import DEFAULT_SUITE, SUITES
 
 POLICY_DOMAIN = b"crossmatch/v1/policy"
@@ -122,18 +123,18 @@ class Policy:
     def check_round(self, kinds: Sequence[str], mode: str, sizes: Sequence[int]) -> None:
         """Raise PolicyError naming the rule if a proposed round breaks this policy."""
         if not kinds:
-            raise PolicyError("a round needs at least one kind", rule="kinds-empty")
+            raise PolicyError("a round needs at least one kind", rule=Rule.KINDS_EMPTY)
         for kind, size in zip(kinds, sizes, strict=True):
             if kind not in self.allowed_kinds:
-                raise PolicyError(f"kind {kind!r} is not allowed by policy", rule="kind-allowed")
+                raise PolicyError(f"kind {kind!r} is not allowed by policy", rule=Rule.KIND_ALLOWED)
             cap = self.size_cap(kind)
             if size > cap:
                 raise PolicyError(
-                    f"{kind} set of {size} exceeds the policy cap of {cap}", rule="max-set-size"
+                    f"{kind} set of {size} exceeds the policy cap of {cap}", rule=Rule.MAX_SET_SIZE
                 )
             if not self.mode_allowed(kind, mode):
                 raise PolicyError(
-                    f"kind {kind!r} may only be matched in count mode", rule="kind-mode"
+                    f"kind {kind!r} may only be matched in count mode", rule=Rule.KIND_MODE
                 )
 
     def check_suite(self, suite: str) -> None:
@@ -142,7 +143,7 @@ class Policy:
             raise PolicyError(
                 f"round proposes suite {suite[:64]!r}; policy {self.policy_id} names "
                 f"{self.suite!r}",
-                rule="suite-policy",
+                rule=Rule.SUITE_POLICY,
             )
 
     def check_time(self, now: datetime) -> None:
@@ -150,11 +151,11 @@ class Policy:
         if self.not_before and now < parse_instant(self.not_before, "not_before"):
             raise PolicyError(
                 f"policy {self.policy_id} is not valid before {self.not_before}",
-                rule="policy-not-yet-valid",
+                rule=Rule.POLICY_NOT_YET_VALID,
             )
         if self.not_after and now > parse_instant(self.not_after, "not_after"):
             raise PolicyError(
-                f"policy {self.policy_id} expired at {self.not_after}", rule="policy-expired"
+                f"policy {self.policy_id} expired at {self.not_after}", rule=Rule.POLICY_EXPIRED
             )
 
     def check_interval(
@@ -170,7 +171,7 @@ class Policy:
                 f"the last round with this peer started {(now - last_round).total_seconds():.0f}"
                 f" s ago; policy {self.policy_id} requires {self.min_interval_seconds} s between "
                 f"rounds (retry in {wait.total_seconds():.0f} s)",
-                rule="min-interval",
+                rule=Rule.MIN_INTERVAL,
             )
 
     def expires(self) -> datetime | None:
@@ -192,15 +193,15 @@ def parse_instant(value: object, what: str) -> datetime:
             moment = datetime.fromisoformat(value)
         except ValueError as e:
             raise InputError(
-                f"{what} is not an ISO 8601 time: {value!r}", rule="policy-syntax"
+                f"{what} is not an ISO 8601 time: {value!r}", rule=Rule.POLICY_SYNTAX
             ) from e
     else:
         raise InputError(
-            f"{what} must be a date-time, got {type(value).__name__}", rule="policy-syntax"
+            f"{what} must be a date-time, got {type(value).__name__}", rule=Rule.POLICY_SYNTAX
         )
     if moment.tzinfo is None:
         raise InputError(
-            f"{what} needs a timezone (e.g. 2026-01-01T00:00:00Z)", rule="policy-syntax"
+            f"{what} needs a timezone (e.g. 2026-01-01T00:00:00Z)", rule=Rule.POLICY_SYNTAX
         )
     return moment.astimezone(UTC)
 
@@ -221,27 +222,27 @@ def parse_policy_toml(text: bytes | str) -> Policy:
     try:
         data = tomllib.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"policy is not valid TOML: {e}", rule="policy-syntax") from e
+        raise InputError(f"policy is not valid TOML: {e}", rule=Rule.POLICY_SYNTAX) from e
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise InputError(
-            f"unknown policy setting(s): {', '.join(sorted(unknown))}", rule="policy-syntax"
+            f"unknown policy setting(s): {', '.join(sorted(unknown))}", rule=Rule.POLICY_SYNTAX
         )
     for key in ("policy_id", "version", "purpose", "not_before", "not_after", "kinds"):
         if key not in data:
-            raise InputError(f"policy setting {key!r} is required", rule="policy-syntax")
+            raise InputError(f"policy setting {key!r} is required", rule=Rule.POLICY_SYNTAX)
     policy_id = data["policy_id"]
     if not isinstance(policy_id, str) or not _POLICY_ID.match(policy_id):
         raise InputError(
-            "policy_id must be 1-64 letters, digits, '.', '_' or '-'", rule="policy-syntax"
+            "policy_id must be 1-64 letters, digits, '.', '_' or '-'", rule=Rule.POLICY_SYNTAX
         )
     purpose = data["purpose"]
     if not isinstance(purpose, str) or not purpose.strip():
-        raise InputError("purpose must be a non-empty statement", rule="policy-syntax")
+        raise InputError("purpose must be a non-empty statement", rule=Rule.POLICY_SYNTAX)
     not_before = parse_instant(data["not_before"], "not_before")
     not_after = parse_instant(data["not_after"], "not_after")
     if not_after <= not_before:
-        raise InputError("not_after must be later than not_before", rule="policy-syntax")
+        raise InputError("not_after must be later than not_before", rule=Rule.POLICY_SYNTAX)
     caps, modes = _parse_kinds(data["kinds"])
     suite, verified = _parse_suite(data)
     return Policy(
@@ -267,38 +268,40 @@ def _parse_suite(data: Mapping[str, Any]) -> tuple[str, bool]:
     name = data.get("suite", DEFAULT_SUITE)
     if not isinstance(name, str) or name not in SUITES:
         raise InputError(
-            f"suite must be one of {', '.join(sorted(SUITES))}, got {name!r}", rule="policy-syntax"
+            f"suite must be one of {', '.join(sorted(SUITES))}, got {name!r}",
+                rule=Rule.POLICY_SYNTAX
         )
     proofs = SUITES[name].proofs
     verified = data.get("verified_matches", proofs)
     if not isinstance(verified, bool):
-        raise InputError("verified_matches must be true or false", rule="policy-syntax")
+        raise InputError("verified_matches must be true or false", rule=Rule.POLICY_SYNTAX)
     if verified and not proofs:
         raise InputError(
-            f"verified_matches needs a suite with proofs; {name} has none", rule="policy-syntax"
+            f"verified_matches needs a suite with proofs; {name} has none", rule=Rule.POLICY_SYNTAX
         )
     return name, verified
 
 
 def _parse_kinds(table: Any) -> tuple[dict[str, int], dict[str, str]]:
     if not isinstance(table, dict) or not table:
-        raise InputError("[kinds] must list at least one kind", rule="policy-syntax")
+        raise InputError("[kinds] must list at least one kind", rule=Rule.POLICY_SYNTAX)
     caps: dict[str, int] = {}
     modes: dict[str, str] = {}
     for kind, rules in table.items():
         if kind not in ALL_KINDS:
             raise InputError(
-                f"unknown kind {kind!r} (known: {', '.join(ALL_KINDS)})", rule="policy-syntax"
+                f"unknown kind {kind!r} (known: {', '.join(ALL_KINDS)})", rule=Rule.POLICY_SYNTAX
             )
         if not isinstance(rules, dict) or set(rules) - _KIND_KEYS or "max_set_size" not in rules:
             raise InputError(
-                f"[kinds.{kind}] takes max_set_size (required) and mode", rule="policy-syntax"
+                f"[kinds.{kind}] takes max_set_size (required) and mode", rule=Rule.POLICY_SYNTAX
             )
         caps[kind] = _count(rules["max_set_size"], f"kinds.{kind}.max_set_size")
         mode = rules.get("mode", "reveal")
         if mode not in KIND_MODES:
             raise InputError(
-                f"kinds.{kind}.mode must be 'reveal' or 'count', got {mode!r}", rule="policy-syntax"
+                f"kinds.{kind}.mode must be 'reveal' or 'count', got {mode!r}",
+                rule=Rule.POLICY_SYNTAX,
             )
         if mode == "count":
             modes[kind] = "count"
@@ -308,7 +311,7 @@ def _parse_kinds(table: Any) -> tuple[dict[str, int], dict[str, str]]:
 def _count(value: Any, what: str, minimum: int = 0) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise InputError(
-            f"{what} must be an integer >= {minimum}, got {value!r}", rule="policy-syntax"
+            f"{what} must be an integer >= {minimum}, got {value!r}", rule=Rule.POLICY_SYNTAX
         )
     return value
 
@@ -354,27 +357,27 @@ def read_signed_policy(data: bytes) -> tuple[SignedPolicy, bytes]:
     Returns the content and the raw signature bytes.
     """
     if len(data) > MAX_DOCUMENT_BYTES:
-        raise InputError("signed policy is too large", rule="policy-syntax")
+        raise InputError("signed policy is too large", rule=Rule.POLICY_SYNTAX)
     try:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"not a signed policy document: {e}", rule="policy-syntax") from e
+        raise InputError(f"not a signed policy document: {e}", rule=Rule.POLICY_SYNTAX) from e
     if not isinstance(doc, dict) or doc.get("format") != SIGNED_FORMAT:
-        raise InputError(f"not a {SIGNED_FORMAT} document", rule="policy-syntax")
+        raise InputError(f"not a {SIGNED_FORMAT} document", rule=Rule.POLICY_SYNTAX)
     fields = ("policy_toml", "policy_hash", "signer_key", "signature")
     if not all(isinstance(doc.get(f), str) for f in fields):
         raise InputError(
-            f"signed policy needs text fields {', '.join(fields)}", rule="policy-syntax"
+            f"signed policy needs text fields {', '.join(fields)}", rule=Rule.POLICY_SYNTAX
         )
     policy = parse_policy_toml(doc["policy_toml"])
     if doc["policy_hash"] != policy.hash().hex():
         raise VerificationError(
-            "the stated policy hash is not the hash of the policy", rule="policy-signature"
+            "the stated policy hash is not the hash of the policy", rule=Rule.POLICY_SIGNATURE
         )
     try:
         signature = base64.b64decode(doc["signature"], validate=True)
     except ValueError as e:
-        raise InputError("signature is not base64", rule="policy-syntax") from e
+        raise InputError("signature is not base64", rule=Rule.POLICY_SYNTAX) from e
     return SignedPolicy(policy, doc["policy_toml"], doc["signer_key"]), signature
 
 
@@ -390,12 +393,13 @@ def verify_signed_policy(data: bytes, ca_public_key: ec.EllipticCurvePublicKey) 
         raise VerificationError(
             f"policy was signed by key {signed.signer_key[:23]}…, not by the consortium CA "
             f"({expected[:23]}…)",
-            rule="policy-signature",
+            rule=Rule.POLICY_SIGNATURE,
         )
     try:
         ca_public_key.verify(signature, _signed_message(signed.policy), ec.ECDSA(hashes.SHA256()))
     except InvalidSignature as e:
         raise VerificationError(
-            "policy signature does not verify with the consortium CA key", rule="policy-signature"
+            "policy signature does not verify with the consortium CA key",
+            rule=Rule.POLICY_SIGNATURE,
         ) from e
     return signed

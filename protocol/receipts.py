@@ -30,6 +30,7 @@ from protocol.audit.canonical import encode_canonical, parse_canonical
 from protocol.audit.records import HEX32_RE, HEX64_RE, parse_log_id
 from protocol.errors import CrossmatchError, InputError, ProtocolError, VerificationError
 from protocol.identity import is_valid_lab_id, key_fingerprint
+from protocol.rules import Rule
 
 RECEIPT_VERSION = "crossmatch-receipt/v1"
 SIGNING_TAG = b"crossmatch-receipt/v1\x00"
@@ -123,7 +124,7 @@ def build_receipt(
     if problem is None and (len(transcript_hash) != 32 or len(log_root) != 32):
         problem = "transcript hash and log root must be 32 bytes"
     if problem:
-        raise InputError(f"cannot build receipt: {problem}", rule="receipt_format")
+        raise InputError(f"cannot build receipt: {problem}", rule=Rule.RECEIPT_FORMAT)
     return receipt
 
 
@@ -144,17 +145,17 @@ def parse_receipt(data: bytes) -> dict[str, Any]:
     """A signed receipt from the wire; ProtocolError on anything malformed (signature unchecked)."""
     if len(data) > MAX_RECEIPT_BYTES:
         raise ProtocolError(
-            f"receipt is {len(data)} bytes, above {MAX_RECEIPT_BYTES}", rule="receipt_format"
+            f"receipt is {len(data)} bytes, above {MAX_RECEIPT_BYTES}", rule=Rule.RECEIPT_FORMAT
         )
     try:
         receipt = parse_canonical(data)
     except CrossmatchError as e:
         raise ProtocolError(
-            f"receipt is not canonical JSON: {e.message}", rule="receipt_format"
+            f"receipt is not canonical JSON: {e.message}", rule=Rule.RECEIPT_FORMAT
         ) from e
     problem = _shape_problem(receipt, signed=True)
     if problem:
-        raise ProtocolError(f"receipt is malformed: {problem}", rule="receipt_format")
+        raise ProtocolError(f"receipt is malformed: {problem}", rule=Rule.RECEIPT_FORMAT)
     checked: dict[str, Any] = receipt
     return checked
 
@@ -165,27 +166,28 @@ def check_receipt_claims(
     """Everything but the signature: form, round, transcript, signer, log id; VerificationError."""
     problem = _shape_problem(signed, signed=True)
     if problem:
-        raise VerificationError(f"receipt is malformed: {problem}", rule="receipt_format")
+        raise VerificationError(f"receipt is malformed: {problem}", rule=Rule.RECEIPT_FORMAT)
     if signed["round_id"] != round_id:
         raise VerificationError(
             f"receipt is for round {signed['round_id']!r}, expected {round_id!r}",
-            rule="receipt_round",
+            rule=Rule.RECEIPT_ROUND,
         )
     if signed["transcript_hash"] != transcript_hash.hex():
         raise VerificationError(
             f"receipt transcript hash is {signed['transcript_hash']}, "
             f"expected {transcript_hash.hex()}",
-            rule="receipt_transcript",
+            rule=Rule.RECEIPT_TRANSCRIPT,
         )
     if signed["signer"] != signer:
         raise VerificationError(
-            f"receipt is signed as {signed['signer']!r}, expected {signer!r}", rule="receipt_signer"
+            f"receipt is signed as {signed['signer']!r}, expected {signer!r}",
+                rule=Rule.RECEIPT_SIGNER
         )
     log_lab, _ = parse_log_id(signed["log"]["id"])
     if log_lab != signer:
         raise VerificationError(
             f"receipt names log {signed['log']['id']!r}, which is not {signer!r}'s",
-            rule="receipt_log_id",
+            rule=Rule.RECEIPT_LOG_ID,
         )
 
 
@@ -205,7 +207,7 @@ def verify_receipt(
             f"receipt names log {signed['log']['id']!r}, "
             f"whose key is not the one given for {signer!r} "
             f"({key_fingerprint(public_key)})",
-            rule="receipt_log_id",
+            rule=Rule.RECEIPT_LOG_ID,
         )
     try:
         public_key.verify(bytes.fromhex(signed["sig"]), _signing_input(signed))
@@ -213,5 +215,5 @@ def verify_receipt(
         raise VerificationError(
             f"receipt signature does not verify with {signer!r}'s audit key "
             f"{key_fingerprint(public_key)}",
-            rule="receipt_signature",
+            rule=Rule.RECEIPT_SIGNATURE,
         ) from e

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocol.errors import ProtocolError, VerificationError
+from protocol.rules import Rule
 
 PROOF_DOMAIN = b"crossmatch/v2/responder-proof"
 FIELDS_DOMAIN = b"crossmatch/v2/open-round-fields"
@@ -65,7 +66,7 @@ def proof_message(request_digest: bytes, response_digest: bytes) -> bytes:
 def check_nonce(nonce: bytes) -> None:
     if len(nonce) != NONCE_BYTES:
         raise ProtocolError(f"OpenRound nonce must be {NONCE_BYTES} bytes, got {len(nonce)}",
-                            rule="nonce")
+                            rule=Rule.NONCE)
 
 
 def sign_proof(key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
@@ -78,10 +79,10 @@ def verify_proof(cert: x509.Certificate, message: bytes, signature: bytes, *, la
     if not isinstance(key, ec.EllipticCurvePublicKey) or not 0 < len(signature) <= (
             MAX_SIGNATURE_BYTES):
         raise VerificationError(f"responder {lab!r} sent no usable proof of its certificate key",
-                                rule="responder-proof")
+                                rule=Rule.RESPONDER_PROOF)
     try:
         key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature as e:
         raise VerificationError(
             f"responder {lab!r} did not prove it holds the key of the certificate it presented",
-            rule="responder-proof") from e
+            rule=Rule.RESPONDER_PROOF) from e

@@ -14,6 +14,7 @@ from cryptography import x509
 from protocol.errors import PolicyError
 from protocol.identity import as_utc
 from protocol.policy import Policy
+from protocol.rules import Rule
 
 
 def crl_number(crl_pem: bytes) -> int:
@@ -32,7 +33,8 @@ def check_crl_update(new_crl_pem: bytes, installed_crl_pem: bytes | None) -> int
         installed = crl_number(installed_crl_pem)
         if number < installed:
             raise PolicyError(
-                f"CRL number {number} is older than the installed {installed}", rule="crl-rollback"
+                f"CRL number {number} is older than the installed {installed}",
+                    rule=Rule.CRL_ROLLBACK
             )
     return number
 
@@ -45,7 +47,7 @@ def check_policy_update(
     expires = new.expires()
     if expires is not None and as_utc(now) > expires:
         raise PolicyError(
-            f"policy {new.policy_id} expired at {new.not_after}", rule="policy-expired"
+            f"policy {new.policy_id} expired at {new.not_after}", rule=Rule.POLICY_EXPIRED
         )
     if (
         current is not None
@@ -56,5 +58,5 @@ def check_policy_update(
         raise PolicyError(
             f"installed policy {current.policy_id} is version {current.version}; refusing "
             f"to go back to version {new.version} (use --force)",
-            rule="policy-rollback",
+            rule=Rule.POLICY_ROLLBACK,
         )

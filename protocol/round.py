@@ -60,6 +60,7 @@ from protocol.psi import (
     sections,
     shuffle_packed_within_sections,
 )
+from protocol.rules import Rule
 from protocol.transcript import COMMITMENT_BYTES, RoundHeader, Transcript, reblind_commitment
 
 # send(message_kind, seq, payload); message_kind is "own_blinded", "reblind_commitment"
@@ -237,7 +238,7 @@ class RoundSide:
         """Block until both halves are complete; raise the round's error if it failed."""
         for event in (self._reblind_done, self._own_double_done):
             if not event.wait(timeout):
-                raise ProtocolError("timed out waiting for the peer", rule="timeout")
+                raise ProtocolError("timed out waiting for the peer", rule=Rule.TIMEOUT)
         if self._error is not None:
             raise self._error
         with self._match_lock:  # several threads may ask; match once
@@ -295,11 +296,11 @@ class RoundSide:
     def on_own_blinded(self, packed: bytes) -> None:
         n = count_points(packed)
         if n == 0:
-            raise ProtocolError("empty element chunk", rule="malformed-element")
+            raise ProtocolError("empty element chunk", rule=Rule.MALFORMED_ELEMENT)
         if self._peer_received + n > self._peer_total:
             raise ProtocolError(
                 f"peer sent more than the {self._peer_total} elements it announced",
-                rule="size-announced",
+                rule=Rule.SIZE_ANNOUNCED,
             )
         if self._keep:
             at = self._peer_received * POINT_BYTES
@@ -316,10 +317,10 @@ class RoundSide:
         if len(commitment) != COMMITMENT_BYTES:
             raise ProtocolError(
                 f"re-blinding commitment of {len(commitment)} bytes, not {COMMITMENT_BYTES}",
-                rule="reblind-commitment",
+                rule=Rule.REBLIND_COMMITMENT,
             )
         if self._peer_commitment is not None:
-            raise ProtocolError("second re-blinding commitment", rule="message-order")
+            raise ProtocolError("second re-blinding commitment", rule=Rule.MESSAGE_ORDER)
         self._peer_commitment = commitment
         self.transcript.commit(self.peer_role, commitment)
         self._peer_committed.set()
@@ -329,14 +330,14 @@ class RoundSide:
     def on_peer_reblinded(self, packed: bytes) -> None:
         n = count_points(packed)
         if n == 0:
-            raise ProtocolError("empty element chunk", rule="malformed-element")
+            raise ProtocolError("empty element chunk", rule=Rule.MALFORMED_ELEMENT)
         if self._peer_commitment is None:
             raise ProtocolError(
-                "peer released re-blinded points before committing to them", rule="message-order"
+                "peer released re-blinded points before committing to them", rule=Rule.MESSAGE_ORDER
             )
         if self._own_double_count + n > self._own_total:
             raise ProtocolError(
-                f"peer returned more than our {self._own_total} elements", rule="size-announced"
+                f"peer returned more than our {self._own_total} elements", rule=Rule.SIZE_ANNOUNCED
             )
         at = self._own_double_count * POINT_BYTES
         self._own_double[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
@@ -353,11 +354,11 @@ class RoundSide:
         if opened != self._peer_commitment:
             raise ProtocolError(
                 "peer's re-blinded points do not open the commitment it sent before them",
-                rule="reblind-commitment",
+                rule=Rule.REBLIND_COMMITMENT,
             )
         if has_duplicates(stream):
             raise ProtocolError(
-                "peer returned the same re-blinded point twice", rule="duplicate-point"
+                "peer returned the same re-blinded point twice", rule=Rule.DUPLICATE_POINT
             )
         self._own_double_done.set()
 
@@ -428,7 +429,8 @@ class RoundSide:
             except CrossmatchError as e:
                 self.fail(e)
             except Exception as e:  # a bug or a transport failure: fail the round, not the node
-                self.fail(ProtocolError(f"round failed: {type(e).__name__}: {e}", rule="internal"))
+                self.fail(ProtocolError(f"round failed: {type(e).__name__}: {e}",
+                    rule=Rule.INTERNAL))
 
         return run
 
@@ -471,7 +473,7 @@ class RoundSide:
         # Re-blinding is a bijection, so a repeated value means a repeated peer point: with
         # one, count mode's multiplicities would tell the peer which of its guesses matched.
         if has_duplicates(self._peer_double):
-            raise ProtocolError("peer sent the same blinded point twice", rule="duplicate-point")
+            raise ProtocolError("peer sent the same blinded point twice", rule=Rule.DUPLICATE_POINT)
         stream = self._release_stream()
         commitment = reblind_commitment(self.header.round_id, self.role, bytes(stream))
         self.transcript.commit(self.role, commitment)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from protocol.errors import CrossmatchError, InputError
+from protocol.rules import Rule
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FORMATS = {"microseconds": "%Y-%m-%dT%H:%M:%S.%fZ", "seconds": "%Y-%m-%dT%H:%M:%SZ"}
@@ -25,7 +26,7 @@ def format_utc(moment: datetime, *, timespec: str = "microseconds") -> str:
 
 
 def parse_utc(
-    text: object, what: str, *, error: type[CrossmatchError] = InputError, rule: str | None = None
+    text: object, what: str, *, error: type[CrossmatchError] = InputError, rule: Rule | None = None
 ) -> datetime:
     """A timezone-aware instant (in UTC) from ISO 8601 text; ``error`` naming ``what`` if not."""
     if not isinstance(text, str):

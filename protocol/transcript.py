@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 
 from protocol.errors import ProtocolError
+from protocol.rules import Rule
 
 TRANSCRIPT_DOMAIN = b"crossmatch/v2/transcript"
 HEADER_DOMAIN = b"crossmatch/v1/round-header"
@@ -58,11 +59,11 @@ class RoundHeader:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ProtocolError(f"unknown mode {self.mode!r}", rule="mode")
+            raise ProtocolError(f"unknown mode {self.mode!r}", rule=Rule.MODE)
         if len(set(self.kinds)) != len(self.kinds):
-            raise ProtocolError("a kind is listed twice", rule="kinds")
+            raise ProtocolError("a kind is listed twice", rule=Rule.KINDS)
         if not (len(self.kinds) == len(self.initiator_sizes) == len(self.responder_sizes)):
-            raise ProtocolError("kinds and sizes do not line up", rule="kinds")
+            raise ProtocolError("kinds and sizes do not line up", rule=Rule.KINDS)
 
     def sizes(self, role: str) -> tuple[int, ...]:
         return self.initiator_sizes if role == "initiator" else self.responder_sizes

@@ -20,6 +20,7 @@ from protocol.consortium.participant import Outcome, ParticipantSession
 from protocol.errors import CrossmatchError
 from protocol.policy import Policy
 from protocol.psi import Engine
+from protocol.rules import Rule
 
 ROUND_ID = "ab" * 16
 # tamper(lab, message) -> the message that lab actually sends (or None to send nothing)
@@ -94,7 +95,9 @@ class Simulation:
                 sends = self.hub.receipt(source, message)
             else:
                 sends = self.hub.abort(
-                    CrossmatchError(f"{source} left the round", rule="consortium-participant-left"),
+                    CrossmatchError(
+                        f"{source} left the round", rule=Rule.CONSORTIUM_PARTICIPANT_LEFT
+                    ),
                     gone=source,
                 )
         except CrossmatchError as e:

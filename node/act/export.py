@@ -16,6 +16,7 @@ from node.act.exportset import ExportSet, export_key, signals_from_matches, to_c
 from node.runtime import Node, iso
 from protocol import exports
 from protocol.errors import InputError
+from protocol.rules import Rule
 
 FORMATS = exports.EXPORT_FORMATS
 
@@ -36,7 +37,7 @@ def gather(node: Node, request: ExportRequest) -> ExportSet:
     if request.case_id is not None:
         raise InputError(
             "case export needs the case store, which this node does not hold yet",
-            rule="export-case",
+            rule=Rule.EXPORT_CASE,
         )
     key = export_key(node.paths.root)
     rows = node.store.matches(peer=request.peer)

@@ -35,6 +35,7 @@ from protocol.audit.reconcile import reconcile as reconcile_reports
 from protocol.audit.verify import LogVerifier, VerifyReport, check_log_bytes
 from protocol.errors import ConfigError, InputError, VerificationError
 from protocol.identity import is_valid_lab_id, key_fingerprint
+from protocol.rules import Rule
 
 EXISTING = click.Path(exists=True, path_type=Path)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -363,7 +364,7 @@ def reconcile_command(
         raise VerificationError(
             f"{len(result.discrepancies)} discrepancies between the logs of {result.lab_a} "
             f"and {result.lab_b}",
-            rule="reconcile",
+            rule=Rule.RECONCILE,
         )
 
 

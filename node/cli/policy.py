@@ -29,6 +29,7 @@ from protocol.policy import (
     verify_signed_policy,
 )
 from protocol.rollback import check_crl_update, check_policy_update
+from protocol.rules import Rule
 
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -140,7 +141,7 @@ def policy_show(file: Path, ca_cert: Path | None, as_json: bool) -> None:
     verified = ""
     if ca_cert is not None:
         if not signed:
-            raise PolicyError("this is an unsigned policy", rule="policy-unsigned")
+            raise PolicyError("this is an unsigned policy", rule=Rule.POLICY_UNSIGNED)
         verify_signed_policy(data, ca_public_key(_read(ca_cert, "CA certificate")))
         verified = "signature verifies with the given CA"
     if as_json:

@@ -33,6 +33,7 @@ from protocol.consortium.participant import Outcome, ParticipantSession
 from protocol.consortium.receipts import parse_receipt
 from protocol.errors import CrossmatchError, PolicyError, ProtocolError, RoundAbortedError
 from protocol.psi import ELEMENT_BYTES, Engine, PackedElements, random_permutation, rows
+from protocol.rules import Rule
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
 END = object()
@@ -73,7 +74,7 @@ def run_consortium_round(node: Node) -> ConsortiumSummary:
     rules = policy.consortium
     if rules is None:
         raise PolicyError(
-            "the signed policy has no [consortium] section", rule="consortium-not-configured"
+            "the signed policy has no [consortium] section", rule=Rule.CONSORTIUM_NOT_CONFIGURED
         )
     node.config.peer(rules.hub)  # the hub's address: `crossmatch peer add --lab HUB`
     own = prepare_own(node, rules.kinds)
@@ -92,7 +93,7 @@ def run_consortium_round(node: Node) -> ConsortiumSummary:
                 "hub": rules.hub,
                 "stage": stage,
                 "reason": e.message[:300],
-                "rule": e.rule or "internal",
+                "rule": e.rule or Rule.INTERNAL,
             },
         )
         raise RoundAbortedError(
@@ -131,12 +132,13 @@ class _Client:
                         return outcome
                     if self.error is not None:
                         raise self.error
-                raise self.error or ProtocolError("the hub closed the stream", rule="stream-ended")
+                raise self.error or ProtocolError("the hub closed the stream",
+                    rule=Rule.STREAM_ENDED)
             except grpc.RpcError as e:
                 raise self.error or error_from_rpc(e, rules.hub) from None
             except CrossmatchError as e:
                 if not isinstance(e, RoundAbortedError):
-                    self.outbox.put(wire.to_pb(m.Abort(e.rule or "internal", e.message)))
+                    self.outbox.put(wire.to_pb(m.Abort(e.rule or Rule.INTERNAL, e.message)))
                 raise
             finally:
                 self.outbox.put(END)
@@ -158,7 +160,7 @@ class _Client:
             if hub.lab != s.rules.hub:  # type: ignore[union-attr]
                 raise PolicyError(
                     f"the roster came with {hub.lab!r}'s certificate",
-                    rule="consortium-hub-identity",
+                    rule=Rule.CONSORTIUM_HUB_IDENTITY,
                 )
             self.hub_key = hub.audit_public_key
             with self._lock:
@@ -184,7 +186,7 @@ class _Client:
         elif isinstance(message, m.Abort):
             raise s.aborted(message)
         else:
-            raise ProtocolError("unexpected message from the hub", rule="message-order")
+            raise ProtocolError("unexpected message from the hub", rule=Rule.MESSAGE_ORDER)
         return None
 
     def _send_own(self) -> None:
@@ -210,7 +212,7 @@ class _Client:
         """A worker's failure: tell the hub (which aborts the round for all) and remember it."""
         if self.error is None:
             self.error = error
-            self.outbox.put(wire.to_pb(m.Abort(error.rule or "internal", error.message)))
+            self.outbox.put(wire.to_pb(m.Abort(error.rule or Rule.INTERNAL, error.message)))
 
     def _answer(self, request: m.Reblind, future: Any) -> None:
         try:

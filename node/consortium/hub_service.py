@@ -28,6 +28,7 @@ from protocol.consortium import messages as m
 from protocol.consortium.hub import HubSession
 from protocol.consortium.receipts import parse_receipt
 from protocol.errors import CrossmatchError, PolicyError, ProtocolError
+from protocol.rules import Rule
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
@@ -57,10 +58,10 @@ class HubCoordinator:
             session = self.session
             assert session is not None and session.rules is not None
             if msg.WhichOneof("body") != "join":
-                raise ProtocolError("stream must begin with join", rule="message-order")
+                raise ProtocolError("stream must begin with join", rule=Rule.MESSAGE_ORDER)
             session.rules.index_of(peer.lab)  # an outsider is refused here, the round goes on
             if peer.lab in self._outboxes:
-                raise PolicyError(f"{peer.lab} joined twice", rule="consortium-joined-twice")
+                raise PolicyError(f"{peer.lab} joined twice", rule=Rule.CONSORTIUM_JOINED_TWICE)
             outbox: queue.Queue[Any] = queue.Queue()
             self._outboxes[peer.lab] = outbox
             self._apply(
@@ -102,7 +103,7 @@ class HubCoordinator:
             timer.start()
             self._timers.append(timer)
 
-    def _expire(self, session: HubSession, rule: str, reason: str) -> None:
+    def _expire(self, session: HubSession, rule: Rule, reason: str) -> None:
         with self._lock:
             if self.session is session and (rule == "timeout" or session.state == "joining"):
                 self._fail(session, PolicyError(reason, rule=rule))
@@ -118,7 +119,8 @@ class HubCoordinator:
                 self._fail(
                     session,
                     PolicyError(
-                        f"{lab} left the round ({message.rule})", rule="consortium-participant-left"
+                        f"{lab} left the round ({message.rule})",
+                            rule=Rule.CONSORTIUM_PARTICIPANT_LEFT
                     ),
                     gone=lab,
                 )
@@ -131,7 +133,7 @@ class HubCoordinator:
             if handler is None:
                 self._fail(
                     session,
-                    ProtocolError(f"{lab} sent an unexpected message", rule="message-order"),
+                    ProtocolError(f"{lab} sent an unexpected message", rule=Rule.MESSAGE_ORDER),
                 )
                 return False
             self._apply(session, lambda: handler(lab, message))  # type: ignore[operator]
@@ -148,7 +150,7 @@ class HubCoordinator:
             ):
                 self._fail(
                     session,
-                    PolicyError(f"{lab} left the round", rule="consortium-participant-left"),
+                    PolicyError(f"{lab} left the round", rule=Rule.CONSORTIUM_PARTICIPANT_LEFT),
                     gone=lab,
                 )
 
@@ -176,7 +178,7 @@ class HubCoordinator:
     def _fail(self, session: HubSession, error: CrossmatchError, gone: str = "") -> None:
         stage = session.state
         session.abort(error, gone=gone)
-        abort = wire.to_pb(m.Abort(error.rule or "internal", error.message))
+        abort = wire.to_pb(m.Abort(error.rule or Rule.INTERNAL, error.message))
         for lab, outbox in self._outboxes.items():  # joined or not yet admitted
             if lab != gone:
                 outbox.put(abort)
@@ -187,7 +189,7 @@ class HubCoordinator:
             "hub": session.hub,
             "stage": stage,
             "reason": error.message[:300],
-            "rule": error.rule or "internal",
+            "rule": error.rule or Rule.INTERNAL,
             "participants": sorted(self._joined(session)),
         }
         self.node.log("consortium_aborted", body)
@@ -236,7 +238,7 @@ def _decoded(msg: pb.ConsortiumMessage) -> m.Message:
     try:
         return wire.from_pb(msg)
     except CrossmatchError as e:
-        return m.Abort(e.rule or "message-order", e.message)
+        return m.Abort(e.rule or Rule.MESSAGE_ORDER, e.message)
 
 
 class ConsortiumService(pb_grpc.ConsortiumServicer):
@@ -250,11 +252,11 @@ class ConsortiumService(pb_grpc.ConsortiumServicer):
         try:
             certs = context.auth_context().get("x509_pem_cert")
             if not certs:
-                raise PolicyError("no client certificate", rule="identity")
+                raise PolicyError("no client certificate", rule=Rule.IDENTITY)
             peer = self.node.peer_identity(certs[0])
             first = next(request_iterator, None)
             if first is None:
-                raise ProtocolError("stream ended before join", rule="message-order")
+                raise ProtocolError("stream ended before join", rule=Rule.MESSAGE_ORDER)
             outbox = self.coordinator.join(peer, first)
         except CrossmatchError as e:
             log.info("consortium join refused: %s", e.diagnostics())

@@ -10,6 +10,7 @@ from protocol import PROTOCOL_VERSION
 from protocol.consortium import messages as m
 from protocol.consortium.transcript import ConsortiumHeader
 from protocol.errors import ProtocolError
+from protocol.rules import Rule
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 
 
@@ -31,11 +32,11 @@ def join_to_pb(join: m.Join, kinds: tuple[str, ...]) -> pb.ConsortiumMessage:
 def join_from_pb(msg: pb.ConsortiumJoin, kinds: tuple[str, ...]) -> m.Join:
     if msg.protocol_version != PROTOCOL_VERSION:
         raise ProtocolError(
-            f"protocol version {msg.protocol_version[:40]!r} not supported", rule="version"
+            f"protocol version {msg.protocol_version[:40]!r} not supported", rule=Rule.VERSION
         )
     if tuple(s.kind for s in msg.sizes) != kinds:
         raise ProtocolError(
-            "join does not list the policy's consortium kinds in order", rule="consortium-kinds"
+            "join does not list the policy's consortium kinds in order", rule=Rule.CONSORTIUM_KINDS
         )
     return m.Join(msg.lab, msg.policy_hash, tuple(s.size for s in msg.sizes))
 
@@ -79,10 +80,10 @@ def to_pb(message: m.Message) -> pb.ConsortiumMessage:
 
 def _roster(r: pb.ConsortiumRoster) -> m.Roster:
     if not r.participants:
-        raise ProtocolError("roster names no participants", rule="consortium-roster")
+        raise ProtocolError("roster names no participants", rule=Rule.CONSORTIUM_ROSTER)
     kinds = tuple(s.kind for s in r.participants[0].sizes)
     if any(tuple(s.kind for s in p.sizes) != kinds for p in r.participants):
-        raise ProtocolError("roster sizes do not line up", rule="consortium-roster")
+        raise ProtocolError("roster sizes do not line up", rule=Rule.CONSORTIUM_ROSTER)
     header = ConsortiumHeader(
         round_id=r.round_id,
         hub=r.hub,
@@ -115,4 +116,4 @@ def from_pb(msg: pb.ConsortiumMessage) -> m.Message:
     if body == "abort":
         # Peer text is bounded before it can reach a log or a message.
         return m.Abort(msg.abort.rule[:64], msg.abort.reason[:200])
-    raise ProtocolError(f"unexpected consortium message {body!r}", rule="message-order")
+    raise ProtocolError(f"unexpected consortium message {body!r}", rule=Rule.MESSAGE_ORDER)

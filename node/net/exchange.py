@@ -51,6 +51,7 @@ from protocol.receipts import (
     verify_receipt,
 )
 from protocol.round import RoundCache, RoundOutcome, RoundSide
+from protocol.rules import Rule, parse_rule
 from protocol.transcript import RoundHeader, input_commitment
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 
@@ -109,7 +110,7 @@ def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
         packed = b"".join(fps)
         if len(packed) != len(fps) * ELEMENT_BYTES:
             raise ProtocolError(f"a stored {kind} fingerprint is not {ELEMENT_BYTES} bytes",
-                                rule="internal")
+                                rule=Rule.INTERNAL)
         if not strictly_increasing(packed, ELEMENT_BYTES):  # the store sorts, and dedupes
             fps = dedupe(fps)
             packed = b"".join(fps)
@@ -305,22 +306,22 @@ class ExchangeSession:
             return self._on_receipt(msg.receipt.signed_receipt)
         elif body == "commit":
             if self.role != "initiator" or self.own_receipt is None:
-                raise ProtocolError("unexpected commit", rule="message-order")
+                raise ProtocolError("unexpected commit", rule=Rule.MESSAGE_ORDER)
             self.commit()
             self.outbox.put(END)
             return True
         elif body == "abort":
-            rule = msg.abort.rule or "peer-abort"
+            rule = parse_rule(msg.abort.rule) or Rule.PEER_ABORT
             raise ProtocolError(f"peer aborted the round: {msg.abort.reason}", rule=rule)
         else:
-            raise ProtocolError(f"unexpected message {body!r}", rule="message-order")
+            raise ProtocolError(f"unexpected message {body!r}", rule=Rule.MESSAGE_ORDER)
         return False
 
     def _on_receipt(self, data: bytes) -> bool:
         if self.peer_receipt is not None:
-            raise ProtocolError("second receipt", rule="message-order")
+            raise ProtocolError("second receipt", rule=Rule.MESSAGE_ORDER)
         if self.role == "responder" and self.own_receipt is None:
-            raise ProtocolError("receipt before ours", rule="message-order")
+            raise ProtocolError("receipt before ours", rule=Rule.MESSAGE_ORDER)
         self.outcome = self.side.result(self.node.config.round_timeout)
         receipt = parse_receipt(data)
         self._check_peer_receipt(receipt)
@@ -347,7 +348,7 @@ class ExchangeSession:
             raise VerificationError(
                 f"peer's receipt reports intersection sizes {theirs}, "
                 f"we found {self.outcome.intersection_sizes}",
-                rule="receipt-mismatch",
+                rule=Rule.RECEIPT_MISMATCH,
             )
 
     # -- recording -------------------------------------------------------------
@@ -434,7 +435,7 @@ class ExchangeSession:
 
     def close(self) -> None:
         if not self.committed:  # stop any worker still waiting on the peer
-            self.side.fail(ProtocolError("round closed", rule="closed"))
+            self.side.fail(ProtocolError("round closed", rule=Rule.CLOSED))
         self.side.join(5)
         self.engine.close()
         log.info("round %s (%s) with %s: %s", self.header.round_id, self.role, self.peer.lab,

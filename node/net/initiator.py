@@ -20,6 +20,7 @@ from node.state.store import RoundRow
 from protocol import PROTOCOL_VERSION
 from protocol.errors import CrossmatchError, PolicyError, ProtocolError, RoundAbortedError
 from protocol.responder_proof import NONCE_BYTES
+from protocol.rules import Rule
 from protocol.transcript import RoundHeader
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
@@ -75,9 +76,9 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
     policy = node.require_policy()  # signed and valid now, or PolicyError naming the rule
     kinds = kinds or sorted(k for k, n in node.store.signal_counts().items() if n > 0)
     if not kinds:
-        raise PolicyError("this node holds no signals; import some first", rule="kinds-empty")
+        raise PolicyError("this node holds no signals; import some first", rule=Rule.KINDS_EMPTY)
     if mode not in MODE_CODES:
-        raise ProtocolError(f"unknown mode {mode!r}", rule="mode")
+        raise ProtocolError(f"unknown mode {mode!r}", rule=Rule.MODE)
     policy.check_round(kinds, mode, [0] * len(kinds))
     prepared = prepare_side(node, kinds)
     policy.check_round(kinds, mode, prepared.sizes)
@@ -134,9 +135,9 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
 def _check_response(node: Node, peer_lab: str, request: pb.OpenRoundRequest,
                     response: pb.OpenRoundResponse) -> pki.PeerIdentity:
     if response.round_id != request.round_id:
-        raise ProtocolError("responder answered for another round", rule="round-id")
+        raise ProtocolError("responder answered for another round", rule=Rule.ROUND_ID)
     if [s.kind for s in response.sizes] != [s.kind for s in request.sizes]:
-        raise ProtocolError("responder's kinds do not match the proposal", rule="kinds")
+        raise ProtocolError("responder's kinds do not match the proposal", rule=Rule.KINDS)
     # TLS checked that the responder's certificate names peer_lab, but not the CRL, and
     # the certificate TLS saw is out of our reach. So the responder presents one and proves
     # it holds its key (signed over our fresh nonce); that one must chain to the CA, name
@@ -145,7 +146,7 @@ def _check_response(node: Node, peer_lab: str, request: pb.OpenRoundRequest,
     peer = node.peer_identity(response.certificate_pem)
     if peer.lab != peer_lab:
         raise PolicyError(f"responder presented a certificate for {peer.lab!r}",
-                          rule="lab-mismatch")
+                          rule=Rule.LAB_MISMATCH)
     proof.check(request, response, peer_lab)
     return peer
 
@@ -200,7 +201,7 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
                 break
         session.side.settle(5.0)
         error = session.side.error or ProtocolError(
-            "stream ended early: " + session.side.missing(), rule="stream-ended")
+            "stream ended early: " + session.side.missing(), rule=Rule.STREAM_ENDED)
         raise error
     except grpc.RpcError as e:
         error = session.side.error or error_from_rpc(e, peer)
@@ -220,7 +221,7 @@ def _cancel_on(cancel: threading.Event, finished: threading.Event, session: Exch
         if cancel.wait(0.2):
             if not finished.is_set():
                 session.side.fail(RoundAbortedError("this node is shutting down",
-                                                    rule="shutdown"))
+                                                    rule=Rule.SHUTDOWN))
                 responses.cancel()
             return
 

@@ -36,6 +36,7 @@ from protocol.errors import (
 )
 from protocol.policy import DEFAULT_POLICY, Policy
 from protocol.responder_proof import check_nonce
+from protocol.rules import Rule
 from protocol.transcript import RoundHeader
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
@@ -84,12 +85,13 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
     def _authenticate(self, context: grpc.ServicerContext) -> PeerIdentity:
         certs = context.auth_context().get("x509_pem_cert")
         if not certs:
-            raise PolicyError("no client certificate", rule="identity")
+            raise PolicyError("no client certificate", rule=Rule.IDENTITY)
         identity = self.node.peer_identity(certs[0])
         if identity.lab not in {p.lab for p in self.node.config.peers}:
             self.node.reload_config()  # `peer add` may have run while we serve
         if identity.lab not in {p.lab for p in self.node.config.peers}:
-            raise PolicyError(f"lab {identity.lab!r} is not a configured peer", rule="unknown-peer")
+            raise PolicyError(f"lab {identity.lab!r} is not a configured peer",
+                rule=Rule.UNKNOWN_PEER)
         return identity
 
     # -- OpenRound ---------------------------------------------------------------
@@ -127,29 +129,29 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         if request.protocol_version != PROTOCOL_VERSION:
             raise ProtocolError(
                 f"protocol version {request.protocol_version!r} not supported "
-                f"(this node speaks {PROTOCOL_VERSION})", rule="version")
+                f"(this node speaks {PROTOCOL_VERSION})", rule=Rule.VERSION)
         check_nonce(request.nonce)
         if request.initiator_lab != peer.lab:
             raise PolicyError(
                 f"claims to be lab {request.initiator_lab!r} but its certificate is for "
-                f"{peer.lab!r}", rule="lab-mismatch")
+                f"{peer.lab!r}", rule=Rule.LAB_MISMATCH)
         if request.responder_lab != self.node.lab:
             raise PolicyError(f"round addressed to {request.responder_lab!r}, this is "
-                              f"{self.node.lab!r}", rule="wrong-responder")
+                              f"{self.node.lab!r}", rule=Rule.WRONG_RESPONDER)
         if not (len(request.round_id) == 32 and all(c in "0123456789abcdef"
                                                     for c in request.round_id)):
-            raise ProtocolError("round id must be 32 lowercase hex digits", rule="round-id")
+            raise ProtocolError("round id must be 32 lowercase hex digits", rule=Rule.ROUND_ID)
         if self.node.store.get_round(request.round_id) is not None:
-            raise ProtocolError("round id already used", rule="round-id")
+            raise ProtocolError("round id already used", rule=Rule.ROUND_ID)
         mode = MODES.get(request.mode)
         if mode is None:
-            raise ProtocolError(f"unknown mode {request.mode}", rule="mode")
+            raise ProtocolError(f"unknown mode {request.mode}", rule=Rule.MODE)
         kinds = [s.kind for s in request.sizes]
         sizes = [s.size for s in request.sizes]
         if len(set(kinds)) != len(kinds):
-            raise ProtocolError("a kind is listed twice", rule="kinds")
+            raise ProtocolError("a kind is listed twice", rule=Rule.KINDS)
         if self.draining:
-            raise PolicyError("this node is shutting down; retry later", rule="shutting-down")
+            raise PolicyError("this node is shutting down; retry later", rule=Rule.SHUTTING_DOWN)
         policy = self.node.require_policy()  # signed, valid now (policy-unsigned, -expired)
         if request.policy_hash != policy.hash():
             unsigned = request.policy_hash == DEFAULT_POLICY.hash()
@@ -157,12 +159,12 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 "initiator runs without a signed consortium policy" if unsigned else
                 f"initiator runs under a different policy ({request.policy_hash.hex()[:16]}…, "
                 f"ours {policy.policy_id} v{policy.version} {policy.hash().hex()[:16]}…)",
-                rule="policy-unsigned" if unsigned else "policy-mismatch")
+                rule=Rule.POLICY_UNSIGNED if unsigned else Rule.POLICY_MISMATCH)
         policy.check_round(kinds, mode, sizes)
         if "prompt" in kinds and request.prompt_params != prompt_param_set_id():
             raise PolicyError(
                 f"prompt fingerprint parameters differ: peer {request.prompt_params!r}, "
-                f"ours {prompt_param_set_id()!r}", rule="prompt-params")
+                f"ours {prompt_param_set_id()!r}", rule=Rule.PROMPT_PARAMS)
         self._reserve(peer.lab, policy)
         try:
             prepared = prepare_side(self.node, kinds)
@@ -188,7 +190,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         with self._lock:
             if peer_lab in self._active:
                 raise PolicyError(f"a round with {peer_lab} is already in flight",
-                                  rule="single-flight")
+                                  rule=Rule.SINGLE_FLIGHT)
             accepted = self._last_accepted.get(peer_lab)
             if accepted is not None and (last is None or accepted > last):
                 last = accepted
@@ -240,7 +242,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         reason = f"no Exchange stream within {PENDING_TTL:.0f} s of OpenRound"
         self.node.log("round_aborted", {"round_id": h.round_id, "role": "responder",
                                         "peer": pending.peer.lab, "stage": "open",
-                                        "reason": reason, "rule": "timeout"})
+                                        "reason": reason, "rule": Rule.TIMEOUT})
         self.node.store.save_round(RoundRow(
             round_id=h.round_id, peer=pending.peer.lab, role="responder", mode=h.mode,
             kinds=list(h.kinds), own_sizes=dict(zip(h.kinds, h.responder_sizes, strict=True)),
@@ -257,12 +259,12 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             peer = self._authenticate(context)
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("body") != "start":
-                raise ProtocolError("stream must begin with Start", rule="message-order")
+                raise ProtocolError("stream must begin with Start", rule=Rule.MESSAGE_ORDER)
             with self._lock:
                 pending = self._pending.get(first.start.round_id)
                 if pending is None or pending.peer.lab != peer.lab:
                     raise PolicyError("no accepted round with that id for this peer",
-                                      rule="unknown-round")
+                                      rule=Rule.UNKNOWN_ROUND)
                 del self._pending[first.start.round_id]
         except CrossmatchError as e:
             abort_with(context, e)
@@ -278,8 +280,8 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         session = ExchangeSession(self.node, pending.header, "responder", pending.prepared,
                                   pending.peer, pending.started_at)
         context.add_callback(lambda: session.side.fail(
-            RoundAbortedError("this node is shutting down", rule="shutdown") if self.draining
-            else ProtocolError("stream cancelled by peer", rule="stream-ended")))
+            RoundAbortedError("this node is shutting down", rule=Rule.SHUTDOWN) if self.draining
+            else ProtocolError("stream cancelled by peer", rule=Rule.STREAM_ENDED)))
 
         def read() -> None:
             try:
@@ -288,16 +290,16 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                         return
                 session.side.settle(5.0)
                 raise session.side.error or ProtocolError(
-                    "stream ended early: " + session.side.missing(), rule="stream-ended")
+                    "stream ended early: " + session.side.missing(), rule=Rule.STREAM_ENDED)
             except CrossmatchError as e:
                 session.abort(e, session.stage())
             except grpc.RpcError as e:
-                session.abort(ProtocolError(f"stream broken: {e}", rule="stream-ended"),
+                session.abort(ProtocolError(f"stream broken: {e}", rule=Rule.STREAM_ENDED),
                               session.stage())
             except Exception as e:  # never let a peer's stream kill the server thread silently
                 log.exception("round %s failed", pending.header.round_id)
                 session.abort(ProtocolError(f"internal error: {type(e).__name__}",
-                                            rule="internal"), session.stage())
+                                            rule=Rule.INTERNAL), session.stage())
 
         reader = threading.Thread(target=read, name="exchange-read", daemon=True)
         session.start()
@@ -307,7 +309,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 try:
                     item = session.outbox.get(timeout=IDLE_TIMEOUT)
                 except queue.Empty:
-                    session.abort(ProtocolError("peer idle too long", rule="timeout"),
+                    session.abort(ProtocolError("peer idle too long", rule=Rule.TIMEOUT),
                                   session.stage())
                     break
                 if item is END:
@@ -315,7 +317,8 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 yield cast(pb.ExchangeMessage, item)
             # Not joining the reader: it only ends once this RPC ends, i.e. after we return.
             if not session.recorded.is_set():
-                err = session.side.error or ProtocolError("stream ended early", rule="stream-ended")
+                err = session.side.error or ProtocolError("stream ended early",
+                                                          rule=Rule.STREAM_ENDED)
                 session.abort(err, session.stage())
         finally:
             session.close()

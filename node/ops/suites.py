@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from protocol.errors import ConfigError
+from protocol.rules import Rule
 from protocol.suites import Suite, get_suite
 from protocol.suites import ristretto255 as r255
 
@@ -27,13 +28,13 @@ def check_temp_dir(directory: Path | None = None) -> Path:
     if not os.access(where, os.W_OK | os.X_OK):
         raise ConfigError(
             f"suite {r255.NAME} needs a writable temporary directory; {where} is not ({hint})",
-            rule="suite-unavailable",
+            rule=Rule.SUITE_UNAVAILABLE,
         )
     if os.statvfs(where).f_flag & os.ST_NOEXEC:
         raise ConfigError(
             f"suite {r255.NAME} needs an executable temporary directory; {where} is on a "
             f"noexec filesystem ({hint})",
-            rule="suite-unavailable",
+            rule=Rule.SUITE_UNAVAILABLE,
         )
     return where
 

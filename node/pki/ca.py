@@ -27,6 +27,7 @@ from protocol.identity import (
     load_ca_certificate,
     vet_csr,
 )
+from protocol.rules import Rule
 
 CA_KEY_FILE = "ca.key"
 CA_CERT_FILE = "ca.crt"
@@ -141,7 +142,8 @@ def issue_certificate(
         ca = _load_ca(ca_dir)
         if now > ca.cert.not_valid_after_utc:
             raise ConfigError(
-                "the CA certificate has expired", where=str(ca_dir), rule="ca-certificate-expired"
+                "the CA certificate has expired", where=str(ca_dir),
+                    rule=Rule.CA_CERTIFICATE_EXPIRED
             )
         index = _load_index(ca_dir)
         serial = _fresh_serial(index)
@@ -182,7 +184,7 @@ def revoke(ca_dir: Path, serial: int, *, now: datetime) -> None:
             raise ConfigError(
                 f"serial {serial} was not issued by this CA",
                 where=str(ca_dir),
-                rule="unknown-serial",
+                rule=Rule.UNKNOWN_SERIAL,
             )
         if str(serial) not in {entry["serial"] for entry in index["revoked"]}:
             index["revoked"].append({"serial": str(serial), "revoked_at": now.isoformat()})

@@ -34,6 +34,7 @@ from protocol.identity import (
     tls_server_name,
     validate_lab_id,
 )
+from protocol.rules import Rule
 
 TLS_DIR = "tls"  # under NODE_DIR
 NODE_KEY_FILE = "node.key"
@@ -204,13 +205,14 @@ def install_certificate(
     ``now``, it is within its validity window. Files are replaced atomically.
     """
     files = NodeTlsFiles(Path(node_tls_dir))
-    cert = load_certificate(cert_pem, rule="certificate-malformed", where="certificate to install")
+    cert = load_certificate(cert_pem,
+        rule=Rule.CERTIFICATE_MALFORMED, where="certificate to install")
     key = load_private_key(files.key)
     if key.public_key() != cert.public_key():
         raise ConfigError(
             "certificate is not for this node's key",
             where=str(files.key),
-            rule="certificate-key-mismatch",
+            rule=Rule.CERTIFICATE_KEY_MISMATCH,
         )
     check_time = as_utc(now) if now is not None else cert.not_valid_before_utc + CLOCK_SKEW
     identity = identity_from_certificate(cert_pem, ca_cert_pem, now=check_time)

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from node.state.files import atomic_write, read_or_raise
 from protocol.errors import ConfigError
+from protocol.rules import Rule
 
 
 def generate_tls_key() -> ec.EllipticCurvePrivateKey:
@@ -47,7 +48,7 @@ def load_private_key(path: Path) -> Any:
         raise ConfigError(
             f"private key is accessible by group/others (mode {mode & 0o777:o}); chmod 600 it",
             where=str(path),
-            rule="key-file-permissions",
+            rule=Rule.KEY_FILE_PERMISSIONS,
         )
     try:
         return serialization.load_pem_private_key(data, password=None)

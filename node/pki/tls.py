@@ -6,6 +6,7 @@ import grpc
 
 from protocol.errors import PolicyError
 from protocol.identity import tls_server_name
+from protocol.rules import Rule
 
 
 def server_credentials(key_pem: bytes, cert_pem: bytes, ca_pem: bytes) -> grpc.ServerCredentials:
@@ -35,5 +36,5 @@ def peer_certificate_from_grpc_context(context: grpc.ServicerContext) -> bytes:
     """
     certs = context.auth_context().get("x509_pem_cert") or []
     if len(certs) != 1:
-        raise PolicyError("peer presented no client certificate", rule="certificate-missing")
+        raise PolicyError("peer presented no client certificate", rule=Rule.CERTIFICATE_MISSING)
     return bytes(certs[0])

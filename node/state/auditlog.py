@@ -45,6 +45,7 @@ from protocol.audit.records import (
 )
 from protocol.audit.verify import LogVerifier, VerifyReport, split_lines, verify_log_bytes
 from protocol.errors import InputError, VerificationError
+from protocol.rules import Rule
 
 LOG_MODE = 0o644
 READ_CHUNK = 1 << 20
@@ -169,13 +170,14 @@ class AuditLog:
     def _exclusive(self) -> Iterator[int]:
         with self._lock:
             if self._fd is None:
-                raise VerificationError("audit log is closed", where=str(self.path), rule="closed")
+                raise VerificationError("audit log is closed", where=str(self.path),
+                    rule=Rule.CLOSED)
             if self._broken is not None:
                 raise VerificationError(
                     f"an earlier write failed ({self._broken}); restart the node so the log is "
                     "checked and any torn line quarantined",
                     where=str(self.path),
-                    rule="write_failed",
+                    rule=Rule.WRITE_FAILED,
                 )
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
@@ -191,7 +193,7 @@ class AuditLog:
             raise VerificationError(
                 f"the log shrank from {self._offset} to {size} bytes while open",
                 where=str(self.path),
-                rule="log_shrank",
+                rule=Rule.LOG_SHRANK,
             )
         if size == self._offset:
             return

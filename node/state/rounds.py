@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from node.state.signals import FINGERPRINT_SIZE
 from node.state.sqlite import Database
 from protocol.errors import InputError
+from protocol.rules import Rule
 from protocol.timestamps import epoch_us, parse_utc
 
 ROUND_STATUSES = frozenset({"completed", "aborted", "refused"})
@@ -102,7 +103,7 @@ class RoundTables(Database):
         if matches and row.status != "completed":
             raise InputError(
                 f"round {row.round_id} is {row.status}: only a completed round may store matches",
-                rule="atomic-round",
+                rule=Rule.ATOMIC_ROUND,
             )
         match_rows = _match_rows(row, matches, finished_us)
         with self.transaction() as db:

@@ -26,6 +26,7 @@ import re
 from typing import Any
 
 from protocol.errors import InputError
+from protocol.rules import Rule
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -50,7 +51,7 @@ def _escape(match: re.Match[str]) -> str:
 def _encode_string(value: str) -> str:
     if _SURROGATE.search(value):
         raise InputError(
-            "string holds a lone surrogate, which has no UTF-8 form", rule="canonical_json"
+            "string holds a lone surrogate, which has no UTF-8 form", rule=Rule.CANONICAL_JSON
         )
     return '"' + _ESCAPED.sub(_escape, value) + '"'
 
@@ -69,7 +70,7 @@ def _encode(value: Any, out: list[str]) -> None:
         out.append("false")
     elif isinstance(value, int):
         if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            raise InputError(f"integer {value} is outside +-(2**53-1)", rule="canonical_json")
+            raise InputError(f"integer {value} is outside +-(2**53-1)", rule=Rule.CANONICAL_JSON)
         out.append(str(value))
     elif isinstance(value, str):
         out.append(_encode_string(value))
@@ -86,13 +87,13 @@ def _encode(value: Any, out: list[str]) -> None:
         raise InputError(
             f"{type(value).__name__} has no canonical JSON form "
             "(use str, int, bool, None, list, dict)",
-            rule="canonical_json",
+            rule=Rule.CANONICAL_JSON,
         )
 
 
 def _encode_object(value: dict[Any, Any], out: list[str]) -> None:
     if not all(isinstance(name, str) for name in value):
-        raise InputError("object member names must be strings", rule="canonical_json")
+        raise InputError("object member names must be strings", rule=Rule.CANONICAL_JSON)
     out.append("{")
     for i, name in enumerate(sorted(value, key=_utf16_order)):
         if i:
@@ -111,18 +112,18 @@ def _plain(value: Any) -> bool:
         return True
     if isinstance(value, int):
         if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            raise InputError(f"integer {value} is outside +-(2**53-1)", rule="canonical_json")
+            raise InputError(f"integer {value} is outside +-(2**53-1)", rule=Rule.CANONICAL_JSON)
         return True
     if isinstance(value, list | tuple):
         return all([_plain(item) for item in value])
     if isinstance(value, dict):
         if not all(isinstance(name, str) for name in value):
-            raise InputError("object member names must be strings", rule="canonical_json")
+            raise InputError("object member names must be strings", rule=Rule.CANONICAL_JSON)
         names_plain = all(max(name, default="\0") < "\ud800" for name in value)
         return all([_plain(item) for item in value.values()]) and names_plain
     raise InputError(
         f"{type(value).__name__} has no canonical JSON form (use str, int, bool, None, list, dict)",
-        rule="canonical_json",
+        rule=Rule.CANONICAL_JSON,
     )
 
 
@@ -136,7 +137,7 @@ def encode_canonical(value: Any) -> bytes:
             return text.encode("utf-8")
         except UnicodeEncodeError as e:
             raise InputError(
-                "string holds a lone surrogate, which has no UTF-8 form", rule="canonical_json"
+                "string holds a lone surrogate, which has no UTF-8 form", rule=Rule.CANONICAL_JSON
             ) from e
     return encode_reference(value)
 
@@ -152,13 +153,13 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for name, item in pairs:
         if name in result:
-            raise InputError(f"member {name!r} appears twice", rule="canonical_json")
+            raise InputError(f"member {name!r} appears twice", rule=Rule.CANONICAL_JSON)
         result[name] = item
     return result
 
 
 def _refuse_number(text: str) -> Any:
-    raise InputError(f"number {text} is not an integer", rule="canonical_json")
+    raise InputError(f"number {text} is not an integer", rule=Rule.CANONICAL_JSON)
 
 
 def parse_canonical(data: bytes) -> Any:
@@ -172,14 +173,14 @@ def parse_canonical(data: bytes) -> Any:
             parse_constant=_refuse_number,
         )
     except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 at byte {e.start}", rule="canonical_json") from e
+        raise InputError(f"not UTF-8 at byte {e.start}", rule=Rule.CANONICAL_JSON) from e
     except json.JSONDecodeError as e:
-        raise InputError(f"not JSON: {e.msg} at character {e.pos}", rule="canonical_json") from e
+        raise InputError(f"not JSON: {e.msg} at character {e.pos}", rule=Rule.CANONICAL_JSON) from e
     except RecursionError as e:
-        raise InputError("JSON nested too deeply", rule="canonical_json") from e
+        raise InputError("JSON nested too deeply", rule=Rule.CANONICAL_JSON) from e
     if encode_canonical(value) != data:
         raise InputError(
             "JSON is valid but not in canonical form (whitespace, member order or escaping differ)",
-            rule="canonical_json",
+            rule=Rule.CANONICAL_JSON,
         )
     return value

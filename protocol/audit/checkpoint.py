@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from protocol.audit.merkle import HASH_SIZE
 from protocol.audit.records import TIME_RE, format_time, public_key_bytes
 from protocol.errors import VerificationError
+from protocol.rules import Rule
 
 CHECKPOINT_VERSION = "crossmatch-checkpoint/v1"
 SIGNATURE_DASH = "\u2014"
@@ -76,7 +77,7 @@ def sign_checkpoint(checkpoint: Checkpoint, key: Ed25519PrivateKey) -> str:
 
 
 def _format_error(message: str) -> VerificationError:
-    return VerificationError(f"checkpoint is malformed: {message}", rule="checkpoint_format")
+    return VerificationError(f"checkpoint is malformed: {message}", rule=Rule.CHECKPOINT_FORMAT)
 
 
 def _split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
@@ -133,7 +134,8 @@ def verify_checkpoint(note: str, key: Ed25519PublicKey, *, origin: str | None = 
     checkpoint = _parse_text(text)
     if origin is not None and checkpoint.origin != origin:
         raise VerificationError(
-            f"checkpoint is for log {checkpoint.origin!r}, not {origin!r}", rule="checkpoint_origin"
+            f"checkpoint is for log {checkpoint.origin!r}, not {origin!r}",
+                rule=Rule.CHECKPOINT_ORIGIN
         )
     expected_hash = key_hash(checkpoint.origin, key)
     candidates = [
@@ -143,13 +145,13 @@ def verify_checkpoint(note: str, key: Ed25519PublicKey, *, origin: str | None = 
         raise VerificationError(
             f"checkpoint carries no signature by the key of {checkpoint.origin} "
             f"(key hash {expected_hash.hex()})",
-            rule="checkpoint_signature",
+            rule=Rule.CHECKPOINT_SIGNATURE,
         )
     try:
         key.verify(candidates[0][4:], text.encode("utf-8"))
     except InvalidSignature as e:
         raise VerificationError(
             "checkpoint signature does not verify (checkpoint altered, or signed by another key)",
-            rule="checkpoint_signature",
+            rule=Rule.CHECKPOINT_SIGNATURE,
         ) from e
     return checkpoint

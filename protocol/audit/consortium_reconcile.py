@@ -26,6 +26,7 @@ from protocol.audit.reconcile import Discrepancy
 from protocol.audit.verify import VerifyReport
 from protocol.consortium.receipts import verify_receipt
 from protocol.errors import InputError, VerificationError
+from protocol.rules import Rule
 
 HEADER_FIELDS = ("hub", "participants", "policy_hash", "k", "reveal_count", "kinds", "sizes",
                  "transcript_hash")  # fmt: skip
@@ -64,7 +65,9 @@ def _records(
             rid = record["body"].get("round_id", "")
             if rid in found and event == "consortium_completed":
                 out.discrepancies.append(
-                    Discrepancy(rid, "consortium-duplicate", f"{report.lab}'s log records it twice")
+                    Discrepancy(
+                        rid, Rule.CONSORTIUM_DUPLICATE, f"{report.lab}'s log records it twice"
+                    )
                 )
             found[rid] = record["body"]
     return found
@@ -89,9 +92,9 @@ def reconcile_consortium(reports: list[VerifyReport]) -> ConsortiumReconcileRepo
         for party in parties:
             if party in by_lab and rid not in done[party]:
                 rule, how = (
-                    ("consortium-outcome", "aborted it")
+                    (Rule.CONSORTIUM_OUTCOME, "aborted it")
                     if rid in aborted[party]
-                    else ("consortium-missing", "has no record of it")
+                    else (Rule.CONSORTIUM_MISSING, "has no record of it")
                 )
                 out.discrepancies.append(Discrepancy(rid, rule, f"{party}'s log {how}"))
         bodies = {p: done[p][rid] for p in parties if p in by_lab and rid in done[p]}
@@ -101,7 +104,7 @@ def reconcile_consortium(reports: list[VerifyReport]) -> ConsortiumReconcileRepo
                 out.discrepancies.append(
                     Discrepancy(
                         rid,
-                        "consortium-header",
+                        Rule.CONSORTIUM_HEADER,
                         f"the logs disagree on {name} "
                         f"({', '.join(f'{p}: {v.decode()[:80]}' for p, v in values.items())})",
                     )
@@ -133,7 +136,7 @@ def _check_lab(
     own, from_hub = body.get("own_receipt"), body.get("hub_receipt")
     if not isinstance(own, dict) or not isinstance(from_hub, dict):
         out.discrepancies.append(
-            Discrepancy(rid, "consortium-receipt", f"{lab}'s record lacks its receipts")
+            Discrepancy(rid, Rule.CONSORTIUM_RECEIPT, f"{lab}'s record lacks its receipts")
         )
         return
     expected = {k: v for k, v in own.items() if k != "sig"}
@@ -150,7 +153,7 @@ def _check_lab(
         out.discrepancies.append(
             Discrepancy(
                 rid,
-                "consortium-counts" if wrong == ["result_counts"] else "consortium-receipt",
+                Rule.CONSORTIUM_COUNTS if wrong == ["result_counts"] else Rule.CONSORTIUM_RECEIPT,
                 f"{lab}'s own receipt differs from its record in {', '.join(wrong)}",
             )
         )
@@ -165,7 +168,7 @@ def _check_lab(
             out.discrepancies.append(
                 Discrepancy(
                     rid,
-                    "consortium-receipt",
+                    Rule.CONSORTIUM_RECEIPT,
                     f"the receipt {lab} logged, signed by {signer}: {e.message}",
                 )
             )
@@ -175,10 +178,14 @@ def _check_lab(
         if encode_canonical(hub_body.get(name, {}).get(lab)) != encode_canonical(kept):
             out.discrepancies.append(
                 Discrepancy(
-                    rid, "consortium-receipt", f"the hub's {name} for {lab} differ from {lab}'s log"
+                    rid,
+                    Rule.CONSORTIUM_RECEIPT,
+                    f"the hub's {name} for {lab} differ from {lab}'s log",
                 )
             )
     if hub_body.get("result_counts", {}).get(lab) != body["result_counts"]:
         out.discrepancies.append(
-            Discrepancy(rid, "consortium-counts", f"the hub's log gives {lab} other result counts")
+            Discrepancy(
+                rid, Rule.CONSORTIUM_COUNTS, f"the hub's log gives {lab} other result counts"
+            )
         )

@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Sequence
 
 from protocol.errors import VerificationError
+from protocol.rules import Rule
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -85,7 +86,7 @@ class TreeFrontier:
 
 def _check_size(size: int, limit: int, what: str) -> None:
     if not 0 <= size <= limit:
-        raise VerificationError(f"{what} {size} is outside 0..{limit}", rule="merkle_size")
+        raise VerificationError(f"{what} {size} is outside 0..{limit}", rule=Rule.MERKLE_SIZE)
 
 
 def _path(leaves: Sequence[bytes], index: int, lo: int, hi: int) -> list[bytes]:
@@ -106,7 +107,7 @@ def inclusion_proof(
     _check_size(size, len(leaf_hashes), "tree size")
     if not 0 <= index < size:
         raise VerificationError(
-            f"leaf index {index} is not below tree size {size}", rule="merkle_index"
+            f"leaf index {index} is not below tree size {size}", rule=Rule.MERKLE_INDEX
         )
     return _path(leaf_hashes, index, 0, size)
 
@@ -136,11 +137,11 @@ def consistency_proof(
 def _check_hash(value: bytes, what: str) -> None:
     if len(value) != HASH_SIZE:
         raise VerificationError(
-            f"{what} has {len(value)} bytes, expected {HASH_SIZE}", rule="merkle_hash_length"
+            f"{what} has {len(value)} bytes, expected {HASH_SIZE}", rule=Rule.MERKLE_HASH_LENGTH
         )
 
 
-def _expect_equal(expected: bytes, calculated: bytes, what: str, rule: str) -> None:
+def _expect_equal(expected: bytes, calculated: bytes, what: str, rule: Rule) -> None:
     if expected != calculated:
         raise VerificationError(
             f"{what} does not match: expected {expected.hex()}, calculated {calculated.hex()}",
@@ -158,7 +159,7 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequenc
     """RFC 9162 section 2.1.3.2, steps 1-4: the root the proof leads to."""
     if not 0 <= index < size:
         raise VerificationError(
-            f"leaf index {index} is not below tree size {size}", rule="merkle_index"
+            f"leaf index {index} is not below tree size {size}", rule=Rule.MERKLE_INDEX
         )
     _check_hash(leaf, "leaf hash")
     fn, sn, r = index, size - 1, leaf
@@ -167,7 +168,7 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequenc
         if sn == 0:
             raise VerificationError(
                 f"inclusion proof has {len(proof)} elements, more than the tree needs",
-                rule="merkle_proof_length",
+                rule=Rule.MERKLE_PROOF_LENGTH,
             )
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
@@ -178,7 +179,7 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequenc
     if sn != 0:
         raise VerificationError(
             f"inclusion proof has {len(proof)} elements, fewer than the tree needs",
-            rule="merkle_proof_length",
+            rule=Rule.MERKLE_PROOF_LENGTH,
         )
     return r
 
@@ -189,7 +190,7 @@ def verify_inclusion(
     """Raise VerificationError unless ``proof`` puts leaf ``index`` in the tree with ``root``."""
     _check_hash(root, "root")
     calculated = root_from_inclusion_proof(index, size, leaf_hash, proof)
-    _expect_equal(root, calculated, "root from inclusion proof", "merkle_inclusion")
+    _expect_equal(root, calculated, "root from inclusion proof", Rule.MERKLE_INCLUSION)
 
 
 def verify_consistency(
@@ -201,18 +202,18 @@ def verify_consistency(
     for i, p in enumerate(proof):
         _check_hash(p, f"proof element {i}")
     if not 0 <= size1 <= size2:
-        raise VerificationError(f"old size {size1} is not within 0..{size2}", rule="merkle_size")
+        raise VerificationError(f"old size {size1} is not within 0..{size2}", rule=Rule.MERKLE_SIZE)
     if size1 == size2 or size1 == 0:
         if proof:
             raise VerificationError(
                 f"sizes {size1} and {size2} need an empty proof, got {len(proof)} elements",
-                rule="merkle_proof_length",
+                rule=Rule.MERKLE_PROOF_LENGTH,
             )
         expected = root2 if size1 == size2 else EMPTY_ROOT
-        _expect_equal(expected, root1, "old root", "merkle_consistency")
+        _expect_equal(expected, root1, "old root", Rule.MERKLE_CONSISTENCY)
         return
     if not proof:
-        raise VerificationError("consistency proof is empty", rule="merkle_proof_length")
+        raise VerificationError("consistency proof is empty", rule=Rule.MERKLE_PROOF_LENGTH)
     path = list(proof)
     if size1 & (size1 - 1) == 0:  # old tree is a perfect subtree: its root starts the path
         path.insert(0, root1)
@@ -224,7 +225,7 @@ def verify_consistency(
         if sn == 0:
             raise VerificationError(
                 f"consistency proof has {len(proof)} elements, more than the trees need",
-                rule="merkle_proof_length",
+                rule=Rule.MERKLE_PROOF_LENGTH,
             )
         if fn & 1 or fn == sn:
             fr, sr = node_hash(c, fr), node_hash(c, sr)
@@ -235,7 +236,7 @@ def verify_consistency(
     if sn != 0:
         raise VerificationError(
             f"consistency proof has {len(proof)} elements, fewer than the trees need",
-            rule="merkle_proof_length",
+            rule=Rule.MERKLE_PROOF_LENGTH,
         )
-    _expect_equal(root1, fr, "old root from consistency proof", "merkle_consistency")
-    _expect_equal(root2, sr, "new root from consistency proof", "merkle_consistency")
+    _expect_equal(root1, fr, "old root from consistency proof", Rule.MERKLE_CONSISTENCY)
+    _expect_equal(root2, sr, "new root from consistency proof", Rule.MERKLE_CONSISTENCY)

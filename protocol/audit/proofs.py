@@ -26,6 +26,7 @@ from protocol.audit.checkpoint import Checkpoint, parse_checkpoint, verify_check
 from protocol.audit.records import HEX32_RE, key_fingerprint, parse_log_id, verify_record_signature
 from protocol.audit.verify import VerifyReport
 from protocol.errors import CrossmatchError, VerificationError
+from protocol.rules import Rule
 
 INCLUSION_VERSION = "crossmatch-inclusion-proof/v1"
 CONSISTENCY_VERSION = "crossmatch-consistency-proof/v1"
@@ -53,7 +54,7 @@ def build_inclusion_proof(
     if not 0 <= index < report.size:
         raise VerificationError(
             f"record {index} does not exist: the log holds {report.size} records",
-            rule="proof_index",
+            rule=Rule.PROOF_INDEX,
         )
     size = _default_size(report, index + 1) if size is None else size
     path = merkle.inclusion_proof(report.leaf_hashes, index, size)
@@ -91,7 +92,7 @@ def build_consistency_proof(
 
 
 def _proof_error(message: str) -> VerificationError:
-    return VerificationError(f"proof document is malformed: {message}", rule="proof_format")
+    return VerificationError(f"proof document is malformed: {message}", rule=Rule.PROOF_FORMAT)
 
 
 def _hash(doc: dict[str, Any], name: str) -> bytes:
@@ -122,7 +123,8 @@ def _check_log_key(log_id: str, key: Ed25519PublicKey | None) -> None:
     _, fingerprint = parse_log_id(log_id)
     if key is not None and key_fingerprint(key) != fingerprint:
         raise VerificationError(
-            f"log {log_id} is not signed by the given key ({key_fingerprint(key)})", rule="log_key"
+            f"log {log_id} is not signed by the given key ({key_fingerprint(key)})",
+                rule=Rule.LOG_KEY
         )
 
 
@@ -137,13 +139,13 @@ def _signed_checkpoint(
     )
     if checkpoint.origin != log_id:
         raise VerificationError(
-            f"{what} is for log {checkpoint.origin!r}, not {log_id!r}", rule="checkpoint_origin"
+            f"{what} is for log {checkpoint.origin!r}, not {log_id!r}", rule=Rule.CHECKPOINT_ORIGIN
         )
     if (checkpoint.size, checkpoint.root) != (size, root):
         raise VerificationError(
             f"{what} states size {checkpoint.size} root {checkpoint.root.hex()}, "
             f"the proof is for size {size} root {root.hex()}",
-            rule="proof_checkpoint",
+            rule=Rule.PROOF_CHECKPOINT,
         )
     signed = "signature verified" if key else "signature NOT checked (no key given)"
     return f"{what} at size {size} ({checkpoint.time}) matches; {signed}"
@@ -163,17 +165,17 @@ def check_inclusion(
         raise VerificationError(
             f"leaf hash does not match the record: expected {leaf.hex()}, "
             f"calculated {merkle.leaf_hash(line).hex()}",
-            rule="proof_leaf",
+            rule=Rule.PROOF_LEAF,
         )
     try:
         record = parse_canonical(line)
     except CrossmatchError as e:
         raise VerificationError(
-            f"record is not canonical JSON: {e.message}", rule="proof_record"
+            f"record is not canonical JSON: {e.message}", rule=Rule.PROOF_RECORD
         ) from e
     if not isinstance(record, dict) or record.get("log") != log_id or record.get("seq") != index:
         raise VerificationError(
-            f"the record is not record {index} of log {log_id}", rule="proof_record"
+            f"the record is not record {index} of log {log_id}", rule=Rule.PROOF_RECORD
         )
     if key is not None:
         verify_record_signature(record, key)

@@ -3,23 +3,23 @@
 Each log is verified on its own first (``verify_log_bytes``); reconciling then
 checks that the two labs tell the same story about the rounds between them:
 
-  round_missing       completed in one log, absent from the other
-  round_outcome       completed in one log, aborted in the other
-  round_duplicate     one log records the same round twice
-  round_roles / round_mode / round_kinds / round_sizes / round_intersection /
-  round_transcript / round_policy / round_commitment
+  round-missing       completed in one log, absent from the other
+  round-outcome       completed in one log, aborted in the other
+  round-duplicate     one log records the same round twice
+  round-roles / round-mode / round-kinds / round-sizes / round-intersection /
+  round-transcript / round-policy / round-commitment
                       the two records of one round disagree
-  receipt_mismatch    the receipt a lab kept from its peer is not the one the peer logged
-  receipt_signature   a kept receipt does not verify with the peer's audit key
-  receipt_log_id      a kept receipt names a log whose key is not the peer's key
+  receipt-mismatch    the receipt a lab kept from its peer is not the one the peer logged
+  receipt-signature   a kept receipt does not verify with the peer's audit key
+  receipt-log-id      a kept receipt names a log whose key is not the peer's key
 
 and that neither lab rewrote its log after the fact. Every receipt a lab signs
 names its own log head (log id, size, root). Lab A keeps B's receipts, so for
 each of them B's current log must have that id and, at that size, that root:
 
-  log_identity        B's receipt names a different log id (log replaced, key changed)
-  log_truncated       B's receipt names a size beyond B's log (records removed)
-  log_rewritten       B's log has another root at that size (a consistent forgery)
+  log-identity        B's receipt names a different log id (log replaced, key changed)
+  log-truncated       B's receipt names a size beyond B's log (records removed)
+  log-rewritten       B's log has another root at that size (a consistent forgery)
 
 A round aborted on one side only is a note, not a discrepancy: an abort before
 the handshake reaches the peer leaves no trace there.
@@ -35,12 +35,13 @@ from protocol.audit.canonical import encode_canonical
 from protocol.audit.verify import VerifyReport
 from protocol.errors import InputError, VerificationError
 from protocol.receipts import verify_receipt
+from protocol.rules import Rule
 
 
 @dataclass(frozen=True)
 class Discrepancy:
     round_id: str | None
-    rule: str
+    rule: Rule
     detail: str
 
     def line(self) -> str:
@@ -112,22 +113,22 @@ def _compare_round(
     """Disagreements between lab A's and lab B's record of one completed round."""
     la, lb = labs
 
-    def differ(rule: str, what: str, in_a: Any, in_b: Any) -> Discrepancy:
+    def differ(rule: Rule, what: str, in_a: Any, in_b: Any) -> Discrepancy:
         return Discrepancy(rid, rule, f"{what}: {la}'s log says {in_a!r}, {lb}'s log says {in_b!r}")
 
     pairs = (
-        ("round_roles", f"{la}'s role", a["role"], _other_role(b["role"])),
-        ("round_mode", "mode", a["mode"], b["mode"]),
-        ("round_kinds", "kinds", sorted(a["kinds"]), sorted(b["kinds"])),
-        ("round_sizes", f"{la}'s set sizes", a["own_sizes"], b["peer_sizes"]),
-        ("round_sizes", f"{lb}'s set sizes", a["peer_sizes"], b["own_sizes"]),
-        ("round_intersection", "intersection sizes", a["intersection_sizes"],
+        (Rule.ROUND_ROLES, f"{la}'s role", a["role"], _other_role(b["role"])),
+        (Rule.ROUND_MODE, "mode", a["mode"], b["mode"]),
+        (Rule.ROUND_KINDS, "kinds", sorted(a["kinds"]), sorted(b["kinds"])),
+        (Rule.ROUND_SIZES, f"{la}'s set sizes", a["own_sizes"], b["peer_sizes"]),
+        (Rule.ROUND_SIZES, f"{lb}'s set sizes", a["peer_sizes"], b["own_sizes"]),
+        (Rule.ROUND_INTERSECTION, "intersection sizes", a["intersection_sizes"],
          b["intersection_sizes"]),
-        ("round_transcript", "transcript hash", a["transcript_hash"], b["transcript_hash"]),
-        ("round_policy", "policy hash", a.get("policy_hash"), b.get("policy_hash")),
-        ("round_commitment", f"{la}'s input commitment", a.get("own_commitment"),
+        (Rule.ROUND_TRANSCRIPT, "transcript hash", a["transcript_hash"], b["transcript_hash"]),
+        (Rule.ROUND_POLICY, "policy hash", a.get("policy_hash"), b.get("policy_hash")),
+        (Rule.ROUND_COMMITMENT, f"{la}'s input commitment", a.get("own_commitment"),
          b.get("peer_commitment")),
-        ("round_commitment", f"{lb}'s input commitment", a.get("peer_commitment"),
+        (Rule.ROUND_COMMITMENT, f"{lb}'s input commitment", a.get("peer_commitment"),
          b.get("own_commitment")),
     )  # fmt: skip
     found = [differ(rule, what, x, y) for rule, what, x, y in pairs if x != y]
@@ -136,7 +137,7 @@ def _compare_round(
             found.append(
                 Discrepancy(
                     rid,
-                    "receipt_mismatch",
+                    Rule.RECEIPT_MISMATCH,
                     f"the receipt {holder} kept from {signer} is not the receipt {signer} logged",
                 )
             )
@@ -160,22 +161,22 @@ def _anchor_receipts(
             )
         except VerificationError as e:
             detail = f"the receipt {holder.lab} kept from {signer.lab}: {e.message}"
-            found.append(Discrepancy(rid, e.rule or "receipt_signature", detail))
+            found.append(Discrepancy(rid, e.rule or Rule.RECEIPT_SIGNATURE, detail))
             continue
         head = receipt["log"]
         prefix = f"{signer.lab} signed log head (size {head['size']}, root {head['root']})"
         if head["id"] != signer.log_id:
             detail = f"{prefix} of log {head['id']}, but {signer.lab}'s log is {signer.log_id}"
-            found.append(Discrepancy(rid, "log_identity", detail + ": the log was replaced"))
+            found.append(Discrepancy(rid, Rule.LOG_IDENTITY, detail + ": the log was replaced"))
         elif head["size"] > signer.size:
             detail = f"{prefix}, but {signer.lab}'s log holds only {signer.size} records"
-            found.append(Discrepancy(rid, "log_truncated", detail + ": records were removed"))
+            found.append(Discrepancy(rid, Rule.LOG_TRUNCATED, detail + ": records were removed"))
         elif signer.root_at(head["size"]).hex() != head["root"]:
             detail = (
                 f"{prefix}, but {signer.lab}'s log now has root "
                 f"{signer.root_at(head['size']).hex()} at that size"
             )
-            found.append(Discrepancy(rid, "log_rewritten", detail + ": the log was rewritten"))
+            found.append(Discrepancy(rid, Rule.LOG_REWRITTEN, detail + ": the log was rewritten"))
     return found
 
 
@@ -188,7 +189,7 @@ def reconcile(a: VerifyReport, b: VerifyReport) -> ReconcileReport:
     for lab, rounds in ((a.lab, ra), (b.lab, rb)):
         for rid in rounds.duplicates:
             report.discrepancies.append(
-                Discrepancy(rid, "round_duplicate", f"{lab}'s log records this round twice")
+                Discrepancy(rid, Rule.ROUND_DUPLICATE, f"{lab}'s log records this round twice")
             )
     outcomes: dict[str, list[str]] = defaultdict(list)
     for rid in sorted(ra.completed.keys() | rb.completed.keys()):
@@ -204,10 +205,10 @@ def reconcile(a: VerifyReport, b: VerifyReport) -> ReconcileReport:
                 f"completed in {has}'s log, aborted in {lacks}'s log "
                 f"(stage {aborted.get('stage')!r}: {aborted.get('reason')})"
             )
-            report.discrepancies.append(Discrepancy(rid, "round_outcome", detail))
+            report.discrepancies.append(Discrepancy(rid, Rule.ROUND_OUTCOME, detail))
         else:
             detail = f"completed in {has}'s log, absent from {lacks}'s log"
-            report.discrepancies.append(Discrepancy(rid, "round_missing", detail))
+            report.discrepancies.append(Discrepancy(rid, Rule.ROUND_MISSING, detail))
     for lab, rounds in ((a.lab, ra), (b.lab, rb)):
         for rid in rounds.aborted:
             if rid not in ra.completed and rid not in rb.completed:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from protocol.audit.canonical import encode_canonical
 from protocol.errors import InputError, VerificationError
 from protocol.identity import is_valid_lab_id, key_fingerprint, public_key_bytes
+from protocol.rules import Rule
 
 RECORD_VERSION = "crossmatch-audit-record/v1"
 SIGNING_TAG = b"crossmatch-audit-record/v1\x00"
@@ -90,7 +91,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
 
 def make_log_id(lab: str, key: Ed25519PublicKey) -> str:
     if not is_valid_lab_id(lab):
-        raise InputError(f"lab id {lab!r} is not a DNS label", rule="log_id")
+        raise InputError(f"lab id {lab!r} is not a DNS label", rule=Rule.LOG_ID)
     return f"{LOG_ID_PREFIX}{lab}/{key_fingerprint(key)}"
 
 
@@ -100,7 +101,7 @@ def parse_log_id(log_id: str) -> tuple[str, str]:
     lab, _, fingerprint = rest.partition("/")
     if prefix or not is_valid_lab_id(lab) or not FINGERPRINT_RE.match(fingerprint):
         raise VerificationError(
-            f"{log_id!r} is not a log id (crossmatch-audit/<lab>/<16 hex>)", rule="log_id"
+            f"{log_id!r} is not a log id (crossmatch-audit/<lab>/<16 hex>)", rule=Rule.LOG_ID
         )
     return lab, fingerprint
 
@@ -108,7 +109,7 @@ def parse_log_id(log_id: str) -> tuple[str, str]:
 def format_time(now: datetime) -> str:
     """RFC 3339 UTC with microseconds: one spelling per instant."""
     if now.tzinfo is None or now.utcoffset() is None:
-        raise InputError("audit times must be timezone-aware", rule="record_time")
+        raise InputError("audit times must be timezone-aware", rule=Rule.RECORD_TIME)
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -127,12 +128,12 @@ def build_record(
 ) -> dict[str, Any]:
     """An unsigned record; raises InputError on anything that could not be verified later."""
     if not EVENT_RE.match(event):
-        raise InputError(f"event name {event!r} is not lowercase_with_underscores", rule="event")
+        raise InputError(f"event name {event!r} is not lowercase_with_underscores", rule=Rule.EVENT)
     if not isinstance(body, dict):
-        raise InputError("a record body must be a JSON object", rule="record_body")
+        raise InputError("a record body must be a JSON object", rule=Rule.RECORD_BODY)
     missing = missing_body_fields(event, body)
     if missing:
-        raise InputError(f"{event} body lacks {', '.join(missing)}", rule="body_schema")
+        raise InputError(f"{event} body lacks {', '.join(missing)}", rule=Rule.BODY_SCHEMA)
     record = {
         "v": RECORD_VERSION,
         "log": log_id,
@@ -158,14 +159,14 @@ def sign_record(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any
 def verify_record_signature(record: dict[str, Any], key: Ed25519PublicKey) -> None:
     sig = record.get("sig")
     if not isinstance(sig, str) or not HEX64_RE.match(sig):
-        raise VerificationError("signature is not 64 bytes of hex", rule="record_signature")
+        raise VerificationError("signature is not 64 bytes of hex", rule=Rule.RECORD_SIGNATURE)
     try:
         key.verify(bytes.fromhex(sig), signing_input(record))
     except InvalidSignature as e:
         raise VerificationError(
             f"signature does not verify with the log key {key_fingerprint(key)} "
             "(record altered, or signed by another key)",
-            rule="record_signature",
+            rule=Rule.RECORD_SIGNATURE,
         ) from e
 
 
@@ -177,15 +178,16 @@ def encode_record(record: dict[str, Any]) -> bytes:
 def check_envelope(record: Any) -> None:
     """Member names and types of the envelope; VerificationError(rule=record_schema)."""
     if not isinstance(record, dict):
-        raise VerificationError("a record must be a JSON object", rule="record_schema")
+        raise VerificationError("a record must be a JSON object", rule=Rule.RECORD_SCHEMA)
     if tuple(sorted(record)) != tuple(sorted(ENVELOPE_FIELDS)):
         raise VerificationError(
             f"record members are {sorted(record)}, expected {sorted(ENVELOPE_FIELDS)}",
-            rule="record_schema",
+            rule=Rule.RECORD_SCHEMA,
         )
     if record["v"] != RECORD_VERSION:
         raise VerificationError(
-            f"record version is {record['v']!r}, expected {RECORD_VERSION!r}", rule="record_version"
+            f"record version is {record['v']!r}, expected {RECORD_VERSION!r}",
+                rule=Rule.RECORD_VERSION
         )
     checks = (
         ("log", isinstance(record["log"], str)),
@@ -198,7 +200,7 @@ def check_envelope(record: Any) -> None:
     for name, ok in checks:
         if not ok:
             raise VerificationError(
-                f"record member {name!r} has the wrong type or form", rule="record_schema"
+                f"record member {name!r} has the wrong type or form", rule=Rule.RECORD_SCHEMA
             )
 
 
@@ -212,5 +214,5 @@ def genesis_body(log_id: str, key: Ed25519PublicKey) -> dict[str, Any]:
 
 def public_key_from_hex(text: Any) -> Ed25519PublicKey:
     if not isinstance(text, str) or not HEX32_RE.match(text):
-        raise VerificationError("public_key is not 32 bytes of hex", rule="genesis")
+        raise VerificationError("public_key is not 32 bytes of hex", rule=Rule.GENESIS)
     return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))

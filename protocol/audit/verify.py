@@ -8,26 +8,27 @@ so it can never write a record that ``audit verify`` would reject).
 The first failure raises VerificationError with ``where="record N"`` and a
 ``rule``. Rules, in the order they are checked for each record:
 
-  record_json        the line is canonical JSON (RFC 8785 style)
-  record_schema      exactly the envelope members, of the right types
-  record_version     the envelope version tag is known
+  record-json        the line is canonical JSON (RFC 8785 style)
+  record-schema      exactly the envelope members, of the right types
+  record-version     the envelope version tag is known
   genesis            record 0 is log_created, and only record 0
-  log_id_key         the log id's fingerprint is the key's
-  log_key            the embedded key is the key the verifier was given
-  log_id             every record names the same log (and the expected one)
-  record_signature   Ed25519 signature by the log key
+  log-id-key         the log id's fingerprint is the key's
+  log-key            the embedded key is the key the verifier was given
+  log-id             every record names the same log (and the expected one)
+  record-signature   Ed25519 signature by the log key
   seq                seq equals the record's position (nothing removed or reordered)
   chain              prev is the leaf hash of the record before
-  record_time        the time is RFC 3339 UTC
-  body_schema        the event's required body members are present
-  checkpoint_*       a checkpoint record covers exactly the records before it
-  own_receipt_* / peer_receipt_* / receipt_body
-                     a completed round's receipts verify and agree with the record
-  torn_line          the file ends with a newline (no half-written last record)
+  record-time        the time is RFC 3339 UTC
+  body-schema        the event's required body members are present
+  checkpoint-*       a checkpoint record covers exactly the records before it
+  receipt-*, own-receipt-head
+                     a completed round's receipts verify (the message says own or
+                     peer) and agree with the record
+  torn-line          the file ends with a newline (no half-written last record)
 
 External checkpoints (kept by the node or held by a peer) are checked after the
-last record: checkpoint_format, checkpoint_origin, checkpoint_signature,
-checkpoint_size (records removed from the end), checkpoint_root (log rewritten).
+last record: checkpoint-format, checkpoint-origin, checkpoint-signature,
+checkpoint-size (records removed from the end), checkpoint-root (log rewritten).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from protocol.audit.records import (
 )
 from protocol.errors import CrossmatchError, VerificationError
 from protocol.receipts import check_receipt_claims, verify_receipt
+from protocol.rules import Rule
 
 KEY_SUPPLIED = "supplied"
 KEY_EMBEDDED = "embedded"
@@ -149,7 +151,7 @@ class VerifyReport:
         return lines
 
 
-def _fail(n: int, message: str, rule: str) -> VerificationError:
+def _fail(n: int, message: str, rule: Rule) -> VerificationError:
     return VerificationError(message, where=f"record {n}", rule=rule)
 
 
@@ -201,29 +203,29 @@ class LogVerifier:
         try:
             record = parse_canonical(line)
         except CrossmatchError as e:
-            raise _fail(n, f"not a canonical JSON record: {e.message}", "record_json") from e
+            raise _fail(n, f"not a canonical JSON record: {e.message}", Rule.RECORD_JSON) from e
         try:
             check_envelope(record)
         except VerificationError as e:
-            raise _fail(n, e.message, e.rule or "record_schema") from e
+            raise _fail(n, e.message, e.rule or Rule.RECORD_SCHEMA) from e
         key = self._check_identity(n, record)
         try:
             verify_record_signature(record, key)
         except VerificationError as e:
-            raise _fail(n, e.message, "record_signature") from e
+            raise _fail(n, e.message, Rule.RECORD_SIGNATURE) from e
         if record["seq"] != n:
             raise _fail(
                 n,
                 f"seq is {record['seq']}, expected {n} "
                 "(a record was removed, inserted or reordered)",
-                "seq",
+                Rule.SEQ,
             )
         if record["prev"] != self.last_leaf.hex():
             raise _fail(
                 n,
                 f"prev is {record['prev']}, expected {self.last_leaf.hex()} "
                 f"(the leaf hash of record {n - 1})",
-                "chain",
+                Rule.CHAIN,
             )
         when = self._check_time(n, record["time"])
         if n == 0:  # the log's identity, now that record 0 passed every check
@@ -237,33 +239,35 @@ class LogVerifier:
     def _check_identity(self, n: int, record: dict[str, Any]) -> Ed25519PublicKey:
         if n > 0:
             if record["event"] == GENESIS_EVENT:
-                raise _fail(n, "log_created may only be record 0", "genesis")
+                raise _fail(n, "log_created may only be record 0", Rule.GENESIS)
             if record["log"] != self.log_id:
                 raise _fail(
-                    n, f"record names log {record['log']!r}, this log is {self.log_id!r}", "log_id"
+                    n,
+                    f"record names log {record['log']!r}, this log is {self.log_id!r}",
+                    Rule.LOG_ID,
                 )
             assert self.key is not None
             return self.key
         if record["event"] != GENESIS_EVENT:
             raise _fail(
-                0, f"record 0 is {record['event']!r}, expected {GENESIS_EVENT!r}", "genesis"
+                0, f"record 0 is {record['event']!r}, expected {GENESIS_EVENT!r}", Rule.GENESIS
             )
         missing = missing_body_fields(GENESIS_EVENT, record["body"])
         if missing:
-            raise _fail(0, f"log_created body lacks {', '.join(missing)}", "genesis")
+            raise _fail(0, f"log_created body lacks {', '.join(missing)}", Rule.GENESIS)
         try:
             embedded = public_key_from_hex(record["body"]["public_key"])
             _, fingerprint = parse_log_id(record["log"])
         except VerificationError as e:
-            raise _fail(0, e.message, e.rule or "genesis") from e
+            raise _fail(0, e.message, e.rule or Rule.GENESIS) from e
         if record["body"]["log_id"] != record["log"]:
-            raise _fail(0, "log_created names a different log id than its envelope", "log_id")
+            raise _fail(0, "log_created names a different log id than its envelope", Rule.LOG_ID)
         if fingerprint != key_fingerprint(embedded):
             raise _fail(
                 0,
                 f"log id fingerprint {fingerprint} is not that of the embedded key "
                 f"({key_fingerprint(embedded)})",
-                "log_id_key",
+                Rule.LOG_ID_KEY,
             )
         expected = self._expected_key
         if expected is not None and public_key_bytes(expected) != public_key_bytes(embedded):
@@ -272,11 +276,11 @@ class LogVerifier:
                 f"the log is signed by key {key_fingerprint(embedded)}, "
                 f"expected {key_fingerprint(expected)} "
                 "(a different key: the log was replaced, or the wrong key file was given)",
-                "log_key",
+                Rule.LOG_KEY,
             )
         if self._expected_log_id is not None and record["log"] != self._expected_log_id:
             raise _fail(
-                0, f"this is log {record['log']!r}, expected {self._expected_log_id!r}", "log_id"
+                0, f"this is log {record['log']!r}, expected {self._expected_log_id!r}", Rule.LOG_ID
             )
         return expected or embedded
 
@@ -284,14 +288,14 @@ class LogVerifier:
         try:
             when = parse_time(text)
         except ValueError as e:
-            raise _fail(n, str(e), "record_time") from e
+            raise _fail(n, str(e), Rule.RECORD_TIME) from e
         return when
 
     def _check_body(self, n: int, record: dict[str, Any]) -> None:
         event, body = record["event"], record["body"]
         missing = missing_body_fields(event, body)
         if missing:
-            raise _fail(n, f"{event} body lacks {', '.join(missing)}", "body_schema")
+            raise _fail(n, f"{event} body lacks {', '.join(missing)}", Rule.BODY_SCHEMA)
         if event == "checkpoint":
             self._check_checkpoint_record(n, body)
         elif event == "round_completed":
@@ -300,30 +304,30 @@ class LogVerifier:
     def _check_checkpoint_record(self, n: int, body: dict[str, Any]) -> None:
         note = body["checkpoint"]
         if not isinstance(note, str):
-            raise _fail(n, "checkpoint body is not text", "checkpoint_format")
+            raise _fail(n, "checkpoint body is not text", Rule.CHECKPOINT_FORMAT)
         assert self.key is not None and self.log_id is not None
         try:
             checkpoint = verify_checkpoint(note, self.key, origin=self.log_id)
         except VerificationError as e:
-            raise _fail(n, e.message, e.rule or "checkpoint") from e
+            raise _fail(n, e.message, e.rule or Rule.CHECKPOINT) from e
         if checkpoint.size != n:
             raise _fail(
                 n,
                 f"checkpoint covers {checkpoint.size} records, expected the {n} before it",
-                "checkpoint_size",
+                Rule.CHECKPOINT_SIZE,
             )
         if checkpoint.root != self.root:
             raise _fail(
                 n,
                 f"checkpoint root {checkpoint.root.hex()} is not the tree root {self.root.hex()} "
                 f"of the {n} records before it",
-                "checkpoint_root",
+                Rule.CHECKPOINT_ROOT,
             )
 
     def _check_round(self, n: int, body: dict[str, Any]) -> None:
         problem = round_body_problem(body)
         if problem:
-            raise _fail(n, f"round_completed {problem}", "body_schema")
+            raise _fail(n, f"round_completed {problem}", Rule.BODY_SCHEMA)
         transcript = bytes.fromhex(body["transcript_hash"])
         round_id, peer = body["round_id"], body["peer"]
         own, theirs = body["own_receipt"], body["peer_receipt"]
@@ -333,7 +337,7 @@ class LogVerifier:
                 own, self.key, round_id=round_id, transcript_hash=transcript, signer=self.lab
             )
         except VerificationError as e:
-            raise _fail(n, f"own receipt: {e.message}", f"own_{e.rule}") from e
+            raise _fail(n, f"own receipt: {e.message}", e.rule or Rule.RECEIPT_SIGNATURE) from e
         self._check_own_head(n, own)
         peer_key = self._peer_keys.get(peer)
         try:
@@ -346,12 +350,13 @@ class LogVerifier:
                     theirs, round_id=round_id, transcript_hash=transcript, signer=peer
                 )
         except VerificationError as e:
-            raise _fail(n, f"peer receipt from {peer!r}: {e.message}", f"peer_{e.rule}") from e
+            raise _fail(n, f"peer receipt from {peer!r}: {e.message}",
+                e.rule or Rule.RECEIPT_SIGNATURE) from e
         for name, receipt in (("own", own), ("peer", theirs)):
             problem = receipt_disagreement(body, receipt, own_lab=self.lab)
             if problem:
                 raise _fail(
-                    n, f"{name} receipt disagrees with the record: {problem}", "receipt_body"
+                    n, f"{name} receipt disagrees with the record: {problem}", Rule.RECEIPT_BODY
                 )
         if peer_key is not None:
             self.peer_verified += 1
@@ -362,20 +367,20 @@ class LogVerifier:
         head = own["log"]
         if head["id"] != self.log_id:
             raise _fail(
-                n, f"own receipt names log {head['id']!r}, not this log", "own_receipt_head"
+                n, f"own receipt names log {head['id']!r}, not this log", Rule.OWN_RECEIPT_HEAD
             )
         if head["size"] > n:
             raise _fail(
                 n,
                 f"own receipt names log size {head['size']}, beyond the {n} records before it",
-                "own_receipt_head",
+                Rule.OWN_RECEIPT_HEAD,
             )
         if head["root"] != self.roots[head["size"]].hex():
             raise _fail(
                 n,
                 f"own receipt names root {head['root']} at size {head['size']}, "
                 f"but this log's root there is {self.roots[head['size']].hex()}",
-                "own_receipt_head",
+                Rule.OWN_RECEIPT_HEAD,
             )
 
     def _advance(self, line: bytes, record: dict[str, Any], when: datetime) -> None:
@@ -411,7 +416,7 @@ class LogVerifier:
                 f"checkpoint covers {checkpoint.size} records but the log holds only {self.size}: "
                 "records were removed from the end",
                 where=label,
-                rule="checkpoint_size",
+                rule=Rule.CHECKPOINT_SIZE,
             )
         if checkpoint.root != self.roots[checkpoint.size]:
             raise VerificationError(
@@ -419,7 +424,7 @@ class LogVerifier:
                 "but the log's root "
                 f"there is {self.roots[checkpoint.size].hex()}: the log was rewritten",
                 where=label,
-                rule="checkpoint_root",
+                rule=Rule.CHECKPOINT_ROOT,
             )
         return checkpoint
 
@@ -532,7 +537,9 @@ def check_log_bytes(
     """Feed a whole file to ``verifier``; after a failure it still holds the records before it."""
     if not data:
         raise VerificationError(
-            "the log is empty (record 0, log_created, is missing)", where="record 0", rule="genesis"
+            "the log is empty (record 0, log_created, is missing)",
+            where="record 0",
+            rule=Rule.GENESIS,
         )
     lines, tail = split_lines(data)
     for line in lines:
@@ -542,7 +549,7 @@ def check_log_bytes(
             verifier.size,
             f"torn last line: {len(tail)} bytes without a newline (a crash mid-write?); "
             "starting the node moves it to quarantine and logs a recovery record",
-            "torn_line",
+            Rule.TORN_LINE,
         )
     external = [
         verifier.check_external_checkpoint(note, label=label) for label, note in checkpoints

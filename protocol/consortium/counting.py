@@ -16,6 +16,7 @@ import numpy as np
 
 from protocol.errors import ProtocolError
 from protocol.psi import POINT_BYTES, rows
+from protocol.rules import Rule
 
 _WORDS = -(-POINT_BYTES // 8)  # a point padded to whole 64-bit words
 
@@ -50,7 +51,8 @@ def multiplicities(sets: Sequence[bytes], names: Sequence[str]) -> list[np.ndarr
         own = ids[start : start + len(a)]
         if len(np.unique(own)) != len(own):
             raise ProtocolError(
-                f"{name}'s set holds the same element more than once", rule="consortium-duplicate"
+                f"{name}'s set holds the same element more than once",
+                    rule=Rule.CONSORTIUM_DUPLICATE
             )
         out.append(own)
         start += len(a)

@@ -28,18 +28,19 @@ from protocol.consortium.transcript import ConsortiumHeader, LabDigest
 from protocol.errors import CrossmatchError, PolicyError, ProtocolError
 from protocol.policy import Policy
 from protocol.psi import POINT_BYTES, count_points, rows
+from protocol.rules import Rule
 
 
 class HubSession:
     def __init__(self, policy: Policy, *, hub: str, round_id: str, key: Ed25519PrivateKey):
         if policy.consortium is None:
             raise PolicyError(
-                "the signed policy has no [consortium] section", rule="consortium-not-configured"
+                "the signed policy has no [consortium] section", rule=Rule.CONSORTIUM_NOT_CONFIGURED
             )
         if policy.consortium.hub != hub:
             raise PolicyError(
                 f"the policy names hub {policy.consortium.hub!r}, this is {hub!r}",
-                rule="consortium-hub-identity",
+                rule=Rule.CONSORTIUM_HUB_IDENTITY,
             )
         self.policy, self.rules = policy, policy.consortium
         self.hub, self.round_id, self._key = hub, round_id, key
@@ -63,13 +64,14 @@ class HubSession:
         self._expect("joining")
         if join.lab != lab:
             raise PolicyError(
-                f"claims to be {join.lab!r} but its certificate is for {lab!r}", rule="lab-mismatch"
+                f"claims to be {join.lab!r} but its certificate is for {lab!r}",
+                    rule=Rule.LAB_MISMATCH
             )
         self.rules.index_of(lab)
         if lab in self._sizes:
-            raise PolicyError(f"{lab} joined twice", rule="consortium-joined-twice")
+            raise PolicyError(f"{lab} joined twice", rule=Rule.CONSORTIUM_JOINED_TWICE)
         if join.policy_hash != self.policy.hash():
-            raise PolicyError(f"{lab} runs another policy than the hub", rule="policy-mismatch")
+            raise PolicyError(f"{lab} runs another policy than the hub", rule=Rule.POLICY_MISMATCH)
         self.rules.check_sizes(lab, join.sizes)
         self._sizes[lab], self._keys[lab] = join.sizes, audit_key
         if len(self._sizes) < len(self.rules.participants):
@@ -104,12 +106,12 @@ class HubSession:
         sent = self._chunks[origin]
         if chunk.seq != len(sent):
             raise ProtocolError(
-                f"{lab} sent chunk {chunk.seq}, expected {len(sent)}", rule="message-order"
+                f"{lab} sent chunk {chunk.seq}, expected {len(sent)}", rule=Rule.MESSAGE_ORDER
             )
         if sum(sent) + count > header.total(origin):
             raise ProtocolError(
                 f"{lab} sent more elements than the {header.total(origin)} it announced",
-                rule="consortium-size",
+                rule=Rule.CONSORTIUM_SIZE,
             )
         sent.append(count)
         self._digests[origin].own(chunk.points)
@@ -130,12 +132,12 @@ class HubSession:
         expected = self._pending.get(slot)
         if expected is None or header.participants[(answer.origin + answer.hop) % header.n] != lab:
             raise ProtocolError(
-                f"{lab} answered a re-blinding it was not asked for", rule="consortium-reblind"
+                f"{lab} answered a re-blinding it was not asked for", rule=Rule.CONSORTIUM_REBLIND
             )
         if _checked_count(answer.points, lab) != expected:
             raise ProtocolError(
                 f"{lab} returned {count_points(answer.points)} re-blinded elements for {expected}",
-                rule="consortium-reblind",
+                rule=Rule.CONSORTIUM_REBLIND,
             )
         del self._pending[slot]
         return self._forward(answer.origin, answer.hop + 1, answer.seq, answer.points)
@@ -205,7 +207,7 @@ class HubSession:
     def receipt(self, lab: str, receipt: m.Receipt) -> list[m.Send]:
         header = self._expect("receipts")
         if lab in self._receipts or lab not in header.participants:
-            raise ProtocolError(f"{lab} sent a second receipt", rule="message-order")
+            raise ProtocolError(f"{lab} sent a second receipt", rule=Rule.MESSAGE_ORDER)
         verify_receipt(parse_receipt(receipt.signed), self._keys[lab], expected=self._expected[lab])
         self._receipts[lab] = receipt.signed
         if len(self._receipts) < header.n:
@@ -222,7 +224,7 @@ class HubSession:
         self.state = "aborted"
         labs = self.header.participants if self.header else tuple(self._sizes)
         return [
-            m.Send(lab, m.Abort(error.rule or "internal", error.message))
+            m.Send(lab, m.Abort(error.rule or Rule.INTERNAL, error.message))
             for lab in labs
             if lab != gone
         ]
@@ -233,13 +235,13 @@ class HubSession:
     def _expect(self, state: str) -> ConsortiumHeader:
         if self.state != state:
             raise ProtocolError(
-                f"message out of order: the round is {self.state}", rule="message-order"
+                f"message out of order: the round is {self.state}", rule=Rule.MESSAGE_ORDER
             )
         return self._header() if state != "joining" else None  # type: ignore[return-value]
 
     def _header(self) -> ConsortiumHeader:
         if self.header is None:
-            raise ProtocolError("the round has not started", rule="message-order")
+            raise ProtocolError("the round has not started", rule=Rule.MESSAGE_ORDER)
         return self.header
 
 
@@ -248,6 +250,6 @@ def _checked_count(points: bytes, lab: str) -> int:
     if not 0 < count <= m.MAX_CHUNK_POINTS:
         raise ProtocolError(
             f"{lab} sent a chunk of {count} elements (1 to {m.MAX_CHUNK_POINTS} allowed)",
-            rule="chunk-size",
+            rule=Rule.CHUNK_SIZE,
         )
     return count

@@ -23,6 +23,7 @@ from protocol.consortium.transcript import ConsortiumHeader, LabDigest
 from protocol.errors import PolicyError, ProtocolError, RoundAbortedError
 from protocol.policy import Policy
 from protocol.psi import count_points
+from protocol.rules import Rule, parse_rule
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class ParticipantSession:
     def __init__(self, policy: Policy, *, lab: str, sizes: tuple[int, ...], key: Ed25519PrivateKey):
         if policy.consortium is None:
             raise PolicyError(
-                "the signed policy has no [consortium] section", rule="consortium-not-configured"
+                "the signed policy has no [consortium] section", rule=Rule.CONSORTIUM_NOT_CONFIGURED
             )
         self.policy, self.rules = policy, policy.consortium
         self.index = self.rules.index_of(lab)
@@ -64,11 +65,11 @@ class ParticipantSession:
         if (h.hub, h.participants, h.policy_hash, h.k, h.reveal_count, h.kinds) != wanted:
             raise PolicyError(
                 "the hub announced a round that is not the signed policy's",
-                rule="consortium-roster",
+                rule=Rule.CONSORTIUM_ROSTER,
             )
         if h.sizes[self.index] != self.sizes:
             raise PolicyError(
-                "the hub announced other sizes for us than we sent", rule="consortium-roster"
+                "the hub announced other sizes for us than we sent", rule=Rule.CONSORTIUM_ROSTER
             )
         for lab, sizes in zip(h.participants, h.sizes, strict=True):
             r.check_sizes(lab, sizes)
@@ -81,7 +82,7 @@ class ParticipantSession:
         header = self._expect("running")
         count = count_points(points)
         if self._sent + count > header.total(self.index):
-            raise ProtocolError("sending more elements than announced", rule="internal")
+            raise ProtocolError("sending more elements than announced", rule=Rule.INTERNAL)
         self._sent += count
         self._chunks.append(count)
         assert self._digest is not None
@@ -94,14 +95,15 @@ class ParticipantSession:
         n, origin, hop = header.n, request.origin, request.hop
         if not (0 <= origin < n and 1 <= hop < n and (origin + hop) % n == self.index):
             raise ProtocolError(
-                f"re-blinding of set {origin} at hop {hop} is not ours", rule="consortium-reblind"
+                f"re-blinding of set {origin} at hop {hop} is not ours",
+                    rule=Rule.CONSORTIUM_REBLIND
             )
         slot = (origin, hop, request.seq)
         done = self._asked.get((origin, hop), 0) + count_points(request.points)
         if slot in self._seen or done > header.total(origin):
             raise ProtocolError(
                 f"the hub asked to re-blind more of set {origin} than it holds",
-                rule="consortium-reblind",
+                rule=Rule.CONSORTIUM_REBLIND,
             )
         self._seen.add(slot)
         self._asked[(origin, hop)] = done
@@ -116,7 +118,7 @@ class ParticipantSession:
             or len(results.values) != self._chunks[seq]
         ):
             raise ProtocolError(
-                "results out of order or of the wrong length", rule="consortium-results"
+                "results out of order or of the wrong length", rule=Rule.CONSORTIUM_RESULTS
             )
         values = np.frombuffer(results.values, np.uint8)
         ok = (
@@ -126,7 +128,7 @@ class ParticipantSession:
         )
         if not bool(np.all(ok)):
             raise ProtocolError(
-                "results hold values the policy does not allow", rule="consortium-results"
+                "results hold values the policy does not allow", rule=Rule.CONSORTIUM_RESULTS
             )
         assert self._digest is not None
         self._digest.results(results.values)
@@ -136,7 +138,7 @@ class ParticipantSession:
         """Verify the hub's receipt over everything we sent and got; answer with ours."""
         header = self._expect("running")
         if sum(len(v) for v in self._values) != header.total(self.index):
-            raise ProtocolError("receipt before all results", rule="message-order")
+            raise ProtocolError("receipt before all results", rule=Rule.MESSAGE_ORDER)
         values = b"".join(self._values)
         assert self._digest is not None
         own, results = self._digest.hexdigests()
@@ -168,12 +170,13 @@ class ParticipantSession:
     def aborted(self, abort: m.Abort) -> RoundAbortedError:
         self.state = "aborted"
         return RoundAbortedError(
-            f"the hub aborted the consortium round: {abort.reason}", rule=abort.rule or "internal"
+            f"the hub aborted the consortium round: {abort.reason}",
+            rule=parse_rule(abort.rule) or Rule.INTERNAL,
         )
 
     def _expect(self, state: str) -> ConsortiumHeader:
         if self.state != state:
             raise ProtocolError(
-                f"message out of order: the round is {self.state}", rule="message-order"
+                f"message out of order: the round is {self.state}", rule=Rule.MESSAGE_ORDER
             )
         return self.header  # type: ignore[return-value]

@@ -13,6 +13,7 @@ from typing import Any
 
 from protocol.errors import InputError, PolicyError
 from protocol.fingerprints.identifiers import IDENTIFIER_KIND_ORDER
+from protocol.rules import Rule
 
 KNOWN_KINDS: tuple[str, ...] = (*IDENTIFIER_KIND_ORDER, "prompt")
 MIN_PARTICIPANTS = 3
@@ -55,7 +56,7 @@ class ConsortiumPolicy:
         except ValueError:
             raise PolicyError(
                 f"lab {lab!r} is not a participant of the consortium round",
-                rule="consortium-not-participant",
+                rule=Rule.CONSORTIUM_NOT_PARTICIPANT,
             ) from None
 
     def check_sizes(self, lab: str, sizes: tuple[int, ...]) -> None:
@@ -63,19 +64,19 @@ class ConsortiumPolicy:
         if len(sizes) != len(self.kinds):
             raise PolicyError(
                 f"{lab} announced {len(sizes)} kind sizes, the policy has {len(self.kinds)}",
-                rule="consortium-kinds",
+                rule=Rule.CONSORTIUM_KINDS,
             )
         for kind, size in zip(self.kinds, sizes, strict=True):
             if size > self.max_set_size:
                 raise PolicyError(
                     f"{lab}'s {kind} set of {size} exceeds the consortium cap of "
                     f"{self.max_set_size}",
-                    rule="max-set-size",
+                    rule=Rule.MAX_SET_SIZE,
                 )
 
 
 def _fail(message: str) -> InputError:
-    return InputError(f"[consortium] {message}", rule="policy-syntax")
+    return InputError(f"[consortium] {message}", rule=Rule.POLICY_SYNTAX)
 
 
 def _integer(table: dict[str, Any], key: str, default: int | None, minimum: int) -> int:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from protocol.audit.canonical import encode_canonical, parse_canonical
 from protocol.errors import CrossmatchError, ProtocolError, VerificationError
+from protocol.rules import Rule
 
 RECEIPT_VERSION = "crossmatch-consortium-receipt/v1"
 SIGNING_TAG = b"crossmatch-consortium-receipt/v1\x00"
@@ -85,18 +86,18 @@ def parse_receipt(data: bytes) -> dict[str, Any]:
     """A signed receipt from the wire or a log; ProtocolError if malformed (signature unchecked)."""
     if len(data) > MAX_RECEIPT_BYTES:
         raise ProtocolError(
-            f"receipt is {len(data)} bytes, above {MAX_RECEIPT_BYTES}", rule="consortium-receipt"
+            f"receipt is {len(data)} bytes, above {MAX_RECEIPT_BYTES}", rule=Rule.CONSORTIUM_RECEIPT
         )
     try:
         receipt = parse_canonical(data)
     except CrossmatchError as e:
         raise ProtocolError(
-            f"receipt is not canonical JSON: {e.message}", rule="consortium-receipt"
+            f"receipt is not canonical JSON: {e.message}", rule=Rule.CONSORTIUM_RECEIPT
         ) from e
     problem = _problem(receipt)
     if problem:
         raise ProtocolError(
-            f"consortium receipt is malformed: {problem}", rule="consortium-receipt"
+            f"consortium receipt is malformed: {problem}", rule=Rule.CONSORTIUM_RECEIPT
         )
     parsed: dict[str, Any] = receipt
     return parsed
@@ -112,12 +113,12 @@ def verify_receipt(
         raise VerificationError(
             f"consortium receipt signed by {signed.get('signer')!r} differs in "
             f"{', '.join(differing) or 'its members'}",
-            rule="consortium-receipt",
+            rule=Rule.CONSORTIUM_RECEIPT,
         )
     try:
         public_key.verify(bytes.fromhex(signed["sig"]), _signing_input(signed))
     except (InvalidSignature, ValueError) as e:
         raise VerificationError(
             f"consortium receipt signature of {signed['signer']!r} does not verify",
-            rule="consortium-receipt",
+            rule=Rule.CONSORTIUM_RECEIPT,
         ) from e

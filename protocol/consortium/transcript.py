@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass
 
 from protocol.errors import ProtocolError
+from protocol.rules import Rule
 
 VERSION = "crossmatch-consortium/v1"
 HEADER_DOMAIN = b"crossmatch/v1/consortium-header"
@@ -47,15 +48,15 @@ class ConsortiumHeader:
 
     def __post_init__(self) -> None:
         if not ROUND_ID.match(self.round_id):
-            raise ProtocolError("round id must be 32 lowercase hex digits", rule="round-id")
+            raise ProtocolError("round id must be 32 lowercase hex digits", rule=Rule.ROUND_ID)
         if len(self.sizes) != len(self.participants) or any(
             len(s) != len(self.kinds) for s in self.sizes
         ):
             raise ProtocolError(
-                "sizes do not line up with participants and kinds", rule="consortium-roster"
+                "sizes do not line up with participants and kinds", rule=Rule.CONSORTIUM_ROSTER
             )
         if not 1 <= self.k <= len(self.participants):
-            raise ProtocolError(f"k = {self.k} is out of range", rule="consortium-roster")
+            raise ProtocolError(f"k = {self.k} is out of range", rule=Rule.CONSORTIUM_ROSTER)
 
     @property
     def n(self) -> int:

@@ -45,6 +45,7 @@ from itertools import islice
 import numpy as np
 
 from protocol.errors import ConfigError, InputError
+from protocol.rules import Rule
 
 TOKEN_SCHEME = "pm1"
 NORMALIZATION_V1 = "nfkc1"
@@ -73,7 +74,7 @@ def _check_choice(name: str, value: object, known: set[str]) -> None:
     if value not in known:
         choices = ", ".join(sorted(known))
         raise ConfigError(
-            f"unknown prompt {name} {value!r} (known: {choices})", rule="prompt.params"
+            f"unknown prompt {name} {value!r} (known: {choices})", rule=Rule.PROMPT_PARAMS
         )
 
 
@@ -81,7 +82,7 @@ def _check_range(name: str, value: object, low: int, high: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise ConfigError(
             f"prompt {name} must be an integer from {low} to {high}, not {value!r}",
-            rule="prompt.params",
+            rule=Rule.PROMPT_PARAMS,
         )
 
 
@@ -143,7 +144,7 @@ def params_from_id(set_id: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Prompt
     """The parameters a ``param_set_id`` names; ``ConfigError`` if it names none we know."""
     found = _PARAM_SET_ID.fullmatch(set_id) if isinstance(set_id, str) else None
     if found is None:
-        raise ConfigError(f"not a prompt parameter set id: {set_id!r}", rule="prompt.params")
+        raise ConfigError(f"not a prompt parameter set id: {set_id!r}", rule=Rule.PROMPT_PARAMS)
     shingle = {letter: kind for kind, letter in SHINGLE_KINDS.items()}[found["shingle"]]
     params = PromptParams(
         normalization=found["norm"],
@@ -156,7 +157,7 @@ def params_from_id(set_id: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Prompt
     )
     if param_set_id(params) != set_id:  # e.g. "w03": one set of parameters, one spelling
         raise ConfigError(
-            f"non-canonical prompt parameter set id: {set_id!r}", rule="prompt.params"
+            f"non-canonical prompt parameter set id: {set_id!r}", rule=Rule.PROMPT_PARAMS
         )
     return params
 
@@ -238,7 +239,7 @@ def normalize_prompt(text: str, *, max_bytes: int | None = None) -> str:
             word = "0"
         words.append(word)
     if not words:
-        raise InputError("prompt has no letters or digits", rule="prompt.no-words")
+        raise InputError("prompt has no letters or digits", rule=Rule.PROMPT_NO_WORDS)
     return " ".join(words)
 
 
@@ -246,17 +247,17 @@ def _check_text(text: object, max_bytes: int | None) -> None:
     if not isinstance(text, str):
         raise InputError(
             f"prompt must be text (str), not {type(text).__name__}; decode it as UTF-8 first",
-            rule="prompt.type",
+            rule=Rule.PROMPT_TYPE,
         )
     # Cheap bound first: a str of more than max_bytes characters is at least that
     # many bytes, so a huge string is refused before it is scanned or encoded.
     if max_bytes is not None and len(text) > max_bytes:
         raise InputError(
             f"prompt is {len(text)} characters; the limit is {max_bytes} bytes of UTF-8",
-            rule="prompt.too-large",
+            rule=Rule.PROMPT_TOO_LARGE,
         )
     if not text.strip():
-        raise InputError("prompt is empty or only whitespace", rule="prompt.empty")
+        raise InputError("prompt is empty or only whitespace", rule=Rule.PROMPT_EMPTY)
     bad = _FORBIDDEN.search(text)
     if bad is not None:
         codepoint = ord(bad.group())
@@ -264,12 +265,12 @@ def _check_text(text: object, max_bytes: int | None) -> None:
         raise InputError(
             f"prompt contains a {what} U+{codepoint:04X} at character {bad.start()}: "
             "binary data or broken decoding, not text",
-            rule="prompt.binary",
+            rule=Rule.PROMPT_BINARY,
         )
     if max_bytes is not None and (size := len(text.encode("utf-8"))) > max_bytes:
         raise InputError(
             f"prompt is {size} bytes of UTF-8; the limit is {max_bytes}",
-            rule="prompt.too-large",
+            rule=Rule.PROMPT_TOO_LARGE,
         )
 
 
@@ -282,7 +283,7 @@ def shingles(normalized: str, params: PromptParams = DEFAULT_PARAMS) -> frozense
     A text shorter than one shingle is one shingle, so every prompt has at least one.
     """
     if not normalized:
-        raise InputError("cannot shingle an empty text", rule="prompt.no-words")
+        raise InputError("cannot shingle an empty text", rule=Rule.PROMPT_NO_WORDS)
     size = params.shingle_size
     if params.shingle == "word":
         words = normalized.split(" ")
@@ -309,7 +310,7 @@ def _signature_matrix(shingle_sets: Sequence[frozenset[str]], params: PromptPara
     starts: list[int] = []
     for shingle_set in shingle_sets:
         if not shingle_set:
-            raise InputError("cannot fingerprint an empty shingle set", rule="prompt.no-words")
+            raise InputError("cannot fingerprint an empty shingle set", rule=Rule.PROMPT_NO_WORDS)
         starts.append(len(digests))
         for shingle in shingle_set:
             one = base.copy()

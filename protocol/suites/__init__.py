@@ -8,6 +8,7 @@ can prove its re-blinding (docs/adr/0008-ristretto255-suite.md).
 from __future__ import annotations
 
 from protocol.errors import PolicyError
+from protocol.rules import Rule
 from protocol.suites.base import Suite, WorkerEngine
 from protocol.suites.p256 import P256
 from protocol.suites.ristretto255 import RISTRETTO255
@@ -22,7 +23,7 @@ def get_suite(name: str) -> Suite:
     if suite is None:
         raise PolicyError(
             f"unknown PSI suite {name[:64]!r} (known: {', '.join(sorted(SUITES))})",
-            rule="suite-unknown",
+            rule=Rule.SUITE_UNKNOWN,
         )
     return suite
 

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from protocol.errors import ProtocolError
+from protocol.rules import Rule
 
 T = TypeVar("T")
 
@@ -30,7 +31,7 @@ def split_points(packed: bytes, width: int) -> list[bytes]:
     if len(packed) % width:
         raise ProtocolError(
             f"element run of {len(packed)} bytes is not a whole number of {width}-byte points",
-            rule="malformed-element",
+            rule=Rule.MALFORMED_ELEMENT,
         )
     return [packed[i : i + width] for i in range(0, len(packed), width)]
 

@@ -35,6 +35,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from protocol.errors import ProtocolError
+from protocol.rules import Rule
 from protocol.suites.ristretto255 import (
     DOMAIN,
     IDENTITY,
@@ -88,7 +89,7 @@ def composites(
 ) -> tuple[bytes, bytes]:
     """(M, Z) of the pairs; Z is the identity unless ``with_z`` (the prover skips it)."""
     if len(cs) != len(ds) or not cs:
-        raise ProtocolError("a proof needs a non-empty list of pairs", rule="proof-invalid")
+        raise ProtocolError("a proof needs a non-empty list of pairs", rule=Rule.PROOF_INVALID)
     s = seed(public_key, context)
     size = max(1, -(-len(cs) // max(1, parts)))
     runs = [(a, cs[a : a + size], ds[a : a + size]) for a in range(0, len(cs), size)]

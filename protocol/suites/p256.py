@@ -20,6 +20,7 @@ from typing import Any
 import private_set_intersection.python as _psi
 
 from protocol.errors import ConfigError, ProtocolError
+from protocol.rules import Rule
 from protocol.suites.base import Suite, WorkerEngine
 
 NAME = "openmined-p256-v1"
@@ -74,7 +75,7 @@ class P256Engine(WorkerEngine):
         except RuntimeError as e:
             # The library raises when a point does not decode (not on the curve, bad prefix).
             raise ProtocolError(
-                "peer sent an element that is not a valid P-256 point", rule="malformed-element"
+                "peer sent an element that is not a valid P-256 point", rule=Rule.MALFORMED_ELEMENT
             ) from e
         return b"".join(response.encrypted_elements)
 
@@ -103,7 +104,7 @@ class P256Suite(Suite):
             h = e.blind([b"\x00" * 32])
             if len(h) != POINT_BYTES or e.reblind(h) != h:
                 raise ConfigError(
-                    f"suite {NAME} failed its known-answer test", rule="suite-unavailable"
+                    f"suite {NAME} failed its known-answer test", rule=Rule.SUITE_UNAVAILABLE
                 )
 
 

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from protocol.errors import ConfigError, ProtocolError
+from protocol.rules import Rule
 from protocol.suites.base import Suite, WorkerEngine
 
 NAME = "ristretto255-v1"
@@ -54,7 +55,7 @@ def sodium() -> Any:
             raise ConfigError(
                 f"suite {NAME} unavailable: rbcl could not load its libsodium ({e}); "
                 "it needs a writable, executable temporary directory (set TMPDIR)",
-                rule="suite-unavailable",
+                rule=Rule.SUITE_UNAVAILABLE,
             ) from e
         _sodium = rbcl
     return _sodium
@@ -88,7 +89,7 @@ def scalar_int(b: bytes) -> int:
 
 def _noncanonical() -> ProtocolError:
     return ProtocolError(
-        "peer sent a non-canonical or invalid ristretto255 encoding", rule="element-noncanonical"
+        "peer sent a non-canonical or invalid ristretto255 encoding", rule=Rule.ELEMENT_NONCANONICAL
     )
 
 
@@ -100,7 +101,7 @@ def _screen(point: bytes) -> None:
     property test). RFC 9496 section 4.3.1 requires s < p, so bit 255 is clear.
     """
     if point == IDENTITY:
-        raise ProtocolError("peer sent the identity element", rule="element-identity")
+        raise ProtocolError("peer sent the identity element", rule=Rule.ELEMENT_IDENTITY)
     if point[31] & 0x80:
         raise _noncanonical()
 
@@ -109,7 +110,7 @@ def check_point(point: bytes) -> None:
     """ProtocolError (named rule) unless ``point`` is a valid non-identity element."""
     if len(point) != POINT_BYTES:
         raise ProtocolError(
-            f"element of {len(point)} bytes, expected {POINT_BYTES}", rule="malformed-element"
+            f"element of {len(point)} bytes, expected {POINT_BYTES}", rule=Rule.MALFORMED_ELEMENT
         )
     _screen(point)
     if not sodium().crypto_core_ristretto255_is_valid_point(point):
@@ -189,7 +190,7 @@ class Ristretto255Suite(Suite):
             if got != want:
                 raise ConfigError(
                     f"suite {NAME} failed its known-answer test ({what})",
-                    rule="suite-unavailable",
+                    rule=Rule.SUITE_UNAVAILABLE,
                 )
         # The decoder as a whole (ours and libsodium's): an RFC 9496 A.2 encoding, and a
         # valid element with bit 255 set.
@@ -199,7 +200,7 @@ class Ristretto255Suite(Suite):
             except ProtocolError:
                 continue
             raise ConfigError(
-                f"suite {NAME} accepts a non-canonical encoding", rule="suite-unavailable"
+                f"suite {NAME} accepts a non-canonical encoding", rule=Rule.SUITE_UNAVAILABLE
             )
 
 

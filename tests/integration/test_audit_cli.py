@@ -151,7 +151,7 @@ def test_verify_fails_on_any_single_byte_change(copy, world):
     (node / "audit.log").write_bytes(bytes(data))
     result = run("verify", node, cwd=world)
     assert result.code == 3 and f"record {i}: signature does not verify" in result.err
-    assert "[rule: record_signature]" in result.err
+    assert "[rule: record-signature]" in result.err
 
 
 def test_verify_reports_a_torn_last_line(copy, world):
@@ -160,12 +160,12 @@ def test_verify_reports_a_torn_last_line(copy, world):
         f.write(b'{"body":{"lab"')
     result = run("verify", node, cwd=world)
     assert result.code == 3 and "torn last line: 14 bytes" in result.err
-    assert "[rule: torn_line]" in result.err
+    assert "[rule: torn-line]" in result.err
 
 
 def test_verify_fails_with_the_wrong_key(world):
     result = run("verify", "lab-a/audit.log", "--key", "lab-b/keys/audit.pub", cwd=world)
-    assert result.code == 3 and "record 0" in result.err and "[rule: log_key]" in result.err
+    assert result.code == 3 and "record 0" in result.err and "[rule: log-key]" in result.err
 
 
 # -- consistent forgery ---------------------------------------------------------------------
@@ -197,13 +197,13 @@ def test_consistent_forgery_is_exposed_by_a_checkpoint_the_peer_holds(forged_b, 
     held = world / "lab-b" / "audit.checkpoint"  # e.g. a copy lab A kept
     result = run("verify", forged_b, "--checkpoint", held, cwd=world)
     assert result.code == 3, result.out
-    assert "the log was rewritten" in result.err and "[rule: checkpoint_root]" in result.err
+    assert "the log was rewritten" in result.err and "[rule: checkpoint-root]" in result.err
 
 
 def test_consistent_forgery_is_exposed_by_reconcile(forged_b, world):
     result = run("reconcile", "lab-a", forged_b, cwd=world)
     assert result.code == 3
-    rewritten = [line for line in result.out.splitlines() if "[rule: log_rewritten]" in line]
+    rewritten = [line for line in result.out.splitlines() if "[rule: log-rewritten]" in line]
     assert len(rewritten) == ROUNDS
     assert "DISAGREE" in result.out
     assert "discrepancies between the logs of lab-a and lab-b" in result.err
@@ -264,7 +264,7 @@ def test_inclusion_proof_round_trip(world, tmp_path):
     doc["record"] = doc["record"].replace('"mode":"count"', '"mode":"reveal"')
     proof.write_text(json.dumps(doc))
     result = run("check-proof", proof, "--key", "peers/lab-a.pub", cwd=world)
-    assert result.code == 3 and "[rule: proof_leaf]" in result.err
+    assert result.code == 3 and "[rule: proof-leaf]" in result.err
 
 
 def test_consistency_proof_against_a_held_checkpoint(world, tmp_path):

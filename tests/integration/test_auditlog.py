@@ -85,7 +85,7 @@ def test_records_removed_from_the_end_are_caught_by_the_kept_checkpoint(path):
     path.write_bytes(b"".join(lines[:3]))
     with pytest.raises(VerificationError, match="records were removed from the end") as caught:
         verify_log(path, checkpoints=[checkpoint_path(path)])
-    assert caught.value.rule == "checkpoint_size"
+    assert caught.value.rule == "checkpoint-size"
 
 
 def test_torn_last_line_is_quarantined_and_logged(path):
@@ -97,7 +97,7 @@ def test_torn_last_line_is_quarantined_and_logged(path):
     # verify alone reports it and changes nothing
     with pytest.raises(VerificationError, match="torn last line: 31 bytes") as caught:
         verify_log(path)
-    assert caught.value.rule == "torn_line" and caught.value.where.endswith("record 4")
+    assert caught.value.rule == "torn-line" and caught.value.where.endswith("record 4")
     assert path.read_bytes() == good + torn
     # opening recovers: the bytes move to quarantine, a signed recovery record says so
     with open_log(path, minutes=1):
@@ -141,7 +141,7 @@ def test_other_damage_is_refused_and_left_untouched(path):
     path.write_bytes(bytes(damaged))
     with pytest.raises(VerificationError, match="refusing to append to a damaged log") as caught:
         open_log(path)
-    assert caught.value.rule == "record_signature" and "record 2" in caught.value.where
+    assert caught.value.rule == "record-signature" and "record 2" in caught.value.where
     assert path.read_bytes() == bytes(damaged) and not quarantine_path(path).exists()
 
 
@@ -150,7 +150,7 @@ def test_another_labs_log_is_refused(path):
     other = fixed_key("other-lab")
     with pytest.raises(VerificationError) as caught:
         open_log(path, key=other, log_id=make_log_id("file-lab", other.public_key()))
-    assert caught.value.rule == "log_key"
+    assert caught.value.rule == "log-key"
 
 
 def test_invalid_record_is_refused_before_writing(path):

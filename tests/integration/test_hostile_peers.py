@@ -148,11 +148,14 @@ def test_bad_open_round_is_refused_before_any_work(pair, override, rule, code):
     audit_ok(pair.labs["lab-b"].dir)
 
 
-def _open_and_stream(pair, messages):
-    """Open a real round as lab-a, then send our own Exchange messages."""
+def _open_and_stream(pair, messages, meanwhile=None):
+    """Open a real round as lab-a, (call ``meanwhile(stub)``), then send our own Exchange
+    messages."""
     channel, stub = stub_as(pair.labs["lab-a"].dir, "lab-b", pair.labs["lab-b"].address)
     request = open_request(sizes=[pb.KindSize(kind="email", size=20)])
     stub.OpenRound(request, timeout=10)
+    if meanwhile is not None:
+        meanwhile(stub)
 
     def requests():
         yield pb.ExchangeMessage(start=pb.Start(round_id=request.round_id))
@@ -176,6 +179,20 @@ def _round_row(lab_dir: Path, round_id: str) -> dict:
             return rows[0]
         time.sleep(0.1)
     raise AssertionError(f"round {round_id} not recorded")
+
+
+def test_a_second_round_while_one_is_open_is_refused_for_now(pair, tmp_path):
+    """RESOURCE_EXHAUSTED (retry later). With the parametrized refusals above this keeps
+    one case per status code a peer can provoke: DATA_LOSS and INTERNAL come only from
+    our own files and input, never from what a peer sends at OpenRound."""
+    seen = []
+    garbage = pb.ExchangeMessage(own_blinded=pb.Chunk(seq=0, points=os.urandom(33 * 20)))
+    rid, _ = _open_and_stream(pair, [garbage],
+                              meanwhile=lambda stub: seen.append(refused(stub, open_request())))
+    code, details, rule = seen[0]
+    assert (code, rule) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "single-flight"), details
+    assert _round_row(pair.labs["lab-b"].dir, rid)["status"] == "aborted"  # the slot is free
+    still_serving(pair, tmp_path)
 
 
 def test_garbage_elements_abort_the_round(pair, tmp_path):
@@ -253,10 +270,10 @@ def test_receipt_that_does_not_verify_aborts_the_round(pair, tmp_path):
         node.audit_key = Ed25519PrivateKey.generate()  # receipts only; the log keeps its key
         with pytest.raises(RoundAbortedError) as err:
             run_round(node, "lab-b", kinds=["email"])
-    assert err.value.rule == "receipt_signature", err.value.diagnostics()
+    assert err.value.rule == "receipt-signature", err.value.diagnostics()
     rid = rounds_json(a.dir)[0]["round_id"]
     row_b = _round_row(b.dir, rid)
-    assert row_b["status"] == "aborted" and "[rule: receipt_signature]" in row_b["reason"]
+    assert row_b["status"] == "aborted" and "[rule: receipt-signature]" in row_b["reason"]
     assert run_cli("matches", b.dir, "--round", rid, "--format", "json").stdout.strip() == "[]"
     assert run_cli("matches", a.dir, "--round", rid, "--format", "json").stdout.strip() == "[]"
     audit_ok(a.dir)

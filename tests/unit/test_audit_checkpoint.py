@@ -54,15 +54,15 @@ def test_signing_is_deterministic():
 @pytest.mark.parametrize(
     ("old", "new", "rule"),
     [
-        ("\n42\n", "\n43\n", "checkpoint_signature"),  # size changed
+        ("\n42\n", "\n43\n", "checkpoint-signature"),  # size changed
         (
             "version crossmatch-checkpoint/v1",
             "version crossmatch-checkpoint/v2",
-            "checkpoint_format",
+            "checkpoint-format",
         ),
-        ("time 2025", "time 2026", "checkpoint_signature"),
-        ("\n42\n", "\n042\n", "checkpoint_format"),
-        ("\n\n\u2014", "\n\u2014", "checkpoint_format"),  # no blank line
+        ("time 2025", "time 2026", "checkpoint-signature"),
+        ("\n42\n", "\n042\n", "checkpoint-format"),
+        ("\n\n\u2014", "\n\u2014", "checkpoint-format"),  # no blank line
     ],
 )
 def test_changed_text_is_rejected(old, new, rule):
@@ -89,24 +89,24 @@ def test_flipped_byte_in_signature_is_rejected():
     tampered = f"{head} {base64.b64encode(bytes(raw)).decode()}\n"
     with pytest.raises(VerificationError, match="signature does not verify") as caught:
         verify_checkpoint(tampered, KEY.public_key(), origin=ORIGIN)
-    assert caught.value.rule == "checkpoint_signature"
+    assert caught.value.rule == "checkpoint-signature"
 
 
 def test_checkpoint_of_another_log_is_rejected():
     other = make_log_id("lab-b", KEY.public_key())
     with pytest.raises(VerificationError, match="is for log .*lab-b") as caught:
         verify_checkpoint(note(origin=other), KEY.public_key(), origin=ORIGIN)
-    assert caught.value.rule == "checkpoint_origin"
+    assert caught.value.rule == "checkpoint-origin"
 
 
 def test_checkpoint_signed_by_another_key_is_rejected():
     with pytest.raises(VerificationError, match="no signature by the key") as caught:
         verify_checkpoint(note(key=fixed_key("intruder")), KEY.public_key(), origin=ORIGIN)
-    assert caught.value.rule == "checkpoint_signature"
+    assert caught.value.rule == "checkpoint-signature"
 
 
 def test_garbage_is_a_format_error():
     for garbage in ("", "hello\n", "a\n\nb", ORIGIN + "\n1\n\n\u2014 x y\n"):
         with pytest.raises(VerificationError) as caught:
             verify_checkpoint(garbage, KEY.public_key())
-        assert caught.value.rule == "checkpoint_format"
+        assert caught.value.rule == "checkpoint-format"

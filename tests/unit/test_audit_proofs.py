@@ -55,7 +55,7 @@ def test_inclusion_proof_with_a_changed_record_fails(lab_and_report):
     doc["record"] = doc["record"].replace('"version":"0.1.0"', '"version":"0.1.1"')
     with pytest.raises(VerificationError, match="leaf hash does not match the record") as caught:
         check_proof(doc, key=a.key.public_key())
-    assert caught.value.rule == "proof_leaf"
+    assert caught.value.rule == "proof-leaf"
 
 
 def test_inclusion_proof_for_another_position_fails(lab_and_report):
@@ -105,7 +105,7 @@ def test_consistency_against_a_checkpoint_of_a_rewritten_log_fails(lab_and_repor
     doc = wire(build_consistency_proof(report, parse_checkpoint(kept).size))
     with pytest.raises(VerificationError, match="the proof is for size") as caught:
         check_proof(doc, key=a.key.public_key(), checkpoint=kept)
-    assert caught.value.rule == "proof_checkpoint"
+    assert caught.value.rule == "proof-checkpoint"
 
 
 def test_unknown_document_is_refused():

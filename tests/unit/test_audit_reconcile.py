@@ -59,7 +59,7 @@ def test_round_missing_from_one_log():
     a, b = honest_pair()
     cut = b.log.lines[: last_round_index(b.log.lines)]
     report = reconcile(verified(a, b), verified(b, a, cut))
-    assert rules(report) == [(round_id(3), "round_missing")]
+    assert rules(report) == [(round_id(3), "round-missing")]
     assert "completed in lab-a's log, absent from lab-b's log" in report.discrepancies[0].line()
 
 
@@ -74,7 +74,7 @@ def test_round_completed_in_one_log_aborted_in_the_other():
         now=b.now(),
     )  # fmt: skip
     report = reconcile(verified(a, b), verified(b, a, rewritten.lines))
-    assert rules(report) == [(round_id(3), "round_outcome")]
+    assert rules(report) == [(round_id(3), "round-outcome")]
     assert "aborted in lab-b's log (stage 'receipt'" in report.discrepancies[0].detail
 
 
@@ -93,9 +93,9 @@ def test_consistent_forgery_is_exposed_by_the_peers_receipts():
     assert forged_report.events.get("round_refused") is None
     report = reconcile(verified(a, b), forged_report)
     found = rules(report)
-    rewritten = [rid for rid, rule in found if rule == "log_rewritten"]
+    rewritten = [rid for rid, rule in found if rule == "log-rewritten"]
     assert rewritten == sorted(round_id(n) for n in range(4))
-    assert {rule for _, rule in found} == {"log_rewritten", "receipt_mismatch"}
+    assert {rule for _, rule in found} == {"log-rewritten", "receipt-mismatch"}
     assert "lab-b's log now has root" in report.discrepancies[-1].detail
 
 
@@ -106,10 +106,10 @@ def test_log_replaced_under_a_new_key_is_exposed():
     # With B's certified key, the replacement fails verification at record 0 ...
     with pytest.raises(VerificationError) as caught:
         verified(b, a, forged.lines)
-    assert (caught.value.where, caught.value.rule) == ("record 0", "log_key")
+    assert (caught.value.where, caught.value.rule) == ("record 0", "log-key")
     # ... and taken at its own word, it cannot match the receipts A holds.
     report = reconcile(verified(a, b), verified(b, a, forged.lines, key=new_key))
-    assert {rule for _, rule in rules(report)} == {"receipt_log_id", "receipt_mismatch"}
+    assert {rule for _, rule in rules(report)} == {"receipt-log-id", "receipt-mismatch"}
 
 
 def test_duplicate_round_record():
@@ -117,7 +117,7 @@ def test_duplicate_round_record():
     last = json.loads(a.log.lines[last_round_index(a.log.lines)])
     a.log.append("round_completed", last["body"], now=a.now())
     report = reconcile(verified(a, b), verified(b, a))
-    assert (round_id(0), "round_duplicate") in rules(report)
+    assert (round_id(0), "round-duplicate") in rules(report)
 
 
 def test_every_disagreement_is_listed_not_only_the_first():
@@ -129,7 +129,7 @@ def test_every_disagreement_is_listed_not_only_the_first():
         first, second = (partner, forger) if n % 2 == 0 else (forger, partner)
         run_round(first, second, round_id=round_id(n), intersection={"email": 99, "phone": 99})
     report = reconcile(verified(a, b), verified(forger, partner))
-    intersections = [rid for rid, rule in rules(report) if rule == "round_intersection"]
+    intersections = [rid for rid, rule in rules(report) if rule == "round-intersection"]
     assert intersections == sorted(round_id(n) for n in range(4))
 
 

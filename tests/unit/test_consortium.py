@@ -14,6 +14,7 @@ from protocol.consortium.policy import ConsortiumPolicy, parse_consortium
 from protocol.consortium.receipts import parse_receipt
 from protocol.errors import InputError, PolicyError, ProtocolError
 from protocol.policy import Policy, parse_policy_toml
+from protocol.rules import Rule
 from tests.consortium_simulator import Simulation
 
 LABS = ("lab-a", "lab-b", "lab-c", "lab-d", "lab-e", "lab-f")
@@ -185,7 +186,7 @@ def test_a_reblinder_rekeying_only_hides_matches():
 def test_a_participant_leaving_mid_round_aborts_it_for_everyone():
     def leave(lab, msg):
         if lab == "lab-c" and isinstance(msg, m.Reblind):
-            return m.Abort("consortium-participant-left", "gone")
+            return m.Abort(Rule.CONSORTIUM_PARTICIPANT_LEFT, "gone")
         return msg
 
     sim = Simulation.build(policy(5, 3), five_labs(), tamper=leave)

@@ -152,7 +152,7 @@ def test_failure_names_expected_and_calculated():
     wrong_root = merkle.leaf_hash(b"not the root")
     with pytest.raises(VerificationError) as caught:
         merkle.verify_inclusion(index=2, size=5, leaf_hash=leaves[2], proof=proof, root=wrong_root)
-    assert caught.value.rule == "merkle_inclusion"
+    assert caught.value.rule == "merkle-inclusion"
     assert f"expected {wrong_root.hex()}" in caught.value.message
     assert f"calculated {merkle.root_hash(leaves).hex()}" in caught.value.message
 

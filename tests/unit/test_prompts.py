@@ -274,22 +274,22 @@ def test_match_probability_is_the_s_curve() -> None:
 @pytest.mark.parametrize(
     ("text", "rule"),
     [
-        ("", "prompt.empty"),
-        ("   \t\n  ", "prompt.empty"),
-        ("\u3000\u00a0", "prompt.empty"),
-        ("a" * (1 << 20), "prompt.too-large"),
-        ("é" * 40_000, "prompt.too-large"),  # 40,000 characters but 80,000 bytes
-        ("hello\x00world", "prompt.binary"),
-        ("hello \x01\x02\x03", "prompt.binary"),
-        ("\x7fELF\x02\x01\x01", "prompt.binary"),
-        ("csi \x9b escape", "prompt.binary"),
-        ("file \x1c separator", "prompt.binary"),
-        ("lone \ud800 surrogate", "prompt.binary"),
-        ("trailing \udfff", "prompt.binary"),
-        ("?!... --- ###", "prompt.no-words"),
-        ("\u200b\u200b", "prompt.no-words"),
-        (b"bytes are not text", "prompt.type"),
-        (None, "prompt.type"),
+        ("", "prompt-empty"),
+        ("   \t\n  ", "prompt-empty"),
+        ("\u3000\u00a0", "prompt-empty"),
+        ("a" * (1 << 20), "prompt-too-large"),
+        ("é" * 40_000, "prompt-too-large"),  # 40,000 characters but 80,000 bytes
+        ("hello\x00world", "prompt-binary"),
+        ("hello \x01\x02\x03", "prompt-binary"),
+        ("\x7fELF\x02\x01\x01", "prompt-binary"),
+        ("csi \x9b escape", "prompt-binary"),
+        ("file \x1c separator", "prompt-binary"),
+        ("lone \ud800 surrogate", "prompt-binary"),
+        ("trailing \udfff", "prompt-binary"),
+        ("?!... --- ###", "prompt-no-words"),
+        ("\u200b\u200b", "prompt-no-words"),
+        (b"bytes are not text", "prompt-type"),
+        (None, "prompt-type"),
     ],
 )
 def test_bad_input_is_an_input_error(text: object, rule: str) -> None:
@@ -314,7 +314,7 @@ def test_a_bad_prompt_in_a_batch_names_its_position() -> None:
     with pytest.raises(InputError) as raised:
         list(iter_prompt_tokens(KEY, texts))
     assert raised.value.where == "item 2"
-    assert raised.value.rule == "prompt.binary"
+    assert raised.value.rule == "prompt-binary"
     assert "item 2:" in raised.value.diagnostics()
 
 

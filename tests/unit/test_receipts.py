@@ -69,9 +69,9 @@ def test_receipt_names_the_signers_log_head():
 @pytest.mark.parametrize(
     ("expected", "rule"),
     [
-        ({"round_id": "f" * 32}, "receipt_round"),
-        ({"transcript_hash": hashlib.sha256(b"other").digest()}, "receipt_transcript"),
-        ({"signer": "lab-a"}, "receipt_signer"),
+        ({"round_id": "f" * 32}, "receipt-round"),
+        ({"transcript_hash": hashlib.sha256(b"other").digest()}, "receipt-transcript"),
+        ({"signer": "lab-a"}, "receipt-signer"),
     ],
 )
 def test_receipt_for_something_else_is_rejected(expected, rule):
@@ -84,21 +84,21 @@ def test_receipt_signed_by_the_wrong_peer_key_is_rejected():
     # Lab A's key signs a receipt that claims to be lab B's, naming B's log.
     with pytest.raises(VerificationError, match="does not verify with 'lab-b'") as caught:
         verify(sign_receipt(receipt(), A))
-    assert caught.value.rule == "receipt_signature"
+    assert caught.value.rule == "receipt-signature"
 
 
 def test_receipt_naming_a_log_of_another_key_is_rejected():
     signed = sign_receipt(receipt(log_id=make_log_id("lab-b", A.public_key())), A)
     with pytest.raises(VerificationError, match="whose key is not the one given") as caught:
         verify(signed)
-    assert caught.value.rule == "receipt_log_id"
+    assert caught.value.rule == "receipt-log-id"
 
 
 def test_receipt_naming_another_labs_log_is_rejected():
     signed = sign_receipt(receipt(log_id=make_log_id("lab-c", B.public_key())), B)
     with pytest.raises(VerificationError, match="which is not 'lab-b'") as caught:
         verify(signed)
-    assert caught.value.rule == "receipt_log_id"
+    assert caught.value.rule == "receipt-log-id"
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,7 @@ def test_flipped_byte_in_signature_is_rejected():
     sig[0] ^= 0x80
     with pytest.raises(VerificationError) as caught:
         verify({**signed, "sig": sig.hex()})
-    assert caught.value.rule == "receipt_signature"
+    assert caught.value.rule == "receipt-signature"
 
 
 @pytest.mark.parametrize(
@@ -139,7 +139,7 @@ def test_flipped_byte_in_signature_is_rejected():
 def test_garbage_on_the_wire_is_a_protocol_error(data):
     with pytest.raises(ProtocolError) as caught:
         parse_receipt(data)
-    assert caught.value.rule == "receipt_format"
+    assert caught.value.rule == "receipt-format"
 
 
 def test_non_canonical_wire_bytes_are_refused():
