@@ -15,14 +15,21 @@ def node_dir_argument(f):  # type: ignore[no-untyped-def]
     return click.argument("node_dir", type=NODE_DIR)(f)
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """A plain aligned text table (empty tables print the headers and '(none)')."""
+def table_lines(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A plain aligned text table: the header line, then one line per row."""
     cells = [[str(c) for c in r] for r in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for r in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    if not cells:
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [list(headers), *cells]
+    ]
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """``table_lines`` on stdout (empty tables print the headers and '(none)')."""
+    for line in table_lines(headers, rows):
+        click.echo(line)
+    if not rows:
         click.echo("(none)")
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 
+from node.cli.common import table_lines
 from node.cli.status import collect, peer_table
 from node.demo.data import KINDS, Consortium, generate
 from node.demo.sandbox import Sandbox, run_cli, sandbox_policy
@@ -179,11 +180,9 @@ def _done(states: dict[str, dict], me: str, other: str) -> int:
 def _redraw(states: dict[str, dict], say: Say) -> None:
     say("\033[H\033[J" + "crossmatch demo: scheduled rounds (refreshing)")
     for name, st in states.items():
-        headers, rows = peer_table(st)
-        widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
         say(f"\n{name} ({'serving' if st['serving'] else 'down'})")
-        for r in [headers, *rows]:
-            say("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        for line in table_lines(*peer_table(st)):
+            say("  " + line)
 
 
 def _check_pair(sandbox: Sandbox, data: Consortium, a: str, b: str, say: Say) -> bool:

@@ -1,22 +1,26 @@
 """Reviewer views of an audit log: the self-contained HTML report, and export rows.
 
 The HTML page needs nothing but a browser: inline CSS, an inline SVG chart, no
-scripts, no external assets. Every value taken from the log is escaped, since a
-log is input like any other (a peer's lab id or an abort reason could hold markup).
+scripts, no external assets. It is rendered by jinja2 from ``templates/report.html.j2``
+with autoescape on, so every value taken from the log is text, never markup (a log is
+input like any other: a peer's lab id or an abort reason could hold markup). This module
+only decides what the page shows; the template decides how.
 """
 
 from __future__ import annotations
 
-import html
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from node.ops.report_chart import Point, chart
 from protocol.audit.canonical import encode_canonical
 from protocol.audit.checkpoint import parse_checkpoint
-from protocol.audit.records import parse_time, public_key_from_hex
+from protocol.audit.records import public_key_from_hex
 from protocol.audit.verify import VerifyReport
 from protocol.errors import VerificationError
 from protocol.exports import safe_cell
@@ -28,12 +32,12 @@ EXPORT_COLUMNS = (
     "rule", "leaf_hash", "body",
 )  # fmt: skip
 ROUND_EVENTS = ("round_completed", "round_aborted")
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-
-
-def esc(value: object) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+_TEMPLATES = Environment(
+    loader=PackageLoader("node.ops", "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
 
 
 def counts_text(counts: Any) -> str:
@@ -110,176 +114,36 @@ def round_views(records: Iterable[dict[str, Any]]) -> list[RoundView]:
     ]
 
 
-def _bucket_size(first: datetime, last: datetime) -> tuple[timedelta, str]:
-    span = last - first
-    for size, fmt in (
-        (timedelta(hours=1), "%Y-%m-%d %H:00"),
-        (timedelta(days=1), "%Y-%m-%d"),
-        (timedelta(weeks=1), "week of %Y-%m-%d"),
-        (timedelta(days=30), "%Y-%m"),
-    ):
-        if span / size <= 48:
-            return size, fmt
-    return timedelta(days=365), "%Y"
-
-
-def _bucket_start(when: datetime, size: timedelta) -> datetime:
-    if size <= timedelta(hours=1):
-        return when.replace(minute=0, second=0, microsecond=0)
-    day = when.replace(hour=0, minute=0, second=0, microsecond=0)
-    if size == timedelta(days=1):
-        return day
-    if size == timedelta(weeks=1):
-        return day - timedelta(days=day.weekday())
-    if size == timedelta(days=30):
-        return day.replace(day=1)
-    return day.replace(month=1, day=1)
-
-
-def _next_bucket(start: datetime, size: timedelta) -> datetime:
-    if size == timedelta(days=30):
-        return (start + timedelta(days=32)).replace(day=1)
-    if size == timedelta(days=365):
-        return start.replace(year=start.year + 1)
-    return start + size
-
-
-def chart_svg(rounds: Sequence[RoundView]) -> str:
-    """Stacked bars: rounds per peer per time bucket; aborted rounds in a paler shade on top."""
-    if not rounds:
-        return '<p class="empty" id="rounds-chart-empty">No rounds recorded.</p>'
-    times = [parse_time(r.time) for r in rounds]
-    size, label_format = _bucket_size(min(times), max(times))
-    buckets: list[datetime] = []
-    start = _bucket_start(min(times), size)
-    while start <= max(times):
-        buckets.append(start)
-        start = _next_bucket(start, size)
-    peers = sorted({r.peer for r in rounds})
-    colour = {peer: PALETTE[i % len(PALETTE)] for i, peer in enumerate(peers)}
-    counts: dict[tuple[int, str, bool], int] = Counter()
-    for r, when in zip(rounds, times, strict=True):
-        index = max(i for i, b in enumerate(buckets) if b <= when)
-        counts[(index, r.peer, r.completed)] += 1
-    totals = [sum(n for (i, _, _), n in counts.items() if i == b) for b in range(len(buckets))]
-    top = max(totals) or 1
-    left, plot_w, plot_h, pad_top = 48, max(360, 28 * len(buckets)), 220, 16
-    width, height = left + plot_w + 160, pad_top + plot_h + 70
-    bar_w = plot_w / len(buckets)
-    scale = plot_h / top
-    parts = [
-        f'<svg id="rounds-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        'aria-labelledby="rounds-chart-title">',
-        '<title id="rounds-chart-title">Rounds per peer over time</title>',
-    ]
-    for tick in range(top + 1) if top <= 6 else sorted({0, top // 2, top}):
-        y = pad_top + plot_h - tick * scale
-        parts.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" class="grid"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick}</text>'
-        )
-    for b, bucket in enumerate(buckets):
-        y = pad_top + plot_h
-        x = left + b * bar_w + bar_w * 0.15
-        for completed in (True, False):
-            for peer in peers:
-                n = counts.get((b, peer, completed), 0)
-                if not n:
-                    continue
-                h = n * scale
-                y -= h
-                state = "completed" if completed else "aborted"
-                label = f"{bucket.strftime(label_format)}: {n} {state} round(s) with {peer}"
-                parts.append(
-                    f'<rect class="bar {state}" x="{x:.1f}" y="{y:.1f}" width="{bar_w * 0.7:.1f}" '
-                    f'height="{h:.1f}" fill="{colour[peer]}" '
-                    f'fill-opacity="{1 if completed else 0.35}" data-peer="{esc(peer)}" '
-                    f'data-count="{n}" data-state="{state}" '
-                    f'data-bucket="{esc(bucket.strftime(label_format))}"><title>{esc(label)}</title>'
-                    "</rect>"
-                )
-    step = max(1, len(buckets) // 8)
-    for b in range(0, len(buckets), step):
-        x = left + (b + 0.5) * bar_w
-        parts.append(
-            f'<text x="{x:.1f}" y="{pad_top + plot_h + 16}" text-anchor="middle" class="tick">'
-            f"{esc(buckets[b].strftime(label_format))}</text>"
-        )
-    parts.append(
-        f'<text x="12" y="{pad_top + plot_h / 2:.1f}" text-anchor="middle" class="tick" '
-        f'transform="rotate(-90 12 {pad_top + plot_h / 2:.1f})">rounds</text>'
-    )
-    parts.append(
-        f'<line x1="{left}" y1="{pad_top + plot_h}" x2="{left + plot_w}" '
-        f'y2="{pad_top + plot_h}" class="axis"/>'
-    )
-    for i, peer in enumerate(peers):
-        y = pad_top + 8 + 20 * i
-        parts.append(
-            f'<rect x="{left + plot_w + 16}" y="{y}" width="12" height="12" '
-            f'fill="{colour[peer]}"/><text x="{left + plot_w + 34}" y="{y + 11}" '
-            f'class="legend">{esc(peer)}</text>'
-        )
-    y = pad_top + 8 + 20 * len(peers)
-    parts.append(
-        f'<rect x="{left + plot_w + 16}" y="{y}" width="12" height="12" fill="#777" '
-        f'fill-opacity="0.35"/><text x="{left + plot_w + 34}" y="{y + 11}" '
-        'class="legend">paler: aborted</text></svg>'
-    )
-    return "".join(parts)
-
-
 # -- the page -----------------------------------------------------------------------------------
 
-STYLE = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1b1b;
-       margin: 2rem auto; max-width: 78rem; padding: 0 1rem; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
-.meta { color: #555; font-size: .9rem; } code, .hash { font-family: ui-monospace, monospace; }
-.status { border-radius: 6px; padding: .8rem 1.2rem; margin: 1.2rem 0; }
-.status.ok { background: #e8f5e9; border: 2px solid #2e7d32; }
-.status.failed { background: #fdecea; border: 2px solid #c62828; }
-.status h2 { margin: 0 0 .4rem 0; }
-table { border-collapse: collapse; width: 100%; font-size: .9rem; }
-th, td { border-bottom: 1px solid #ddd; padding: .3rem .5rem; text-align: left;
-         vertical-align: top; }
-th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.aborted td { background: #fff8e1; }
-svg text { font: 11px system-ui, sans-serif; fill: #333; }
-svg .grid { stroke: #e5e5e5; } svg .axis { stroke: #333; }
-.empty { color: #777; font-style: italic; }
-dl.summary { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
-dl.summary dt { color: #555; } dl.summary dd { margin: 0; }
-"""
+
+class Cell(NamedTuple):
+    text: str
+    cls: str = ""
+    title: str | None = None
 
 
-Row = tuple[str, Sequence[str]]  # (css class of the row, cells already rendered as HTML)
+class Row(NamedTuple):
+    cls: str
+    cells: list[Cell]
 
 
-def _table(table_id: str, headers: Sequence[str], rows: Sequence[Row], empty: str) -> str:
-    if not rows:
-        return f'<p class="empty" id="{table_id}-empty">{esc(empty)}</p>'
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join(
-        (f'<tr class="{cls}">' if cls else "<tr>") + "".join(cells) + "</tr>" for cls, cells in rows
-    )
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+class Table(NamedTuple):
+    headers: Sequence[str]
+    rows: list[Row]
 
 
-def _td(value: object, cls: str = "") -> str:
-    attr = f' class="{cls}"' if cls else ""
-    return f"<td{attr}>{esc(value)}</td>"
+def _td(value: object, cls: str = "") -> Cell:
+    return Cell("" if value is None else str(value), cls)
 
 
-def _hash_td(value: object) -> str:
+def _hash_td(value: object) -> Cell:
     text = "" if value is None else str(value)
-    short = text[:12] + ("…" if len(text) > 12 else "")
-    return f'<td class="hash" title="{esc(text)}">{esc(short)}</td>'
+    return Cell(text[:12] + ("…" if len(text) > 12 else ""), "hash", text)
 
 
-def _rounds_table(rounds: Sequence[RoundView]) -> str:
-    rows: list[Row] = []
+def _rounds_table(rounds: Sequence[RoundView]) -> Table:
+    rows = []
     for r in rounds:
         b = r.body
         cells = [
@@ -294,141 +158,100 @@ def _rounds_table(rounds: Sequence[RoundView]) -> str:
             _hash_td(b.get("policy_hash")),
             _td(r.outcome),
         ]
-        rows.append(("completed" if r.completed else "aborted", cells))
+        rows.append(Row("completed" if r.completed else "aborted", cells))
     headers = ("Date", "Peer", "Role", "Mode", "Kinds", "Own set sizes", "Peer set sizes",
                "Matches", "Policy hash", "Outcome")  # fmt: skip
-    return _table("rounds-table", headers, rows, "No rounds recorded.")
+    return Table(headers, rows)
 
 
-def _problems_table(records: Sequence[dict[str, Any]]) -> str:
-    rows: list[Row] = []
+def _problems_table(records: Sequence[dict[str, Any]]) -> Table:
+    rows = []
     for r in records:
         b = r["body"]
         if r["event"] == "round_refused":
-            who = f"{b.get('claimed_lab')} (connection from {b.get('peer')})"
-            rows.append(
-                (
-                    "refused",
-                    [
-                        _td(display_time(r["time"])),
-                        _td("refused"),
-                        _td(who),
-                        _td("handshake"),
-                        _td(b.get("rule")),
-                        _td(b.get("reason")),
-                    ],
-                )
-            )
+            what, who = "refused", f"{b.get('claimed_lab')} (connection from {b.get('peer')})"
+            stage: object = "handshake"
         elif r["event"] == "round_aborted":
-            rows.append(
-                (
-                    "aborted",
-                    [
-                        _td(display_time(r["time"])),
-                        _td("aborted"),
-                        _td(b.get("peer")),
-                        _td(b.get("stage")),
-                        _td(b.get("rule")),
-                        _td(b.get("reason")),
-                    ],
-                )
-            )
-    headers = ("Date", "What", "Peer", "Stage", "Rule", "Reason")
-    return _table("problems-table", headers, rows, "No refused or aborted rounds.")
+            what, who, stage = "aborted", b.get("peer"), b.get("stage")
+        else:
+            continue
+        cells = [display_time(r["time"]), what, who, stage, b.get("rule"), b.get("reason")]
+        rows.append(Row(what, [_td(c) for c in cells]))
+    return Table(("Date", "What", "Peer", "Stage", "Rule", "Reason"), rows)
 
 
-def _imports_table(records: Sequence[dict[str, Any]]) -> str:
-    rows: list[Row] = []
+def _imports_table(records: Sequence[dict[str, Any]]) -> Table:
+    rows = []
     for r in records:
         if r["event"] != "signals_imported":
             continue
         b = r["body"]
-        rows.append(
-            (
-                "",
-                [
-                    _td(display_time(r["time"])),
-                    _td(b.get("kind")),
-                    _td(b.get("added"), "num"),
-                    _td(b.get("already_held"), "num"),
-                    _td(b.get("total"), "num"),
-                    _hash_td(b.get("source_sha256")),
-                ],
-            )
-        )
+        cells = [
+            _td(display_time(r["time"])),
+            _td(b.get("kind")),
+            _td(b.get("added"), "num"),
+            _td(b.get("already_held"), "num"),
+            _td(b.get("total"), "num"),
+            _hash_td(b.get("source_sha256")),
+        ]
+        rows.append(Row("", cells))
     headers = ("Date", "Kind", "Added", "Already held", "Total held", "Source file SHA-256")
-    return _table("imports-table", headers, rows, "No imports recorded.")
+    return Table(headers, rows)
 
 
-def _other_events_table(records: Sequence[dict[str, Any]]) -> str:
-    elsewhere = ("round_completed", "round_aborted", "round_refused", "signals_imported")
-    rows: list[Row] = []
-    for r in records:
-        if r["event"] in elsewhere:
-            continue
-        b = r["body"]
-        if r["event"] == "checkpoint":
-            try:
-                cp = parse_checkpoint(b["checkpoint"])
-                detail = f"signed checkpoint: {cp.size} records, root {cp.root.hex()[:16]}…"
-            except VerificationError:
-                detail = "signed checkpoint (unreadable)"
-        elif r["event"] == "recovery":
-            detail = (
-                f"{b.get('bytes')} bytes of a torn last line (a crash mid-write) moved to "
-                f"{b.get('quarantine_file')}, SHA-256 {b.get('sha256')}"
-            )
-        elif r["event"] == "matches_purged":
-            detail = f"{b.get('count')} stored matches older than {b.get('before')} deleted"
-        elif r["event"] in ("node_started", "node_stopped"):
-            detail = f"lab {b.get('lab')}, version {b.get('version')}"
-        elif r["event"] == "log_created":
-            detail = f"log created; audit key {_key_name(b.get('public_key'))}"
-        else:
-            detail = encode_canonical(b).decode("utf-8")
-        rows.append(
-            (
-                r["event"],
-                [_td(r["seq"], "num"), _td(display_time(r["time"])), _td(r["event"]), _td(detail)],
-            )
-        )
-    return _table("events-table", ("Record", "Date", "Event", "Detail"), rows, "None.")
-
-
-def _status(report: VerifyReport | None, failure: VerificationError | None) -> str:
-    if failure is not None:
+def _event_detail(event: str, b: dict[str, Any]) -> str:
+    if event == "checkpoint":
+        try:
+            cp = parse_checkpoint(b["checkpoint"])
+        except VerificationError:
+            return "signed checkpoint (unreadable)"
+        return f"signed checkpoint: {cp.size} records, root {cp.root.hex()[:16]}…"
+    if event == "recovery":
         return (
-            '<section id="status" class="status failed"><h2>Verification: FAILED</h2>'
-            f'<p id="failure"><strong>{esc(failure.diagnostics())}</strong></p>'
-            "<p>The log was changed, damaged or cut after it was written, or it does not match "
-            "the keys and checkpoints given. Only the records before the failure are shown "
-            "below; they verified up to that point. Do not rely on anything after it.</p>"
-            "</section>"
+            f"{b.get('bytes')} bytes of a torn last line (a crash mid-write) moved to "
+            f"{b.get('quarantine_file')}, SHA-256 {b.get('sha256')}"
         )
-    assert report is not None
-    items = "".join(f"<li>{esc(line.strip())}</li>" for line in report.summary_lines()[1:])
-    return (
-        '<section id="status" class="status ok"><h2>Verification: PASSED</h2>'
-        f"<p>Every record's signature, the hash chain, the Merkle tree and every checkpoint "
-        f"verified.</p><ul>{items}</ul></section>"
-    )
+    if event == "matches_purged":
+        return f"{b.get('count')} stored matches older than {b.get('before')} deleted"
+    if event in ("node_started", "node_stopped"):
+        return f"lab {b.get('lab')}, version {b.get('version')}"
+    if event == "log_created":
+        return f"log created; audit key {_key_name(b.get('public_key'))}"
+    return encode_canonical(b).decode("utf-8")
 
 
-def _summary(records: Sequence[dict[str, Any]], rounds: Sequence[RoundView]) -> str:
+def _other_events_table(records: Sequence[dict[str, Any]]) -> Table:
+    elsewhere = ("round_completed", "round_aborted", "round_refused", "signals_imported")
+    rows = [
+        Row(
+            r["event"],
+            [
+                _td(r["seq"], "num"),
+                _td(display_time(r["time"])),
+                _td(r["event"]),
+                _td(_event_detail(r["event"], r["body"])),
+            ],
+        )
+        for r in records
+        if r["event"] not in elsewhere
+    ]
+    return Table(("Record", "Date", "Event", "Detail"), rows)
+
+
+def _summary(records: Sequence[dict[str, Any]], rounds: Sequence[RoundView]) -> list[tuple]:
     events = Counter(r["event"] for r in records)
     by_peer: dict[str, int] = defaultdict(int)
+    matches: Counter[str] = Counter()
     for r in rounds:
         by_peer[r.peer] += r.completed
+        if r.completed:
+            matches.update(r.body.get("intersection_sizes") or {})
     period = (
         f"{display_time(records[0]['time'])} to {display_time(records[-1]['time'])}"
         if records
         else "no records"
     )
-    matches: Counter[str] = Counter()
-    for r in rounds:
-        if r.completed:
-            matches.update(r.body.get("intersection_sizes") or {})
-    items = [
+    return [
         ("Period", period),
         ("Records", str(len(records))),
         ("Rounds completed", str(events["round_completed"])),
@@ -437,26 +260,6 @@ def _summary(records: Sequence[dict[str, Any]], rounds: Sequence[RoundView]) -> 
         ("Completed rounds per peer", counts_text(dict(by_peer)) or "none"),
         ("Shared signals found (all rounds)", counts_text(dict(matches)) or "none"),
     ]
-    rows = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items)
-    return f'<dl class="summary" id="summary">{rows}</dl>'
-
-
-GUIDE = """
-<ul>
-<li><strong>Verification</strong>: PASSED means no record was altered, removed, reordered or
-added by anyone without the lab's audit key, and the log matches every checkpoint given.
-It does not by itself rule out a lab rewriting its whole log with its own key: for that,
-reconcile this log with the peer's (<code>crossmatch audit reconcile</code>), or check it
-against a checkpoint the peer kept.</li>
-<li><strong>Set sizes</strong> are how many fingerprints of each kind each side entered into the
-round. <strong>Matches</strong> are how many both sides held: in <em>reveal</em> mode both labs
-learn which of their own signals were shared; in <em>count</em> mode only how many.</li>
-<li><strong>Policy hash</strong> identifies the consortium policy the round ran under
-(hover to see it in full).</li>
-<li>The log never holds raw identifiers, prompts or customer data: only kinds, counts, hashes,
-lab ids, times and reasons.</li>
-</ul>
-"""
 
 
 def render_report(
@@ -473,39 +276,21 @@ def render_report(
     log_id = records[0]["log"] if records else "(unknown)"
     lab = report.lab if report else (log_id.split("/")[1] if log_id.count("/") == 2 else "?")
     rounds = round_views(records)
-    generated = generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return "".join(
-        [
-            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-            f"<title>crossmatch audit report: {esc(lab)}</title>",
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<style>{STYLE}</style></head><body>",
-            f'<header><h1>Audit report: <span id="lab">{esc(lab)}</span></h1>',
-            f'<p class="meta">Log <code id="log-id">{esc(log_id)}</code>, file '
-            f"<code>{esc(source)}</code> (SHA-256 <code>{esc(source_sha256)}</code>). "
-            f"Generated {esc(generated)} by <code>crossmatch audit report</code>.</p></header>",
-            _status(report, failure),
-            "<section><h2>Summary</h2>",
-            _summary(records, rounds),
-            "</section>",
-            '<section id="chart"><h2>Rounds per peer over time</h2>',
-            chart_svg(rounds),
-            "</section>",
-            '<section id="rounds"><h2>Rounds</h2>',
-            _rounds_table(rounds),
-            "</section>",
-            '<section id="problems"><h2>Refused and aborted rounds</h2>',
-            _problems_table(records),
-            "</section>",
-            '<section id="imports"><h2>Signal imports</h2>',
-            _imports_table(records),
-            "</section>",
-            '<section id="events"><h2>Other events: node, peers, checkpoints, recoveries</h2>',
-            _other_events_table(records),
-            "</section>",
-            f'<section id="guide"><h2>How to read this report</h2>{GUIDE}</section>',
-            "</body></html>\n",
-        ]
+    verified = [line.strip() for line in report.summary_lines()[1:]] if report else []
+    return _TEMPLATES.get_template("report.html.j2").render(
+        lab=lab,
+        log_id=log_id,
+        source=source,
+        source_sha256=source_sha256,
+        generated=generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        failure=failure.diagnostics() if failure is not None else None,
+        verified=verified,
+        summary=_summary(records, rounds),
+        chart=chart([Point(r.time, r.peer, r.completed) for r in rounds]),
+        rounds=_rounds_table(rounds),
+        problems=_problems_table(records),
+        imports=_imports_table(records),
+        events=_other_events_table(records),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -129,3 +130,21 @@ def test_matches_an_independent_encoder_where_orders_agree(value):
     # Below U+D800, UTF-16 and code point order agree, so Python's own encoder must match.
     expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     assert encode_canonical(value) == expected.encode("utf-8")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(any_text, st.lists(any_text | st.integers(-(2**53) + 1, 2**53 - 1))))
+def test_matches_the_rfc8785_package_byte_for_byte(value):
+    # rfc8785 (Trail of Bits) is an independent RFC 8785 implementation, UTF-16 member
+    # order included. It is our oracle, not our encoder: ours is faster on audit records
+    # and refuses floats outright (docs/adr/0005-libraries-and-duplicates.md).
+    assert encode_canonical(value) == rfc8785.dumps(value)
+
+
+def test_matches_the_rfc8785_package_on_real_audit_records():
+    from tests.audit_simulator import memory_lab, populate
+
+    a, b = memory_lab("lab-a"), memory_lab("lab-b")
+    populate(a, b, rounds=4)
+    for line in a.log.lines + b.log.lines:  # type: ignore[attr-defined]
+        assert rfc8785.dumps(parse_canonical(line)) == line
