@@ -23,6 +23,7 @@ from protocol.audit.records import make_log_id
 from protocol.errors import ConfigError, CrossmatchError, PolicyError
 from protocol.policy import DEFAULT_POLICY, Policy, verify_signed_policy
 from protocol.rules import Rule
+from protocol.timestamps import format_utc
 
 Clock = Callable[[], datetime]
 Observer = Callable[[str, dict[str, Any]], None]
@@ -51,7 +52,7 @@ def node_clock() -> Clock:
 
 
 def iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_utc(t)
 
 
 def raw_public_key(key: Ed25519PublicKey) -> bytes:

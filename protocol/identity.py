@@ -34,6 +34,7 @@ from cryptography.x509.oid import NameOID
 
 from protocol.errors import ConfigError, PolicyError
 from protocol.rules import Rule
+from protocol.timestamps import format_utc
 
 ORGANIZATION = "crossmatch consortium"
 LAB_URI_PREFIX = "urn:crossmatch:lab:"
@@ -269,19 +270,23 @@ def check_validity(
     if now + skew < cert.not_valid_before_utc:
         raise PolicyError(
             f"certificate of lab {lab!r} is not valid before "
-            f"{cert.not_valid_before_utc.isoformat()} (now {now.isoformat()})",
+            f"{_shown_time(cert.not_valid_before_utc)} (now {_shown_time(now)})",
             rule=Rule.CERTIFICATE_NOT_YET_VALID,
         )
     if now - skew > cert.not_valid_after_utc:
         raise PolicyError(
-            f"certificate of lab {lab!r} expired at {cert.not_valid_after_utc.isoformat()}",
+            f"certificate of lab {lab!r} expired at {_shown_time(cert.not_valid_after_utc)}",
             rule=Rule.CERTIFICATE_EXPIRED,
         )
     if now - skew > ca.not_valid_after_utc:
         raise PolicyError(
-            f"consortium CA certificate expired at {ca.not_valid_after_utc.isoformat()}",
+            f"consortium CA certificate expired at {_shown_time(ca.not_valid_after_utc)}",
             rule=Rule.CA_CERTIFICATE_EXPIRED,
         )
+
+
+def _shown_time(moment: datetime) -> str:
+    return format_utc(moment, timespec="seconds")
 
 
 def days_until_expiry(cert_pem: bytes, *, now: datetime) -> float:

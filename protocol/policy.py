@@ -34,6 +34,7 @@ from protocol.errors import InputError, PolicyError, VerificationError
 from protocol.fingerprints.identifiers import IDENTIFIER_KIND_ORDER
 from protocol.rules import Rule
 from protocol.suites import DEFAULT_SUITE, SUITES
+from protocol.timestamps import format_utc
 
 POLICY_DOMAIN = b"crossmatch/v1/policy"
 SIGNATURE_DOMAIN = b"crossmatch/v1/policy-signature"
@@ -207,7 +208,7 @@ def parse_instant(value: object, what: str) -> datetime:
 
 
 def format_instant(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_utc(moment, timespec="seconds")
 
 
 # --- TOML --------------------------------------------------------------------------------------

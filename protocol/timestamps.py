@@ -15,14 +15,16 @@ from protocol.errors import CrossmatchError, InputError
 from protocol.rules import Rule
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FORMATS = {"microseconds": "%Y-%m-%dT%H:%M:%S.%fZ", "seconds": "%Y-%m-%dT%H:%M:%SZ"}
 
 
 def format_utc(moment: datetime, *, timespec: str = "microseconds") -> str:
     """``moment`` (timezone-aware) as RFC 3339 UTC text ending in 'Z'."""
     if moment.tzinfo is None:
         raise ValueError("a timestamp must be timezone-aware")
-    return moment.astimezone(UTC).strftime(_FORMATS[timespec])
+    if timespec not in ("microseconds", "seconds"):
+        raise ValueError(f"timespec must be microseconds or seconds, not {timespec!r}")
+    # isoformat, not strftime: strftime's %Y does not pad years before 1000 to four digits.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
 
 
 def parse_utc(

@@ -15,6 +15,7 @@ import click
 from node import pki
 from node.state.files import read_or_raise
 from protocol.errors import ConfigError, InputError
+from protocol.timestamps import format_utc
 
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -78,7 +79,7 @@ def ca_issue(ca_dir: Path, csr_file: Path, out: Path | None, days: int, force: b
     summary = pki.summarize_certificate(cert_pem)
     click.echo(
         f"issued certificate for lab {summary.lab}: serial {summary.serial}, "
-        f"valid until {summary.not_after.isoformat()} -> {out}"
+        f"valid until {format_utc(summary.not_after, timespec='seconds')} -> {out}"
     )
 
 
@@ -153,7 +154,7 @@ def cert_install(node_dir: Path, cert_file: Path, ca_cert_file: Path | None) -> 
     summary = pki.summarize_certificate(cert_pem)
     click.echo(
         f"installed certificate for lab {summary.lab} (serial {summary.serial}, "
-        f"valid until {summary.not_after.isoformat()}) in {files.directory}"
+        f"valid until {format_utc(summary.not_after, timespec='seconds')}) in {files.directory}"
     )
 
 
@@ -199,8 +200,8 @@ def cert_show(cert_file: Path, ca_cert_file: Path | None, crl_file: Path | None,
         "lab": summary.lab,
         "serial": str(summary.serial),
         "issuer": summary.issuer,
-        "not_before": summary.not_before.isoformat(),
-        "not_after": summary.not_after.isoformat(),
+        "not_before": format_utc(summary.not_before, timespec="seconds"),
+        "not_after": format_utc(summary.not_after, timespec="seconds"),
         "days_left": round(pki.days_until_expiry(cert_pem, now=now), 1),
         "fingerprint": summary.fingerprint,
         "audit_key_fingerprint": summary.audit_key_fingerprint,

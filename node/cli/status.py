@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from node.cli.common import node_dir_argument, print_table
 from node.config import load_config
 from node.runtime import Node
 from node.schedule.scheduler import initiator_of
+from protocol.timestamps import format_utc
 
 CERT_WARN_DAYS = 30
 POLICY_WARN_DAYS = 14
@@ -86,13 +87,13 @@ def collect(node_dir: Path) -> dict[str, Any]:
         revoked = len(node.revoked_serials())
     return {
         "lab": node.lab,
-        "now": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "now": format_utc(now, timespec="seconds"),
         "serving": serving,
         "address": address if serving else "",
         "metrics": _read_text(node.paths.metrics_address_file) if serving else "",
         "certificate": {
             "serial": str(cert.serial),
-            "not_after": cert.not_after.isoformat(),
+            "not_after": format_utc(cert.not_after, timespec="seconds"),
             "days_left": round(cert_days, 1),
         },
         "policy": policy,

@@ -14,6 +14,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from protocol.timestamps import format_utc
+
 # Audit body fields that may appear in application logs (none can hold customer data).
 EVENT_FIELDS = (
     "round_id",
@@ -42,7 +44,7 @@ event_log = logging.getLogger("crossmatch.events")
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "ts": format_utc(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

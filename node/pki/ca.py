@@ -28,6 +28,7 @@ from protocol.identity import (
     vet_csr,
 )
 from protocol.rules import Rule
+from protocol.timestamps import format_utc
 
 CA_KEY_FILE = "ca.key"
 CA_CERT_FILE = "ca.crt"
@@ -142,8 +143,9 @@ def issue_certificate(
         ca = _load_ca(ca_dir)
         if now > ca.cert.not_valid_after_utc:
             raise ConfigError(
-                "the CA certificate has expired", where=str(ca_dir),
-                    rule=Rule.CA_CERTIFICATE_EXPIRED
+                "the CA certificate has expired",
+                where=str(ca_dir),
+                rule=Rule.CA_CERTIFICATE_EXPIRED,
             )
         index = _load_index(ca_dir)
         serial = _fresh_serial(index)
@@ -154,8 +156,8 @@ def issue_certificate(
             {
                 "serial": str(serial),
                 "lab": request.lab,
-                "not_after": not_after.isoformat(),
-                "issued_at": now.isoformat(),
+                "not_after": format_utc(not_after, timespec="seconds"),
+                "issued_at": format_utc(now, timespec="seconds"),
                 "fingerprint": certificate_fingerprint(cert),
             }
         )
@@ -187,7 +189,9 @@ def revoke(ca_dir: Path, serial: int, *, now: datetime) -> None:
                 rule=Rule.UNKNOWN_SERIAL,
             )
         if str(serial) not in {entry["serial"] for entry in index["revoked"]}:
-            index["revoked"].append({"serial": str(serial), "revoked_at": now.isoformat()})
+            index["revoked"].append(
+                {"serial": str(serial), "revoked_at": format_utc(now, timespec="seconds")}
+            )
         index["crl"] = int(index.get("crl", 0)) + 1
         revoked = [
             (int(e["serial"]), datetime.fromisoformat(e["revoked_at"])) for e in index["revoked"]

@@ -43,6 +43,7 @@ from typing import Protocol
 
 from node.schedule.cron import Cron, parse_cron
 from protocol.errors import CrossmatchError
+from protocol.timestamps import format_utc
 
 log = logging.getLogger("crossmatch.scheduler")
 
@@ -335,7 +336,7 @@ def _outcome_of(error: CrossmatchError) -> str:
 def _iso(t: float | None) -> str | None:
     if t is None:
         return None
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_utc(datetime.fromtimestamp(t, UTC), timespec="seconds")
 
 
 def _plan_view(p: PeerPlan) -> dict[str, object]:
@@ -362,7 +363,7 @@ def state_document(lab: str, now: datetime, peers: dict[str, object]) -> bytes:
     """What `crossmatch status` reads from run/schedule.json."""
     doc = {
         "lab": lab,
-        "updated": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "updated": format_utc(now, timespec="seconds"),
         "peers": peers,
     }
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()

@@ -281,31 +281,27 @@ class EpochStore:
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Large pages: a cache is a few big blobs (64 KiB pages write them twice as fast).
-    db = open_sqlite(
+    return open_sqlite(
         path,
         what="cache",
         timeout=60,
         page_size=65536,
         pragmas=["secure_delete = ON", "journal_size_limit = 0"],
+        prepare=lambda db: _prepare_schema(db, path),
     )
-    try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            db.execute("BEGIN IMMEDIATE")
-            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        elif version != SCHEMA_VERSION:
-            raise ConfigError(
-                f"{path}: cache schema {version} is not {SCHEMA_VERSION}; "
-                "delete the file (it only holds epoch keys and caches)"
-            )
-    except sqlite3.Error as e:
-        db.close()
-        raise ConfigError(f"cannot use {path}: {e}") from e
-    except BaseException:
-        db.close()
-        raise
-    return db
+
+
+def _prepare_schema(db: sqlite3.Connection, path: Path) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        db.execute("BEGIN IMMEDIATE")
+        if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    elif version != SCHEMA_VERSION:
+        raise ConfigError(
+            f"{path}: cache schema {version} is not {SCHEMA_VERSION}; "
+            "delete the file (it only holds epoch keys and caches)"
+        )

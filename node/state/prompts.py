@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from node.state.signals import FINGERPRINT_SIZE, ImportResult, count_signals
-from node.state.sqlite import Database, stored_time
+from node.state.sqlite import Database, stored_time, where_equal
 from protocol.errors import InputError
 
 SCHEMA = (
@@ -99,11 +99,8 @@ class PromptTables(Database):
         self, *, peer: str | None = None, round_id: str | None = None
     ) -> list[PromptHit]:
         """Our prompts holding a token matched by a completed round, one row per token."""
-        conditions, params = ["m.kind = 'prompt'"], []
-        for column, wanted in (("r.peer", peer), ("m.round_id", round_id)):
-            if wanted is not None:
-                conditions.append(f"{column} = ?")
-                params.append(wanted)
+        conditions, params = where_equal(("r.peer", peer), ("m.round_id", round_id))
+        conditions.insert(0, "m.kind = 'prompt'")
         query = (
             "SELECT m.round_id, r.peer, p.id, p.text, p.campaign, p.account, m.fingerprint"
             " FROM matches m JOIN rounds r ON r.round_id = m.round_id"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from node.state.signals import FINGERPRINT_SIZE
-from node.state.sqlite import Database
+from node.state.sqlite import Database, where_equal
 from protocol.errors import InputError
 from protocol.rules import Rule
 from protocol.timestamps import epoch_us, parse_utc
@@ -165,11 +165,9 @@ class RoundTables(Database):
         kind: str | None = None,
     ) -> list[MatchRow]:
         """Matches of completed rounds, newest round first, with the values they stand for."""
-        conditions, params = [], []
-        for column, wanted in (("r.peer", peer), ("m.round_id", round_id), ("m.kind", kind)):
-            if wanted is not None:
-                conditions.append(f"{column} = ?")
-                params.append(wanted)
+        conditions, params = where_equal(
+            ("r.peer", peer), ("m.round_id", round_id), ("m.kind", kind)
+        )
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         query = (
             "SELECT m.id, m.round_id, r.peer, m.kind, m.fingerprint, m.matched_at,"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,8 +35,12 @@ def open_sqlite(
     timeout: float,
     page_size: int | None = None,
     pragmas: Sequence[str] = (),
+    prepare: Callable[[sqlite3.Connection], None] | None = None,
 ) -> sqlite3.Connection:
-    """A connection with explicit transactions (isolation_level=None), WAL and foreign keys."""
+    """A connection with explicit transactions (isolation_level=None), WAL and foreign keys.
+
+    ``prepare(db)`` (e.g. a schema check) runs before it is returned; any error closes it.
+    """
     name = str(path)
     if name != MEMORY:
         if not Path(name).parent.is_dir():
@@ -58,6 +62,8 @@ def open_sqlite(
                 raise ConfigError(f"{what} {name}: could not switch to WAL journal (got {mode})")
         for pragma in pragmas:
             db.execute(f"PRAGMA {pragma}")
+        if prepare is not None:
+            prepare(db)
     except sqlite3.DatabaseError as e:
         db.close()
         raise ConfigError(f"cannot open {what} {name}: {e}") from e
@@ -125,3 +131,9 @@ def stored_time(text: str | None, what: str) -> str:
         return format_utc(datetime.now(UTC), timespec="seconds")
     parse_utc(text, what)
     return text
+
+
+def where_equal(*pairs: tuple[str, object]) -> tuple[list[str], list[object]]:
+    """``column = ?`` conditions and their parameters for the pairs whose value is not None."""
+    conditions = [f"{column} = ?" for column, wanted in pairs if wanted is not None]
+    return conditions, [wanted for _, wanted in pairs if wanted is not None]

@@ -30,6 +30,7 @@ from protocol.audit.canonical import encode_canonical
 from protocol.errors import InputError, VerificationError
 from protocol.identity import is_valid_lab_id, key_fingerprint, public_key_bytes
 from protocol.rules import Rule
+from protocol.timestamps import format_utc
 
 RECORD_VERSION = "crossmatch-audit-record/v1"
 SIGNING_TAG = b"crossmatch-audit-record/v1\x00"
@@ -110,7 +111,7 @@ def format_time(now: datetime) -> str:
     """RFC 3339 UTC with microseconds: one spelling per instant."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise InputError("audit times must be timezone-aware", rule=Rule.RECORD_TIME)
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_utc(now)
 
 
 def parse_time(text: str) -> datetime:
