@@ -9,10 +9,10 @@ import random
 import private_set_intersection.python as psi_lib
 import pytest
 
-from protocol.errors import CrossmatchError
 from protocol.psi import Engine
 from protocol.round import RoundCache, RoundSide
 from protocol.transcript import RoundHeader
+from tests.round_harness import Wire, round_header
 
 
 def new_key() -> bytes:
@@ -36,60 +36,18 @@ def run(
     chunk: int = 16,
 ):
     """Both sides of one single-kind round; returns per side (outcome, side, engine counts)."""
-    header = RoundHeader(
-        round_id="r",
-        initiator="lab-a",
-        responder="lab-b",
-        mode=mode,
-        kinds=("email",),
-        initiator_sizes=(len(own_a),),
-        responder_sizes=(len(own_b),),
-        policy_hash=b"p" * 32,
-        initiator_commitment=b"a" * 32,
-        responder_commitment=b"b" * 32,
-    )
-    sides: dict[str, RoundSide] = {}
-
-    def deliver(to: str):
-        def send(kind: str, seq: int, packed: bytes) -> None:
-            try:
-                getattr(sides[to], "on_" + kind)(packed)
-            except CrossmatchError as e:
-                sides[to].fail(e)
-
-        return send
-
+    header = round_header([len(own_a)], [len(own_b)], mode=mode)
     with Engine(ka) as ea, Engine(kb) as eb:
-        rng = random.Random(3)
-        sides["a"] = RoundSide(
-            header,
-            "initiator",
-            own_a,
-            ea,
-            deliver("b"),
-            chunk_size=chunk,
-            rng=rng,
-            cache=cache_a,
-            keep_cache=keep,
-        )
-        sides["b"] = RoundSide(
-            header,
-            "responder",
-            own_b,
-            eb,
-            deliver("a"),
-            chunk_size=chunk,
-            rng=rng,
-            cache=cache_b,
-            keep_cache=keep,
-        )
-        sides["a"].start()
-        sides["b"].start()
+        wire = Wire(
+            header, (ea, eb), own_a, own_b, chunk=chunk, seed=3, propagate_errors=False,
+            caches=(cache_a, cache_b), keep_cache=keep,
+        )  # fmt: skip
+        wire.start()
         out = {}
         for name, engine in (("a", ea), ("b", eb)):
-            outcome = sides[name].result(60)
-            sides[name].join(5)
-            out[name] = (outcome, sides[name], (engine.blinded, engine.reblinded))
+            outcome = wire.result(name, 60)
+            wire.sides[name].join(5)
+            out[name] = (outcome, wire.sides[name], (engine.blinded, engine.reblinded))
         return out
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import ConfigError, CrossmatchError, ProtocolError
+from protocol.errors import ConfigError, ProtocolError
 from protocol.psi import (
     POINT_BYTES,
     Engine,
@@ -20,8 +20,7 @@ from protocol.psi import (
     shuffle_packed_within_sections,
     unpack,
 )
-from protocol.round import RoundSide
-from protocol.transcript import RoundHeader
+from tests.round_harness import PEER, Wire, round_header
 
 
 def new_key() -> bytes:
@@ -44,40 +43,21 @@ def run_round(engines, a_sets: dict[str, list[bytes]], b_sets: dict[str, list[by
               mode: str = "reveal", chunk: int = 7, tamper=None):
     """Run both sides of one round in memory; returns (outcome_a, outcome_b, own_a, own_b)."""
     kinds = tuple(sorted(set(a_sets) | set(b_sets)))
-    rng = random.Random(7)
     own_a = [x for k in kinds for x in dedupe(a_sets.get(k, []))]
     own_b = [x for k in kinds for x in dedupe(b_sets.get(k, []))]
-    header = RoundHeader(
-        round_id="r1", initiator="lab-a", responder="lab-b", mode=mode, kinds=kinds,
-        initiator_sizes=tuple(len(dedupe(a_sets.get(k, []))) for k in kinds),
-        responder_sizes=tuple(len(dedupe(b_sets.get(k, []))) for k in kinds),
-        policy_hash=b"p" * 32, initiator_commitment=b"a" * 32, responder_commitment=b"b" * 32,
+    header = round_header(
+        [len(dedupe(a_sets.get(k, []))) for k in kinds],
+        [len(dedupe(b_sets.get(k, []))) for k in kinds],
+        kinds=kinds, mode=mode, round_id="r1",
     )
-    sides: dict[str, RoundSide] = {}
-
-    def deliver(to: str):
-        def send(kind: str, seq: int, packed: bytes) -> None:
-            if tamper:
-                packed = tamper(to, kind, seq, packed)
-            try:
-                getattr(sides[to], "on_" + kind)(packed)
-            except CrossmatchError as e:
-                sides[to].fail(e)
-        return send
-
-    ea, eb = engines
-    # An error on one side reaches the other as the transport's Abort would carry it.
-    sides["a"] = RoundSide(header, "initiator", own_a, ea, deliver("b"), chunk_size=chunk, rng=rng,
-                           on_error=lambda e: sides["b"].fail(e))
-    sides["b"] = RoundSide(header, "responder", own_b, eb, deliver("a"), chunk_size=chunk, rng=rng,
-                           on_error=lambda e: sides["a"].fail(e))
-    sides["a"].start()
-    sides["b"].start()
+    # ``tamper`` here takes the receiving side first: (to, kind, seq, packed).
+    hook = (lambda frm, kind, seq, packed: tamper(PEER[frm], kind, seq, packed)) if tamper else None
+    wire = Wire(header, engines, own_a, own_b, chunk=chunk, seed=7, tamper=hook)
+    wire.start()
     try:
-        return sides["a"].result(30), sides["b"].result(30), own_a, own_b, header
+        return wire.result("a", 30), wire.result("b", 30), own_a, own_b, header
     finally:
-        sides["a"].join(5)
-        sides["b"].join(5)
+        wire.close()
 
 
 def matched_values(outcome, own, header, role):

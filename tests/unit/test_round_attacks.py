@@ -9,7 +9,6 @@ cannot catch the cheat, that the honest side releases nothing it should not.
 from __future__ import annotations
 
 import hashlib
-import random
 import threading
 
 import private_set_intersection.python as psi_lib
@@ -17,10 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import CrossmatchError, ProtocolError
+from protocol.errors import ProtocolError
 from protocol.psi import POINT_BYTES, Engine, pack, unpack
-from protocol.round import RoundSide
-from protocol.transcript import RoundHeader
+from tests import round_harness as harness
 
 
 def fp(label: str) -> bytes:
@@ -38,52 +36,25 @@ def engines():
     b.close()
 
 
-class Wire:
-    """Both sides of one round in memory; every message is recorded, and ``tamper``
-    (the hostile side's transport) may rewrite or drop what the initiator sends."""
+class Wire(harness.Wire):
+    """One single-kind round in memory; ``tamper`` (the hostile initiator's transport)
+    may rewrite or drop (return None) what side "a" sends."""
 
     def __init__(self, engines, own_a, own_b, *, mode="reveal", chunk=4, tamper=None):
-        self.header = RoundHeader(
-            round_id="r-attack", initiator="lab-a", responder="lab-b", mode=mode,
-            kinds=("email",), initiator_sizes=(len(own_a),), responder_sizes=(len(own_b),),
-            policy_hash=b"p" * 32, initiator_commitment=b"a" * 32,
-            responder_commitment=b"b" * 32,
-        )
-        self.sent: dict[str, list[tuple[str, bytes]]] = {"a": [], "b": []}
-        self.tamper = tamper
-        self.sides: dict[str, RoundSide] = {}
-        rng = random.Random(5)
-        for name, role, own, engine, to in (("a", "initiator", own_a, engines[0], "b"),
-                                            ("b", "responder", own_b, engines[1], "a")):
-            self.sides[name] = RoundSide(
-                self.header, role, own, engine, self._deliver(name, to), chunk_size=chunk,
-                rng=rng, on_error=lambda e, to=to: self.sides[to].fail(e))
+        header = harness.round_header([len(own_a)], [len(own_b)], mode=mode, round_id="r-attack")
+        def hook(frm, kind, seq, payload):
+            return tamper(kind, seq, payload) if frm == "a" else payload
 
-    def _deliver(self, frm: str, to: str):
-        def send(kind: str, seq: int, payload: bytes) -> None:
-            self.sent[frm].append((kind, payload))
-            if frm == "a" and self.tamper is not None:
-                payload = self.tamper(kind, seq, payload)
-                if payload is None:
-                    return
-            try:
-                getattr(self.sides[to], "on_" + kind)(payload)
-            except CrossmatchError as e:
-                self.sides[to].fail(e)
-        return send
+        super().__init__(
+            header, engines, own_a, own_b, chunk=chunk, seed=5, tamper=hook if tamper else None
+        )
 
     def run(self, timeout: float = 30):
-        for side in self.sides.values():
-            side.start()
+        self.start()
         try:
-            return self.sides["b"].result(timeout)
+            return self.result("b", timeout)
         finally:
-            for side in self.sides.values():
-                side.fail(ProtocolError("test over", rule="closed"))
-                side.join(5)
-
-    def released_by(self, name: str) -> list[bytes]:
-        return [p for kind, p in self.sent[name] if kind == "peer_reblinded"]
+            self.close(fail=True)
 
 
 def honest_b() -> list[bytes]:
