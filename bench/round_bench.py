@@ -1,7 +1,8 @@
 """Benchmark of a round: two real nodes, real gRPC and mutual TLS, against the library alone.
 
-    python -m bench.round_bench                      # N = 100,000 a side
+    python -m bench.round_bench                      # N = 100,000 a side, every suite
     python -m bench.round_bench --n 100000 --n 1000000
+    python -m bench.round_bench --suite ristretto255-v1+proofs --suite openmined-p256-v1
 
 For each N (sets of N account ids a side, ``--overlap`` of them shared) it builds a
 two-lab consortium on loopback with ``node/demo/sandbox.py`` (each lab's ``crossmatch
@@ -12,14 +13,19 @@ directory, as the CLI or the scheduler would) and measures, in one run:
 - ``naive``: the library's own one-way flow in this process on one thread
   (client CreateRequest, server CreateSetupMessage (raw), server ProcessRequest,
   client GetIntersection); only the client learns;
+- then, for each ``--suite`` configuration (``ristretto255-v1+proofs``: the
+  ristretto suite with verified matches, ``ristretto255-v1`` without,
+  ``openmined-p256-v1``), under a signed policy naming it:
 - ``floor``: the same blind and re-blind work as a mutual round (both sides' N
-  blindings and N re-blindings) on an Engine with one worker per core, in memory;
+  blindings and N re-blindings) on that suite's engine with one worker per core,
+  in memory;
 - ``first``: a full mutual round in which both sides learn (epoch keys new, no cache);
 - ``repeat``: the next round in the same epoch after ``--churn`` of each set was
   replaced (that many removed, as many new values added);
 
 and prints the times, the ratios first/naive, repeat/first and first/floor, and
-the peak resident memory (VmHWM) of both ``serve`` processes and of the initiator.
+the peak resident memory (VmHWM) of both ``serve`` processes and of the initiator
+(over the whole run, so the largest of the suites measured).
 Timings on a shared machine are noisy: ratios within one run are what count, and
 the load average is printed before each measurement.
 """
@@ -44,8 +50,19 @@ if TYPE_CHECKING:
     from node.demo.sandbox import Sandbox
 
 KIND = "account_id"
-TARGETS = {"first/naive": 0.55, "repeat/first": 0.05, "first/floor": 1.15}
-RSS_TARGET_MIB = 1024
+# (suite, verified matches) of each configuration, and its targets (None: report only).
+CONFIGS = {
+    "ristretto255-v1+proofs": ("ristretto255-v1", True),
+    "ristretto255-v1": ("ristretto255-v1", False),
+    "openmined-p256-v1": ("openmined-p256-v1", False),
+}
+TARGETS: dict[str, dict[str, float]] = {
+    "ristretto255-v1+proofs": {"first/naive": 0.45, "repeat/first": 0.04},
+    "ristretto255-v1": {"first/naive": 0.40, "repeat/first": 0.04},
+    "openmined-p256-v1": {},
+}
+RATIOS = ("first/naive", "repeat/first", "first/floor")
+RSS_TARGET_MIB = 600
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -148,15 +165,16 @@ def measure_naive(a: list[bytes], b: list[bytes]) -> tuple[float, int]:
     return time.perf_counter() - t0, len(found)
 
 
-def measure_floor(a: list[bytes], b: list[bytes], chunk: int) -> float:
+def measure_floor(a: list[bytes], b: list[bytes], chunk: int, suite_name: str) -> float:
     """Both sides' blind and re-blind work, on one worker per core, no network or storage."""
-    from node.net.exchange import new_psi_key
-    from protocol.psi import Engine
+    from node.ops.suites import ensure_suite
+    from node.state.epochs import new_psi_key
 
+    suite = ensure_suite(suite_name)
     workers = os.cpu_count() or 1
     with (
-        Engine(new_psi_key(), workers=workers) as alpha,
-        Engine(new_psi_key(), workers=workers) as beta,
+        suite.engine(new_psi_key(suite_name), workers=workers) as alpha,
+        suite.engine(new_psi_key(suite_name), workers=workers) as beta,
     ):
         t0 = time.perf_counter()
         blinded = [(alpha.submit_blind(a[i : i + chunk]), beta) for i in range(0, len(a), chunk)]
@@ -247,7 +265,8 @@ def initiator_main(node_dir: Path, peer: str) -> None:
 @dataclass
 class Result:
     """Times of one N; with several trials, each figure is the fastest trial's (the least
-    disturbed by other load on the machine), and every trial is kept in ``trials``."""
+    disturbed by other load on the machine), and every trial is kept in ``trials``.
+    Names are ``naive`` and ``churn``, or ``floor``/``first``/``repeat`` and a configuration."""
 
     n: int
     import_s: float = 0.0
@@ -262,8 +281,8 @@ class Result:
     def best(self, name: str) -> float:
         return min(self.trials.get(name, [0.0]))
 
-    def ratio(self, name: str) -> float | None:
-        top, bottom = name.split("/")
+    def ratio(self, config: str, name: str) -> float | None:
+        top, bottom = (f"{x} {config}" if x != "naive" else x for x in name.split("/"))
         a, b = self.best(top), self.best(bottom)
         return a / b if a and b else None
 
@@ -279,13 +298,20 @@ def configure(node_dir: Path, workers: int | None, chunk: int | None) -> None:
     save_config(cfg)
 
 
+def bench_policy(config: str, version: int) -> str:
+    from node.demo.sandbox import sandbox_policy
+
+    suite, verified = CONFIGS[config]
+    return sandbox_policy(version=version, suite=suite, verified_matches=verified)
+
+
 def bench_one(n: int, args: argparse.Namespace, root: Path) -> Result:
     from node.config import read_consortium_key
     from node.demo.sandbox import Sandbox, run_cli
 
     res = Result(n)
     sandbox = Sandbox(root / f"n{n}")
-    sandbox.create(["lab-a", "lab-b"])
+    sandbox.create(["lab-a", "lab-b"], policy=bench_policy(args.suite[0], 1))
     a_dir, b_dir = sandbox.labs["lab-a"].dir, sandbox.labs["lab-b"].dir
     for d in (a_dir, b_dir):
         configure(d, args.workers, args.chunk)
@@ -310,8 +336,15 @@ def bench_one(n: int, args: argparse.Namespace, root: Path) -> Result:
         sandbox.start_all()
         sandbox.peer_all()
         initiator.start()
+        version = 1
         for trial in range(args.trials):
-            va, vb = run_trial(res, args, sandbox, initiator, key, va, vb, trial, root)
+            if not args.no_naive:
+                naive_trial(res, va, vb, key, f"N={n} trial {trial + 1}/{args.trials}")
+            for config in args.suite:
+                if version > 1:  # the daemons and the initiator pick the new policy up
+                    sandbox.install_policy(bench_policy(config, version))
+                version += 1
+                va, vb = run_trial(res, args, sandbox, initiator, key, va, vb, trial, config)
         assert initiator.process is not None
         res.rss_mib["initiator (lab-a)"] = peak_rss_mib(initiator.process.pid)
         for name, lab in sandbox.labs.items():
@@ -334,6 +367,15 @@ def forget_epoch_keys(sandbox: Sandbox) -> None:
                     epochs.forget(other)
 
 
+def naive_trial(res: Result, va: list[str], vb: list[str], key: bytes, tag: str) -> None:
+    fa, fb = fingerprints_of(va, key), fingerprints_of(vb, key)
+    say(f"{tag}: naive one-way flow, one thread ({load()})")
+    res.loads.append("naive " + load())
+    seconds, found = measure_naive(fa, fb)
+    assert found == len(set(va) & set(vb)), (found, len(set(va) & set(vb)))
+    res.add("naive", seconds)
+
+
 def run_trial(
     res: Result,
     args: argparse.Namespace,
@@ -343,40 +385,36 @@ def run_trial(
     va: list[str],
     vb: list[str],
     trial: int,
-    root: Path,
+    config: str,
 ) -> tuple[list[str], list[str]]:
-    """naive, floor, first, churn, repeat on the current sets; returns the churned sets."""
+    """floor, first, churn, repeat of one configuration on the current sets; returns the
+    churned sets."""
     from node.demo.sandbox import run_cli
 
     n = res.n
     a_dir, b_dir = sandbox.labs["lab-a"].dir, sandbox.labs["lab-b"].dir
     expected = len(set(va) & set(vb))
-    tag = f"N={n} trial {trial + 1}/{args.trials}"
+    tag = f"N={n} trial {trial + 1}/{args.trials} {config}"
     fa, fb = fingerprints_of(va, key), fingerprints_of(vb, key)
-    if not args.no_naive:
-        say(f"{tag}: naive one-way flow, one thread ({load()})")
-        res.loads.append("naive " + load())
-        seconds, found = measure_naive(fa, fb)
-        assert found == expected, (found, expected)
-        res.add("naive", seconds)
     say(f"{tag}: floor, engine only, {os.cpu_count()} workers ({load()})")
-    res.loads.append("floor " + load())
-    res.add("floor", measure_floor(fa, fb, args.chunk or 8192))
+    res.loads.append(f"floor {config} " + load())
+    res.add(f"floor {config}", measure_floor(fa, fb, args.chunk or 8192, CONFIGS[config][0]))
     del fa, fb
 
     forget_epoch_keys(sandbox)
     say(f"{tag}: first round ({load()})")
-    res.loads.append("first " + load())
+    res.loads.append(f"first {config} " + load())
     first = initiator.round()
     assert first["shared"] == expected, (first, expected)
-    res.add("first", first["seconds"])
+    res.add(f"first {config}", first["seconds"])
 
-    (rm_a, add_a), (rm_b, add_b) = churn_sets(va, vb, args.churn, args.overlap, seed=n + 1 + trial)
+    seed = n + 1 + trial + 1000 * list(CONFIGS).index(config)
+    (rm_a, add_a), (rm_b, add_b) = churn_sets(va, vb, args.churn, args.overlap, seed=seed)
     say(f"{tag}: replacing {len(rm_a)} values a side ({load()})")
     t0 = time.perf_counter()
     for d, rm, add in ((a_dir, rm_a, add_a), (b_dir, rm_b, add_b)):
         remove_signals(d, KIND, fingerprints_of(rm, key))
-        new_file = write_lines(root / f"{d.name}-{n}-new{trial}.txt", add)
+        new_file = write_lines(sandbox.root / f"{d.name}-{n}-new{seed}.txt", add)
         run_cli("import", d, new_file, "--kind", KIND)
     res.add("churn", time.perf_counter() - t0)
     gone_a, gone_b = set(rm_a), set(rm_b)
@@ -384,10 +422,10 @@ def run_trial(
     vb = [v for v in vb if v not in gone_b] + add_b
 
     say(f"{tag}: repeat round ({load()})")
-    res.loads.append("repeat " + load())
+    res.loads.append(f"repeat {config} " + load())
     repeat = initiator.round()
     assert repeat["shared"] == len(set(va) & set(vb)), repeat
-    res.add("repeat", repeat["seconds"])
+    res.add(f"repeat {config}", repeat["seconds"])
     return va, vb
 
 
@@ -402,39 +440,45 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
         f"workers per node: {args.workers or 'config default'}; "
         f"chunk: {args.chunk or 'config default'}",
         "",
+        "| N | suite | naive | floor | first | repeat | first/naive | repeat/first | "
+        "first/floor |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    head = (
-        "| N | import (both labs) | naive | floor | first | repeat | first/naive | "
-        "repeat/first | first/floor | peak RSS MiB (initiator A / serve A / serve B) |"
-    )
-    lines += [head, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
-        ratios = [r.ratio(k) for k in TARGETS]
-        rss = " / ".join(
-            f"{r.rss_mib.get(k, 0):.0f}"
-            for k in ("initiator (lab-a)", "serve lab-a", "serve lab-b")
-        )
-        lines.append(
-            f"| {r.n:,} | {fmt_s(r.import_s)} | {fmt_s(r.best('naive'))} | "
-            f"{fmt_s(r.best('floor'))} | {fmt_s(r.best('first'))} | {fmt_s(r.best('repeat'))} | "
-            + " | ".join(f"{x:.3f}" if x is not None else "-" for x in ratios)
-            + f" | {rss} |"
-        )
+        for c in args.suite:
+            ratios = [r.ratio(c, k) for k in RATIOS]
+            lines.append(
+                f"| {r.n:,} | {c} | {fmt_s(r.best('naive'))} | {fmt_s(r.best(f'floor {c}'))} | "
+                f"{fmt_s(r.best(f'first {c}'))} | {fmt_s(r.best(f'repeat {c}'))} | "
+                + " | ".join(f"{x:.3f}" if x is not None else "-" for x in ratios)
+                + " |"
+            )
     lines.append("")
     lines.append(
         "targets: "
-        + ", ".join(f"{k} <= {v}" for k, v in TARGETS.items())
-        + f", peak RSS <= {RSS_TARGET_MIB} MiB per node"
+        + "; ".join(
+            f"{c}: " + ", ".join(f"{k} <= {v}" for k, v in TARGETS[c].items())
+            for c in args.suite
+            if TARGETS[c]
+        )
+        + f"; peak RSS <= {RSS_TARGET_MIB} MiB per node"
     )
     for r in results:
         misses = [
-            f"{k} {x:.3f} (target {TARGETS[k]}, {x / TARGETS[k] - 1:+.0%})"
-            for k in TARGETS
-            if (x := r.ratio(k)) is not None and x > TARGETS[k]
+            f"{c} {k} {x:.3f} (target {t}, {x / t - 1:+.0%})"
+            for c in args.suite
+            for k, t in TARGETS[c].items()
+            if (x := r.ratio(c, k)) is not None and x > t
         ]
         big = [f"{k} {v:.0f} MiB" for k, v in r.rss_mib.items() if v > RSS_TARGET_MIB]
         verdict = "; ".join(misses + big) or "all targets met"
         lines.append(f"N={r.n:,}: {verdict}")
+        lines.append(
+            "  import (both labs): "
+            + fmt_s(r.import_s)
+            + "; peak RSS MiB: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in r.rss_mib.items())
+        )
         lines.append(
             "  every trial (s): "
             + "; ".join(
@@ -463,6 +507,12 @@ def main(argv: list[str] | None = None) -> int:
         help="repeat naive, floor, first and repeat; report the fastest of each",
     )
     p.add_argument("--no-naive", action="store_true", help="skip the library's one-way flow")
+    p.add_argument(
+        "--suite",
+        action="append",
+        choices=list(CONFIGS),
+        help="a suite configuration to measure (repeatable; default: all)",
+    )
     p.add_argument("--dir", type=Path, help="keep the consortium here (default: a temp dir)")
     p.add_argument("--initiator", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--peer", help=argparse.SUPPRESS)
@@ -471,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
         initiator_main(args.initiator, args.peer)
         return 0
     sizes = args.n or [100_000]
+    args.suite = args.suite or list(CONFIGS)
     results = []
     with tempfile.TemporaryDirectory(prefix="crossmatch-bench-") as tmp:
         root = args.dir or Path(tmp)

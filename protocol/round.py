@@ -41,12 +41,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from protocol import verified
 from protocol.errors import CrossmatchError, ProtocolError
 from protocol.psi import (
     BLOCK_ROWS,
     ELEMENT_BYTES,
-    POINT_BYTES,
-    Engine,
     PackedElements,
     PackedTable,
     RandomSource,
@@ -61,6 +60,7 @@ from protocol.psi import (
     shuffle_packed_within_sections,
 )
 from protocol.rules import Rule
+from protocol.suites.base import WorkerEngine
 from protocol.transcript import COMMITMENT_BYTES, RoundHeader, Transcript, reblind_commitment
 
 # send(message_kind, seq, payload); message_kind is "own_blinded", "reblind_commitment"
@@ -128,8 +128,8 @@ def _send_nothing(kind: str, seq: int, packed: bytes) -> None:
     pass
 
 
-def _buffer(points: int) -> np.ndarray:
-    return np.zeros(points * POINT_BYTES, np.uint8)
+def _buffer(points: int, width: int) -> np.ndarray:
+    return np.zeros(points * width, np.uint8)
 
 
 class RoundSide:
@@ -138,7 +138,7 @@ class RoundSide:
         header: RoundHeader,
         role: str,
         own: Sequence[bytes],
-        engine: Engine,
+        engine: WorkerEngine,
         send: Send,
         *,
         chunk_size: int,
@@ -157,6 +157,16 @@ class RoundSide:
         self.peer_sizes = header.sizes(self.peer_role)
         if len(own) != sum(self.own_sizes):
             raise ValueError("own elements do not match the announced sizes")
+        if engine.suite_name != header.suite:
+            raise ValueError(f"a {engine.suite_name} engine for a {header.suite} round")
+        self._w = engine.point_bytes
+        for table in (cache.own, cache.peer) if cache else ():
+            if table is not None and table.value_size not in (0, self._w):
+                raise ValueError(f"a cache of {table.value_size}-byte points for a {header.suite} "
+                                 "round")
+        # Verified matches keep what a proof is over: our points and what came back, the
+        # peer's points and our re-blinding of them (VerifiedState, protocol/verified.py).
+        self.verified = header.verified_matches and header.mode == "reveal"
         caching = cache is not None and cache.own is not None or keep_cache
         if caching and not (
             isinstance(own, PackedElements)
@@ -186,11 +196,13 @@ class RoundSide:
         # Every stream of points lands in one buffer of its final size (announced, and
         # enforced as chunks arrive): no lists of chunks, no joined copies. np.zeros
         # maps zero pages, so memory is only committed as it is written.
-        self._own_double = _buffer(self._own_total)  # in our order
-        self._peer_double = _buffer(self._peer_total)  # in the peer's order
-        # Kept for the next cache only.
-        self._own_blinded = _buffer(self._own_total if caching else 0)
-        self._peer_blinded = _buffer(self._peer_total if keep_cache else 0)
+        self._own_double = _buffer(self._own_total, self._w)  # in our order
+        self._peer_double = _buffer(self._peer_total, self._w)  # in the peer's order
+        # Kept for the next cache, or for the proofs.
+        self._own_blinded = _buffer(self._own_total if caching or self.verified else 0, self._w)
+        self._peer_blinded = _buffer(self._peer_total if keep_cache or self.verified else 0,
+                                     self._w)
+        self.peer_public_key = b""
         self._reblind_queue: queue.Queue[_Chunk | None] = queue.Queue()
 
         self._reblind_done = threading.Event()
@@ -206,6 +218,10 @@ class RoundSide:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
+        if self.verified:  # our key before any of our points (protocol/verified.py)
+            key = verified.public_key_of(self._engine)
+            self.transcript.public_key(self.role, key)
+            self._send("public_key", 0, key)
         if self._peer_total == 0:
             self._reblind_queue.put(None)
         for target, name in ((self._blind_and_send, "blind"), (self._reblind_and_send, "reblind")):
@@ -269,13 +285,13 @@ class RoundSide:
                 packed_elements(self._own),
                 ELEMENT_BYTES,
                 self._own_blinded,
-                POINT_BYTES,
+                self._w,
             ),
             peer=TableSource(
                 self._peer_blinded,
-                POINT_BYTES,
+                self._w,
                 self._peer_double,
-                POINT_BYTES,
+                self._w,
             ),
         )
 
@@ -285,7 +301,7 @@ class RoundSide:
         the reference cycles of a finished round's threads and callbacks."""
         self._cache = RoundCache()
         for name in ("_own_double", "_peer_double", "_own_blinded", "_peer_blinded"):
-            setattr(self, name, _buffer(0))
+            setattr(self, name, _buffer(0, self._w))
         self._own = []
         # The callbacks are the transport's bound methods: a reference cycle to break.
         self._send = _send_nothing
@@ -293,8 +309,18 @@ class RoundSide:
 
     # -- received from the peer -------------------------------------------
 
+    def on_public_key(self, key: bytes) -> None:
+        """The peer's public key, committed to before its points (verified matches)."""
+        if not self.verified or self.peer_public_key:
+            raise ProtocolError("unexpected public key", rule=Rule.MESSAGE_ORDER)
+        verified.check_public_key(key)
+        self.peer_public_key = key
+        self.transcript.public_key(self.peer_role, key)
+
     def on_own_blinded(self, packed: bytes) -> None:
-        n = count_points(packed)
+        if self.verified and not self.peer_public_key:
+            raise ProtocolError("peer sent points before its public key", rule=Rule.MESSAGE_ORDER)
+        n = count_points(packed, self._w)
         if n == 0:
             raise ProtocolError("empty element chunk", rule=Rule.MALFORMED_ELEMENT)
         if self._peer_received + n > self._peer_total:
@@ -302,8 +328,8 @@ class RoundSide:
                 f"peer sent more than the {self._peer_total} elements it announced",
                 rule=Rule.SIZE_ANNOUNCED,
             )
-        if self._keep:
-            at = self._peer_received * POINT_BYTES
+        if len(self._peer_blinded):
+            at = self._peer_received * self._w
             self._peer_blinded[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
         self._peer_received += n
         self.transcript.absorb(f"{self.peer_role}_blinded", packed)
@@ -328,7 +354,7 @@ class RoundSide:
             self._check_opening()
 
     def on_peer_reblinded(self, packed: bytes) -> None:
-        n = count_points(packed)
+        n = count_points(packed, self._w)
         if n == 0:
             raise ProtocolError("empty element chunk", rule=Rule.MALFORMED_ELEMENT)
         if self._peer_commitment is None:
@@ -339,7 +365,7 @@ class RoundSide:
             raise ProtocolError(
                 f"peer returned more than our {self._own_total} elements", rule=Rule.SIZE_ANNOUNCED
             )
-        at = self._own_double_count * POINT_BYTES
+        at = self._own_double_count * self._w
         self._own_double[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
         self._own_double_count += n
         self.transcript.absorb(f"{self.peer_role}_reblinded", packed)
@@ -349,18 +375,33 @@ class RoundSide:
     def _check_opening(self) -> None:
         """The whole re-blinding of our points is in: it must open the peer's commitment
         and, our points being distinct, hold no point twice."""
-        stream = self._own_double[: self._own_total * POINT_BYTES]
+        stream = self._own_double[: self._own_total * self._w]
         opened = reblind_commitment(self.header.round_id, self.peer_role, stream.data)
         if opened != self._peer_commitment:
             raise ProtocolError(
                 "peer's re-blinded points do not open the commitment it sent before them",
                 rule=Rule.REBLIND_COMMITMENT,
             )
-        if has_duplicates(stream):
+        if has_duplicates(stream, self._w):
             raise ProtocolError(
                 "peer returned the same re-blinded point twice", rule=Rule.DUPLICATE_POINT
             )
         self._own_double_done.set()
+
+    def proof_material(self) -> verified.Material:
+        """What the proofs of a verified round are over (after :meth:`result`)."""
+        if not self.verified or self._outcome is None:
+            raise ValueError("proofs are for a matched round with verified matches")
+        own_positions = [
+            start + np.asarray(self._outcome.matched_positions.get(kind, []), np.int64)
+            for kind, (start, _) in zip(self.header.kinds, sections(self.own_sizes), strict=True)
+        ]
+        return verified.Material(
+            sent=self._own_blinded, returned=self._own_double, received=self._peer_blinded,
+            reblinded=self._peer_double, matched=np.concatenate(own_positions),
+            found=sum(self._outcome.intersection_sizes.values()), peer_total=self._peer_total,
+            width=self._w,
+        )
 
     def missing(self) -> str:
         """What has not arrived yet, for a precise 'stream ended early' message."""
@@ -374,7 +415,7 @@ class RoundSide:
     def _reblind(self, packed: bytes) -> _Chunk:
         """Re-blind one chunk of the peer's points; only points not in the cache are computed."""
         table = self._cache.peer
-        n = len(packed) // POINT_BYTES
+        n = len(packed) // self._w
         if table is None or len(table) == 0:
             self.work.reblinded += n
             return _Chunk(None, None, self._engine.submit_reblind(packed))
@@ -384,7 +425,7 @@ class RoundSide:
         self.work.reblinded_cached += n - misses
         future = None
         if misses:
-            future = self._engine.submit_reblind(rows(packed, POINT_BYTES)[~found].tobytes())
+            future = self._engine.submit_reblind(rows(packed, self._w)[~found].tobytes())
         return _Chunk(known, found, future)
 
     def _blind_chunks(self) -> list[tuple[int, int]]:
@@ -398,7 +439,7 @@ class RoundSide:
         table, self._cache.own = self._cache.own, None  # only needed here: let it go after
         if table is None or len(table) == 0 or self._own_total == 0:
             return None
-        own, out = packed_elements(self._own), rows(self._own_blinded, POINT_BYTES)
+        own, out = packed_elements(self._own), rows(self._own_blinded, self._w)
         found = np.zeros(self._own_total, bool)
         step = BLOCK_ROWS * ELEMENT_BYTES
         for start in range(0, self._own_total, BLOCK_ROWS):
@@ -417,7 +458,7 @@ class RoundSide:
         self.work.blinded += len(misses)
         self.work.blinded_cached += end - start - len(misses)
         future = self._engine.submit_blind(misses) if misses else None
-        known = rows(self._own_blinded, POINT_BYTES)[start:end]
+        known = rows(self._own_blinded, self._w)[start:end]
         return _Chunk(known, f, future)
 
     # -- workers -----------------------------------------------------------
@@ -444,9 +485,9 @@ class RoundSide:
             packed = pending.popleft().result()
             self.transcript.absorb(f"{self.role}_blinded", packed)
             if len(self._own_blinded):
-                at = self._own_blinded_count * POINT_BYTES
+                at = self._own_blinded_count * self._w
                 self._own_blinded[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
-                self._own_blinded_count += len(packed) // POINT_BYTES
+                self._own_blinded_count += len(packed) // self._w
             self._send("own_blinded", seq, packed)
             seq += 1
 
@@ -465,14 +506,14 @@ class RoundSide:
             if chunk is None or self._failed.is_set():
                 break
             packed = chunk.result()
-            at = self._peer_double_count * POINT_BYTES
+            at = self._peer_double_count * self._w
             self._peer_double[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
-            self._peer_double_count += len(packed) // POINT_BYTES
+            self._peer_double_count += len(packed) // self._w
         if self._failed.is_set():
             return
         # Re-blinding is a bijection, so a repeated value means a repeated peer point: with
         # one, count mode's multiplicities would tell the peer which of its guesses matched.
-        if has_duplicates(self._peer_double):
+        if has_duplicates(self._peer_double, self._w):
             raise ProtocolError("peer sent the same blinded point twice", rule=Rule.DUPLICATE_POINT)
         stream = self._release_stream()
         commitment = reblind_commitment(self.header.round_id, self.role, bytes(stream))
@@ -481,7 +522,7 @@ class RoundSide:
         self._peer_committed.wait()  # set by the peer's commitment, or by a failure
         if self._failed.is_set():
             return
-        step = self._chunk * POINT_BYTES
+        step = self._chunk * self._w
         for seq, start in enumerate(range(0, len(stream), step)):
             packed = bytes(stream[start : start + step])
             self.transcript.absorb(f"{self.role}_reblinded", packed)
@@ -492,7 +533,9 @@ class RoundSide:
         """Our re-blinding of the peer's points as we will release it: in the peer's order
         (reveal), or shuffled within each kind's section so positions tell nothing (count)."""
         if self.header.mode == "count":
-            return shuffle_packed_within_sections(self._peer_double, self.peer_sizes, self._rng)
+            return shuffle_packed_within_sections(
+                self._peer_double, self.peer_sizes, self._rng, self._w
+            )
         return self._peer_double.tobytes()
 
     # -- matching ----------------------------------------------------------
@@ -506,13 +549,15 @@ class RoundSide:
             self.header.kinds, sections(self.own_sizes), sections(self.peer_sizes), strict=True
         ):
             found = match_packed(
-                own_double[start * POINT_BYTES : end * POINT_BYTES],
-                peer_double[pstart * POINT_BYTES : pend * POINT_BYTES],
+                own_double[start * self._w : end * self._w],
+                peer_double[pstart * self._w : pend * self._w],
+                self._w,
             )
             sizes[kind] = len(found)
             if self.header.mode == "reveal":
                 positions[kind] = found
-        if not self._keep:
-            self._peer_double = _buffer(0)  # no longer needed (the cache would keep it)
-        self._own_double = _buffer(0)
+        if not self.verified:  # no longer needed (a cache or a proof would need them)
+            if not self._keep:
+                self._peer_double = _buffer(0, self._w)
+            self._own_double = _buffer(0, self._w)
         return RoundOutcome(self.transcript.digest(), sizes, positions)

@@ -56,6 +56,7 @@ class Rule(StrEnum):
     ELEMENT_NONCANONICAL = "element-noncanonical"
     CHUNK_SIZE = "chunk-size"
     PROOF_INVALID = "proof-invalid"
+    PROOF_REQUEST = "proof-request"
     DUPLICATE_POINT = "duplicate-point"
     REBLIND_COMMITMENT = "reblind-commitment"
     NONCE = "nonce"

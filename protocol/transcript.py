@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 from protocol.errors import ProtocolError
 from protocol.rules import Rule
+from protocol.suites import DEFAULT_SUITE
 
 TRANSCRIPT_DOMAIN = b"crossmatch/v2/transcript"
-HEADER_DOMAIN = b"crossmatch/v1/round-header"
+# v2: the header ends with the suite and the verified-matches switch.
+HEADER_DOMAIN = b"crossmatch/v2/round-header"
 REBLIND_COMMITMENT_DOMAIN = b"crossmatch/v2/reblind-commitment"
 COMMITMENT_BYTES = 32
 
@@ -56,6 +58,9 @@ class RoundHeader:
     initiator_commitment: bytes
     responder_commitment: bytes
     prompt_params: str = ""
+    suite: str = DEFAULT_SUITE
+    # Reveal rounds only: matches are stored behind the peer's DLEQ proof (protocol/verified).
+    verified_matches: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -86,6 +91,8 @@ class RoundHeader:
             _field(self.initiator_commitment),
             _field(self.responder_commitment),
             _text(self.prompt_params),
+            _text(self.suite),
+            b"\x01" if self.verified_matches else b"\x00",
         ]
         return b"".join(parts)
 
@@ -99,6 +106,7 @@ class Transcript:
         self._streams = {name: hashlib.sha256() for name in STREAMS}
         self._counts = dict.fromkeys(STREAMS, 0)
         self._commitments = dict.fromkeys(ROLES, b"")
+        self._public_keys = dict.fromkeys(ROLES, b"")
 
     def absorb(self, stream: str, points: bytes) -> None:
         self._streams[stream].update(points)
@@ -107,6 +115,10 @@ class Transcript:
     def commit(self, role: str, commitment: bytes) -> None:
         """Record ``role``'s commitment to its re-blinding of the other side's points."""
         self._commitments[role] = commitment
+
+    def public_key(self, role: str, key: bytes) -> None:
+        """Record ``role``'s public key (verified matches: sent before any of its points)."""
+        self._public_keys[role] = key
 
     def digest(self) -> bytes:
         h = hashlib.sha256(TRANSCRIPT_DOMAIN)
@@ -118,6 +130,9 @@ class Transcript:
         for role in ROLES:
             h.update(_text(f"{role}_reblind_commitment"))
             h.update(_field(self._commitments[role]))
+        for role in ROLES:
+            h.update(_text(f"{role}_public_key"))
+            h.update(_field(self._public_keys[role]))
         return h.digest()
 
 

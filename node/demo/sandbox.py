@@ -33,7 +33,8 @@ SANDBOX_NOT_AFTER = datetime(2125, 1, 1, tzinfo=UTC)
 def sandbox_policy(*, policy_id: str = "sandbox", version: int = 1, min_interval: int = 0,
                    retention_days: int = 90, max_set_size: int = 5_000_000,
                    count_only: tuple[str, ...] = (), kinds: tuple[str, ...] = ALL_KINDS,
-                   not_before: datetime | None = None, not_after: datetime | None = None) -> str:
+                   not_before: datetime | None = None, not_after: datetime | None = None,
+                   suite: str | None = None, verified_matches: bool | None = None) -> str:
     """A policy TOML for a loopback consortium: every kind, generous caps.
 
     The default validity is fixed (not relative to now) so the default policy's hash is a
@@ -48,6 +49,10 @@ def sandbox_policy(*, policy_id: str = "sandbox", version: int = 1, min_interval
         f"min_interval_seconds = {min_interval}",
         f"retention_days = {retention_days}",
     ]
+    if suite is not None:  # absent: openmined-p256-v1, and the hash of earlier policies
+        lines.append(f'suite = "{suite}"')
+    if verified_matches is not None:
+        lines.append(f"verified_matches = {str(verified_matches).lower()}")
     for kind in kinds:
         mode = "count" if kind in count_only else "reveal"
         lines += ["", f"[kinds.{kind}]", f"max_set_size = {max_set_size}", f'mode = "{mode}"']

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from node.ops.suites import ensure_suite
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
 from node.state.epochs import EpochKey, EpochStore, new_psi_key
@@ -36,7 +37,6 @@ from protocol.errors import CrossmatchError, ProtocolError, VerificationError
 from protocol.padding import SEED_BYTES, dummy_elements, parse_padding
 from protocol.psi import (
     ELEMENT_BYTES,
-    Engine,
     PackedElements,
     dedupe,
     random_permutation,
@@ -53,6 +53,7 @@ from protocol.receipts import (
 from protocol.round import RoundCache, RoundOutcome, RoundSide
 from protocol.rules import Rule, parse_rule
 from protocol.transcript import RoundHeader, input_commitment
+from protocol.verified import ProofExchange
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 
 log = logging.getLogger("crossmatch.exchange")
@@ -161,9 +162,10 @@ class ExchangeSession:
         self.peer = peer
         self.started_at = started_at
         self.outbox: queue.Queue[object] = queue.Queue()
+        suite = ensure_suite(header.suite)  # loaded and self-tested once per process
         self.epoch_key, psi_key, seed, cache = self._round_key()
         prepared.fill_dummies(seed)
-        self.engine = Engine(psi_key, workers=node.config.workers)
+        self.engine = suite.engine(psi_key, workers=node.config.workers)
         self.side = RoundSide(
             header,
             role,
@@ -185,6 +187,9 @@ class ExchangeSession:
         self._finisher: threading.Thread | None = None
         self._matches: list[tuple[str, bytes]] | None = None
         self._matches_lock = threading.Lock()
+        # Verified matches: the proof exchange that gates the receipts (protocol/verified.py).
+        self.proofs = (ProofExchange(self.engine, role, self.side.peer_role,
+                                     random.SystemRandom()) if self.side.verified else None)
 
     # -- keys and caches -------------------------------------------------------
 
@@ -200,14 +205,14 @@ class ExchangeSession:
         if self.header.mode == "reveal" and days > 0:
             try:
                 with EpochStore.for_node(self.node.paths.root, days) as epochs:
-                    key = epochs.current(self.peer.lab, self.node.now())
+                    key = epochs.current(self.peer.lab, self.node.now(), self.header.suite)
                     cache = epochs.load(key)
                 return key, key.psi_key, key.dummy_seed, cache
             except (CrossmatchError, sqlite3.Error, OSError) as e:
                 # Never fail a round for its cache: a fresh key is always correct.
                 log.warning("round %s: epoch keys unavailable (%s); using a fresh key",
                             self.header.round_id, e)
-        return None, new_psi_key(), secrets.token_bytes(SEED_BYTES), None
+        return None, new_psi_key(self.header.suite), secrets.token_bytes(SEED_BYTES), None
 
     def _save_cache(self) -> None:
         """Keep what this round computed for the next round of the epoch (never fails it)."""
@@ -234,6 +239,8 @@ class ExchangeSession:
     def _send_chunk(self, kind: str, seq: int, payload: bytes) -> None:
         if kind == "reblind_commitment":
             msg = pb.ExchangeMessage(reblind_commitment=pb.ReblindCommitment(digest=payload))
+        elif kind == "public_key":
+            msg = pb.ExchangeMessage(public_key=pb.PublicKey(key=payload))
         elif kind == "own_blinded":
             msg = pb.ExchangeMessage(own_blinded=pb.Chunk(seq=seq, points=payload))
         else:
@@ -257,8 +264,16 @@ class ExchangeSession:
         they overlap the receipt exchange instead of adding to it."""
         try:
             outcome = self.side.result(self.node.config.round_timeout)
+            if self.proofs is not None:
+                positions = self.proofs.our_request(self.side.proof_material())
+                self.outbox.put(pb.ExchangeMessage(
+                    proof_request=pb.ProofRequest(positions=positions)))
             if self.role == "responder":
                 self.outcome = outcome
+                # Our receipt only once the initiator's proof held and we answered its
+                # request: the initiator then has our proof before our receipt.
+                if self.proofs is not None and not self._proofs_settle():
+                    return
                 self._send_own_receipt()
         except CrossmatchError as e:
             if self.role == "responder":  # the initiator hears of its errors elsewhere
@@ -302,6 +317,12 @@ class ExchangeSession:
             self.side.on_reblind_commitment(msg.reblind_commitment.digest)
         elif body == "peer_reblinded":
             self.side.on_peer_reblinded(msg.peer_reblinded.points)
+        elif body == "public_key":
+            self.side.on_public_key(msg.public_key.key)
+        elif body == "proof_request":
+            self._on_proof_request(msg.proof_request.positions)
+        elif body == "match_proof":
+            self._on_match_proof(msg.match_proof.proof)
         elif body == "receipt":
             return self._on_receipt(msg.receipt.signed_receipt)
         elif body == "commit":
@@ -317,9 +338,39 @@ class ExchangeSession:
             raise ProtocolError(f"unexpected message {body!r}", rule=Rule.MESSAGE_ORDER)
         return False
 
+    # -- verified matches ------------------------------------------------------
+
+    def _proofs_settle(self) -> bool:
+        """Wait (finisher thread) until both proofs are done; False if the round failed."""
+        assert self.proofs is not None
+        while not self.proofs.wait(0.2):
+            if self.side.error is not None:
+                return False
+        return self.side.error is None
+
+    def _on_proof_request(self, positions: bytes) -> None:
+        if self.proofs is None:
+            raise ProtocolError("proof request in a round without verified matches",
+                                rule=Rule.MESSAGE_ORDER)
+        # The peer matched after all of our release: our own matching is ready too.
+        outcome = self.side.result(self.node.config.round_timeout)
+        proof = self.proofs.answer_peer(self.side.proof_material(), positions,
+                                        outcome.transcript_hash)
+        self.outbox.put(pb.ExchangeMessage(match_proof=pb.MatchProof(proof=proof)))
+
+    def _on_match_proof(self, proof: bytes) -> None:
+        if self.proofs is None:
+            raise ProtocolError("match proof in a round without verified matches",
+                                rule=Rule.MESSAGE_ORDER)
+        outcome = self.side.result(self.node.config.round_timeout)
+        self.proofs.check_peer(self.side.proof_material(), self.side.peer_public_key, proof,
+                               outcome.transcript_hash)
+
     def _on_receipt(self, data: bytes) -> bool:
         if self.peer_receipt is not None:
             raise ProtocolError("second receipt", rule=Rule.MESSAGE_ORDER)
+        if self.proofs is not None and not self.proofs.settled:
+            raise ProtocolError("receipt before the match proofs", rule=Rule.MESSAGE_ORDER)
         if self.role == "responder" and self.own_receipt is None:
             raise ProtocolError("receipt before ours", rule=Rule.MESSAGE_ORDER)
         self.outcome = self.side.result(self.node.config.round_timeout)
@@ -406,6 +457,9 @@ class ExchangeSession:
                                     else h.initiator_commitment).hex(),
                 "transcript_hash": self.outcome.transcript_hash.hex(),
                 "own_receipt": self.own_receipt, "peer_receipt": self.peer_receipt,
+                "suite": h.suite,
+                **({"verified_matches": self.proofs.verified_positions}
+                   if self.proofs is not None else {}),
             })
             self.node.store.save_round(row, self.matches())
             self.committed = True
@@ -421,7 +475,7 @@ class ExchangeSession:
                 return
             self.side.fail(error)
             body = {"round_id": self.header.round_id, "role": self.role, "peer": self.peer.lab,
-                    "stage": stage, "reason": error.message}
+                    "stage": stage, "reason": error.message, "suite": self.header.suite}
             if error.rule:
                 body["rule"] = error.rule
             self.node.log("round_aborted", body)

@@ -30,7 +30,6 @@ log = logging.getLogger("crossmatch.initiator")
 MODE_CODES = {name: code for code, name in MODES.items()}
 MAX_MESSAGE = 16 * 1024 * 1024
 OPEN_TIMEOUT = 30.0
-POINT_BYTES = 33  # compressed P-256 point, as packed in Chunk.points
 
 # progress(done, total): elements the peer has sent us so far, of all it will send.
 Progress = Callable[[int, int], None]
@@ -91,6 +90,7 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
         policy_hash=policy.hash(), input_commitment=prepared.commitment,
         prompt_params=prompt_param_set_id() if "prompt" in kinds else "",
         chunk_size=node.config.chunk_size, nonce=secrets.token_bytes(NONCE_BYTES),
+        suite=policy.suite,
     )
     node.round_started(round_id, "initiator")
     with open_channel(node, peer_lab) as channel:
@@ -111,6 +111,7 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
             responder_sizes=tuple(s.size for s in response.sizes),
             policy_hash=request.policy_hash, initiator_commitment=prepared.commitment,
             responder_commitment=response.input_commitment, prompt_params=request.prompt_params,
+            suite=policy.suite, verified_matches=policy.verified_matches,
         )
         session = ExchangeSession(node, header, "initiator", prepared, peer, started)
         try:
@@ -186,6 +187,7 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
                          name="round-cancel", daemon=True).start()
     h = session.header
     total = sum(h.responder_sizes) + sum(h.initiator_sizes)
+    width = session.engine.point_bytes
     received = 0
     session.start()
     try:
@@ -193,7 +195,7 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
             if progress is not None and msg.WhichOneof("body") in ("own_blinded",
                                                                    "peer_reblinded"):
                 chunk = getattr(msg, msg.WhichOneof("body"))
-                received += len(chunk.points) // POINT_BYTES
+                received += len(chunk.points) // width
                 progress(min(received, total), total)
             if session.handle(msg):
                 return

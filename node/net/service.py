@@ -37,6 +37,7 @@ from protocol.errors import (
 from protocol.policy import DEFAULT_POLICY, Policy
 from protocol.responder_proof import check_nonce
 from protocol.rules import Rule
+from protocol.suites import DEFAULT_SUITE
 from protocol.transcript import RoundHeader
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
@@ -161,6 +162,8 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 f"ours {policy.policy_id} v{policy.version} {policy.hash().hex()[:16]}…)",
                 rule=Rule.POLICY_UNSIGNED if unsigned else Rule.POLICY_MISMATCH)
         policy.check_round(kinds, mode, sizes)
+        suite = request.suite or DEFAULT_SUITE  # a node from before suites sends none
+        policy.check_suite(suite)
         if "prompt" in kinds and request.prompt_params != prompt_param_set_id():
             raise PolicyError(
                 f"prompt fingerprint parameters differ: peer {request.prompt_params!r}, "
@@ -177,6 +180,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             responder_sizes=tuple(prepared.sizes), policy_hash=request.policy_hash,
             initiator_commitment=request.input_commitment,
             responder_commitment=prepared.commitment, prompt_params=request.prompt_params,
+            suite=suite, verified_matches=policy.verified_matches,
         )
         return header, prepared
 

@@ -146,6 +146,32 @@ class RistrettoEngine(WorkerEngine):
         key = self._key
         return b"".join([multiply(key, p) for p in points])
 
+    @property
+    def public_key(self) -> bytes:
+        """k*G: what this side commits to before its points, for the peer's proof checks."""
+        return RISTRETTO255.public_key(self._key)
+
+    def prove(
+        self,
+        cs: Sequence[bytes],
+        ds: Sequence[bytes],
+        context: bytes,
+        random: bytes,
+    ) -> bytes:
+        """A batched DLEQ proof that ds[i] = k*cs[i] (protocol/suites/dleq.py), on the workers."""
+        from protocol.suites import dleq  # dleq builds on this module
+
+        return dleq.prove(
+            self._key, cs, ds, context, random, submit=self.submit, parts=self.workers
+        )
+
+    def verify(
+        self, public: bytes, cs: Sequence[bytes], ds: Sequence[bytes], context: bytes, proof: bytes
+    ) -> bool:
+        from protocol.suites import dleq
+
+        return dleq.verify(public, cs, ds, context, proof, submit=self.submit, parts=self.workers)
+
 
 class Ristretto255Suite(Suite):
     name = NAME

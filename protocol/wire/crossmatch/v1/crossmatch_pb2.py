@@ -24,49 +24,55 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rossmatch/v1/crossmatch.proto\x12\rcrossmatch.v1\"&\n\x08KindSize\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\xa0\x02\n\x10OpenRoundRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x10\n\x08round_id\x18\x02 \x01(\t\x12\x15\n\rinitiator_lab\x18\x03 \x01(\t\x12\x15\n\rresponder_lab\x18\x04 \x01(\t\x12!\n\x04mode\x18\x05 \x01(\x0e\x32\x13.crossmatch.v1.Mode\x12&\n\x05sizes\x18\x06 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\x12\x13\n\x0bpolicy_hash\x18\x07 \x01(\x0c\x12\x18\n\x10input_commitment\x18\x08 \x01(\x0c\x12\x15\n\rprompt_params\x18\t \x01(\t\x12\x12\n\nchunk_size\x18\n \x01(\r\x12\r\n\x05nonce\x18\x0b \x01(\x0c\"\xac\x01\n\x11OpenRoundResponse\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12&\n\x05sizes\x18\x02 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\x12\x18\n\x10input_commitment\x18\x03 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\x12\x12\n\nchunk_size\x18\x05 \x01(\r\x12\x16\n\x0eidentity_proof\x18\x06 \x01(\x0c\"\xd8\x02\n\x0f\x45xchangeMessage\x12%\n\x05start\x18\x01 \x01(\x0b\x32\x14.crossmatch.v1.StartH\x00\x12+\n\x0bown_blinded\x18\x02 \x01(\x0b\x32\x14.crossmatch.v1.ChunkH\x00\x12.\n\x0epeer_reblinded\x18\x03 \x01(\x0b\x32\x14.crossmatch.v1.ChunkH\x00\x12)\n\x07receipt\x18\x04 \x01(\x0b\x32\x16.crossmatch.v1.ReceiptH\x00\x12\'\n\x06\x63ommit\x18\x05 \x01(\x0b\x32\x15.crossmatch.v1.CommitH\x00\x12%\n\x05\x61\x62ort\x18\x06 \x01(\x0b\x32\x14.crossmatch.v1.AbortH\x00\x12>\n\x12reblind_commitment\x18\x07 \x01(\x0b\x32 .crossmatch.v1.ReblindCommitmentH\x00\x42\x06\n\x04\x62ody\"\x19\n\x05Start\x12\x10\n\x08round_id\x18\x01 \x01(\t\"$\n\x05\x43hunk\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12\x0e\n\x06points\x18\x02 \x01(\x0c\"#\n\x11ReblindCommitment\x12\x0e\n\x06\x64igest\x18\x01 \x01(\x0c\"!\n\x07Receipt\x12\x16\n\x0esigned_receipt\x18\x01 \x01(\x0c\"\x08\n\x06\x43ommit\"%\n\x05\x41\x62ort\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\"\x80\x03\n\x11\x43onsortiumMessage\x12-\n\x04join\x18\x01 \x01(\x0b\x32\x1d.crossmatch.v1.ConsortiumJoinH\x00\x12\x31\n\x06roster\x18\x02 \x01(\x0b\x32\x1f.crossmatch.v1.ConsortiumRosterH\x00\x12+\n\x0bown_blinded\x18\x03 \x01(\x0b\x32\x14.crossmatch.v1.ChunkH\x00\x12*\n\x07reblind\x18\x04 \x01(\x0b\x32\x17.crossmatch.v1.HopChunkH\x00\x12-\n\x07results\x18\x05 \x01(\x0b\x32\x1a.crossmatch.v1.ResultChunkH\x00\x12)\n\x07receipt\x18\x06 \x01(\x0b\x32\x16.crossmatch.v1.ReceiptH\x00\x12\'\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x15.crossmatch.v1.CommitH\x00\x12%\n\x05\x61\x62ort\x18\x08 \x01(\x0b\x32\x14.crossmatch.v1.AbortH\x00\x42\x06\n\x04\x62ody\"t\n\x0e\x43onsortiumJoin\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x0b\n\x03lab\x18\x02 \x01(\t\x12\x13\n\x0bpolicy_hash\x18\x03 \x01(\x0c\x12&\n\x05sizes\x18\x04 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\"?\n\x08LabSizes\x12\x0b\n\x03lab\x18\x01 \x01(\t\x12&\n\x05sizes\x18\x02 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\"\xb3\x01\n\x10\x43onsortiumRoster\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0b\n\x03hub\x18\x02 \x01(\t\x12-\n\x0cparticipants\x18\x03 \x03(\x0b\x32\x17.crossmatch.v1.LabSizes\x12\x13\n\x0bpolicy_hash\x18\x04 \x01(\x0c\x12\t\n\x01k\x18\x05 \x01(\r\x12\x14\n\x0creveal_count\x18\x06 \x01(\x08\x12\x1b\n\x13hub_certificate_pem\x18\x07 \x01(\x0c\"D\n\x08HopChunk\x12\x0e\n\x06origin\x18\x01 \x01(\r\x12\x0b\n\x03hop\x18\x02 \x01(\r\x12\x0b\n\x03seq\x18\x03 \x01(\r\x12\x0e\n\x06points\x18\x04 \x01(\x0c\"*\n\x0bResultChunk\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12\x0e\n\x06values\x18\x02 \x01(\x0c*=\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMODE_REVEAL\x10\x01\x12\x0e\n\nMODE_COUNT\x10\x02\x32\xac\x01\n\nCrossmatch\x12N\n\tOpenRound\x12\x1f.crossmatch.v1.OpenRoundRequest\x1a .crossmatch.v1.OpenRoundResponse\x12N\n\x08\x45xchange\x12\x1e.crossmatch.v1.ExchangeMessage\x1a\x1e.crossmatch.v1.ExchangeMessage(\x01\x30\x01\x32\\\n\nConsortium\x12N\n\x04Join\x12 .crossmatch.v1.ConsortiumMessage\x1a .crossmatch.v1.ConsortiumMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63rossmatch/v1/crossmatch.proto\x12\rcrossmatch.v1\"&\n\x08KindSize\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\xaf\x02\n\x10OpenRoundRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x10\n\x08round_id\x18\x02 \x01(\t\x12\x15\n\rinitiator_lab\x18\x03 \x01(\t\x12\x15\n\rresponder_lab\x18\x04 \x01(\t\x12!\n\x04mode\x18\x05 \x01(\x0e\x32\x13.crossmatch.v1.Mode\x12&\n\x05sizes\x18\x06 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\x12\x13\n\x0bpolicy_hash\x18\x07 \x01(\x0c\x12\x18\n\x10input_commitment\x18\x08 \x01(\x0c\x12\x15\n\rprompt_params\x18\t \x01(\t\x12\x12\n\nchunk_size\x18\n \x01(\r\x12\r\n\x05nonce\x18\x0b \x01(\x0c\x12\r\n\x05suite\x18\x0c \x01(\t\"\xac\x01\n\x11OpenRoundResponse\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12&\n\x05sizes\x18\x02 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\x12\x18\n\x10input_commitment\x18\x03 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\x0c\x12\x12\n\nchunk_size\x18\x05 \x01(\r\x12\x16\n\x0eidentity_proof\x18\x06 \x01(\x0c\"\xf0\x03\n\x0f\x45xchangeMessage\x12%\n\x05start\x18\x01 \x01(\x0b\x32\x14.crossmatch.v1.StartH\x00\x12+\n\x0bown_blinded\x18\x02 \x01(\x0b\x32\x14.crossmatch.v1.ChunkH\x00\x12.\n\x0epeer_reblinded\x18\x03 \x01(\x0b\x32\x14.crossmatch.v1.ChunkH\x00\x12)\n\x07receipt\x18\x04 \x01(\x0b\x32\x16.crossmatch.v1.ReceiptH\x00\x12\'\n\x06\x63ommit\x18\x05 \x01(\x0b\x32\x15.crossmatch.v1.CommitH\x00\x12%\n\x05\x61\x62ort\x18\x06 \x01(\x0b\x32\x14.crossmatch.v1.AbortH\x00\x12>\n\x12reblind_commitment\x18\x07 \x01(\x0b\x32 .crossmatch.v1.ReblindCommitmentH\x00\x12.\n\npublic_key\x18\x08 \x01(\x0b\x32\x18.crossmatch.v1.PublicKeyH\x00\x12\x34\n\rproof_request\x18\t \x01(\x0b\x32\x1b.crossmatch.v1.ProofRequestH\x00\x12\x30\n\x0bmatch_proof\x18\n \x01(\x0b\x32\x19.crossmatch.v1.MatchProofH\x00\x42\x06\n\x04\x62ody\"\x19\n\x05Start\x12\x10\n\x08round_id\x18\x01 \x01(\t\"$\n\x05\x43hunk\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12\x0e\n\x06points\x18\x02 \x01(\x0c\"#\n\x11ReblindCommitment\x12\x0e\n\x06\x64igest\x18\x01 \x01(\x0c\"\x18\n\tPublicKey\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"!\n\x0cProofRequest\x12\x11\n\tpositions\x18\x01 \x01(\x0c\"\x1b\n\nMatchProof\x12\r\n\x05proof\x18\x01 \x01(\x0c\"!\n\x07Receipt\x12\x16\n\x0esigned_receipt\x18\x01 \x01(\x0c\"\x08\n\x06\x43ommit\"%\n\x05\x41\x62ort\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\"\x80\x03\n\x11\x43onsortiumMessage\x12-\n\x04join\x18\x01 \x01(\x0b\x32\x1d.crossmatch.v1.ConsortiumJoinH\x00\x12\x31\n\x06roster\x18\x02 \x01(\x0b\x32\x1f.crossmatch.v1.ConsortiumRosterH\x00\x12+\n\x0bown_blinded\x18\x03 \x01(\x0b\x32\x14.crossmatch.v1.ChunkH\x00\x12*\n\x07reblind\x18\x04 \x01(\x0b\x32\x17.crossmatch.v1.HopChunkH\x00\x12-\n\x07results\x18\x05 \x01(\x0b\x32\x1a.crossmatch.v1.ResultChunkH\x00\x12)\n\x07receipt\x18\x06 \x01(\x0b\x32\x16.crossmatch.v1.ReceiptH\x00\x12\'\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x15.crossmatch.v1.CommitH\x00\x12%\n\x05\x61\x62ort\x18\x08 \x01(\x0b\x32\x14.crossmatch.v1.AbortH\x00\x42\x06\n\x04\x62ody\"t\n\x0e\x43onsortiumJoin\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x0b\n\x03lab\x18\x02 \x01(\t\x12\x13\n\x0bpolicy_hash\x18\x03 \x01(\x0c\x12&\n\x05sizes\x18\x04 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\"?\n\x08LabSizes\x12\x0b\n\x03lab\x18\x01 \x01(\t\x12&\n\x05sizes\x18\x02 \x03(\x0b\x32\x17.crossmatch.v1.KindSize\"\xb3\x01\n\x10\x43onsortiumRoster\x12\x10\n\x08round_id\x18\x01 \x01(\t\x12\x0b\n\x03hub\x18\x02 \x01(\t\x12-\n\x0cparticipants\x18\x03 \x03(\x0b\x32\x17.crossmatch.v1.LabSizes\x12\x13\n\x0bpolicy_hash\x18\x04 \x01(\x0c\x12\t\n\x01k\x18\x05 \x01(\r\x12\x14\n\x0creveal_count\x18\x06 \x01(\x08\x12\x1b\n\x13hub_certificate_pem\x18\x07 \x01(\x0c\"D\n\x08HopChunk\x12\x0e\n\x06origin\x18\x01 \x01(\r\x12\x0b\n\x03hop\x18\x02 \x01(\r\x12\x0b\n\x03seq\x18\x03 \x01(\r\x12\x0e\n\x06points\x18\x04 \x01(\x0c\"*\n\x0bResultChunk\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12\x0e\n\x06values\x18\x02 \x01(\x0c*=\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bMODE_REVEAL\x10\x01\x12\x0e\n\nMODE_COUNT\x10\x02\x32\xac\x01\n\nCrossmatch\x12N\n\tOpenRound\x12\x1f.crossmatch.v1.OpenRoundRequest\x1a .crossmatch.v1.OpenRoundResponse\x12N\n\x08\x45xchange\x12\x1e.crossmatch.v1.ExchangeMessage\x1a\x1e.crossmatch.v1.ExchangeMessage(\x01\x30\x01\x32\\\n\nConsortium\x12N\n\x04Join\x12 .crossmatch.v1.ConsortiumMessage\x1a .crossmatch.v1.ConsortiumMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'crossmatch.v1.crossmatch_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODE']._serialized_start=1954
-  _globals['_MODE']._serialized_end=2015
+  _globals['_MODE']._serialized_start=2211
+  _globals['_MODE']._serialized_end=2272
   _globals['_KINDSIZE']._serialized_start=49
   _globals['_KINDSIZE']._serialized_end=87
   _globals['_OPENROUNDREQUEST']._serialized_start=90
-  _globals['_OPENROUNDREQUEST']._serialized_end=378
-  _globals['_OPENROUNDRESPONSE']._serialized_start=381
-  _globals['_OPENROUNDRESPONSE']._serialized_end=553
-  _globals['_EXCHANGEMESSAGE']._serialized_start=556
-  _globals['_EXCHANGEMESSAGE']._serialized_end=900
-  _globals['_START']._serialized_start=902
-  _globals['_START']._serialized_end=927
-  _globals['_CHUNK']._serialized_start=929
-  _globals['_CHUNK']._serialized_end=965
-  _globals['_REBLINDCOMMITMENT']._serialized_start=967
-  _globals['_REBLINDCOMMITMENT']._serialized_end=1002
-  _globals['_RECEIPT']._serialized_start=1004
-  _globals['_RECEIPT']._serialized_end=1037
-  _globals['_COMMIT']._serialized_start=1039
-  _globals['_COMMIT']._serialized_end=1047
-  _globals['_ABORT']._serialized_start=1049
-  _globals['_ABORT']._serialized_end=1086
-  _globals['_CONSORTIUMMESSAGE']._serialized_start=1089
-  _globals['_CONSORTIUMMESSAGE']._serialized_end=1473
-  _globals['_CONSORTIUMJOIN']._serialized_start=1475
-  _globals['_CONSORTIUMJOIN']._serialized_end=1591
-  _globals['_LABSIZES']._serialized_start=1593
-  _globals['_LABSIZES']._serialized_end=1656
-  _globals['_CONSORTIUMROSTER']._serialized_start=1659
-  _globals['_CONSORTIUMROSTER']._serialized_end=1838
-  _globals['_HOPCHUNK']._serialized_start=1840
-  _globals['_HOPCHUNK']._serialized_end=1908
-  _globals['_RESULTCHUNK']._serialized_start=1910
-  _globals['_RESULTCHUNK']._serialized_end=1952
-  _globals['_CROSSMATCH']._serialized_start=2018
-  _globals['_CROSSMATCH']._serialized_end=2190
-  _globals['_CONSORTIUM']._serialized_start=2192
-  _globals['_CONSORTIUM']._serialized_end=2284
+  _globals['_OPENROUNDREQUEST']._serialized_end=393
+  _globals['_OPENROUNDRESPONSE']._serialized_start=396
+  _globals['_OPENROUNDRESPONSE']._serialized_end=568
+  _globals['_EXCHANGEMESSAGE']._serialized_start=571
+  _globals['_EXCHANGEMESSAGE']._serialized_end=1067
+  _globals['_START']._serialized_start=1069
+  _globals['_START']._serialized_end=1094
+  _globals['_CHUNK']._serialized_start=1096
+  _globals['_CHUNK']._serialized_end=1132
+  _globals['_REBLINDCOMMITMENT']._serialized_start=1134
+  _globals['_REBLINDCOMMITMENT']._serialized_end=1169
+  _globals['_PUBLICKEY']._serialized_start=1171
+  _globals['_PUBLICKEY']._serialized_end=1195
+  _globals['_PROOFREQUEST']._serialized_start=1197
+  _globals['_PROOFREQUEST']._serialized_end=1230
+  _globals['_MATCHPROOF']._serialized_start=1232
+  _globals['_MATCHPROOF']._serialized_end=1259
+  _globals['_RECEIPT']._serialized_start=1261
+  _globals['_RECEIPT']._serialized_end=1294
+  _globals['_COMMIT']._serialized_start=1296
+  _globals['_COMMIT']._serialized_end=1304
+  _globals['_ABORT']._serialized_start=1306
+  _globals['_ABORT']._serialized_end=1343
+  _globals['_CONSORTIUMMESSAGE']._serialized_start=1346
+  _globals['_CONSORTIUMMESSAGE']._serialized_end=1730
+  _globals['_CONSORTIUMJOIN']._serialized_start=1732
+  _globals['_CONSORTIUMJOIN']._serialized_end=1848
+  _globals['_LABSIZES']._serialized_start=1850
+  _globals['_LABSIZES']._serialized_end=1913
+  _globals['_CONSORTIUMROSTER']._serialized_start=1916
+  _globals['_CONSORTIUMROSTER']._serialized_end=2095
+  _globals['_HOPCHUNK']._serialized_start=2097
+  _globals['_HOPCHUNK']._serialized_end=2165
+  _globals['_RESULTCHUNK']._serialized_start=2167
+  _globals['_RESULTCHUNK']._serialized_end=2209
+  _globals['_CROSSMATCH']._serialized_start=2275
+  _globals['_CROSSMATCH']._serialized_end=2447
+  _globals['_CONSORTIUM']._serialized_start=2449
+  _globals['_CONSORTIUM']._serialized_end=2541
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ class KindSize(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
 class OpenRoundRequest(_message.Message):
-    __slots__ = ("protocol_version", "round_id", "initiator_lab", "responder_lab", "mode", "sizes", "policy_hash", "input_commitment", "prompt_params", "chunk_size", "nonce")
+    __slots__ = ("protocol_version", "round_id", "initiator_lab", "responder_lab", "mode", "sizes", "policy_hash", "input_commitment", "prompt_params", "chunk_size", "nonce", "suite")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     INITIATOR_LAB_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class OpenRoundRequest(_message.Message):
     PROMPT_PARAMS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
+    SUITE_FIELD_NUMBER: _ClassVar[int]
     protocol_version: str
     round_id: str
     initiator_lab: str
@@ -48,7 +49,8 @@ class OpenRoundRequest(_message.Message):
     prompt_params: str
     chunk_size: int
     nonce: bytes
-    def __init__(self, protocol_version: _Optional[str] = ..., round_id: _Optional[str] = ..., initiator_lab: _Optional[str] = ..., responder_lab: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ..., policy_hash: _Optional[bytes] = ..., input_commitment: _Optional[bytes] = ..., prompt_params: _Optional[str] = ..., chunk_size: _Optional[int] = ..., nonce: _Optional[bytes] = ...) -> None: ...
+    suite: str
+    def __init__(self, protocol_version: _Optional[str] = ..., round_id: _Optional[str] = ..., initiator_lab: _Optional[str] = ..., responder_lab: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ..., policy_hash: _Optional[bytes] = ..., input_commitment: _Optional[bytes] = ..., prompt_params: _Optional[str] = ..., chunk_size: _Optional[int] = ..., nonce: _Optional[bytes] = ..., suite: _Optional[str] = ...) -> None: ...
 
 class OpenRoundResponse(_message.Message):
     __slots__ = ("round_id", "sizes", "input_commitment", "certificate_pem", "chunk_size", "identity_proof")
@@ -67,7 +69,7 @@ class OpenRoundResponse(_message.Message):
     def __init__(self, round_id: _Optional[str] = ..., sizes: _Optional[_Iterable[_Union[KindSize, _Mapping]]] = ..., input_commitment: _Optional[bytes] = ..., certificate_pem: _Optional[bytes] = ..., chunk_size: _Optional[int] = ..., identity_proof: _Optional[bytes] = ...) -> None: ...
 
 class ExchangeMessage(_message.Message):
-    __slots__ = ("start", "own_blinded", "peer_reblinded", "receipt", "commit", "abort", "reblind_commitment")
+    __slots__ = ("start", "own_blinded", "peer_reblinded", "receipt", "commit", "abort", "reblind_commitment", "public_key", "proof_request", "match_proof")
     START_FIELD_NUMBER: _ClassVar[int]
     OWN_BLINDED_FIELD_NUMBER: _ClassVar[int]
     PEER_REBLINDED_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +77,9 @@ class ExchangeMessage(_message.Message):
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     ABORT_FIELD_NUMBER: _ClassVar[int]
     REBLIND_COMMITMENT_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    PROOF_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MATCH_PROOF_FIELD_NUMBER: _ClassVar[int]
     start: Start
     own_blinded: Chunk
     peer_reblinded: Chunk
@@ -82,7 +87,10 @@ class ExchangeMessage(_message.Message):
     commit: Commit
     abort: Abort
     reblind_commitment: ReblindCommitment
-    def __init__(self, start: _Optional[_Union[Start, _Mapping]] = ..., own_blinded: _Optional[_Union[Chunk, _Mapping]] = ..., peer_reblinded: _Optional[_Union[Chunk, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., reblind_commitment: _Optional[_Union[ReblindCommitment, _Mapping]] = ...) -> None: ...
+    public_key: PublicKey
+    proof_request: ProofRequest
+    match_proof: MatchProof
+    def __init__(self, start: _Optional[_Union[Start, _Mapping]] = ..., own_blinded: _Optional[_Union[Chunk, _Mapping]] = ..., peer_reblinded: _Optional[_Union[Chunk, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ..., reblind_commitment: _Optional[_Union[ReblindCommitment, _Mapping]] = ..., public_key: _Optional[_Union[PublicKey, _Mapping]] = ..., proof_request: _Optional[_Union[ProofRequest, _Mapping]] = ..., match_proof: _Optional[_Union[MatchProof, _Mapping]] = ...) -> None: ...
 
 class Start(_message.Message):
     __slots__ = ("round_id",)
@@ -103,6 +111,24 @@ class ReblindCommitment(_message.Message):
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     digest: bytes
     def __init__(self, digest: _Optional[bytes] = ...) -> None: ...
+
+class PublicKey(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    def __init__(self, key: _Optional[bytes] = ...) -> None: ...
+
+class ProofRequest(_message.Message):
+    __slots__ = ("positions",)
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    positions: bytes
+    def __init__(self, positions: _Optional[bytes] = ...) -> None: ...
+
+class MatchProof(_message.Message):
+    __slots__ = ("proof",)
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    proof: bytes
+    def __init__(self, proof: _Optional[bytes] = ...) -> None: ...
 
 class Receipt(_message.Message):
     __slots__ = ("signed_receipt",)

@@ -1,0 +1,190 @@
+"""Verified matches: a reveal-mode match is stored only behind the peer's DLEQ proof.
+
+After commit-before-release both sides hold the whole round. Each side A has
+sent X_i = a*H(x_i) and received Y_i, which the peer B claims is b*X_i; A found
+Y_i among its own re-blinding a*P_j of B's points for the positions i in S.
+A asks B for one batched DLEQ proof (protocol/suites/dleq.py) that Y_i = b*X_i
+for every i in S, under the public key K_B = b*G that B sent before any of its
+points. If it holds, Y_i = b*a*H(x_i) = a*P_j, so P_j = b*H(x_i): B really holds
+x_i, and the match is real. A copied, swapped, duplicated or re-keyed Y_i
+breaks the proof and the round aborts (rule ``proof-invalid``), nothing stored.
+
+What B learns from S: nothing new in reveal mode, where B computes the same
+comparison from its side. B proves at most as many positions as it found
+matching itself (rule ``proof-request``), so a peer cannot make it work over
+whole streams: the cost is proportional to the intersection, not the sets.
+
+Wire forms: ``ProofRequest.positions`` is the sorted, distinct positions (in
+the requester's element order, all kinds' sections together) as 4-byte
+big-endian integers; ``MatchProof.proof`` is the 64-byte proof, empty when no
+position was asked. The proof's context is PROOF_CONTEXT || frame(transcript
+hash) || frame(prover role), so a proof is bound to one round and direction.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from protocol.errors import ProtocolError
+from protocol.psi import Packed, RandomSource, rows
+from protocol.rules import Rule
+from protocol.suites import dleq
+from protocol.suites.base import WorkerEngine
+from protocol.suites.ristretto255 import RistrettoEngine, check_point
+
+POSITION_BYTES = 4
+PROOF_CONTEXT = b"crossmatch/v1|verified-matches|"
+
+
+def encode_positions(positions: np.ndarray | list[int]) -> bytes:
+    return np.asarray(positions, dtype=">u4").tobytes()
+
+
+def decode_positions(data: bytes, total: int, limit: int) -> np.ndarray:
+    """The positions a peer asks us to prove; ProtocolError (``proof-request``) unless they
+    are whole, strictly increasing, inside our stream, and no more than ``limit``."""
+    if len(data) % POSITION_BYTES:
+        raise ProtocolError("proof request is not whole positions", rule=Rule.PROOF_REQUEST)
+    positions = np.frombuffer(data, dtype=">u4").astype(np.int64)
+    if len(positions) > limit:
+        raise ProtocolError(
+            f"peer asked for a proof over {len(positions)} positions; we found {limit} matches",
+            rule=Rule.PROOF_REQUEST,
+        )
+    if len(positions) and (positions[-1] >= total or np.any(np.diff(positions) <= 0)):
+        raise ProtocolError(
+            "proof request positions are not distinct, sorted and inside the stream",
+            rule=Rule.PROOF_REQUEST,
+        )
+    return positions
+
+
+def context(transcript_hash: bytes, prover_role: str) -> bytes:
+    return PROOF_CONTEXT + dleq.frame(transcript_hash) + dleq.frame(prover_role.encode())
+
+
+@dataclass(frozen=True)
+class Material:
+    """One side's buffers of a finished round (protocol/round.py, ``proof_material``):
+    ``sent`` our points and ``returned`` the peer's re-blinding of them (our order);
+    ``received`` the peer's points and ``reblinded`` ours of them (the peer's order);
+    ``matched`` our matching positions; ``found`` how many we found."""
+
+    sent: Packed
+    returned: Packed
+    received: Packed
+    reblinded: Packed
+    matched: np.ndarray
+    found: int
+    peer_total: int
+    width: int
+
+
+def public_key_of(engine: WorkerEngine) -> bytes:
+    return _proofs(engine).public_key
+
+
+def check_public_key(key: bytes) -> None:
+    """The peer's public key must be a valid element (named rules, as any received point)."""
+    check_point(key)
+
+
+def request(m: Material) -> bytes:
+    """Our ProofRequest: the positions we found matching."""
+    return encode_positions(m.matched)
+
+
+def answer(engine: WorkerEngine, m: Material, data: bytes, ctx: bytes, random: bytes) -> bytes:
+    """Our MatchProof for the peer's request ``data`` (``proof-request`` if it overreaches)."""
+    positions = decode_positions(data, m.peer_total, m.found)
+    if not len(positions):
+        return b""
+    cs, ds = _pairs(m.received, m.reblinded, positions, m.width)
+    return _proofs(engine).prove(cs, ds, ctx, random)
+
+
+def check(engine: WorkerEngine, m: Material, peer_key: bytes, ctx: bytes, proof: bytes) -> None:
+    """ProtocolError (``proof-invalid``) unless ``proof`` shows that every returned value at
+    our matching positions is our point times the peer's committed key."""
+    if not len(m.matched):
+        if proof:
+            raise ProtocolError("peer sent a proof for no positions", rule=Rule.PROOF_INVALID)
+        return
+    cs, ds = _pairs(m.sent, m.returned, m.matched, m.width)
+    if not _proofs(engine).verify(peer_key, cs, ds, ctx, proof):
+        raise ProtocolError(
+            f"peer's proof over its re-blinding of our {len(m.matched)} matching elements "
+            "does not verify: a returned value is not our point times its committed key",
+            rule=Rule.PROOF_INVALID,
+        )
+
+
+def _proofs(engine: WorkerEngine) -> RistrettoEngine:
+    if not isinstance(engine, RistrettoEngine):
+        raise ValueError(f"verified matches need a suite with proofs, not {engine.suite_name}")
+    return engine
+
+
+def _pairs(
+    first: Packed,
+    second: Packed,
+    positions: np.ndarray,
+    width: int,
+) -> tuple[list[bytes], list[bytes]]:
+    a, b = rows(first, width)[positions], rows(second, width)[positions]
+    return [r.tobytes() for r in a], [r.tobytes() for r in b]
+
+
+class ProofExchange:
+    """One side's half of the proof exchange of a verified round.
+
+    ``our_request`` once matched; ``answer_peer`` when the peer's request arrives
+    (the round must be matched: the peer matched only after our whole release);
+    ``check_peer`` when its proof arrives. ``settled`` is set once both happened:
+    only then may a receipt be sent (the responder) or accepted (the initiator).
+    """
+
+    def __init__(self, engine: WorkerEngine, role: str, peer_role: str, random: RandomSource):
+        self._engine, self._role, self._peer_role, self._random = engine, role, peer_role, random
+        self._answered = threading.Event()
+        self._checked = threading.Event()
+        self.verified_positions = 0
+
+    @property
+    def settled(self) -> bool:
+        return self._answered.is_set() and self._checked.is_set()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._answered.wait(timeout) and self._checked.wait(timeout)
+
+    def our_request(self, m: Material) -> bytes:
+        return request(m)
+
+    def answer_peer(self, m: Material, data: bytes, transcript_hash: bytes) -> bytes:
+        if self._answered.is_set():
+            raise ProtocolError("second proof request", rule=Rule.MESSAGE_ORDER)
+        proof = answer(
+            self._engine,
+            m,
+            data,
+            context(transcript_hash, self._role),
+            self._random.randbytes(dleq.RANDOM_BYTES),
+        )
+        self._answered.set()
+        return proof
+
+    def check_peer(
+        self,
+        m: Material,
+        peer_key: bytes,
+        proof: bytes,
+        transcript_hash: bytes,
+    ) -> None:
+        if self._checked.is_set():
+            raise ProtocolError("second match proof", rule=Rule.MESSAGE_ORDER)
+        check(self._engine, m, peer_key, context(transcript_hash, self._peer_role), proof)
+        self.verified_positions = len(m.matched)
+        self._checked.set()

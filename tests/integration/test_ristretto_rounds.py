@@ -1,0 +1,119 @@
+"""A consortium on the ristretto255-v1 suite: real processes, mutual TLS, verified matches.
+
+One module-scoped pair of serving labs under a signed policy naming the suite. The
+hostile initiator is this test process holding lab A's node directory and running
+the real initiator code with one change (a swap in the re-blinding it releases,
+committed to like an honest one); the honest responder is a real ``serve`` process.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from node.demo.sandbox import Sandbox, run_cli, sandbox_policy, sandbox_policy_hash
+from protocol.round import RoundSide
+from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
+from tests.integration.conftest import audit_ok, import_values, matches_json, rounds_json
+from tests.integration.test_hostile_peers import open_request, refused, stub_as
+
+SUITE = "ristretto255-v1"
+A_VALUES = [f"acct-{i:05d}" for i in range(0, 300)]
+B_VALUES = [f"acct-{i:05d}" for i in range(250, 520)]
+SHARED = set(A_VALUES) & set(B_VALUES)
+
+
+@pytest.fixture(scope="module")
+def rpair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ristretto")
+    sandbox = Sandbox(root / "consortium")
+    sandbox.create(["lab-a", "lab-b"], policy=sandbox_policy(suite=SUITE))
+    sandbox.start_all()
+    sandbox.peer_all()
+    for name, values in (("lab-a", A_VALUES), ("lab-b", B_VALUES)):
+        import_values(sandbox.labs[name].dir, "account_id", values, root)
+    yield sandbox
+    sandbox.stop_all()
+
+
+def log_events(lab_dir: Path, event: str) -> list[dict]:
+    lines = (lab_dir / "audit.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [r["body"] for r in records if r.get("event") == event]
+
+
+def test_a_verified_reveal_round_stores_exactly_the_intersection(rpair):
+    a, b = rpair.labs["lab-a"], rpair.labs["lab-b"]
+    out = run_cli("round", a.dir, "--peer", "lab-b", "--kinds", "account_id")
+    assert "completed" in out.stdout
+    rid = rounds_json(a.dir)[0]["round_id"]
+    for lab in (a, b):
+        assert {m["value"] for m in matches_json(lab.dir, "--round", rid)} == SHARED
+        done = [e for e in log_events(lab.dir, "round_completed") if e["round_id"] == rid]
+        assert done[0]["suite"] == SUITE and done[0]["verified_matches"] == len(SHARED)
+        audit_ok(lab.dir)
+    # The repeat round in the same epoch reuses the cache and proves again.
+    run_cli("round", b.dir, "--peer", "lab-a", "--kinds", "account_id")
+    rid2 = rounds_json(b.dir)[0]["round_id"]
+    assert {m["value"] for m in matches_json(b.dir, "--round", rid2)} == SHARED
+
+
+def test_a_count_round_on_the_suite(rpair):
+    a = rpair.labs["lab-a"]
+    out = run_cli("round", a.dir, "--peer", "lab-b", "--mode", "count", "--kinds", "account_id")
+    assert f"account_id={len(SHARED)}" in out.stdout
+    rid = rounds_json(a.dir)[0]["round_id"]
+    assert matches_json(a.dir, "--round", rid) == []
+
+
+def test_a_swapping_initiator_is_caught_by_the_proof_and_nothing_is_stored(rpair, monkeypatch):
+    from node.net.initiator import run_round
+    from node.runtime import Node
+    from protocol.errors import CrossmatchError
+
+    a, b = rpair.labs["lab-a"], rpair.labs["lab-b"]
+    honest_release = RoundSide._release_stream
+
+    def reversed_release(self: RoundSide) -> bytes:
+        # Relabel B's matches: release B's values in reverse order. The set of values is
+        # the same (no duplicate, the same count), the commitment covers the bent stream,
+        # so only the proof can tell that B's matches now sit at the wrong positions.
+        stream = np.frombuffer(honest_release(self), np.uint8).reshape(-1, self._w)
+        return stream[::-1].tobytes()
+
+    monkeypatch.setattr(RoundSide, "_release_stream", reversed_release)
+    before_b = len(matches_json(b.dir))
+    with Node(a.dir) as node, pytest.raises(CrossmatchError):
+        run_round(node, "lab-b", kinds=["account_id"])
+    row_b = rounds_json(b.dir)[0]
+    assert row_b["status"] == "aborted" and "proof-invalid" in row_b["reason"]
+    assert matches_json(b.dir, "--round", row_b["round_id"]) == []
+    assert len(matches_json(b.dir)) == before_b
+    aborted = [x for x in log_events(b.dir, "round_aborted") if x["round_id"] == row_b["round_id"]]
+    assert aborted[0]["rule"] == "proof-invalid" and aborted[0]["suite"] == SUITE
+    audit_ok(a.dir)
+    audit_ok(b.dir)
+
+
+def test_a_proposal_on_another_suite_is_refused_by_rule(rpair):
+    # A raw client with lab A's credentials and the right policy hash proposes the
+    # P-256 suite: the responder refuses at OpenRound, before any work.
+    a, b = rpair.labs["lab-a"], rpair.labs["lab-b"]
+    channel, stub = stub_as(a.dir, "lab-b", b.address)
+    with channel:
+        for suite, rule in (("openmined-p256-v1", "suite-policy"), ("", "suite-policy"),
+                            ("x25519-v1" * 40, "suite-policy")):  # fmt: skip
+            request = open_request(
+                sizes=[pb.KindSize(kind="account_id", size=3)],
+                policy_hash=sandbox_policy_hash(suite=SUITE),
+                suite=suite,
+            )
+            code, details, got = refused(stub, request)
+            assert got == rule, (suite, got, details)
+            assert len(details) < 200  # the peer's text is cut before it reaches a log
+            assert code == grpc.StatusCode.FAILED_PRECONDITION
+    audit_ok(b.dir)
