@@ -69,8 +69,17 @@ def cli_command(*args: str | Path) -> list[str]:
 
 def run_cli(*args: str | Path, check: bool = True, timeout: float = 600
             ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    # Its own process group, so that a timeout also ends what the command started
+    # (the demo's serve processes), instead of leaving them running.
+    with subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, text=True, start_new_session=True) as child:
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(child.pid)
+            child.communicate()
+            raise
+    proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
     if check and proc.returncode != 0:
         raise ConfigError(f"`crossmatch {' '.join(map(str, args))}` failed "
                           f"(exit {proc.returncode}): {proc.stderr.strip()}")
@@ -251,6 +260,14 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a process group led by ``pid``, if it still exists."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def kill_quietly(pid: int) -> None:
