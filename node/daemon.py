@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from node import pki
 from node.config import PeerConfig
+from node.data.case_refresh import CaseRefresher
 from node.net.initiator import MAX_MESSAGE, run_round
 from node.net.service import CrossmatchService
 from node.ops.logs import log_event
@@ -77,6 +78,7 @@ class Daemon:
         node.observers += [self.metrics.observe, log_event]
         node.round_hooks.append(self.metrics.round_started)
         self.scheduler = self._make_scheduler(rng or random.SystemRandom())
+        self.cases = CaseRefresher(node)  # cases rebuilt after rounds, off their path
         self.stopped = threading.Event()
         self._housekeeping_stop = threading.Event()
         self._metrics_server: Any = None
@@ -116,6 +118,7 @@ class Daemon:
         except Exception:  # serve anyway; the loop retries and the log says why
             log.exception("housekeeping failed")
         threading.Thread(target=self._housekeeping_loop, name="housekeeping", daemon=True).start()
+        self.cases.start()
         if cfg.schedule.enabled:
             self.scheduler.start()
         # Written last: its presence means the node is up and has done its first housekeeping.
@@ -138,6 +141,7 @@ class Daemon:
         scheduler_done.start()
         self.server.stop(grace).wait()
         scheduler_done.join()
+        self.cases.stop()
         self.metrics.up.set(0)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()

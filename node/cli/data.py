@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from node.cli.common import node_dir_argument
+from node.data.entities import import_entities
 from node.data.importer import import_file
 from node.data.prompt_import import import_prompts
 from node.ops.progress import terminal_progress
@@ -19,7 +20,15 @@ from protocol.policy import ALL_KINDS
 @click.command("import")
 @node_dir_argument
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--kind", required=True, type=click.Choice(ALL_KINDS), help="Signal kind.")
+@click.option("--kind", type=click.Choice(ALL_KINDS), help="Signal kind (not with --entities).")
+@click.option("--entities", is_flag=True,
+              help="FILE holds flagged accounts of ours: one row per account, identifier "
+                   "columns mapped to kinds (see docs/cases.md).")
+@click.option("--key", "key_column", default="account", show_default=True,
+              help="Entities: the column or field holding our account id.")
+@click.option("--map", "maps", multiple=True, metavar="KIND=COLUMN",
+              help="Entities: read COLUMN as identifiers of KIND (repeatable; columns named "
+                   "like a kind are read without it).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "lines"]),
               help="Input format (default: by extension: .csv, .jsonl, else one value a line).")
 @click.option("--column", help="CSV: the column holding the values.")
@@ -30,15 +39,23 @@ from protocol.policy import ALL_KINDS
 @click.option("--account-field", default="account", show_default=True,
               help="Prompts: the field holding the account that sent the prompt, if any.")
 @click.option("--campaign", help="Prompts: label every prompt of the file with this campaign.")
-def import_(node_dir: Path, file: Path, kind: str, fmt: str | None, column: str | None,
-            field: str | None, campaign_field: str, account_field: str,
-            campaign: str | None) -> None:
+def import_(node_dir: Path, file: Path, kind: str | None, entities: bool, key_column: str,
+            maps: tuple[str, ...], fmt: str | None, column: str | None, field: str | None,
+            campaign_field: str, account_field: str, campaign: str | None) -> None:
     """Import FILE's values as signals of KIND: all or nothing.
 
     Bad lines are reported as FILE:LINE: reason and nothing is imported. A value
     already held is not an error and is not duplicated. Prompts (--kind prompt)
     are read from JSON lines; only their near-duplicate tokens take part in rounds.
     """
+    if entities:
+        if kind or column or field:
+            raise click.UsageError("--entities reads every mapped column: drop --kind, "
+                                   "--column and --field")
+        _import_entities(node_dir, file, fmt, key_column, maps)
+        return
+    if kind is None:
+        raise click.UsageError("say which --kind the values are, or give --entities")
     with Node(node_dir) as node:
         if kind == "prompt":
             if (fmt or "jsonl") != "jsonl" or column:
@@ -61,6 +78,26 @@ def import_(node_dir: Path, file: Path, kind: str, fmt: str | None, column: str 
     click.echo(f"imported {what} from {file} "
                f"({result.already_held} already held, {result.received} read, "
                f"{result.total} held)")
+
+
+def _import_entities(node_dir: Path, file: Path, fmt: str | None, key_column: str,
+                     maps: tuple[str, ...]) -> None:
+    with Node(node_dir) as node:
+        result = import_entities(node.store, file, node.consortium_key, fmt=fmt,
+                                 key_column=key_column, maps=maps,
+                                 default_region=node.config.default_region)
+        source = hashlib.sha256(file.read_bytes()).hexdigest()
+        for kind, r in sorted(result.signals.items()):
+            node.log("signals_imported", {"kind": kind, "added": r.added,
+                                          "already_held": r.already_held, "total": r.total,
+                                          "source_sha256": source})
+        node.log("entities_imported", {"added": result.entities_added,
+                                       "updated": result.entities_updated,
+                                       "held_back": result.held_back, "source_sha256": source})
+    signals = ", ".join(f"{r.added} new {k}" for k, r in sorted(result.signals.items()))
+    click.echo(f"imported {result.entities_added} new and {result.entities_updated} updated "
+               f"entities from {file} ({signals or 'no signals'}); {result.held_back} "
+               "identifier(s) held back by warninglists")
 
 
 def register(group: click.Group) -> None:

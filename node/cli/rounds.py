@@ -52,6 +52,7 @@ def round_(node_dir: Path, peer: str, mode: str, kinds: str | None, as_json: boo
     with Node(node_dir) as node:
         summary = run_round(node, peer, mode=mode, kinds=_kinds(kinds),
                             progress=terminal_progress(f"round with {peer}"))
+        cases_note = _refresh_cases(node)
     if as_json:
         print_json(summary.__dict__)
         return
@@ -59,6 +60,18 @@ def round_(node_dir: Path, peer: str, mode: str, kinds: str | None, as_json: boo
     click.echo(f"  own sets:     {sizes_text(summary.own_sizes)}")
     click.echo(f"  peer sets:    {sizes_text(summary.peer_sizes)}")
     click.echo(f"  shared:       {sizes_text(summary.intersection_sizes)}")
+    click.echo(f"  cases:        {cases_note}")
+
+
+def _refresh_cases(node: Node) -> str:
+    """A post-round step: a failure here is reported, never turned into a failed round."""
+    from node.data.cases import recompute_cases
+
+    try:
+        report = recompute_cases(node)
+    except Exception as e:  # noqa: BLE001 - the round is already committed
+        return f"not refreshed ({type(e).__name__}: {e}); run `crossmatch case recompute`"
+    return f"{report.cases} open, {len(report.reopened)} re-opened"
 
 
 def register(group: click.Group) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from node.state.sqlite import Database, stored_time
@@ -60,16 +60,22 @@ class ImportResult:
     already_held: int
     total: int
     received: int = 0
+    held_back: int = 0  # of the batch, kept out of rounds by a warninglist
 
 
 class SignalTables(Database):
     def add_signals(
-        self, signals: Sequence[SignalInput], *, now: str | None = None
+        self,
+        signals: Sequence[SignalInput],
+        *,
+        now: str | None = None,
+        then: Callable[[sqlite3.Connection, str], None] | None = None,
     ) -> dict[str, ImportResult]:
         """Import a batch in one transaction: all of it, or nothing if anything is wrong.
 
         A (kind, fingerprint) already held is not duplicated; a new original spelling
-        of it is kept as an extra value.
+        of it is kept as an extra value. ``then(db, imported_at)`` runs inside the same
+        transaction after the signals are in (entity import links them there).
         """
         imported_at = stored_time(now, "now")
         for signal in signals:
@@ -95,6 +101,8 @@ class SignalTables(Database):
                 " ON CONFLICT (signal_id, value) DO NOTHING",
                 ((s.value, s.source, imported_at, s.kind, s.fingerprint) for s in ordered),
             )
+            if then is not None:
+                then(db, imported_at)
             after = {kind: count_signals(db, kind) for kind in distinct}
         return {
             kind: ImportResult(

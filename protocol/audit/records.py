@@ -79,6 +79,12 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
          "kinds", "sizes", "result_counts", "transcript_hash"}
     ),
     "consortium_aborted": frozenset({"round_id", "role", "hub", "stage", "reason", "rule"}),
+    "entities_imported": frozenset({"added", "updated", "held_back", "source_sha256"}),
+    "case_decision": frozenset(
+        {"case_id", "decision", "analyst", "state_from", "state_to", "entities",
+         "entities_digest", "entity_hashes"}
+    ),
+    "case_reopened": frozenset({"case_id", "state_from", "new_pairs"}),
     "checkpoint": frozenset({"checkpoint"}),
     "recovery": frozenset({"quarantine_file", "offset", "bytes", "sha256"}),
     # node/act: enforcement hooks, exports and review-UI actions (docs/cases.md)

@@ -1,0 +1,268 @@
+"""Build cases from the store: cluster our entities, then summarise clusters with matches.
+
+``recompute`` is incremental. When entities changed since the last run (the
+``entities_generation`` counter), every entity is re-clustered; otherwise only
+clusters touched by matches newer than the last processed match id are rebuilt.
+A case whose pairs (signal or prompt, peer) grew after a decision is re-opened;
+a case whose entities moved to another case is marked ``merged``; a case whose
+last match is older than the policy's retention is ``expired``.
+
+Reads and the clustering run without holding a write transaction, which is then
+short, so a round committing meanwhile waits only for the writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from node.data.campaigns import MIN_TOKENS
+from node.state.cases_store import ensure_schema, meta, set_meta
+from node.state.store import Store
+from protocol.cases.clusters import cluster_labels
+from protocol.cases.ids import case_id
+from protocol.cases.lifecycle import DECIDED
+from protocol.cases.scoring import score_case
+
+_SIGNAL_HITS = (
+    "SELECT c.label, s.id, s.kind, r.peer, m.matched_at, m.matched_us, m.round_id"
+    " FROM matches m JOIN rounds r ON r.round_id = m.round_id"
+    " JOIN signals s ON s.kind = m.kind AND s.fingerprint = m.fingerprint"
+    " JOIN entity_signals es ON es.signal_id = s.id"
+    " JOIN entity_clusters c ON c.entity_id = es.entity_id"
+    " WHERE m.kind != 'prompt' AND m.id > ?"
+)
+_PROMPT_HITS = (
+    "SELECT c.label, p.id, p.campaign, r.peer, MAX(m.matched_at), MAX(m.matched_us), m.round_id"
+    " FROM matches m JOIN rounds r ON r.round_id = m.round_id"
+    " JOIN prompt_tokens t ON t.token = m.fingerprint JOIN prompts p ON p.id = t.prompt_id"
+    " JOIN entities e ON e.key = p.account JOIN entity_clusters c ON c.entity_id = e.id"
+    " WHERE m.kind = 'prompt' AND m.id > ?"
+    " GROUP BY m.round_id, p.id HAVING COUNT(*) >= ?"
+)
+
+
+@dataclass
+class _Acc:
+    """What the matches of one cluster add up to."""
+
+    peers: set[str] = field(default_factory=set)
+    kinds: set[str] = field(default_factory=set)
+    campaigns: set[str] = field(default_factory=set)
+    pairs: set[tuple[object, ...]] = field(default_factory=set)
+    rounds: set[str] = field(default_factory=set)
+    last_at: str = ""
+    last_us: int = 0
+
+    def add(
+        self, key: tuple[object, ...], kind: str, peer: str, at: str, us: int, round_id: str
+    ) -> None:
+        self.peers.add(peer)
+        self.kinds.add(kind)
+        self.pairs.add((*key, peer))
+        self.rounds.add(round_id)
+        if us > self.last_us:
+            self.last_us, self.last_at = us, at
+
+
+@dataclass(frozen=True)
+class RecomputeReport:
+    reclustered: bool
+    clusters: int  # clusters rebuilt this run
+    cases: int  # open cases in total afterwards
+    reopened: list[tuple[str, str, int]]  # (case id, previous state, new pairs)
+    expired: int
+
+
+def recompute(
+    store: Store, key: bytes, *, now: datetime, retention_days: int, full: bool = False
+) -> RecomputeReport:
+    ensure_schema(store)
+    with store.reading() as db:
+        generation = meta(db, "entities_generation")
+        recluster = full or generation != meta(db, "clustered_generation")
+        since = 0 if recluster else meta(db, "last_match_id")
+        top = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM matches").fetchone()[0])
+    labels = _cluster(store) if recluster else None
+    with store.transaction() as db:
+        if labels is not None:
+            db.execute("DELETE FROM entity_clusters")
+            db.executemany(
+                "INSERT INTO entity_clusters (entity_id, label) VALUES (?, ?)",
+                zip(labels[0].tolist(), labels[1].tolist(), strict=True),
+            )
+            set_meta(db, "clustered_generation", generation)
+        acc = _hits(db, since)
+        if since:
+            acc = _hits(db, 0, only=set(acc))  # touched clusters, with all their matches
+        stamp = _iso(now)
+        reopened = _write_cases(db, key, acc, now, stamp)
+        if recluster:
+            _retire_orphans(db, stamp)
+        expired = _expire(db, now, retention_days, stamp)
+        set_meta(db, "last_match_id", top)
+        open_cases = int(
+            db.execute(
+                "SELECT COUNT(*) FROM cases WHERE state NOT IN ('merged', 'expired')"
+            ).fetchone()[0]
+        )
+    return RecomputeReport(recluster, len(acc), open_cases, reopened, expired)
+
+
+def _cluster(store: Store) -> tuple[np.ndarray, np.ndarray]:
+    """(entity ids, cluster labels) over signals not held back, derived links, campaigns."""
+    with store.reading() as db:
+        ids = np.fromiter(
+            (r[0] for r in db.execute("SELECT id FROM entities ORDER BY id")), dtype=np.int64
+        )
+        edges = db.execute(
+            "SELECT entity_id, signal_id FROM entity_signals WHERE signal_id NOT IN"
+            " (SELECT signal_id FROM held_back)"
+        ).fetchall()
+        offset = int(db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM signals").fetchone()[0])
+        derived = db.execute("SELECT entity_id, link_id FROM entity_links").fetchall()
+        derived_names = dict(db.execute("SELECT key, id FROM link_keys").fetchall())
+        campaigns = db.execute(
+            "SELECT DISTINCT e.id, 'campaign:' || p.campaign FROM prompts p"
+            " JOIN entities e ON e.key = p.account WHERE p.campaign != ''"
+        ).fetchall()
+    links_offset = offset + int(max(derived_names.values(), default=0)) + 1
+    extra: dict[str, int] = {}
+    for entity, name in campaigns:
+        link = derived_names.get(name)
+        if link is not None:
+            derived.append((entity, link))
+        else:
+            edges.append((entity, links_offset + extra.setdefault(name, len(extra)) - offset))
+    entity_col = np.array([e for e, _ in edges] + [e for e, _ in derived], dtype=np.int64)
+    link_col = np.array([s for _, s in edges] + [offset + d for _, d in derived], dtype=np.int64)
+    del edges, derived
+    index = np.searchsorted(ids, entity_col)
+    return ids, cluster_labels(len(ids), index, link_col)
+
+
+def _hits(db: sqlite3.Connection, since: int, only: set[int] | None = None) -> dict[int, _Acc]:
+    acc: dict[int, _Acc] = defaultdict(_Acc)
+    for label, sid, kind, peer, at, us, rid in db.execute(_SIGNAL_HITS, (since,)):
+        if only is None or label in only:
+            acc[label].add(("signal", sid), kind, peer, at, us, rid)
+    for label, pid, campaign, peer, at, us, rid in db.execute(_PROMPT_HITS, (since, MIN_TOKENS)):
+        if only is None or label in only:
+            acc[label].add(("prompt", pid), "prompt", peer, at, us, rid)
+            if campaign:
+                acc[label].campaigns.add(campaign)
+    return acc
+
+
+def _write_cases(
+    db: sqlite3.Connection, key: bytes, acc: dict[int, _Acc], now: datetime, stamp: str
+) -> list[tuple[str, str, int]]:
+    db.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS label_case (label INTEGER PRIMARY KEY,"
+        " case_id TEXT NOT NULL)"
+    )
+    db.execute("DELETE FROM label_case")
+    db.executemany(
+        "INSERT INTO label_case (label, case_id) VALUES (?, '')", ((label,) for label in acc)
+    )
+    members = db.execute(
+        "SELECT c.label, COUNT(*), MIN(e.key), MIN(NULLIF(e.first_seen, '')), MAX(e.last_seen)"
+        " FROM label_case l JOIN entity_clusters c ON c.label = l.label"
+        " JOIN entities e ON e.id = c.entity_id GROUP BY c.label"
+    ).fetchall()
+    reopened: list[tuple[str, str, int]] = []
+    for label, count, smallest, first_seen, last_seen in members:
+        one = acc[label]
+        cid = case_id(key, smallest)
+        days = (now - datetime.fromisoformat(one.last_at)).total_seconds() / 86400
+        score = score_case(one.peers, one.kinds, days)
+        summary = {
+            "peers": sorted(one.peers),
+            "kinds": sorted(one.kinds),
+            "campaigns": sorted(one.campaigns),
+            "first_seen": first_seen or "",
+            "last_seen": last_seen or "",
+            "rounds": len(one.rounds),
+            "terms": score.terms(),
+        }
+        row = db.execute(
+            "SELECT state, decided_pairs, last_match_us FROM cases WHERE case_id = ?", (cid,)
+        ).fetchone()
+        state = "new" if row is None else row[0]
+        if row is not None and (
+            (state in DECIDED and len(one.pairs) > row[1])
+            or state == "merged"
+            or (state == "expired" and one.last_us > row[2])
+        ):
+            reopened.append((cid, state, len(one.pairs) - int(row[1])))
+            state = "new"
+        db.execute(
+            "INSERT INTO cases (case_id, state, entity_count, score, summary, last_match_at,"
+            " last_match_us, pairs, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (case_id) DO UPDATE SET state = excluded.state,"
+            " entity_count = excluded.entity_count, score = excluded.score,"
+            " summary = excluded.summary, last_match_at = excluded.last_match_at,"
+            " last_match_us = excluded.last_match_us, pairs = excluded.pairs,"
+            " merged_into = '', updated_at = excluded.updated_at",
+            (
+                cid,
+                state,
+                count,
+                score.score,
+                json.dumps(summary, sort_keys=True),
+                one.last_at,
+                one.last_us,
+                len(one.pairs),
+                stamp,
+                stamp,
+            ),
+        )
+        db.execute("UPDATE label_case SET case_id = ? WHERE label = ?", (cid, label))
+    # Entities leaving a case for another mark the old one merged into the new one.
+    db.execute(
+        "UPDATE cases SET state = 'merged', merged_into = moved.new_id, updated_at = ?"
+        " FROM (SELECT ce.case_id AS old_id, MIN(l.case_id) AS new_id FROM case_entities ce"
+        "  JOIN entity_clusters c ON c.entity_id = ce.entity_id"
+        "  JOIN label_case l ON l.label = c.label WHERE ce.case_id != l.case_id"
+        "  GROUP BY ce.case_id) AS moved"
+        " WHERE cases.case_id = moved.old_id AND moved.old_id NOT IN"
+        " (SELECT case_id FROM label_case)",
+        (stamp,),
+    )
+    db.execute(
+        "INSERT INTO case_entities (entity_id, case_id) SELECT c.entity_id, l.case_id"
+        " FROM label_case l JOIN entity_clusters c ON c.label = l.label"
+        " ON CONFLICT (entity_id) DO UPDATE SET case_id = excluded.case_id"
+    )
+    return reopened
+
+
+def _retire_orphans(db: sqlite3.Connection, stamp: str) -> None:
+    """After re-clustering: entities no longer in a matched cluster leave their case."""
+    db.execute(
+        "DELETE FROM case_entities WHERE entity_id NOT IN (SELECT c.entity_id FROM"
+        " entity_clusters c JOIN label_case l ON l.label = c.label)"
+    )
+    db.execute(
+        "UPDATE cases SET state = 'expired', updated_at = ? WHERE state NOT IN"
+        " ('merged', 'expired') AND case_id NOT IN (SELECT case_id FROM case_entities)",
+        (stamp,),
+    )
+
+
+def _expire(db: sqlite3.Connection, now: datetime, retention_days: int, stamp: str) -> int:
+    cutoff_us = int((now.timestamp() - retention_days * 86400) * 1_000_000)
+    return db.execute(
+        "UPDATE cases SET state = 'expired', updated_at = ? WHERE last_match_us < ?"
+        " AND state NOT IN ('merged', 'expired')",
+        (stamp, cutoff_us),
+    ).rowcount
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

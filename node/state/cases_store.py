@@ -1,0 +1,233 @@
+"""SQLite tables of entities, actor clusters, cases, review events and held-back signals.
+
+They live in the node's store file beside the signals and matches they join,
+but have their own schema step: ``ensure_schema`` creates them once and records
+``cases_schema.version``; the core store's ``PRAGMA user_version`` is untouched.
+
+- ``entities``: one row per flagged account of ours (``key`` is our account id),
+  with local metadata. Nothing in these tables ever leaves the node.
+- ``entity_signals``: which signal (``signals.id``) each entity holds.
+- ``link_keys`` / ``entity_links``: derived links that are not signals (an IPv4
+  /24 or IPv6 /48 of an address, a campaign label of ours).
+- ``held_back``: signals a warninglist holds back from rounds (with the list's name).
+- ``entity_clusters``: the last computed cluster label of each entity.
+- ``cases``, ``case_entities``, ``case_events``: cases, their members, their history.
+- ``cases_meta``: counters that make recomputation incremental.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from node.state.store import Store
+
+CASES_SCHEMA_VERSION = 1
+_IN_CHUNK = 900
+
+_SCHEMA = (
+    """CREATE TABLE entities (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        campaign TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        source TEXT NOT NULL,
+        imported_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE entity_signals (
+        entity_id INTEGER NOT NULL REFERENCES entities (id) ON DELETE CASCADE,
+        signal_id INTEGER NOT NULL REFERENCES signals (id) ON DELETE CASCADE,
+        PRIMARY KEY (entity_id, signal_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX entity_signals_by_signal ON entity_signals (signal_id)",
+    "CREATE TABLE link_keys (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)",
+    """CREATE TABLE entity_links (
+        entity_id INTEGER NOT NULL REFERENCES entities (id) ON DELETE CASCADE,
+        link_id INTEGER NOT NULL REFERENCES link_keys (id),
+        PRIMARY KEY (entity_id, link_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE held_back (
+        signal_id INTEGER PRIMARY KEY REFERENCES signals (id) ON DELETE CASCADE,
+        list TEXT NOT NULL
+    )""",
+    "CREATE TABLE entity_clusters (entity_id INTEGER PRIMARY KEY, label INTEGER NOT NULL)",
+    "CREATE INDEX entity_clusters_by_label ON entity_clusters (label)",
+    """CREATE TABLE cases (
+        case_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        entity_count INTEGER NOT NULL,
+        score INTEGER NOT NULL,
+        summary TEXT NOT NULL,
+        last_match_at TEXT NOT NULL,
+        last_match_us INTEGER NOT NULL,
+        pairs INTEGER NOT NULL,
+        decided_pairs INTEGER NOT NULL DEFAULT 0,
+        merged_into TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX cases_by_score ON cases (score DESC, last_match_us DESC)",
+    """CREATE TABLE case_entities (
+        entity_id INTEGER PRIMARY KEY REFERENCES entities (id) ON DELETE CASCADE,
+        case_id TEXT NOT NULL REFERENCES cases (case_id)
+    )""",
+    "CREATE INDEX case_entities_by_case ON case_entities (case_id)",
+    """CREATE TABLE case_events (
+        id INTEGER PRIMARY KEY,
+        case_id TEXT NOT NULL REFERENCES cases (case_id),
+        at TEXT NOT NULL,
+        analyst TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        state_from TEXT NOT NULL,
+        state_to TEXT NOT NULL,
+        note TEXT NOT NULL
+    )""",
+    "CREATE INDEX case_events_by_case ON case_events (case_id, id)",
+    "CREATE TABLE cases_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+)
+
+
+@dataclass(frozen=True)
+class EntityRecord:
+    """One entity to store: metadata, its signals as (kind, fingerprint), derived link keys."""
+
+    key: str
+    first_seen: str
+    last_seen: str
+    reason: str
+    campaign: str
+    severity: str
+    source: str
+    signals: tuple[tuple[str, bytes], ...]
+    links: tuple[str, ...]
+
+
+def ensure_schema(store: Store) -> None:
+    """Create the case tables once per store file (idempotent, one transaction)."""
+    if getattr(store, "_cases_schema_ready", False):
+        return
+    with store.transaction() as db:
+        db.execute("CREATE TABLE IF NOT EXISTS cases_schema (version INTEGER NOT NULL)")
+        row = db.execute("SELECT version FROM cases_schema").fetchone()
+        if row is None:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            db.execute("INSERT INTO cases_schema (version) VALUES (?)", (CASES_SCHEMA_VERSION,))
+        elif row[0] != CASES_SCHEMA_VERSION:
+            from protocol.errors import ConfigError
+
+            raise ConfigError(
+                f"store {store.path}: case tables have schema {row[0]}, this "
+                f"crossmatch understands {CASES_SCHEMA_VERSION}"
+            )
+    store._cases_schema_ready = True  # type: ignore[attr-defined]
+
+
+def bump(db: sqlite3.Connection, name: str, by: int = 1) -> None:
+    db.execute(
+        "INSERT INTO cases_meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+        (name, by),
+    )
+
+
+def meta(db: sqlite3.Connection, name: str) -> int:
+    row = db.execute("SELECT value FROM cases_meta WHERE key = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def set_meta(db: sqlite3.Connection, name: str, value: int) -> None:
+    db.execute(
+        "INSERT INTO cases_meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (name, value),
+    )
+
+
+def cases_need_refresh(db: sqlite3.Connection) -> bool:
+    if meta(db, "entities_generation") != meta(db, "clustered_generation"):
+        return True
+    top = db.execute("SELECT COALESCE(MAX(id), 0) FROM matches").fetchone()[0]
+    return int(top) != meta(db, "last_match_id")
+
+
+# -- entities ---------------------------------------------------------------------------------
+
+
+def write_entities(db: sqlite3.Connection, records: Sequence[EntityRecord], at: str) -> int:
+    """Upsert entities and their links inside the caller's transaction; returns how many
+    were new. A re-imported entity takes the new metadata (first/last seen widen) and
+    keeps every signal it held before."""
+    before = db.execute("SELECT COUNT(*) FROM entities").fetchone()[0]
+    db.executemany(
+        "INSERT INTO entities (key, first_seen, last_seen, reason, campaign, severity, source,"
+        " imported_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET"
+        " first_seen = CASE WHEN excluded.first_seen != '' AND (first_seen = ''"
+        "   OR excluded.first_seen < first_seen) THEN excluded.first_seen ELSE first_seen END,"
+        " last_seen = MAX(last_seen, excluded.last_seen),"
+        " reason = excluded.reason, campaign = excluded.campaign,"
+        " severity = excluded.severity, source = excluded.source,"
+        " updated_at = excluded.updated_at",
+        (
+            (r.key, r.first_seen, r.last_seen, r.reason, r.campaign, r.severity, r.source, at, at)
+            for r in records
+        ),
+    )
+    ids = entity_ids(db, [r.key for r in records])
+    db.executemany(
+        "INSERT INTO entity_signals (entity_id, signal_id)"
+        " SELECT ?, id FROM signals WHERE kind = ? AND fingerprint = ? ON CONFLICT DO NOTHING",
+        ((ids[r.key], kind, fp) for r in records for kind, fp in r.signals),
+    )
+    link_names = sorted({link for r in records for link in r.links})
+    db.executemany(
+        "INSERT INTO link_keys (key) VALUES (?) ON CONFLICT (key) DO NOTHING",
+        ((name,) for name in link_names),
+    )
+    db.executemany(
+        "INSERT INTO entity_links (entity_id, link_id)"
+        " SELECT ?, id FROM link_keys WHERE key = ? ON CONFLICT DO NOTHING",
+        ((ids[r.key], link) for r in records for link in r.links),
+    )
+    bump(db, "entities_generation")
+    return int(db.execute("SELECT COUNT(*) FROM entities").fetchone()[0]) - int(before)
+
+
+def entity_ids(db: sqlite3.Connection, keys: Iterable[str]) -> dict[str, int]:
+    wanted = list(dict.fromkeys(keys))
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            (key, int(i))
+            for i, key in db.execute(f"SELECT id, key FROM entities WHERE key IN ({marks})", chunk)
+        )
+    return found
+
+
+def hold_back(db: sqlite3.Connection, held: Iterable[tuple[str, bytes, str]]) -> None:
+    """Flag signals ``(kind, fingerprint, list name)`` as held back from rounds."""
+    db.executemany(
+        "INSERT INTO held_back (signal_id, list) SELECT id, ? FROM signals"
+        " WHERE kind = ? AND fingerprint = ?"
+        " ON CONFLICT (signal_id) DO UPDATE SET list = excluded.list",
+        ((name, kind, fp) for kind, fp, name in held),
+    )
+
+
+def held_back_fingerprints(store: Store, kind: str) -> set[bytes]:
+    ensure_schema(store)
+    with store.reading() as db:
+        rows = db.execute(
+            "SELECT s.fingerprint FROM held_back h JOIN signals s ON s.id ="
+            " h.signal_id WHERE s.kind = ?",
+            (kind,),
+        ).fetchall()
+    return {bytes(r[0]) for r in rows}
