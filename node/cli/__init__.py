@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "node.cli.act",
     "node.cli.consortium",
     "node.cli.cases",
+    "node.cli.warninglist",
 )
 
 

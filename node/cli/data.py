@@ -11,6 +11,7 @@ from node.cli.common import node_dir_argument
 from node.data.entities import import_entities
 from node.data.importer import import_file
 from node.data.prompt_import import import_prompts
+from node.data.warninglists import screen_for
 from node.ops.progress import terminal_progress
 from node.runtime import Node
 from protocol.errors import InputError
@@ -68,8 +69,11 @@ def import_(node_dir: Path, file: Path, kind: str | None, entities: bool, key_co
             result = import_file(node.store, file, kind, node.consortium_key, fmt=fmt,
                                  column=column, field=field,
                                  default_region=node.config.default_region,
-                                 progress=terminal_progress(f"import {file.name}"))
+                                 progress=terminal_progress(f"import {file.name}"),
+                                 screen=screen_for(node))
             what = f"{result.added} new {kind} signals"
+            if result.held_back:
+                what += f" ({result.held_back} held back from rounds by warninglists)"
         node.log("signals_imported", {
             "kind": kind, "added": result.added, "already_held": result.already_held,
             "total": result.total,
@@ -85,7 +89,8 @@ def _import_entities(node_dir: Path, file: Path, fmt: str | None, key_column: st
     with Node(node_dir) as node:
         result = import_entities(node.store, file, node.consortium_key, fmt=fmt,
                                  key_column=key_column, maps=maps,
-                                 default_region=node.config.default_region)
+                                 default_region=node.config.default_region,
+                                 screen=screen_for(node))
         source = hashlib.sha256(file.read_bytes()).hexdigest()
         for kind, r in sorted(result.signals.items()):
             node.log("signals_imported", {"kind": kind, "added": r.added,

@@ -17,9 +17,11 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from node.state.cases_store import ensure_schema, hold_back
 from node.state.store import ImportResult, SignalInput, Store
 from protocol.errors import InputError
 from protocol.fingerprints import IDENTIFIER_KINDS, fingerprint_many, normalize
@@ -106,13 +108,23 @@ def import_file(
     key: bytes,
     *,
     now: str | None = None,
+    screen: Callable[[str, str], str | None] | None = None,
     **opts: Any,
 ) -> ImportResult:
-    """Prepare every signal of ``path``, then store them in one transaction."""
+    """Prepare every signal of ``path``, then store them in one transaction.
+
+    ``screen(kind, normalized)`` names the warninglist that holds a value back from
+    rounds (or None); those signals are flagged in the same transaction.
+    """
     signals = prepare_signals(path, kind, key, **opts)
-    results = store.add_signals(signals, now=now)
+    held = [(s.kind, s.fingerprint, name) for s in signals
+            if screen is not None and (name := screen(s.kind, s.normalized)) is not None]
+    if held:
+        ensure_schema(store)
+    results = store.add_signals(
+        signals, now=now, then=(lambda db, _at: hold_back(db, held)) if held else None)
     if kind in results:
-        return results[kind]
+        return replace(results[kind], held_back=len(held))
     return ImportResult(kind, 0, 0, store.signal_counts().get(kind, 0), received=0)
 
 

@@ -112,6 +112,8 @@ def run(workdir: Path | None, say: Say, *, live: bool | None = None) -> bool:
             ok &= _check_pair(sandbox, data, a, b, say)
         say("6. a count-only round: both learn how many, not which")
         ok &= _count_round(sandbox, data, "lab-a", "lab-b", say)
+        say("6b. lab-a's analyst: 12 flagged accounts of one actor become one case")
+        ok &= _show_case(sandbox, data, root, say)
         sandbox.stop_all()
         say("7. every lab's audit log verifies offline")
         for lab in sandbox.labs.values():
@@ -133,6 +135,32 @@ def run(workdir: Path | None, say: Say, *, live: bool | None = None) -> bool:
         )
     )
     return ok
+
+
+def _show_case(sandbox: Sandbox, data: Consortium, root: Path, say: Say) -> bool:
+    """Import an actor's accounts (4 shared with lab-b, 4 with lab-c, 4 lab-a's alone)
+    as entities under one campaign label, then show the case they form."""
+    lab = data.labs["lab-a"]
+    values = {kind: dict(lab.signals[kind]) for kind in ("email", "ip", "account_id")}
+    actor = [i for group in (("lab-a", "lab-b"), ("lab-a", "lab-c"), ("lab-a",))
+             for i in data.groups[frozenset(group)][:4]]
+    path = root / "inputs" / "lab-a" / "actor_accounts.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["account", "email", "ip", "campaign", "severity"])
+        for ident in actor:
+            w.writerow([values["account_id"][ident], values["email"][ident], values["ip"][ident],
+                        "demo-actor", "high"])
+    a_dir = sandbox.labs["lab-a"].dir
+    say("   " + run_cli("import", a_dir, path, "--entities").stdout.strip())
+    listing = json.loads(run_cli("cases", a_dir, "--format", "json").stdout)
+    if listing["total"] != 1:
+        say(f"   expected one case, found {listing['total']}")
+        return False
+    case = listing["cases"][0]
+    for line in run_cli("case", "show", a_dir, case["case_id"]).stdout.splitlines()[:18]:
+        say("   " + line)
+    return case["entities"] == len(actor) and case["peers"] == ["lab-b", "lab-c"]
 
 
 def _completed(sandbox: Sandbox, a: str, b: str) -> list[dict]:

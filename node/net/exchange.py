@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from node.ops.suites import ensure_suite
+from node.data.warninglists import versions_in_force
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
+from node.state.cases_store import held_back_fingerprints
 from node.state.epochs import EpochKey, EpochStore, new_psi_key
 from node.state.store import RoundRow
 from protocol.audit.merkle import EMPTY_ROOT
@@ -83,6 +85,7 @@ class PreparedSide:
     real_sizes: list[int] = field(default_factory=list)
     # Positions in ``own`` of each kind's dummies, in dummy index order.
     dummy_slots: dict[str, np.ndarray] = field(default_factory=dict)
+    warninglists: list[str] = field(default_factory=list)  # list_id@version in force
 
     def fill_dummies(self, seed: bytes) -> None:
         for kind, slots in self.dummy_slots.items():
@@ -108,6 +111,9 @@ def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
     start = 0
     for kind in kinds:
         fps = node.store.fingerprints(kind)
+        held = held_back_fingerprints(node.store, kind)  # warninglisted: never in a round
+        if held:
+            fps = [fp for fp in fps if fp not in held]
         packed = b"".join(fps)
         if len(packed) != len(fps) * ELEMENT_BYTES:
             raise ProtocolError(f"a stored {kind} fingerprint is not {ELEMENT_BYTES} bytes",
@@ -142,7 +148,7 @@ def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
     sizes = [len(section) for section in sections]
     del view, sections
     return PreparedSide(kinds, PackedElements(own), sizes, salt, commitment, real_sizes,
-                        dummy_slots)
+                        dummy_slots, versions_in_force(node))
 
 
 class ExchangeSession:
@@ -460,6 +466,7 @@ class ExchangeSession:
                 "suite": h.suite,
                 **({"verified_matches": self.proofs.verified_positions}
                    if self.proofs is not None else {}),
+                "warninglists": self.prepared.warninglists,
             })
             self.node.store.save_round(row, self.matches())
             self.committed = True

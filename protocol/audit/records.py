@@ -85,6 +85,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
          "entities_digest", "entity_hashes"}
     ),
     "case_reopened": frozenset({"case_id", "state_from", "new_pairs"}),
+    "warninglist_installed": frozenset({"list", "list_hash", "held_back"}),
     "checkpoint": frozenset({"checkpoint"}),
     "recovery": frozenset({"quarantine_file", "offset", "bytes", "sha256"}),
     # node/act: enforcement hooks, exports and review-UI actions (docs/cases.md)

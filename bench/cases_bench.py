@@ -1,0 +1,154 @@
+"""Benchmark of entities and cases at scale, against importing the same signals alone.
+
+    python -m bench.cases_bench                          # 1M entities, 5M signals, 200k matched
+    python -m bench.cases_bench --entities 100000 --matched 20000
+
+Each entity holds five identifiers (an email, a device id, an api key hash: its
+own; an IP in its group's own /24 (groups of 8) and a payment fingerprint shared
+within its group of 4, so entities form clusters of 8). In one run it measures:
+
+- ``signals``: ``import_file`` of the same five columns as plain signal files,
+  one kind at a time, into a fresh store (the baseline);
+- ``entities``: ``import_entities`` of the CSV into another fresh store;
+- ``cases``: a completed round with ``--matched`` of the entity signals matched
+  is stored, then ``recompute`` clusters every entity and builds every case;
+- ``page``: ``list_cases`` first page (50 cases, highest score first);
+
+and prints the times, the ratio entities/signals (target <= 2), whether cases
+<= 60 s and page <= 1 s hold, and this process's peak resident memory. Timings
+on a shared machine are noisy; the load average is printed with each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from node.data.case_build import recompute
+from node.data.cases import list_cases
+from node.data.entities import import_entities
+from node.data.importer import import_file
+from node.state.store import RoundRow, Store
+from protocol.fingerprints import fingerprint, normalize
+
+KEY = bytes(range(32))
+CASE_KEY = bytes(range(64, 96))
+COLUMNS = ("email", "device_id", "api_key_hash", "ip", "payment_fingerprint")
+TARGETS = {"entities/signals": 2.0, "cases_s": 60.0, "page_s": 1.0}
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def row(i: int) -> list[str]:
+    group = i // 8
+    return [
+        f"user{i}@example.com",
+        f"dev-{i:08x}",
+        f"{i:064x}",
+        f"{11 + (group >> 16)}.{(group >> 8) & 255}.{group & 255}.{1 + i % 8}",
+        f"card-{i // 4}",
+    ]
+
+
+def write_files(folder: Path, n: int) -> tuple[Path, dict[str, Path]]:
+    entities = folder / "entities.csv"
+    handles = {c: (folder / f"{c}.txt").open("w") for c in COLUMNS}
+    with entities.open("w") as out:
+        out.write("account," + ",".join(COLUMNS) + "\n")
+        for i in range(n):
+            values = row(i)
+            out.write(f"acct-{i}," + ",".join(values) + "\n")
+            for column, value in zip(COLUMNS, values, strict=True):
+                handles[column].write(value + "\n")
+    for handle in handles.values():
+        handle.close()
+    return entities, {c: folder / f"{c}.txt" for c in COLUMNS}
+
+
+def timed(label: str, fn):  # type: ignore[no-untyped-def]
+    print(f"{label}: running ({load()})", flush=True)
+    start = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - start
+    print(f"{label}: {seconds:.1f} s (peak {peak_mib():.0f} MiB)", flush=True)
+    return seconds, result
+
+
+def store_matches(store: Store, n: int, matched: int) -> None:
+    rng = random.Random(13)
+    chosen = rng.sample(range(n), matched)
+    kinds = ("email", "device_id")
+    matches = [
+        (kinds[i % 2], fingerprint(KEY, kinds[i % 2], normalize(kinds[i % 2], row(i)[i % 2])))
+        for i in chosen
+    ]
+    stamp = "2026-11-30T12:00:00Z"
+    store.save_round(
+        RoundRow(
+            "bench-round",
+            "lab-b",
+            "initiator",
+            "reveal",
+            list(kinds),
+            {},
+            {},
+            {},
+            "completed",
+            "",
+            stamp,
+            stamp,
+            "00",
+            "00",
+        ),
+        matches,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entities", type=int, default=1_000_000)
+    parser.add_argument("--matched", type=int, default=200_000)
+    args = parser.parse_args()
+    n, matched = args.entities, min(args.matched, args.entities)
+    with tempfile.TemporaryDirectory(prefix="cases-bench-") as tmp:
+        folder = Path(tmp)
+        entities_csv, files = write_files(folder, n)
+        print(f"{n} entities, {n * len(COLUMNS)} signals, {matched} matched")
+        with Store(folder / "signals.db") as plain:
+            signals_s, _ = timed(
+                "signals",
+                lambda: [import_file(plain, path, kind, KEY) for kind, path in files.items()],
+            )
+        with Store(folder / "entities.db") as store:
+            entities_s, _ = timed("entities", lambda: import_entities(store, entities_csv, KEY))
+            store_matches(store, n, matched)
+            now = datetime(2026, 11, 30, 13, tzinfo=UTC)
+            cases_s, report = timed(
+                "cases", lambda: recompute(store, CASE_KEY, now=now, retention_days=90)
+            )
+            page_s, page = timed("page", lambda: list_cases(store, page=1, per_page=50))
+        ratio = entities_s / signals_s
+        print(f"cases built: {report.cases}, first page: {len(page.cases)} of {page.total}")
+        print(f"entities/signals = {ratio:.2f} (target <= {TARGETS['entities/signals']})")
+        print(
+            f"cases = {cases_s:.1f} s (target <= {TARGETS['cases_s']:.0f} s); "
+            f"page = {page_s:.3f} s (target <= {TARGETS['page_s']:.0f} s)"
+        )
+        print(f"peak resident memory {peak_mib():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
