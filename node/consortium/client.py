@@ -26,6 +26,7 @@ from node.consortium import wire
 from node.net.grpc_status import error_from_rpc
 from node.net.initiator import open_channel
 from node.runtime import Node, iso
+from node.state.cases_store import round_fingerprints
 from node.state.consortium_store import ConsortiumMatch, ConsortiumRound, ConsortiumStore
 from node.state.epochs import new_psi_key
 from protocol.consortium import messages as m
@@ -52,7 +53,7 @@ def prepare_own(node: Node, kinds: tuple[str, ...]) -> OwnSet:
     rng = random.SystemRandom()
     parts, sizes = [], []
     for kind in kinds:
-        packed = b"".join(node.store.fingerprints(kind))
+        packed = b"".join(round_fingerprints(node.store, kind))  # warninglists applied
         section = rows(packed, ELEMENT_BYTES)
         parts.append(section[random_permutation(len(section), rng)].tobytes())
         sizes.append(len(section))

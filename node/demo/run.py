@@ -152,7 +152,8 @@ def _show_case(sandbox: Sandbox, data: Consortium, root: Path, say: Say) -> bool
             w.writerow([values["account_id"][ident], values["email"][ident], values["ip"][ident],
                         "demo-actor", "high"])
     a_dir = sandbox.labs["lab-a"].dir
-    say("   " + run_cli("import", a_dir, path, "--entities").stdout.strip())
+    imported = run_cli("import", a_dir, path, "--entities", "--map", "account_id=account")
+    say("   " + imported.stdout.strip())
     listing = json.loads(run_cli("cases", a_dir, "--format", "json").stdout)
     if listing["total"] != 1:
         say(f"   expected one case, found {listing['total']}")

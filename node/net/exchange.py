@@ -31,7 +31,7 @@ from node.ops.suites import ensure_suite
 from node.data.warninglists import versions_in_force
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
-from node.state.cases_store import held_back_fingerprints
+from node.state.cases_store import round_fingerprints
 from node.state.epochs import EpochKey, EpochStore, new_psi_key
 from node.state.store import RoundRow
 from protocol.audit.merkle import EMPTY_ROOT
@@ -110,10 +110,7 @@ def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
     dummy_slots: dict[str, np.ndarray] = {}
     start = 0
     for kind in kinds:
-        fps = node.store.fingerprints(kind)
-        held = held_back_fingerprints(node.store, kind)  # warninglisted: never in a round
-        if held:
-            fps = [fp for fp in fps if fp not in held]
+        fps = round_fingerprints(node.store, kind)  # warninglisted: never in a round
         packed = b"".join(fps)
         if len(packed) != len(fps) * ELEMENT_BYTES:
             raise ProtocolError(f"a stored {kind} fingerprint is not {ELEMENT_BYTES} bytes",

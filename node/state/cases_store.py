@@ -222,6 +222,13 @@ def hold_back(db: sqlite3.Connection, held: Iterable[tuple[str, bytes, str]]) ->
     )
 
 
+def round_fingerprints(store: Store, kind: str) -> list[bytes]:
+    """The fingerprints of ``kind`` a round may use: sorted, warninglisted ones left out."""
+    fps = store.fingerprints(kind)
+    held = held_back_fingerprints(store, kind)
+    return [fp for fp in fps if fp not in held] if held else fps
+
+
 def held_back_fingerprints(store: Store, kind: str) -> set[bytes]:
     ensure_schema(store)
     with store.reading() as db:

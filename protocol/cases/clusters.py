@@ -13,8 +13,6 @@ from __future__ import annotations
 import ipaddress
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 IPV4_LINK_PREFIX = 24
 IPV6_LINK_PREFIX = 48
@@ -28,6 +26,10 @@ def cluster_labels(
     ``entity_index[i]`` holds link ``link_index[i]``; both are non-negative integer
     arrays of the same length. Labels are arbitrary integers: equal means one cluster.
     """
+    # Imported here: scipy takes a moment to load, and every CLI command imports this module.
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     entities = np.asarray(entity_index, dtype=np.int64)
     links = np.asarray(link_index, dtype=np.int64)
     if entities.shape != links.shape:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.data.entities import import_entities, parse_maps, read_entities
-from node.state.cases_store import ensure_schema
+from node.state.cases_store import ensure_schema, round_fingerprints
 from node.state.store import Store
 from protocol.errors import InputError
 from protocol.fingerprints import fingerprint, normalize
@@ -156,6 +156,10 @@ def test_screened_values_are_held_back(tmp_path, store):
         store, "SELECT s.normalized, h.list FROM held_back h JOIN signals s ON s.id = h.signal_id"
     )
     assert held == [("10.0.0.1", "local")]
+    # Rounds read fingerprints through round_fingerprints: the held one is left out.
+    assert store.fingerprints("ip") == sorted(
+        fingerprint(KEY, "ip", v) for v in ("10.0.0.1", "203.0.113.9"))
+    assert round_fingerprints(store, "ip") == [fingerprint(KEY, "ip", "203.0.113.9")]
 
 
 _keys = (
