@@ -155,6 +155,14 @@ class Rule(StrEnum):
     PROMPT_BINARY = "prompt-binary"
     PROMPT_TOO_LARGE = "prompt-too-large"
     PROMPT_NO_WORDS = "prompt-no-words"
+    # -- cases and warninglists (docs/cases.md) ----------------------------------------------
+    CASE_UNKNOWN = "case-unknown"
+    CASE_TRANSITION = "case-transition"
+    CASE_ANALYST = "case-analyst"
+    CASE_NOTE = "case-note"
+    WARNINGLIST_SYNTAX = "warninglist-syntax"
+    WARNINGLIST_SIGNATURE = "warninglist-signature"
+    WARNINGLIST_ROLLBACK = "warninglist-rollback"
     # -- exports and enforcement hooks -----------------------------------------------------
     EXPORT_CASE = "export-case"
     EXPORT_KEY = "export-key"

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from protocol.errors import InputError, VerificationError
 from protocol.fingerprints import IDENTIFIER_KINDS, normalize
 from protocol.policy import key_fingerprint
+from protocol.rules import Rule
 
 LIST_DOMAIN = b"crossmatch/v1/warninglist"
 SIGNATURE_DOMAIN = b"crossmatch/v1/warninglist-signature"
@@ -82,7 +83,7 @@ def parse_warninglist_toml(text: bytes | str) -> Warninglist:
     try:
         data = tomllib.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise InputError(f"warninglist is not valid TOML: {e}", rule="warninglist-syntax") from e
+        raise InputError(f"warninglist is not valid TOML: {e}", rule=Rule.WARNINGLIST_SYNTAX) from e
     unknown = set(data) - {"list_id", "version", "description", "kinds"}
     if unknown:
         raise _syntax(f"unknown keys {', '.join(sorted(unknown))}")
@@ -146,7 +147,7 @@ def _normalized(kind: str, value: str) -> str:
 
 
 def _syntax(message: str) -> InputError:
-    return InputError(f"warninglist: {message}", rule="warninglist-syntax")
+    return InputError(f"warninglist: {message}", rule=Rule.WARNINGLIST_SYNTAX)
 
 
 class Screen:
@@ -230,7 +231,7 @@ def read_signed_warninglist(data: bytes) -> tuple[Warninglist, str, bytes]:
     wl = parse_warninglist_toml(doc["warninglist_toml"])
     if doc["warninglist_hash"] != wl.hash().hex():
         raise VerificationError(
-            "the stated warninglist hash is not its hash", rule="warninglist-signature"
+            "the stated warninglist hash is not its hash", rule=Rule.WARNINGLIST_SIGNATURE
         )
     try:
         signature = base64.b64decode(doc["signature"], validate=True)
@@ -243,7 +244,7 @@ def verify_signed_warninglist(data: bytes, ca_public_key: ec.EllipticCurvePublic
     wl, signer, signature = read_signed_warninglist(data)
     if signer != key_fingerprint(ca_public_key):
         raise VerificationError(
-            "warninglist was not signed by the consortium CA", rule="warninglist-signature"
+            "warninglist was not signed by the consortium CA", rule=Rule.WARNINGLIST_SIGNATURE
         )
     try:
         ca_public_key.verify(
@@ -252,6 +253,6 @@ def verify_signed_warninglist(data: bytes, ca_public_key: ec.EllipticCurvePublic
     except InvalidSignature as e:
         raise VerificationError(
             "warninglist signature does not verify with the consortium CA key",
-            rule="warninglist-signature",
+            rule=Rule.WARNINGLIST_SIGNATURE,
         ) from e
     return wl

@@ -37,6 +37,7 @@ from node.state.store import Store
 from protocol.cases.ids import entities_digest, entity_hash, note_hash
 from protocol.cases.lifecycle import DECIDED, STATES, check_analyst, check_note, next_state
 from protocol.errors import ConfigError, InputError
+from protocol.rules import Rule
 
 CASE_KEY_FILE = "cases.key"
 CASE_KEY_BYTES = 32
@@ -172,7 +173,7 @@ def get_case(store: Store, cid: str, *, max_entities: int = 1000) -> CaseDetail:
     with store.reading() as db:
         row = db.execute(f"SELECT {_COLUMNS} FROM cases WHERE case_id = ?", (cid,)).fetchone()
         if row is None:
-            raise InputError(f"no case {cid!r}", rule="case-unknown")
+            raise InputError(f"no case {cid!r}", rule=Rule.CASE_UNKNOWN)
         entities = [
             dict(
                 zip(
@@ -237,7 +238,7 @@ def decide(node: Node, cid: str, decision: str, analyst: str, note: str = "") ->
     with store.transaction() as db:
         row = db.execute("SELECT state, pairs FROM cases WHERE case_id = ?", (cid,)).fetchone()
         if row is None:
-            raise InputError(f"no case {cid!r}", rule="case-unknown")
+            raise InputError(f"no case {cid!r}", rule=Rule.CASE_UNKNOWN)
         before, pairs = row
         after = next_state(before, decision)
         keys = [

@@ -18,6 +18,7 @@ from node.state.cases_store import bump, ensure_schema
 from node.state.files import atomic_write
 from node.state.store import Store
 from protocol.errors import ConfigError, CrossmatchError, PolicyError
+from protocol.rules import Rule
 from protocol.warninglist import (
     Screen,
     Warninglist,
@@ -65,7 +66,7 @@ def install(node: Node, data: bytes, *, force: bool = False) -> tuple[Warninglis
             raise PolicyError(
                 f"warninglist {wl.list_id} v{wl.version} is older than the "
                 f"installed v{current.version} (--force to roll back)",
-                rule="warninglist-rollback",
+                rule=Rule.WARNINGLIST_ROLLBACK,
             )
     target.parent.mkdir(exist_ok=True)
     atomic_write(target, data)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from node.ops.suites import ensure_suite
 from node.data.warninglists import versions_in_force
+from node.ops.suites import ensure_suite
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
 from node.state.cases_store import round_fingerprints

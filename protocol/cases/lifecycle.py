@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from protocol.errors import InputError
+from protocol.rules import Rule
 
 STATES = ("new", "in_review", "confirmed", "false_positive", "benign", "expired", "merged")
 DECIDED = frozenset({"confirmed", "false_positive", "benign"})
@@ -31,15 +32,16 @@ def next_state(current: str, decision: str) -> str:
     """The state after ``decision``; InputError (rule case-transition) if not allowed."""
     if decision not in DECISIONS:
         raise InputError(
-            f"unknown decision {decision!r} (known: {', '.join(DECISIONS)})", rule="case-transition"
+            f"unknown decision {decision!r} (known: {', '.join(DECISIONS)})",
+            rule=Rule.CASE_TRANSITION,
         )
     if decision == "note":
         return current
     if current in ("expired", "merged"):
-        raise InputError(f"a case that is {current} takes notes only", rule="case-transition")
+        raise InputError(f"a case that is {current} takes notes only", rule=Rule.CASE_TRANSITION)
     target = _TARGET[decision]
     if current == target:
-        raise InputError(f"the case is already {current}", rule="case-transition")
+        raise InputError(f"the case is already {current}", rule=Rule.CASE_TRANSITION)
     return target
 
 
@@ -48,14 +50,14 @@ def check_analyst(name: str) -> str:
         raise InputError(
             "analyst name must be 1-64 letters, digits, spaces or ._@- "
             "starting with a letter or digit",
-            rule="case-analyst",
+            rule=Rule.CASE_ANALYST,
         )
     return name
 
 
 def check_note(note: str) -> str:
     if len(note) > MAX_NOTE_CHARS:
-        raise InputError(f"a note is at most {MAX_NOTE_CHARS} characters", rule="case-note")
+        raise InputError(f"a note is at most {MAX_NOTE_CHARS} characters", rule=Rule.CASE_NOTE)
     if any(ord(c) < 32 and c not in "\n\t" for c in note):
-        raise InputError("a note may not hold control characters", rule="case-note")
+        raise InputError("a note may not hold control characters", rule=Rule.CASE_NOTE)
     return note
