@@ -72,6 +72,10 @@ def write_inputs(root: Path, data: Consortium) -> dict[str, list[tuple[str, Path
     return plan
 
 
+# The demo consortium runs on the faster, verifiable suite (docs/adr/0008).
+DEMO_SUITE = "ristretto255-v1"
+
+
 def run(workdir: Path | None, say: Say, *, live: bool | None = None) -> bool:
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="crossmatch-demo-"))
     if root.exists() and any(root.iterdir()):
@@ -82,11 +86,13 @@ def run(workdir: Path | None, say: Say, *, live: bool | None = None) -> bool:
     ok = True
     with Sandbox(root) as sandbox:
         say("1. consortium CA, consortium key, a policy signed by the CA, three lab nodes")
-        policy = sandbox_policy(policy_id="demo-consortium", min_interval=MIN_INTERVAL_SECONDS)
+        policy = sandbox_policy(policy_id="demo-consortium", min_interval=MIN_INTERVAL_SECONDS,
+                                suite=DEMO_SUITE)
         sandbox.create(LABS, policy=policy)
         say(
             f"   policy demo-consortium: every kind, at most one round per pair every "
-            f"{MIN_INTERVAL_SECONDS} s, installed on {', '.join(LABS)}"
+            f"{MIN_INTERVAL_SECONDS} s, suite {DEMO_SUITE} (reveal matches verified by DLEQ "
+            f"proofs), installed on {', '.join(LABS)}"
         )
         say("2. each lab imports its flagged signals (CSV, JSON lines, plain lines)")
         for name, files in write_inputs(root, data).items():

@@ -21,3 +21,4 @@ def test_demo_runs_scheduled_rounds_and_passes(tmp_path):
     assert len(pairs) == 3 and all(int(n) >= 2 for _, _, n in pairs)
     assert out.count(": OK ") == 3  # every audit log verifies
     assert "0 values revealed" in out  # the count-only round
+    assert "suite ristretto255-v1" in out  # P-256 consortia: tests/integration/test_rounds.py
