@@ -93,7 +93,7 @@ class HubCoordinator:
         for seconds, rule, text in (
             (
                 rules.join_timeout_seconds,
-                "consortium-join-timeout",
+                Rule.CONSORTIUM_JOIN_TIMEOUT,
                 "not every participant joined within {} s",
             ),
             (self.node.config.round_timeout, "timeout", "the round took longer than {} s"),

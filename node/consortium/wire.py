@@ -10,7 +10,7 @@ from protocol import PROTOCOL_VERSION
 from protocol.consortium import messages as m
 from protocol.consortium.transcript import ConsortiumHeader
 from protocol.errors import ProtocolError
-from protocol.rules import Rule
+from protocol.rules import Rule, parse_rule
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 
 
@@ -114,6 +114,7 @@ def from_pb(msg: pb.ConsortiumMessage) -> m.Message:
     if body == "commit":
         return m.Commit()
     if body == "abort":
-        # Peer text is bounded before it can reach a log or a message.
-        return m.Abort(msg.abort.rule[:64], msg.abort.reason[:200])
+        # A peer's rule is kept only if it is one we know; its text is bounded.
+        rule = parse_rule(msg.abort.rule) or Rule.PEER_ABORT
+        return m.Abort(rule, msg.abort.reason[:200])
     raise ProtocolError(f"unexpected consortium message {body!r}", rule=Rule.MESSAGE_ORDER)
