@@ -33,6 +33,7 @@ from node.state.epochs import CACHE_FILE
 from node.state.files import atomic_write
 from protocol.errors import ConfigError
 from protocol.identity import validate_lab_id
+from protocol.messages import MODES
 from protocol.padding import parse_padding
 
 CONSORTIUM_KEY_HEADER = "crossmatch-consortium-key-v1:"
@@ -137,7 +138,7 @@ class NodePaths:
         return self.root / "run" / "serve.log"
 
 
-ROUND_MODES = ("reveal", "count")
+ROUND_MODES = MODES
 _KNOWN_TABLES = frozenset({"lab", "listen", "default_region", "round", "schedule", "daemon",
                            "logging", "metrics", "peers"})
 

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from protocol.consortium.policy import ConsortiumPolicy, parse_consortium
 from protocol.errors import InputError, PolicyError, VerificationError
 from protocol.fingerprints.identifiers import IDENTIFIER_KIND_ORDER
+from protocol.messages import MODES
 from protocol.rules import Rule
 from protocol.suites import DEFAULT_SUITE, SUITES
 from protocol.timestamps import format_utc
@@ -42,7 +43,7 @@ SIGNED_FORMAT = "crossmatch-signed-policy/v1"
 MAX_DOCUMENT_BYTES = 256 * 1024
 
 ALL_KINDS: tuple[str, ...] = (*IDENTIFIER_KIND_ORDER, "prompt")
-KIND_MODES = ("reveal", "count")
+KIND_MODES = MODES  # a kind's mode in the policy: "count" allows count rounds only
 _POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TOP_KEYS = {
     "policy_id",

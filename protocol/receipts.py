@@ -30,11 +30,11 @@ from protocol.audit.canonical import encode_canonical, parse_canonical
 from protocol.audit.records import HEX32_RE, HEX64_RE, parse_log_id
 from protocol.errors import CrossmatchError, InputError, ProtocolError, VerificationError
 from protocol.identity import is_valid_lab_id, key_fingerprint
+from protocol.messages import MODES
 from protocol.rules import Rule
 
 RECEIPT_VERSION = "crossmatch-receipt/v1"
 SIGNING_TAG = b"crossmatch-receipt/v1\x00"
-MODES = ("reveal", "count")
 ROLES = ("initiator", "responder")
 MAX_RECEIPT_BYTES = 64 * 1024
 FIELDS = (

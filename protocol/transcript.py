@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 
 from protocol.errors import ProtocolError
+from protocol.messages import MODES
 from protocol.rules import Rule
 from protocol.suites import DEFAULT_SUITE
 
@@ -31,7 +32,6 @@ STREAMS = (
     "initiator_reblinded",  # H(b)^beta*alpha, computed by the initiator
 )
 
-MODES = ("reveal", "count")
 ROLES = ("initiator", "responder")
 
 

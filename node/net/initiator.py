@@ -11,14 +11,15 @@ from dataclasses import dataclass
 import grpc
 
 from node import pki
-from node.net import proof
+from node.net import proof, wire
 from node.net.exchange import END, ExchangeSession, prepare_side
 from node.net.grpc_status import error_from_rpc
-from node.net.service import MODES, prompt_param_set_id
 from node.runtime import Node, iso
 from node.state.store import RoundRow
 from protocol import PROTOCOL_VERSION
+from protocol.admission import admit_response
 from protocol.errors import CrossmatchError, PolicyError, ProtocolError, RoundAbortedError
+from protocol.messages import MODES, Proposal, prompt_param_set_id
 from protocol.responder_proof import NONCE_BYTES
 from protocol.rules import Rule
 from protocol.transcript import RoundHeader
@@ -27,7 +28,6 @@ from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("crossmatch.initiator")
 
-MODE_CODES = {name: code for code, name in MODES.items()}
 MAX_MESSAGE = 16 * 1024 * 1024
 OPEN_TIMEOUT = 30.0
 
@@ -76,41 +76,48 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
     kinds = kinds or sorted(k for k, n in node.store.signal_counts().items() if n > 0)
     if not kinds:
         raise PolicyError("this node holds no signals; import some first", rule=Rule.KINDS_EMPTY)
-    if mode not in MODE_CODES:
+    if mode not in MODES:
         raise ProtocolError(f"unknown mode {mode!r}", rule=Rule.MODE)
     policy.check_round(kinds, mode, [0] * len(kinds))
     prepared = prepare_side(node, kinds)
     policy.check_round(kinds, mode, prepared.sizes)
     round_id = secrets.token_hex(16)
     started = iso(node.now())
-    request = pb.OpenRoundRequest(
-        protocol_version=PROTOCOL_VERSION, round_id=round_id, initiator_lab=node.lab,
-        responder_lab=peer_lab, mode=MODE_CODES[mode],
-        sizes=[pb.KindSize(kind=k, size=n) for k, n in zip(kinds, prepared.sizes, strict=True)],
+    proposal = Proposal(
+        protocol_version=PROTOCOL_VERSION, round_id=round_id, initiator=node.lab,
+        responder=peer_lab, mode=mode, kinds=tuple(kinds), sizes=tuple(prepared.sizes),
         policy_hash=policy.hash(), input_commitment=prepared.commitment,
         prompt_params=prompt_param_set_id() if "prompt" in kinds else "",
         chunk_size=node.config.chunk_size, nonce=secrets.token_bytes(NONCE_BYTES),
         suite=policy.suite,
     )
+    request = wire.proposal_to_pb(proposal)
     node.round_started(round_id, "initiator")
     with open_channel(node, peer_lab) as channel:
         stub = pb_grpc.CrossmatchStub(channel)
         try:
             response = stub.OpenRound(request, timeout=OPEN_TIMEOUT)
-            peer = _check_response(node, peer_lab, request, response)
+            answer = wire.response_from_pb(response)
+            # TLS checked that the responder's certificate names peer_lab, but not the CRL,
+            # and the certificate TLS saw is out of our reach. So the responder presents
+            # one (chain, lab, validity, revocation checked here) and proves it holds its
+            # key (signed over our fresh nonce). All before any element leaves. It also
+            # carries the CA-certified audit key, which must verify the receipt.
+            peer = admit_response(answer, proposal=proposal, identify=node.peer_identity)
+            proof.check(request, response, peer_lab)
         except grpc.RpcError as e:
             error = error_from_rpc(e, peer_lab)
-            _record_unopened(node, request, peer_lab, started, error)
+            _record_unopened(node, proposal, started, error)
             raise error from None
         except CrossmatchError as e:
-            _record_unopened(node, request, peer_lab, started, e)
+            _record_unopened(node, proposal, started, e)
             raise
         header = RoundHeader(
             round_id=round_id, initiator=node.lab, responder=peer_lab, mode=mode,
             kinds=tuple(kinds), initiator_sizes=tuple(prepared.sizes),
-            responder_sizes=tuple(s.size for s in response.sizes),
-            policy_hash=request.policy_hash, initiator_commitment=prepared.commitment,
-            responder_commitment=response.input_commitment, prompt_params=request.prompt_params,
+            responder_sizes=answer.sizes, policy_hash=proposal.policy_hash,
+            initiator_commitment=prepared.commitment,
+            responder_commitment=answer.input_commitment, prompt_params=proposal.prompt_params,
             suite=policy.suite, verified_matches=policy.verified_matches,
         )
         session = ExchangeSession(node, header, "initiator", prepared, peer, started)
@@ -133,39 +140,19 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
     )
 
 
-def _check_response(node: Node, peer_lab: str, request: pb.OpenRoundRequest,
-                    response: pb.OpenRoundResponse) -> pki.PeerIdentity:
-    if response.round_id != request.round_id:
-        raise ProtocolError("responder answered for another round", rule=Rule.ROUND_ID)
-    if [s.kind for s in response.sizes] != [s.kind for s in request.sizes]:
-        raise ProtocolError("responder's kinds do not match the proposal", rule=Rule.KINDS)
-    # TLS checked that the responder's certificate names peer_lab, but not the CRL, and
-    # the certificate TLS saw is out of our reach. So the responder presents one and proves
-    # it holds its key (signed over our fresh nonce); that one must chain to the CA, name
-    # peer_lab, be in its validity window and not be revoked. All before any element leaves.
-    # It also carries the CA-certified audit key, which must verify the receipt.
-    peer = node.peer_identity(response.certificate_pem)
-    if peer.lab != peer_lab:
-        raise PolicyError(f"responder presented a certificate for {peer.lab!r}",
-                          rule=Rule.LAB_MISMATCH)
-    proof.check(request, response, peer_lab)
-    return peer
-
-
-def _record_unopened(node: Node, request: pb.OpenRoundRequest, peer_lab: str, started: str,
+def _record_unopened(node: Node, proposal: Proposal, started: str,
                      error: CrossmatchError) -> None:
-    body = {"round_id": request.round_id, "role": "initiator", "peer": peer_lab,
+    body = {"round_id": proposal.round_id, "role": "initiator", "peer": proposal.responder,
             "stage": "open", "reason": error.message}
     if error.rule:
         body["rule"] = error.rule
     node.log("round_aborted", body)
-    kinds = [s.kind for s in request.sizes]
     node.store.save_round(RoundRow(
-        round_id=request.round_id, peer=peer_lab, role="initiator",
-        mode=MODES.get(request.mode, "unknown"), kinds=kinds,
-        own_sizes={s.kind: s.size for s in request.sizes}, peer_sizes={},
+        round_id=proposal.round_id, peer=proposal.responder, role="initiator",
+        mode=proposal.mode, kinds=list(proposal.kinds),
+        own_sizes=dict(zip(proposal.kinds, proposal.sizes, strict=True)), peer_sizes={},
         intersection_sizes={}, status="aborted", reason=error.diagnostics(), started_at=started,
-        finished_at=iso(node.now()), policy_hash=request.policy_hash.hex(), transcript_hash=""),
+        finished_at=iso(node.now()), policy_hash=proposal.policy_hash.hex(), transcript_hash=""),
         [])
 
 

@@ -13,20 +13,20 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import cast
 
 import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from node.net import proof
+from node.net import proof, wire
 from node.net.exchange import END, ExchangeSession, PreparedSide, prepare_side
 from node.net.grpc_status import abort_with
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
 from node.state.store import RoundRow
-from protocol import PROTOCOL_VERSION
+from protocol.admission import Flight, admit_proposal
 from protocol.errors import (
     ConfigError,
     CrossmatchError,
@@ -34,22 +34,16 @@ from protocol.errors import (
     ProtocolError,
     RoundAbortedError,
 )
-from protocol.policy import DEFAULT_POLICY, Policy
-from protocol.responder_proof import check_nonce
+from protocol.messages import MODES, Proposal, ProposalResponse, prompt_param_set_id
 from protocol.rules import Rule
-from protocol.suites import DEFAULT_SUITE
 from protocol.transcript import RoundHeader
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("crossmatch.service")
 
-MODES = {pb.MODE_REVEAL: "reveal", pb.MODE_COUNT: "count"}
 PENDING_TTL = 120.0  # seconds an accepted round may wait for its Exchange stream
 IDLE_TIMEOUT = 300.0  # seconds without any outgoing message before a stream is abandoned
-# The two sides stamp a round's start a moment apart; forgive that much of the policy's
-# minimum interval (at most RATE_SLACK_MAX, at most a tenth of the interval).
-RATE_SLACK_MAX = timedelta(seconds=30)
 
 
 @dataclass
@@ -61,19 +55,12 @@ class PendingRound:
     expires: float
 
 
-def prompt_param_set_id() -> str:
-    from protocol.fingerprints.prompts import DEFAULT_PARAMS, param_set_id
-
-    return param_set_id(DEFAULT_PARAMS)
-
-
 class CrossmatchService(pb_grpc.CrossmatchServicer):
     def __init__(self, node: Node):
         self.node = node
         self._lock = threading.Lock()
         self._pending: dict[str, PendingRound] = {}
-        self._active: set[str] = set()  # peers with a round in flight (single flight)
-        self._last_accepted: dict[str, datetime] = {}  # node clock, per peer (rate limit)
+        self._flight = Flight()  # one round in flight per peer, the policy's interval
         self.draining = False  # set at shutdown: new rounds are refused, running ones finish
         # Signs the proof that we hold the key of the certificate we present (OpenRound).
         key = serialization.load_pem_private_key(node.tls_key_pem, password=None)
@@ -99,12 +86,13 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
 
     def OpenRound(self, request: pb.OpenRoundRequest, context: grpc.ServicerContext):
         peer_lab = ""
+        proposal = wire.proposal_from_pb(request)
         try:
             peer = self._authenticate(context)
             peer_lab = peer.lab
-            header, prepared = self._accept(request, peer)
+            header, prepared = self._accept(proposal, peer)
         except CrossmatchError as e:
-            self._refused(request, peer_lab, e)
+            self._refused(proposal, peer_lab, e)
             abort_with(context, e)
             raise AssertionError("unreachable") from e  # context.abort raises
         with self._lock:
@@ -114,97 +102,29 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         self.node.round_started(header.round_id, "responder")
         for stale in expired:
             self._record_expired(stale)
-        response = pb.OpenRoundResponse(
-            round_id=header.round_id,
-            sizes=[pb.KindSize(kind=k, size=n) for k, n in zip(header.kinds, prepared.sizes,
-                                                                strict=True)],
-            input_commitment=prepared.commitment,
-            certificate_pem=self.node.tls_cert_pem,
+        response = wire.response_to_pb(ProposalResponse(
+            round_id=header.round_id, kinds=header.kinds, sizes=tuple(prepared.sizes),
+            input_commitment=prepared.commitment, certificate_pem=self.node.tls_cert_pem,
             chunk_size=self.node.config.chunk_size,
-        )
+        ))
         response.identity_proof = proof.prove(self._tls_key, request, response)
         return response
 
-    def _accept(self, request: pb.OpenRoundRequest, peer: PeerIdentity
+    def _accept(self, proposal: Proposal, peer: PeerIdentity
                 ) -> tuple[RoundHeader, PreparedSide]:
-        if request.protocol_version != PROTOCOL_VERSION:
-            raise ProtocolError(
-                f"protocol version {request.protocol_version!r} not supported "
-                f"(this node speaks {PROTOCOL_VERSION})", rule=Rule.VERSION)
-        check_nonce(request.nonce)
-        if request.initiator_lab != peer.lab:
-            raise PolicyError(
-                f"claims to be lab {request.initiator_lab!r} but its certificate is for "
-                f"{peer.lab!r}", rule=Rule.LAB_MISMATCH)
-        if request.responder_lab != self.node.lab:
-            raise PolicyError(f"round addressed to {request.responder_lab!r}, this is "
-                              f"{self.node.lab!r}", rule=Rule.WRONG_RESPONDER)
-        if not (len(request.round_id) == 32 and all(c in "0123456789abcdef"
-                                                    for c in request.round_id)):
-            raise ProtocolError("round id must be 32 lowercase hex digits", rule=Rule.ROUND_ID)
-        if self.node.store.get_round(request.round_id) is not None:
-            raise ProtocolError("round id already used", rule=Rule.ROUND_ID)
-        mode = MODES.get(request.mode)
-        if mode is None:
-            raise ProtocolError(f"unknown mode {request.mode}", rule=Rule.MODE)
-        kinds = [s.kind for s in request.sizes]
-        sizes = [s.size for s in request.sizes]
-        if len(set(kinds)) != len(kinds):
-            raise ProtocolError("a kind is listed twice", rule=Rule.KINDS)
-        if self.draining:
-            raise PolicyError("this node is shutting down; retry later", rule=Rule.SHUTTING_DOWN)
-        policy = self.node.require_policy()  # signed, valid now (policy-unsigned, -expired)
-        if request.policy_hash != policy.hash():
-            unsigned = request.policy_hash == DEFAULT_POLICY.hash()
-            raise PolicyError(
-                "initiator runs without a signed consortium policy" if unsigned else
-                f"initiator runs under a different policy ({request.policy_hash.hex()[:16]}…, "
-                f"ours {policy.policy_id} v{policy.version} {policy.hash().hex()[:16]}…)",
-                rule=Rule.POLICY_UNSIGNED if unsigned else Rule.POLICY_MISMATCH)
-        policy.check_round(kinds, mode, sizes)
-        suite = request.suite or DEFAULT_SUITE  # a node from before suites sends none
-        policy.check_suite(suite)
-        if "prompt" in kinds and request.prompt_params != prompt_param_set_id():
-            raise PolicyError(
-                f"prompt fingerprint parameters differ: peer {request.prompt_params!r}, "
-                f"ours {prompt_param_set_id()!r}", rule=Rule.PROMPT_PARAMS)
-        self._reserve(peer.lab, policy)
+        """The admission rules (protocol/admission.py), then our side of the round."""
+        admitted = admit_proposal(
+            proposal, me=self.node.lab, peer=peer.lab, policy=self.node.require_policy,
+            prompt_params=prompt_param_set_id(),
+            round_known=lambda rid: self.node.store.get_round(rid) is not None,
+            flight=self._flight, now=self.node.now(),
+            last_round=lambda: self._last_round_start(peer.lab), shutting_down=self.draining)
         try:
-            prepared = prepare_side(self.node, kinds)
+            prepared = prepare_side(self.node, list(proposal.kinds))
         except BaseException:
-            self._release(peer.lab)
+            self._flight.release(peer.lab)
             raise
-        header = RoundHeader(
-            round_id=request.round_id, initiator=peer.lab, responder=self.node.lab, mode=mode,
-            kinds=tuple(kinds), initiator_sizes=tuple(sizes),
-            responder_sizes=tuple(prepared.sizes), policy_hash=request.policy_hash,
-            initiator_commitment=request.input_commitment,
-            responder_commitment=prepared.commitment, prompt_params=request.prompt_params,
-            suite=suite, verified_matches=policy.verified_matches,
-        )
-        return header, prepared
-
-    # -- anti-probing: single flight and rate limit, before any work ---------------------------
-
-    def _reserve(self, peer_lab: str, policy: Policy) -> None:
-        """Claim the peer's single slot, atomically, if the policy's interval has passed."""
-        now = self.node.now()
-        last = self._last_round_start(peer_lab)
-        slack = min(RATE_SLACK_MAX, timedelta(seconds=policy.min_interval_seconds / 10))
-        with self._lock:
-            if peer_lab in self._active:
-                raise PolicyError(f"a round with {peer_lab} is already in flight",
-                                  rule=Rule.SINGLE_FLIGHT)
-            accepted = self._last_accepted.get(peer_lab)
-            if accepted is not None and (last is None or accepted > last):
-                last = accepted
-            policy.check_interval(last, now, slack)
-            self._active.add(peer_lab)
-            self._last_accepted[peer_lab] = now
-
-    def _release(self, peer_lab: str) -> None:
-        with self._lock:
-            self._active.discard(peer_lab)
+        return admitted.header(tuple(prepared.sizes), prepared.commitment), prepared
 
     def _last_round_start(self, peer_lab: str) -> datetime | None:
         """Start of the last round with the peer that got past OpenRound (either role)."""
@@ -213,20 +133,20 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 return datetime.fromisoformat(row.started_at)
         return None
 
-    def _refused(self, request: pb.OpenRoundRequest, peer_lab: str, e: CrossmatchError) -> None:
+    def _refused(self, request: Proposal, peer_lab: str, e: CrossmatchError) -> None:
         log.debug("refused round from %s: %s", peer_lab or "unauthenticated peer",
                   e.diagnostics())
         self.node.log("round_refused", {
-            "peer": peer_lab, "claimed_lab": request.initiator_lab[:64],
+            "peer": peer_lab, "claimed_lab": request.initiator[:64],
             "reason": e.message, "rule": e.rule or "",
         })
         rid = request.round_id
         if peer_lab and len(rid) == 32 and self.node.store.get_round(rid) is None:
-            kinds = [s.kind[:32] for s in request.sizes][:16]
+            kinds = [k[:32] for k in request.kinds][:16]
             self.node.store.save_round(RoundRow(
                 round_id=rid, peer=peer_lab, role="responder",
-                mode=MODES.get(request.mode, "unknown"), kinds=kinds, own_sizes={},
-                peer_sizes={s.kind[:32]: s.size for s in request.sizes[:16]},
+                mode=request.mode if request.mode in MODES else "unknown", kinds=kinds,
+                own_sizes={}, peer_sizes=dict(zip(kinds, request.sizes[:16], strict=False)),
                 intersection_sizes={}, status="refused", reason=e.diagnostics(),
                 started_at=iso(self.node.now()), finished_at=iso(self.node.now()),
                 policy_hash=request.policy_hash.hex(), transcript_hash=""), [])
@@ -237,7 +157,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         expired = [self._pending.pop(r) for r, p in list(self._pending.items())
                    if p.expires < now]
         for pending in expired:
-            self._active.discard(pending.peer.lab)
+            self._flight.release(pending.peer.lab)
         return expired
 
     def _record_expired(self, pending: PendingRound) -> None:
@@ -276,8 +196,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         try:
             yield from self._run(pending, request_iterator, context)
         finally:
-            with self._lock:
-                self._active.discard(pending.peer.lab)
+            self._flight.release(pending.peer.lab)
 
     def _run(self, pending: PendingRound, requests: Iterator[pb.ExchangeMessage],
              context: grpc.ServicerContext) -> Iterator[pb.ExchangeMessage]:
