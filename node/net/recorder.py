@@ -1,0 +1,111 @@
+"""The one place a round is written down when it ends: completed, aborted or refused.
+
+Each outcome is one audit record (``round_completed``, ``round_aborted``,
+``round_refused``) and one row in the store, built from the same :class:`RoundFacts`,
+audit record first: a round the store holds is always in the log. The record bodies
+are the audit-log format (docs/audit-log.md) and stay as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from node.runtime import iso
+from node.state.rounds import RoundRow
+from protocol.errors import CrossmatchError
+from protocol.transcript import RoundHeader
+
+if TYPE_CHECKING:
+    from node.runtime import Node
+    from node.state.store import Store
+
+Log = Callable[[str, Mapping[str, object]], object]
+
+
+@dataclass(frozen=True)
+class RoundFacts:
+    """What a round's row and its audit record share, from this side's point of view."""
+
+    round_id: str
+    role: str
+    peer: str
+    mode: str
+    kinds: tuple[str, ...]
+    own_sizes: dict[str, int]
+    peer_sizes: dict[str, int] = field(default_factory=dict)
+    policy_hash: bytes = b""
+    started_at: str = ""
+
+    @classmethod
+    def of(cls, header: RoundHeader, role: str, started_at: str) -> RoundFacts:
+        other = "responder" if role == "initiator" else "initiator"
+        return cls(
+            round_id=header.round_id, role=role, peer=header.peer_of(role), mode=header.mode,
+            kinds=header.kinds, own_sizes=dict(zip(header.kinds, header.sizes(role), strict=True)),
+            peer_sizes=dict(zip(header.kinds, header.sizes(other), strict=True)),
+            policy_hash=header.policy_hash, started_at=started_at,
+        )
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What only a completed round has: its result and both sides' commitments."""
+
+    intersection_sizes: dict[str, int]
+    transcript_hash: bytes
+    own_commitment: bytes
+    peer_commitment: bytes
+    own_receipt: dict | None
+    peer_receipt: dict | None
+
+
+class RoundRecorder:
+    def __init__(self, store: Store, log: Log, now: Callable[[], datetime]):
+        self._store, self._log, self._now = store, log, now
+
+    @classmethod
+    def for_node(cls, node: Node) -> RoundRecorder:
+        return cls(node.store, node.log, node.now)
+
+    def completed(self, f: RoundFacts, c: Completion, matches: list[tuple[str, bytes]]) -> None:
+        self._log("round_completed", {
+            "round_id": f.round_id, "role": f.role, "peer": f.peer, "mode": f.mode,
+            "kinds": list(f.kinds), "own_sizes": f.own_sizes, "peer_sizes": f.peer_sizes,
+            "intersection_sizes": c.intersection_sizes, "policy_hash": f.policy_hash.hex(),
+            "own_commitment": c.own_commitment.hex(), "peer_commitment": c.peer_commitment.hex(),
+            "transcript_hash": c.transcript_hash.hex(),
+            "own_receipt": c.own_receipt, "peer_receipt": c.peer_receipt,
+        })
+        self._store.save_round(self._row(f, "completed", "", c.intersection_sizes,
+                                         c.transcript_hash), matches)
+
+    def aborted(self, f: RoundFacts, error: CrossmatchError, *, stage: str,
+                transcript_hash: bytes = b"") -> None:
+        body: dict[str, object] = {"round_id": f.round_id, "role": f.role, "peer": f.peer,
+                                   "stage": stage, "reason": error.message}
+        if error.rule:
+            body["rule"] = error.rule
+        self._log("round_aborted", body)
+        self._store.save_round(self._row(f, "aborted", error.diagnostics(), {}, transcript_hash),
+                               [])
+
+    def refused(self, error: CrossmatchError, *, peer: str, claimed_lab: str,
+                facts: RoundFacts | None) -> None:
+        """A proposal refused at OpenRound; stored too when ``facts`` (a round id we can
+        keep: the peer authenticated, the id well formed and new) are given."""
+        self._log("round_refused", {"peer": peer, "claimed_lab": claimed_lab,
+                                    "reason": error.message, "rule": error.rule or ""})
+        if facts is not None:
+            self._store.save_round(self._row(facts, "refused", error.diagnostics(), {}, b""), [])
+
+    def _row(self, f: RoundFacts, status: str, reason: str, intersection: dict[str, int],
+             transcript_hash: bytes) -> RoundRow:
+        return RoundRow(
+            round_id=f.round_id, peer=f.peer, role=f.role, mode=f.mode, kinds=list(f.kinds),
+            own_sizes=f.own_sizes, peer_sizes=f.peer_sizes, intersection_sizes=intersection,
+            status=status, reason=reason, started_at=f.started_at, finished_at=iso(self._now()),
+            policy_hash=f.policy_hash.hex(), transcript_hash=transcript_hash.hex(),
+        )
