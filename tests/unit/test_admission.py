@@ -95,6 +95,7 @@ def test_a_valid_proposal_is_admitted_with_its_header_parts():
     ({"sizes": (10, 1001)}, Rule.MAX_SET_SIZE),
     ({"kinds": ("email", "phone")}, Rule.KIND_MODE),
     ({"prompt_params": "minhash-v0"}, Rule.PROMPT_PARAMS),
+    ({"suite": "ristretto255-v1"}, Rule.SUITE_POLICY),
 ])  # fmt: skip
 def test_one_changed_field_is_refused_with_its_rule(change, rule):
     assert refused(change) == rule
