@@ -9,6 +9,7 @@ committed to like an honest one); the honest responder is a real ``serve`` proce
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import grpc
@@ -116,4 +117,60 @@ def test_a_proposal_on_another_suite_is_refused_by_rule(rpair):
             assert got == rule, (suite, got, details)
             assert len(details) < 200  # the peer's text is cut before it reaches a log
             assert code == grpc.StatusCode.FAILED_PRECONDITION
+    audit_ok(b.dir)
+
+
+def _stream_as_a(rpair, messages) -> str:
+    """Open a real ristretto round as lab-a with a raw client, then send ``messages``."""
+    a, b = rpair.labs["lab-a"], rpair.labs["lab-b"]
+    channel, stub = stub_as(a.dir, "lab-b", b.address)
+    request = open_request(
+        sizes=[pb.KindSize(kind="account_id", size=4)],
+        policy_hash=sandbox_policy_hash(suite=SUITE),
+        suite=SUITE,
+    )
+    with channel:
+        stub.OpenRound(request, timeout=10)
+
+        def requests():
+            yield pb.ExchangeMessage(start=pb.Start(round_id=request.round_id))
+            yield from messages
+
+        try:
+            for _ in stub.Exchange(requests(), timeout=20):
+                pass
+        except grpc.RpcError:
+            pass
+    return request.round_id
+
+
+GOOD_KEY = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
+HIGH_BIT = bytes.fromhex("3066f82a1a747d45120d1740f14358531a8f04bbffe6a819f86dfe50f44a0ac6")
+
+
+@pytest.mark.parametrize(
+    "key, point, rule",
+    [
+        (GOOD_KEY, bytes(32), "element-identity"),
+        (GOOD_KEY, HIGH_BIT, "element-noncanonical"),
+        (HIGH_BIT, GOOD_KEY, "element-noncanonical"),  # the public key is decoded too
+        (None, GOOD_KEY, "message-order"),  # a point before the public key
+    ],
+    ids=["identity", "bit-255", "bad-key", "no-key"],
+)
+def test_bad_encodings_from_a_raw_peer_abort_and_nothing_is_stored(rpair, key, point, rule):
+    b = rpair.labs["lab-b"]
+    before = len(matches_json(b.dir))
+    messages = [] if key is None else [pb.ExchangeMessage(public_key=pb.PublicKey(key=key))]
+    two_g = bytes.fromhex("6a493210f7499cd17fecb510ae0cea23a110e8d5b901f8acadd3095c73a3b919")
+    points = point + two_g  # one bad point, then a good one
+    messages.append(pb.ExchangeMessage(own_blinded=pb.Chunk(seq=0, points=points)))
+    rid = _stream_as_a(rpair, messages)
+    deadline = time.monotonic() + 20
+    while not [r for r in rounds_json(b.dir) if r["round_id"] == rid]:
+        assert time.monotonic() < deadline, "round not recorded"
+        time.sleep(0.2)
+    row = next(r for r in rounds_json(b.dir) if r["round_id"] == rid)
+    assert row["status"] == "aborted" and rule in row["reason"], row
+    assert len(matches_json(b.dir)) == before
     audit_ok(b.dir)
