@@ -57,6 +57,7 @@ _TOP_KEYS = {
     "consortium",
     "suite",
     "verified_matches",
+    "peer_feedback",
 }
 _KIND_KEYS = {"max_set_size", "mode"}
 
@@ -85,6 +86,9 @@ class Policy:
     # reveal round stores a match only behind the peer's DLEQ proof (suites with proofs).
     suite: str = DEFAULT_SUITE
     verified_matches: bool = False
+    # Labs may tell a peer "confirmed" / "false positive" about signals both learned in a
+    # reveal round (protocol/feedback.py). Off unless the policy says so.
+    peer_feedback: bool = False
 
     def to_dict(self) -> dict[str, object]:
         body = self._base_dict()
@@ -93,6 +97,8 @@ class Policy:
         if self.suite != DEFAULT_SUITE or self.verified_matches:  # likewise
             body["suite"] = self.suite
             body["verified_matches"] = self.verified_matches
+        if self.peer_feedback:  # absent when off: existing policies keep their hash
+            body["peer_feedback"] = True
         return body
 
     def _base_dict(self) -> dict[str, object]:
@@ -261,7 +267,15 @@ def parse_policy_toml(text: bytes | str) -> Policy:
         consortium=parse_consortium(data.get("consortium")),
         suite=suite,
         verified_matches=verified,
+        peer_feedback=_flag(data, "peer_feedback"),
     )
+
+
+def _flag(data: Mapping[str, Any], name: str) -> bool:
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be true or false", rule=Rule.POLICY_SYNTAX)
+    return value
 
 
 def _parse_suite(data: Mapping[str, Any]) -> tuple[str, bool]:

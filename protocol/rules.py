@@ -164,6 +164,10 @@ class Rule(StrEnum):
     WARNINGLIST_SYNTAX = "warninglist-syntax"
     WARNINGLIST_SIGNATURE = "warninglist-signature"
     WARNINGLIST_ROLLBACK = "warninglist-rollback"
+    FEEDBACK_DISABLED = "feedback-disabled"
+    FEEDBACK_BATCH = "feedback-batch"
+    FEEDBACK_RATE = "feedback-rate"
+    FEEDBACK_UNKNOWN_MATCH = "feedback-unknown-match"
     # -- exports and enforcement hooks -----------------------------------------------------
     EXPORT_CASE = "export-case"
     EXPORT_KEY = "export-key"

@@ -114,10 +114,13 @@ def case() -> None:
 )
 def show(node_dir: Path, case_id: str, fmt: str) -> None:
     """A case: its accounts, what matched which peer in which round, score terms, history."""
+    from node.data.case_feedback import peer_opinions
+
     with _open(node_dir) as node:
         detail = get_case(node.store, case_id)
+        opinions = peer_opinions(node.store, case_id)
     if fmt == "json":
-        print_json(detail.to_dict())
+        print_json({**detail.to_dict(), "peer_opinions": opinions})
         return
     s = detail.summary
     _print_summary(s)
@@ -147,6 +150,8 @@ def show(node_dir: Path, case_id: str, fmt: str) -> None:
             f"matched prompt campaign {c['label'] or '(unlabelled)'} with {c['peer']} "
             f"in round {str(c['round_id'])[:12]}: {c['prompts']} prompt(s)"
         )
+    for op in opinions:
+        click.echo(f"peer opinion: {op['peer']} says {op['verdict']} on {op['signals']} signal(s)")
     for ev in detail.events:
         note = f": {ev['note']}" if ev["note"] else ""
         click.echo(
@@ -200,6 +205,23 @@ _decision("review", "review", "Take a case into review.")
 _decision("confirm", "confirm", "Confirm a case: the accounts are one abusive actor.")
 _decision("dismiss", None, "Dismiss a case as a false positive (default) or benign.")
 _decision("note", "note", "Add a note to a case without changing its state.")
+
+
+@case.command("share")
+@node_dir_argument
+@click.argument("case_id")
+@click.option("--peer", required=True, help="The lab to tell (it matched these signals).")
+def share(node_dir: Path, case_id: str, peer: str) -> None:
+    """Tell PEER our verdict (confirmed or false positive) on the signals it matched.
+
+    Only signals both labs learned in a reveal round between them are named, and
+    only if the consortium policy sets peer_feedback. Audited on both sides.
+    """
+    from node.data.case_feedback import share_case
+
+    with Node(node_dir) as node:
+        sent = share_case(node, case_id, peer)
+    click.echo(f"case {case_id}: {sent} opinion(s) accepted by {peer}")
 
 
 @case.command("recompute")

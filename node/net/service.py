@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from node.net import proof, wire
 from node.net.exchange import END, ExchangeSession, PreparedSide, prepare_side
+from node.net.feedback import receive_opinions
 from node.net.grpc_status import abort_with
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
@@ -109,6 +110,16 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         ))
         response.identity_proof = proof.prove(self._tls_key, request, response)
         return response
+
+    def SendOpinions(self, request: pb.OpinionBatch, context: grpc.ServicerContext
+                     ) -> pb.OpinionAck:
+        """Peer feedback on matches of reveal rounds between us (node/net/feedback.py)."""
+        try:
+            peer = self._authenticate(context)
+            return receive_opinions(self.node, peer.lab, request)
+        except CrossmatchError as e:
+            abort_with(context, e)
+            raise AssertionError("unreachable") from e  # context.abort raises
 
     def _accept(self, proposal: Proposal, peer: PeerIdentity
                 ) -> tuple[RoundHeader, PreparedSide]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from node.state.store import Store
 
-CASES_SCHEMA_VERSION = 1
+CASES_SCHEMA_VERSION = 2
 _IN_CHUNK = 900
 
 _SCHEMA = (
@@ -90,6 +90,19 @@ _SCHEMA = (
     "CREATE INDEX case_events_by_case ON case_events (case_id, id)",
     "CREATE TABLE cases_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
 )
+# Version 2: opinions peers sent about matches of reveal rounds with them.
+_SCHEMA_V2 = (
+    """CREATE TABLE peer_opinions (
+        peer TEXT NOT NULL,
+        round_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        fingerprint BLOB NOT NULL,
+        verdict TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (peer, round_id, kind, fingerprint)
+    )""",
+    "CREATE INDEX peer_opinions_by_signal ON peer_opinions (kind, fingerprint)",
+)
 
 
 @dataclass(frozen=True)
@@ -114,15 +127,22 @@ def ensure_schema(store: Store) -> None:
     with store.transaction() as db:
         db.execute("CREATE TABLE IF NOT EXISTS cases_schema (version INTEGER NOT NULL)")
         row = db.execute("SELECT version FROM cases_schema").fetchone()
-        if row is None:
+        version = 0 if row is None else int(row[0])
+        if version == 0:
             for statement in _SCHEMA:
                 db.execute(statement)
-            db.execute("INSERT INTO cases_schema (version) VALUES (?)", (CASES_SCHEMA_VERSION,))
-        elif row[0] != CASES_SCHEMA_VERSION:
+            db.execute("INSERT INTO cases_schema (version) VALUES (1)")
+            version = 1
+        if version == 1:  # the one migration so far
+            for statement in _SCHEMA_V2:
+                db.execute(statement)
+            db.execute("UPDATE cases_schema SET version = 2")
+            version = 2
+        if version != CASES_SCHEMA_VERSION:
             from protocol.errors import ConfigError
 
             raise ConfigError(
-                f"store {store.path}: case tables have schema {row[0]}, this "
+                f"store {store.path}: case tables have schema {version}, this "
                 f"crossmatch understands {CASES_SCHEMA_VERSION}"
             )
     store._cases_schema_ready = True  # type: ignore[attr-defined]

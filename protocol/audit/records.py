@@ -86,6 +86,9 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
     ),
     "case_reopened": frozenset({"case_id", "state_from", "new_pairs"}),
     "warninglist_installed": frozenset({"list", "list_hash", "held_back"}),
+    "opinions_sent": frozenset({"peer", "count", "case_id"}),
+    "opinions_received": frozenset({"peer", "count"}),
+    "opinions_refused": frozenset({"peer", "count", "reason", "rule"}),
     "checkpoint": frozenset({"checkpoint"}),
     "recovery": frozenset({"quarantine_file", "offset", "bytes", "sha256"}),
     # node/act: enforcement hooks, exports and review-UI actions (docs/cases.md)

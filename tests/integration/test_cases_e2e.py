@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from node.demo.sandbox import Sandbox, run_cli
+from node.config import read_consortium_key
+from node.demo.sandbox import Sandbox, run_cli, sandbox_policy
+from node.net.feedback import send_opinions
+from node.runtime import Node
+from protocol.errors import CrossmatchError
+from protocol.feedback import Opinion
+from protocol.fingerprints import fingerprint, normalize
 from tests.integration.conftest import audit_ok, import_values
 
 ACTOR = [f"acct-{i:02d}" for i in range(12)]
@@ -60,7 +66,8 @@ def actor_rows() -> list[dict[str, object]]:
 def trio(tmp_path_factory):
     root = tmp_path_factory.mktemp("cases")
     sandbox = Sandbox(root / "consortium")
-    sandbox.create(["lab-a", "lab-b", "lab-c"])
+    head, _, rest = sandbox_policy().partition("\n")
+    sandbox.create(["lab-a", "lab-b", "lab-c"], policy=f"{head}\npeer_feedback = true\n{rest}")
     inputs = root / "inputs"
     inputs.mkdir()
     signed = inputs / "benign.signed"
@@ -91,6 +98,11 @@ def trio(tmp_path_factory):
     import_values(
         b.dir, "email", ["user2@actor-mail.test", "user9@actor-mail.test", "nobody@b.test"], inputs
     )
+    b_accounts = inputs / "b-accounts.csv"  # lab-b's own account behind both emails
+    b_accounts.write_text(
+        "account,email\nb-user,user2@actor-mail.test\nb-user,user9@actor-mail.test\n"
+    )
+    run_cli("import", b.dir, b_accounts, "--entities")
     import_values(b.dir, "ip", [CGNAT, "192.0.2.200"], inputs)
     import_values(c.dir, "device_id", ["dev-actor-5", "dev-other"], inputs)
     prompts_c = inputs / "prompts-c.jsonl"
@@ -206,3 +218,43 @@ def test_nothing_but_counts_and_keyed_hashes_in_logs(trio):
             log = lab.log_path.read_bytes()
             assert not [s for s in secrets if s.encode() in log], lab.log_path
     assert scanned > 6
+
+
+def test_feedback_reaches_the_peer_for_what_it_learned_only(trio):
+    sandbox, _, rounds = trio
+    a, b, c = (sandbox.labs[n] for n in ("lab-a", "lab-b", "lab-c"))
+    (case,) = cases_json(a.dir, "--state", "confirmed")["cases"]
+    out = run_cli("case", "share", a.dir, case["case_id"], "--peer", "lab-b").stdout
+    assert "2 opinion(s) accepted by lab-b" in out
+    (b_case,) = cases_json(b.dir)["cases"]
+    shown = json.loads(run_cli("case", "show", b.dir, b_case["case_id"], "--format", "json").stdout)
+    assert shown["peer_opinions"] == [{"peer": "lab-a", "verdict": "confirmed", "signals": 2}]
+    again = run_cli("case", "share", a.dir, case["case_id"], "--peer", "lab-b", check=False)
+    assert again.returncode != 0 and "feedback-rate" in again.stderr
+    # lab-c names lab-a's round with lab-c, but a fingerprint lab-c never learned there.
+    key = read_consortium_key(sandbox.key_file)
+    email = fingerprint(key, "email", normalize("email", "user2@actor-mail.test"))
+    device = fingerprint(key, "device_id", normalize("device_id", "dev-actor-5"))
+    rid = rounds["lab-c"]["round_id"]
+    with Node(c.dir) as node_c:
+        with pytest.raises(CrossmatchError) as refused:
+            send_opinions(node_c, "lab-a", [Opinion(rid, "email", email, "confirmed")])
+        assert refused.value.rule == "feedback-unknown-match"
+        assert (
+            send_opinions(node_c, "lab-a", [Opinion(rid, "device_id", device, "false_positive")])
+            == 1
+        )
+    for lab in (a, b, c):
+        audit_ok(lab.dir)
+    events = {
+        n: [
+            json.loads(x)["event"]
+            for x in (sandbox.labs[n].dir / "audit.log").read_text().splitlines()
+        ]
+        for n in ("lab-a", "lab-b")
+    }
+    assert events["lab-a"].count("opinions_sent") == 1
+    assert events["lab-a"].count("opinions_refused") == 1  # lab-c's forged opinion
+    assert events["lab-a"].count("opinions_received") == 1
+    assert events["lab-b"].count("opinions_received") == 1
+    assert events["lab-b"].count("opinions_refused") == 1  # the too-early second batch

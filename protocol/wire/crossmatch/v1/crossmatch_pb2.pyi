@@ -7,14 +7,47 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Verdict(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERDICT_UNSPECIFIED: _ClassVar[Verdict]
+    VERDICT_CONFIRMED: _ClassVar[Verdict]
+    VERDICT_FALSE_POSITIVE: _ClassVar[Verdict]
+
 class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MODE_UNSPECIFIED: _ClassVar[Mode]
     MODE_REVEAL: _ClassVar[Mode]
     MODE_COUNT: _ClassVar[Mode]
+VERDICT_UNSPECIFIED: Verdict
+VERDICT_CONFIRMED: Verdict
+VERDICT_FALSE_POSITIVE: Verdict
 MODE_UNSPECIFIED: Mode
 MODE_REVEAL: Mode
 MODE_COUNT: Mode
+
+class Opinion(_message.Message):
+    __slots__ = ("round_id", "kind", "fingerprint", "verdict")
+    ROUND_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    round_id: str
+    kind: str
+    fingerprint: bytes
+    verdict: Verdict
+    def __init__(self, round_id: _Optional[str] = ..., kind: _Optional[str] = ..., fingerprint: _Optional[bytes] = ..., verdict: _Optional[_Union[Verdict, str]] = ...) -> None: ...
+
+class OpinionBatch(_message.Message):
+    __slots__ = ("opinions",)
+    OPINIONS_FIELD_NUMBER: _ClassVar[int]
+    opinions: _containers.RepeatedCompositeFieldContainer[Opinion]
+    def __init__(self, opinions: _Optional[_Iterable[_Union[Opinion, _Mapping]]] = ...) -> None: ...
+
+class OpinionAck(_message.Message):
+    __slots__ = ("accepted",)
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    def __init__(self, accepted: _Optional[int] = ...) -> None: ...
 
 class KindSize(_message.Message):
     __slots__ = ("kind", "size")

@@ -44,6 +44,11 @@ class CrossmatchStub(object):
                 request_serializer=crossmatch_dot_v1_dot_crossmatch__pb2.ExchangeMessage.SerializeToString,
                 response_deserializer=crossmatch_dot_v1_dot_crossmatch__pb2.ExchangeMessage.FromString,
                 _registered_method=True)
+        self.SendOpinions = channel.unary_unary(
+                '/crossmatch.v1.Crossmatch/SendOpinions',
+                request_serializer=crossmatch_dot_v1_dot_crossmatch__pb2.OpinionBatch.SerializeToString,
+                response_deserializer=crossmatch_dot_v1_dot_crossmatch__pb2.OpinionAck.FromString,
+                _registered_method=True)
 
 
 class CrossmatchServicer(object):
@@ -61,6 +66,14 @@ class CrossmatchServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendOpinions(self, request, context):
+        """Review feedback on signals both labs learned in a reveal round between them
+        (docs/cases.md); refused unless the signed policy sets peer_feedback.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CrossmatchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +86,11 @@ def add_CrossmatchServicer_to_server(servicer, server):
                     servicer.Exchange,
                     request_deserializer=crossmatch_dot_v1_dot_crossmatch__pb2.ExchangeMessage.FromString,
                     response_serializer=crossmatch_dot_v1_dot_crossmatch__pb2.ExchangeMessage.SerializeToString,
+            ),
+            'SendOpinions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendOpinions,
+                    request_deserializer=crossmatch_dot_v1_dot_crossmatch__pb2.OpinionBatch.FromString,
+                    response_serializer=crossmatch_dot_v1_dot_crossmatch__pb2.OpinionAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +147,33 @@ class Crossmatch(object):
             '/crossmatch.v1.Crossmatch/Exchange',
             crossmatch_dot_v1_dot_crossmatch__pb2.ExchangeMessage.SerializeToString,
             crossmatch_dot_v1_dot_crossmatch__pb2.ExchangeMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendOpinions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crossmatch.v1.Crossmatch/SendOpinions',
+            crossmatch_dot_v1_dot_crossmatch__pb2.OpinionBatch.SerializeToString,
+            crossmatch_dot_v1_dot_crossmatch__pb2.OpinionAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,114 @@
+"""Peer feedback on the wire: ``SendOpinions`` for both sides (rules in protocol/feedback.py).
+
+The responder authenticates the sender by its certificate (as for rounds), checks the
+batch against its own matches of reveal rounds with that sender, stores the opinions
+and audits what it accepted or refused. The sender audits what it sent. Nothing a
+peer sends reaches a log unbounded: round ids and kinds are cut, fingerprints are
+only compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import grpc
+
+from node.net.grpc_status import error_from_rpc
+from node.runtime import Node, iso
+from node.state.cases_store import ensure_schema, meta, set_meta
+from protocol.errors import CrossmatchError
+from protocol.feedback import MAX_OPINIONS, Opinion, check_batch
+from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
+from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
+
+TO_PB = {"confirmed": pb.VERDICT_CONFIRMED, "false_positive": pb.VERDICT_FALSE_POSITIVE}
+FROM_PB = {v: k for k, v in TO_PB.items()}
+SEND_TIMEOUT = 30.0
+_KNOWN = (
+    "SELECT 1 FROM matches m JOIN rounds r ON r.round_id = m.round_id"
+    " WHERE m.round_id = ? AND m.kind = ? AND m.fingerprint = ? AND r.peer = ?"
+    " AND r.mode = 'reveal' AND r.status = 'completed'"
+)
+
+
+def counts(opinions: Sequence[Opinion]) -> dict[str, int]:
+    return {v: sum(1 for o in opinions if o.verdict == v) for v in TO_PB}
+
+
+def receive_opinions(node: Node, peer_lab: str, batch: pb.OpinionBatch) -> pb.OpinionAck:
+    """Check, store and audit a peer's batch; CrossmatchError (audited) if refused."""
+    opinions = [
+        Opinion(o.round_id[:64], o.kind[:32], bytes(o.fingerprint[:64]), FROM_PB.get(o.verdict, ""))
+        for o in batch.opinions[: MAX_OPINIONS + 1]
+    ]
+    store = node.store
+    ensure_schema(store)
+    now = node.now()
+    rate_key = f"opinions_from:{peer_lab}"
+    try:
+        enabled = node.require_policy().peer_feedback
+        with store.transaction() as db:
+            last = meta(db, rate_key)
+            check_batch(
+                opinions,
+                enabled=enabled,
+                known=lambda r, k, f: (
+                    db.execute(_KNOWN, (r, k, f, peer_lab)).fetchone() is not None
+                ),
+                last_batch=datetime.fromtimestamp(last, UTC) if last else None,
+                now=now,
+            )
+            db.executemany(
+                "INSERT INTO peer_opinions (peer, round_id, kind, fingerprint, verdict,"
+                " received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (peer, round_id, kind,"
+                " fingerprint) DO UPDATE SET verdict = excluded.verdict,"
+                " received_at = excluded.received_at",
+                (
+                    (peer_lab, o.round_id, o.kind, o.fingerprint, o.verdict, iso(now))
+                    for o in opinions
+                ),
+            )
+            set_meta(db, rate_key, int(now.timestamp()))
+    except CrossmatchError as e:
+        node.log(
+            "opinions_refused",
+            {
+                "peer": peer_lab,
+                "count": len(batch.opinions),
+                "reason": e.message,
+                "rule": e.rule or "",
+            },
+        )
+        raise
+    node.log("opinions_received", {"peer": peer_lab, "count": len(opinions), **counts(opinions)})
+    return pb.OpinionAck(accepted=len(opinions))
+
+
+def send_opinions(
+    node: Node, peer_lab: str, opinions: Sequence[Opinion], *, case_id: str = ""
+) -> int:
+    """Send one batch to ``peer_lab`` over mutual TLS and audit it; the count accepted."""
+    batch = pb.OpinionBatch(
+        opinions=[
+            pb.Opinion(
+                round_id=o.round_id,
+                kind=o.kind,
+                fingerprint=o.fingerprint,
+                verdict=TO_PB[o.verdict],
+            )
+            for o in opinions
+        ]
+    )
+    from node.net.initiator import open_channel  # here: initiator imports the service
+
+    with open_channel(node, peer_lab) as channel:
+        try:
+            ack = pb_grpc.CrossmatchStub(channel).SendOpinions(batch, timeout=SEND_TIMEOUT)
+        except grpc.RpcError as e:
+            raise error_from_rpc(e, peer_lab) from None
+    node.log(
+        "opinions_sent",
+        {"peer": peer_lab, "count": len(opinions), "case_id": case_id, **counts(opinions)},
+    )
+    return int(ack.accepted)
