@@ -63,6 +63,9 @@ TARGETS: dict[str, dict[str, float]] = {
 }
 RATIOS = ("first/naive", "repeat/first", "first/floor")
 RSS_TARGET_MIB = 600
+# CPU seconds of the last measurement of each kind (the machine may be shared: CPU time is
+# what the work cost, wall time what it took).
+LAST_CPU: dict[str, float] = {}
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -79,6 +82,12 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def say(text: str) -> None:
@@ -156,12 +165,14 @@ def measure_naive(a: list[bytes], b: list[bytes]) -> tuple[float, int]:
     import private_set_intersection.python as psi
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     client = psi.client.CreateWithNewKey(True)
     server = psi.server.CreateWithNewKey(True)
     request = client.CreateRequest(a)
     setup = server.CreateSetupMessage(0.0, len(a), b, psi.DataStructure.RAW)
     response = server.ProcessRequest(request)
     found = client.GetIntersection(setup, response)
+    LAST_CPU["naive"] = time.process_time() - c0
     return time.perf_counter() - t0, len(found)
 
 
@@ -217,13 +228,16 @@ class Initiator:
             raise RuntimeError(f"initiator exited with {self.process.wait()}")
         return json.loads(line)
 
-    def round(self) -> dict:
+    def round(self, responder_pid: int) -> dict:
+        """One round; ``cpu_s`` is the CPU time of both sides (this process and the responder)."""
         assert self.process is not None and self.process.stdin is not None
+        before = cpu_seconds(self.process.pid) + cpu_seconds(responder_pid)
         self.process.stdin.write("round\n")
         self.process.stdin.flush()
         reply = self._reply()
         if "error" in reply:
             raise RuntimeError(f"round failed: {reply['error']}")
+        reply["cpu_s"] = cpu_seconds(self.process.pid) + cpu_seconds(responder_pid) - before
         return reply
 
     def stop(self) -> None:
@@ -273,6 +287,7 @@ class Result:
     trials: dict[str, list[float]] = field(default_factory=dict)
     rss_mib: dict[str, float] = field(default_factory=dict)
     loads: list[str] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds, the last trial's
 
     def add(self, name: str, seconds: float) -> None:
         self.trials.setdefault(name, []).append(seconds)
@@ -374,6 +389,7 @@ def naive_trial(res: Result, va: list[str], vb: list[str], key: bytes, tag: str)
     seconds, found = measure_naive(fa, fb)
     assert found == len(set(va) & set(vb)), (found, len(set(va) & set(vb)))
     res.add("naive", seconds)
+    res.cpu["naive"] = LAST_CPU["naive"]
 
 
 def run_trial(
@@ -404,9 +420,12 @@ def run_trial(
     forget_epoch_keys(sandbox)
     say(f"{tag}: first round ({load()})")
     res.loads.append(f"first {config} " + load())
-    first = initiator.round()
+    responder = sandbox.labs["lab-b"].process
+    assert responder is not None
+    first = initiator.round(responder.pid)
     assert first["shared"] == expected, (first, expected)
     res.add(f"first {config}", first["seconds"])
+    res.cpu[f"first {config}"] = first["cpu_s"]
 
     seed = n + 1 + trial + 1000 * list(CONFIGS).index(config)
     (rm_a, add_a), (rm_b, add_b) = churn_sets(va, vb, args.churn, args.overlap, seed=seed)
@@ -423,9 +442,10 @@ def run_trial(
 
     say(f"{tag}: repeat round ({load()})")
     res.loads.append(f"repeat {config} " + load())
-    repeat = initiator.round()
+    repeat = initiator.round(responder.pid)
     assert repeat["shared"] == len(set(va) & set(vb)), repeat
     res.add(f"repeat {config}", repeat["seconds"])
+    res.cpu[f"repeat {config}"] = repeat["cpu_s"]
     return va, vb
 
 
@@ -440,8 +460,7 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
         f"workers per node: {args.workers or 'config default'}; "
         f"chunk: {args.chunk or 'config default'}",
         "",
-        "| N | suite | naive | floor | first | repeat | first/naive | repeat/first | "
-        "first/floor |",
+        "| N | suite | naive | floor | first | repeat | first/naive | repeat/first | first/floor |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -452,6 +471,24 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
                 f"{fmt_s(r.best(f'first {c}'))} | {fmt_s(r.best(f'repeat {c}'))} | "
                 + " | ".join(f"{x:.3f}" if x is not None else "-" for x in ratios)
                 + " |"
+            )
+    lines += [
+        "",
+        "CPU seconds (both nodes' processes for a round; the one thread for naive): the work,",
+        "whatever else runs on the machine.",
+        "",
+        "| N | suite | naive CPU | first CPU | repeat CPU | first/naive CPU | repeat/first CPU |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        for c in args.suite:
+            naive, first, repeat = (
+                r.cpu.get(k, 0.0) for k in ("naive", f"first {c}", f"repeat {c}")
+            )
+            lines.append(
+                f"| {r.n:,} | {c} | {fmt_s(naive)} | {fmt_s(first)} | {fmt_s(repeat)} | "
+                f"{first / naive if naive and first else 0:.3f} | "
+                f"{repeat / first if first and repeat else 0:.3f} |"
             )
     lines.append("")
     lines.append(

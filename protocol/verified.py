@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from protocol.errors import ProtocolError
-from protocol.psi import Packed, RandomSource, rows
+from protocol.psi import Packed, PackedTable, RandomSource, TableSource, rows
 from protocol.rules import Rule
 from protocol.suites import dleq
 from protocol.suites.base import WorkerEngine
@@ -92,9 +92,26 @@ def check_public_key(key: bytes) -> None:
     check_point(key)
 
 
-def request(m: Material) -> bytes:
-    """Our ProofRequest: the positions we found matching."""
-    return encode_positions(m.matched)
+def unproven(m: Material, known: PackedTable | None) -> np.ndarray:
+    """Our matching positions whose pair (X, Y) is not already known to be proven.
+
+    ``known`` maps X to a Y proven earlier under the same peer key: a pair found there
+    with the same Y needs no new proof (Y = k*X does not depend on the round)."""
+    if known is None or not len(known) or not len(m.matched):
+        return m.matched
+    sent = np.ascontiguousarray(rows(m.sent, m.width)[m.matched])
+    returned = rows(m.returned, m.width)[m.matched]
+    values, found = known.lookup(sent)
+    same = found & np.all(values == returned, axis=1)
+    return m.matched[~same]
+
+
+def proven_pairs(m: Material) -> TableSource:
+    """Every matching pair of this round, all proven now or earlier: the next round's
+    ``known`` table."""
+    sent = np.ascontiguousarray(rows(m.sent, m.width)[m.matched])
+    returned = np.ascontiguousarray(rows(m.returned, m.width)[m.matched])
+    return TableSource(sent, m.width, returned, m.width)
 
 
 def answer(engine: WorkerEngine, m: Material, data: bytes, ctx: bytes, random: bytes) -> bytes:
@@ -106,17 +123,26 @@ def answer(engine: WorkerEngine, m: Material, data: bytes, ctx: bytes, random: b
     return _proofs(engine).prove(cs, ds, ctx, random)
 
 
-def check(engine: WorkerEngine, m: Material, peer_key: bytes, ctx: bytes, proof: bytes) -> None:
+def check(
+    engine: WorkerEngine,
+    m: Material,
+    peer_key: bytes,
+    ctx: bytes,
+    proof: bytes,
+    asked: np.ndarray | None = None,
+) -> None:
     """ProtocolError (``proof-invalid``) unless ``proof`` shows that every returned value at
-    our matching positions is our point times the peer's committed key."""
-    if not len(m.matched):
+    the positions we asked about (default: all our matches) is our point times the peer's
+    committed key."""
+    asked = m.matched if asked is None else asked
+    if not len(asked):
         if proof:
             raise ProtocolError("peer sent a proof for no positions", rule=Rule.PROOF_INVALID)
         return
-    cs, ds = _pairs(m.sent, m.returned, m.matched, m.width)
+    cs, ds = _pairs(m.sent, m.returned, asked, m.width)
     if not _proofs(engine).verify(peer_key, cs, ds, ctx, proof):
         raise ProtocolError(
-            f"peer's proof over its re-blinding of our {len(m.matched)} matching elements "
+            f"peer's proof over its re-blinding of our {len(asked)} matching elements "
             "does not verify: a returned value is not our point times its committed key",
             rule=Rule.PROOF_INVALID,
         )
@@ -147,11 +173,22 @@ class ProofExchange:
     only then may a receipt be sent (the responder) or accepted (the initiator).
     """
 
-    def __init__(self, engine: WorkerEngine, role: str, peer_role: str, random: RandomSource):
+    def __init__(
+        self,
+        engine: WorkerEngine,
+        role: str,
+        peer_role: str,
+        random: RandomSource,
+        known: tuple[bytes, PackedTable] | None = None,
+    ):
         self._engine, self._role, self._peer_role, self._random = engine, role, peer_role, random
+        # Pairs proven in earlier rounds of the epoch, under that peer key.
+        self._known = known
+        self._asked: np.ndarray | None = None
         self._answered = threading.Event()
         self._checked = threading.Event()
-        self.verified_positions = 0
+        self.verified_positions = 0  # our matches, all proven (now or earlier)
+        self.proven_now = 0  # of which this round's proof covered
 
     @property
     def settled(self) -> bool:
@@ -160,8 +197,10 @@ class ProofExchange:
     def wait(self, timeout: float | None) -> bool:
         return self._answered.wait(timeout) and self._checked.wait(timeout)
 
-    def our_request(self, m: Material) -> bytes:
-        return request(m)
+    def our_request(self, m: Material, peer_key: bytes = b"") -> bytes:
+        known = self._known[1] if self._known and self._known[0] == peer_key else None
+        self._asked = unproven(m, known)
+        return encode_positions(self._asked)
 
     def answer_peer(self, m: Material, data: bytes, transcript_hash: bytes) -> bytes:
         if self._answered.is_set():
@@ -185,6 +224,10 @@ class ProofExchange:
     ) -> None:
         if self._checked.is_set():
             raise ProtocolError("second match proof", rule=Rule.MESSAGE_ORDER)
-        check(self._engine, m, peer_key, context(transcript_hash, self._peer_role), proof)
-        self.verified_positions = len(m.matched)
+        if self._asked is None:
+            raise ProtocolError("match proof before our request", rule=Rule.MESSAGE_ORDER)
+        check(
+            self._engine, m, peer_key, context(transcript_hash, self._peer_role), proof, self._asked
+        )
+        self.verified_positions, self.proven_now = len(m.matched), len(self._asked)
         self._checked.set()

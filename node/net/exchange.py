@@ -40,6 +40,7 @@ from protocol.padding import SEED_BYTES, dummy_elements, parse_padding
 from protocol.psi import (
     ELEMENT_BYTES,
     PackedElements,
+    PackedTable,
     dedupe,
     random_permutation,
     rows,
@@ -55,7 +56,7 @@ from protocol.receipts import (
 from protocol.round import RoundCache, RoundOutcome, RoundSide
 from protocol.rules import Rule, parse_rule
 from protocol.transcript import RoundHeader, input_commitment
-from protocol.verified import ProofExchange
+from protocol.verified import ProofExchange, proven_pairs
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 
 log = logging.getLogger("crossmatch.exchange")
@@ -166,6 +167,7 @@ class ExchangeSession:
         self.started_at = started_at
         self.outbox: queue.Queue[object] = queue.Queue()
         suite = ensure_suite(header.suite)  # loaded and self-tested once per process
+        self._known: tuple[bytes, PackedTable] | None = None  # pairs proven this epoch
         self.epoch_key, psi_key, seed, cache = self._round_key()
         prepared.fill_dummies(seed)
         self.engine = suite.engine(psi_key, workers=node.config.workers)
@@ -192,7 +194,8 @@ class ExchangeSession:
         self._matches_lock = threading.Lock()
         # Verified matches: the proof exchange that gates the receipts (protocol/verified.py).
         self.proofs = (ProofExchange(self.engine, role, self.side.peer_role,
-                                     random.SystemRandom()) if self.side.verified else None)
+                                     random.SystemRandom(), self._known)
+                       if self.side.verified else None)
 
     # -- keys and caches -------------------------------------------------------
 
@@ -210,6 +213,7 @@ class ExchangeSession:
                 with EpochStore.for_node(self.node.paths.root, days) as epochs:
                     key = epochs.current(self.peer.lab, self.node.now(), self.header.suite)
                     cache = epochs.load(key)
+                    self._known = epochs.load_verified(key)
                 return key, key.psi_key, key.dummy_seed, cache
             except (CrossmatchError, sqlite3.Error, OSError) as e:
                 # Never fail a round for its cache: a fresh key is always correct.
@@ -231,6 +235,18 @@ class ExchangeSession:
                              self.header.round_id)
         except Exception as e:  # a cache is an optimisation: losing it costs time, not a round
             log.warning("round %s: could not keep the epoch cache: %s", self.header.round_id, e)
+
+    def _save_verified(self) -> None:
+        """Remember this round's proven pairs for the epoch (never fails the round)."""
+        if self.epoch_key is None or self.proofs is None:
+            return
+        try:
+            pairs = proven_pairs(self.side.proof_material())
+            with EpochStore.for_node(self.node.paths.root, self.node.config.epoch_days) as ep:
+                ep.save_verified(self.epoch_key, self.side.peer_public_key, pairs,
+                                 self.node.now())
+        except Exception as e:  # an optimisation, like the cache
+            log.warning("round %s: could not keep the proven pairs: %s", self.header.round_id, e)
 
     def work_summary(self) -> str:
         w = self.side.work
@@ -268,7 +284,8 @@ class ExchangeSession:
         try:
             outcome = self.side.result(self.node.config.round_timeout)
             if self.proofs is not None:
-                positions = self.proofs.our_request(self.side.proof_material())
+                positions = self.proofs.our_request(self.side.proof_material(),
+                                                    self.side.peer_public_key)
                 self.outbox.put(pb.ExchangeMessage(
                     proof_request=pb.ProofRequest(positions=positions)))
             if self.role == "responder":
@@ -461,12 +478,13 @@ class ExchangeSession:
                 "transcript_hash": self.outcome.transcript_hash.hex(),
                 "own_receipt": self.own_receipt, "peer_receipt": self.peer_receipt,
                 "suite": h.suite,
-                **({"verified_matches": self.proofs.verified_positions}
-                   if self.proofs is not None else {}),
+                **({"verified_matches": self.proofs.verified_positions,
+                    "proven_matches": self.proofs.proven_now} if self.proofs is not None else {}),
                 "warninglists": self.prepared.warninglists,
             })
             self.node.store.save_round(row, self.matches())
             self.committed = True
+            self._save_verified()
             self.node.remember_peer_key(self.peer.lab, self.peer.audit_public_key)
             self.recorded.set()
         if self.node.audit is not None:

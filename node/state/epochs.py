@@ -18,6 +18,9 @@ not merely unlinked from the b-tree:
 - ``epoch_caches``: per key, the ``own`` and ``peer`` tables of the last round,
   each one blob (``PackedTable`` serialized), deleted with their key
   (``ON DELETE CASCADE``).
+- ``epoch_verified``: per key, the pairs (our point, the peer's re-blinding of it)
+  whose DLEQ proof held, with the peer's public key they were proven under
+  (verified matches: a repeat round asks proofs only for new matches).
 
 The cache never outlives its key: a key past its expiry is deleted, with its
 caches, by the next use of this file (any round with any peer); a cache is only
@@ -44,14 +47,14 @@ from pathlib import Path
 from node.state.sqlite import open_sqlite
 from protocol.errors import ConfigError
 from protocol.padding import SEED_BYTES
-from protocol.psi import KEY_BYTES, PackedTable
+from protocol.psi import KEY_BYTES, PackedTable, TableSource
 from protocol.round import CacheUpdate, RoundCache
 from protocol.suites import DEFAULT_SUITE, get_suite
 
 log = logging.getLogger("crossmatch.epochs")
 
 CACHE_FILE = "cache.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: epoch_verified (a file of version 1 is upgraded in place)
 DEFAULT_EPOCH_DAYS = 7.0
 # A key created this far in the node clock's future means the clock went back: rotate.
 CLOCK_SLACK = timedelta(hours=1)
@@ -73,6 +76,13 @@ _SCHEMA = (
         UNIQUE (key_id, name)
     )""",
 )
+# Verified matches: pairs (our point X, the peer's returned Y) proven Y = k_peer*X under the
+# peer's public key, so a repeat round in the epoch asks proofs only for new matches.
+_VERIFIED = """CREATE TABLE epoch_verified (
+        key_id TEXT PRIMARY KEY REFERENCES epoch_keys (key_id) ON DELETE CASCADE,
+        peer_key BLOB NOT NULL,
+        data BLOB NOT NULL
+    )"""
 
 
 def new_psi_key(suite: str = DEFAULT_SUITE) -> bytes:
@@ -260,6 +270,32 @@ class EpochStore:
             self._checkpoint()
         return current
 
+    def load_verified(self, key: EpochKey) -> tuple[bytes, PackedTable] | None:
+        """(peer public key, X -> Y table) of the pairs proven in earlier rounds under ``key``."""
+        row = self._db.execute(
+            "SELECT peer_key, data FROM epoch_verified WHERE key_id = ?", (key.key_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            return bytes(row[0]), PackedTable.from_bytes(bytes(row[1]))
+        except ValueError:
+            log.warning("ignoring a damaged verified-pairs cache for peer %s", key.peer)
+            return None
+
+    def save_verified(self, key: EpochKey, peer_key: bytes, table: TableSource,
+                      now: datetime) -> bool:
+        """Replace ``key``'s verified pairs; False unless ``key`` is still current."""
+        data = b"".join(bytes(part) for part in table.chunks())
+        with self._transaction() as db:
+            self._purge(db, now)
+            current = db.execute("SELECT 1 FROM epoch_keys WHERE key_id = ?",
+                                 (key.key_id,)).fetchone() is not None
+            if current:
+                db.execute("INSERT OR REPLACE INTO epoch_verified (key_id, peer_key, data)"
+                           " VALUES (?, ?, ?)", (key.key_id, peer_key, data))
+        return current
+
     def _write(
         self, db: sqlite3.Connection, key: EpochKey, cache: CacheUpdate | RoundCache
     ) -> None:
@@ -293,12 +329,13 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 def _prepare_schema(db: sqlite3.Connection, path: Path) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version == 0:
+    if version in (0, 1):
         db.execute("BEGIN IMMEDIATE")
-        if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-            for statement in _SCHEMA:
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        upgrade = {0: (*_SCHEMA, _VERIFIED), 1: (_VERIFIED,)}.get(version, ())
+        for statement in upgrade:  # another process may have upgraded meanwhile: ()
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     elif version != SCHEMA_VERSION:
         raise ConfigError(

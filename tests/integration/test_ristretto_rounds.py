@@ -61,6 +61,9 @@ def test_a_verified_reveal_round_stores_exactly_the_intersection(rpair):
     run_cli("round", b.dir, "--peer", "lab-a", "--kinds", "account_id")
     rid2 = rounds_json(b.dir)[0]["round_id"]
     assert {m["value"] for m in matches_json(b.dir, "--round", rid2)} == SHARED
+    for lab in (a, b):  # every match verified, none proven again: proven earlier this epoch
+        done = [e for e in log_events(lab.dir, "round_completed") if e["round_id"] == rid2]
+        assert (done[0]["verified_matches"], done[0]["proven_matches"]) == (len(SHARED), 0)
 
 
 def test_a_count_round_on_the_suite(rpair):

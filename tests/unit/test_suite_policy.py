@@ -108,3 +108,28 @@ def test_an_unusable_temp_dir_is_one_clear_line(tmp_path):
     assert e.value.rule == "suite-unavailable"
     assert "TMPDIR" in e.value.diagnostics() and "\n" not in e.value.diagnostics()
     assert check_temp_dir(tmp_path) == tmp_path
+
+
+def test_proven_pairs_are_kept_per_key_and_a_version_1_file_is_upgraded(tmp_path):
+    import sqlite3
+
+    from protocol.psi import TableSource
+
+    path = tmp_path / CACHE_FILE
+    with EpochStore(path, epoch=timedelta(days=7)) as epochs:
+        key = epochs.current("lab-b", T0, suite=r255.NAME)
+    db = sqlite3.connect(path)  # make it a file of the version before proven pairs
+    db.execute("DROP TABLE epoch_verified")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    pairs = TableSource(bytes(range(32)) * 2, 32, b"\x07" * 64, 32)
+    with EpochStore(path, epoch=timedelta(days=7)) as epochs:
+        assert epochs.current("lab-b", T0, suite=r255.NAME) == key  # keys survive
+        assert epochs.load_verified(key) is None
+        assert epochs.save_verified(key, b"K" * 32, pairs, T0)
+        peer_key, table = epochs.load_verified(key)
+        assert peer_key == b"K" * 32 and len(table) == 2
+        epochs.forget("lab-b")  # with its key go its proven pairs
+        assert epochs.load_verified(key) is None
+        assert not epochs.save_verified(key, b"K" * 32, pairs, T0)  # no longer current

@@ -23,7 +23,7 @@ from protocol.suites import SUITES
 from protocol.suites import ristretto255 as r255
 from protocol.suites.ristretto255 import RISTRETTO255, RistrettoEngine
 from protocol.transcript import RoundHeader
-from protocol.verified import ProofExchange, decode_positions, encode_positions
+from protocol.verified import ProofExchange, decode_positions, encode_positions, proven_pairs
 
 CHUNK = 5
 
@@ -410,3 +410,42 @@ def test_no_cache_entry_leaks_between_suites():
     assert cache.peer is not None and cache.peer.key_size == 33
     with pytest.raises((ValueError, CrossmatchError)):
         Round(own_a, own_b, verified=False, cache={"a": RoundCache(cache.own, cache.peer)}).run()
+
+
+def test_pairs_proven_earlier_in_the_epoch_are_not_proven_again():
+    r, _, _ = honest()
+    try:
+        oa, ob = r.run()
+        r.prove()
+        a, b = r.sides["a"], r.sides["b"]
+        ma, mb = a.proof_material(), b.proof_material()
+        known = proven_pairs(ma).build()
+        pb = ProofExchange(r.engines["b"], "responder", "initiator", random.Random(2))
+        # Everything known under this peer key: nothing to ask, an empty proof settles it.
+        pa = ProofExchange(r.engines["a"], "initiator", "responder", random.Random(1),
+                           (a.peer_public_key, known))  # fmt: skip
+        assert decode_positions(pa.our_request(ma, a.peer_public_key), 40, 8).size == 0
+        pa.check_peer(ma, a.peer_public_key, pb.answer_peer(mb, b"", ob.transcript_hash),
+                      oa.transcript_hash)  # fmt: skip
+        assert (pa.verified_positions, pa.proven_now) == (8, 0)
+        # Under another peer key the table says nothing: every match is asked again.
+        other = ProofExchange(r.engines["a"], "initiator", "responder", random.Random(1),
+                              (r255.IDENTITY, known))  # fmt: skip
+        assert len(decode_positions(other.our_request(ma, a.peer_public_key), 40, 8)) == 8
+        # A known X whose returned Y differs now is asked again (and would have to be proven).
+        bent = ProofExchange(r.engines["a"], "initiator", "responder", random.Random(1),
+                             (a.peer_public_key, proven_pairs(ma).build()))  # fmt: skip
+        y = rows(ma.returned, 32)
+        first = int(ma.matched[0])
+        saved = y[first].copy()
+        y[first] = y[int(ma.matched[1])]
+        try:
+            asked = decode_positions(bent.our_request(ma, a.peer_public_key), 40, 8)
+        finally:
+            y[first] = saved
+        assert list(asked) == [first]
+        with pytest.raises(ProtocolError) as e:
+            pa.check_peer(ma, a.peer_public_key, b"", oa.transcript_hash)
+        assert e.value.rule == "message-order"  # a second proof
+    finally:
+        r.close()
