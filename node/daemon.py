@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from node import pki
+from node.act.sweeper import HookSweeper
 from node.config import PeerConfig
 from node.data.case_refresh import CaseRefresher
 from node.net.initiator import MAX_MESSAGE, run_round
@@ -79,6 +80,7 @@ class Daemon:
         node.round_hooks.append(self.metrics.round_started)
         self.scheduler = self._make_scheduler(rng or random.SystemRandom())
         self.cases = CaseRefresher(node)  # cases rebuilt after rounds, off their path
+        self.hooks = HookSweeper(node)  # enforcement hooks, when node.toml configures any
         self.stopped = threading.Event()
         self._housekeeping_stop = threading.Event()
         self._metrics_server: Any = None
@@ -119,6 +121,7 @@ class Daemon:
             log.exception("housekeeping failed")
         threading.Thread(target=self._housekeeping_loop, name="housekeeping", daemon=True).start()
         self.cases.start()
+        self.hooks.start()
         if cfg.schedule.enabled:
             self.scheduler.start()
         # Written last: its presence means the node is up and has done its first housekeeping.
@@ -142,6 +145,7 @@ class Daemon:
         self.server.stop(grace).wait()
         scheduler_done.join()
         self.cases.stop()
+        self.hooks.stop()
         self.metrics.up.set(0)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()

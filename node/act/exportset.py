@@ -49,6 +49,7 @@ class Sighting:
 class ExportSignal:
     kind: str
     value: str  # exported form: "hmac-sha256-v1:..." or this lab's own spelling
+    ref: tuple[str, str] = ("", "")  # (kind, normalized): links it to cases; never exported
     sightings: list[Sighting] = field(default_factory=list)
     cases: list[str] = field(default_factory=list)
 
@@ -71,8 +72,9 @@ class ExportCase:
     title: str
     state: str
     score: float
-    signal_values: tuple[str, ...]  # ExportSignal.value of its signals
+    signal_refs: frozenset[tuple[str, str]]  # ExportSignal.ref of its signals
     description: str = ""
+    accounts: tuple[str, ...] = ()  # our account keys, in exported form
 
 
 @dataclass
@@ -122,7 +124,9 @@ def signals_from_matches(
         signal = by_signal.get((r.kind, r.fingerprint))
         if signal is None:
             value = exported_value(key, values, r.kind, r.value, r.normalized)
-            signal = by_signal[(r.kind, r.fingerprint)] = ExportSignal(r.kind, value)
+            signal = by_signal[(r.kind, r.fingerprint)] = ExportSignal(
+                r.kind, value, ref=(r.kind, r.normalized or r.value)
+            )
         signal.sightings.append(Sighting(r.peer, r.round_id, r.matched_at))
     return sorted(by_signal.values(), key=lambda s: (s.kind, s.value))
 

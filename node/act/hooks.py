@@ -74,7 +74,7 @@ class CaseEvent:
 
     case_id: str
     state: str
-    revision: int
+    revision: int | str  # what makes a second event on one (case, state) a new one
     hashed: Mapping[str, Any]
     raw: Mapping[str, Any] = field(default_factory=dict)
 

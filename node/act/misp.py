@@ -4,7 +4,8 @@ One event per export (``--case``: per case), distribution "your organisation onl
 tagged with the TLP 2.0 and PAP taxonomies. One attribute per signal (a MISP type
 for raw email, phone, ip and domain values; ``text`` for the rest and for keyed
 hashes, which are never marked for IDS), one sighting per peer that holds it, and
-per case a comment attribute naming its state and score. UUIDs are UUIDv5 of the
+per case a comment attribute naming its state and score and a ``user-account`` object
+for each of our accounts in it. UUIDs are UUIDv5 of the
 exported value, so a re-import updates instead of duplicating.
 """
 

@@ -68,16 +68,16 @@ def build_bundle(export: ExportSet) -> stix2.Bundle:
     )
     peers = {p: identity(p, t) for p in export.peers}
     objects: list[Any] = [tlp, pap, me, *peers.values()]
-    refs_by_value: dict[str, list[str]] = {}
+    refs_by_signal: dict[tuple[str, str], list[str]] = {}
     for signal in export.signals:
         indicator = _indicator(export, signal, common)
         sightings = [
             _sighting(export, signal, indicator.id, p, peers[p].id, common) for p in signal.peers
         ]
         objects += [indicator, *sightings]
-        refs_by_value[signal.value] = [indicator.id, *(s.id for s in sightings)]
+        refs_by_signal[signal.ref] = [indicator.id, *(s.id for s in sightings)]
     for case in export.cases:
-        objects.append(_grouping(export, case, refs_by_value, peers, common))
+        objects.append(_grouping(export, case, refs_by_signal, peers, common))
     return stix2.Bundle(objects=objects, id=_sid("bundle", export.lab, t, export.values))
 
 
@@ -126,12 +126,12 @@ def _sighting(
 def _grouping(
     export: ExportSet,
     case: ExportCase,
-    refs_by_value: dict[str, list[str]],
+    refs_by_signal: dict[tuple[str, str], list[str]],
     peers: dict[str, stix2.Identity],
     common: dict[str, Any],
 ) -> stix2.Grouping:
-    refs = [r for v in case.signal_values for r in refs_by_value.get(v, [])]
-    involved = sorted({p for s in export.signals if s.value in case.signal_values for p in s.peers})
+    refs = [r for ref in sorted(case.signal_refs) for r in refs_by_signal.get(ref, [])]
+    involved = sorted({p for s in export.signals if s.ref in case.signal_refs for p in s.peers})
     refs += [peers[p].id for p in involved]
     return stix2.Grouping(
         id=_sid("grouping", export.lab, "case", case.case_id),

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "node.cli.status",
     "node.cli.act",
     "node.cli.consortium",
+    "node.cli.ui",
     "node.cli.cases",
     "node.cli.warninglist",
 )

@@ -73,5 +73,47 @@ def export(
         click.echo(f"wrote {out}", err=True)
 
 
+@click.group("hooks")
+def hooks() -> None:
+    """Enforcement hooks: deliver case events to a webhook or a command (docs/cases.md)."""
+
+
+@hooks.command("run")
+@node_dir_argument
+def hooks_run(node_dir: Path) -> None:
+    """Deliver every case event not delivered yet, now (`serve` and `ui` also do it)."""
+    from node.act.casefeed import node_dispatcher, sweep
+    from node.data.cases import cases_stale, recompute_cases
+
+    with Node(node_dir) as node:
+        if cases_stale(node.store):
+            recompute_cases(node)
+        results = sweep(node.store, node_dispatcher(node))
+    for r in results:
+        detail = f" ({r.error})" if r.error else ""
+        click.echo(f"{r.hook}: {r.outcome} after {r.attempts} attempt(s){detail}")
+    click.echo(f"{len(results)} delivery(ies)")
+
+
+@hooks.command("secret")
+@node_dir_argument
+@click.option("--hook", "name", required=True, help="The hook's name in node.toml.")
+def hooks_secret(node_dir: Path, name: str) -> None:
+    """Create a random signing secret for a hook in NODE_DIR/keys/hooks/NAME.secret (0600)."""
+    import secrets
+
+    from node.act.hooks import HOOK_NAME_RE
+    from node.state.files import write_secret
+
+    if not HOOK_NAME_RE.match(name):
+        raise click.UsageError("a hook name is lowercase letters, digits and '-'")
+    path = Path(node_dir) / "keys" / "hooks" / f"{name}.secret"
+    if path.exists():
+        raise click.UsageError(f"{path} exists; delete it first to rotate the secret")
+    write_secret(path, (secrets.token_hex(32) + "\n").encode("ascii"))
+    click.echo(f'wrote {path}: set secret_file = "keys/hooks/{name}.secret" in its [[hooks]]')
+
+
 def register(group: click.Group) -> None:
     group.add_command(export)
+    group.add_command(hooks)
