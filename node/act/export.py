@@ -12,7 +12,9 @@ import json
 from dataclasses import dataclass
 
 from node.act import misp, stix
+from node.act.casefeed import export_case
 from node.act.exportset import ExportSet, export_key, signals_from_matches, to_csv
+from node.data.cases import CaseSummary, cases_stale, get_case, list_cases, recompute_cases
 from node.runtime import Node, iso
 from protocol import exports
 from protocol.errors import InputError
@@ -34,22 +36,50 @@ class ExportRequest:
 def gather(node: Node, request: ExportRequest) -> ExportSet:
     if request.values not in exports.VALUE_MODES:
         raise InputError(f"--values must be one of {', '.join(exports.VALUE_MODES)}")
-    if request.case_id is not None:
-        raise InputError(
-            "case export needs the case store, which this node does not hold yet",
-            rule=Rule.EXPORT_CASE,
-        )
     key = export_key(node.paths.root)
-    rows = node.store.matches(peer=request.peer)
-    now = iso(node.now()).replace(".000000Z", "Z")
+    if cases_stale(node.store):
+        recompute_cases(node)
+    signals = signals_from_matches(
+        node.store.matches(peer=request.peer), key=key, values=request.values
+    )
+    if request.case_id:
+        details = [get_case(node.store, request.case_id)]
+        if details[0].summary.merged_into:
+            raise InputError(
+                f"case {request.case_id} was merged into {details[0].summary.merged_into}: "
+                "export that one",
+                rule=Rule.EXPORT_CASE,
+            )
+    else:
+        details = [get_case(node.store, c.case_id) for c in _all_cases(node, request.peer)]
+    cases = [export_case(d, key=key, values=request.values) for d in details]
+    for case in cases:
+        for signal in signals:
+            if signal.ref in case.signal_refs:
+                signal.cases.append(case.case_id)
+    if request.case_id:  # only what the case holds
+        signals = [s for s in signals if s.cases]
     return ExportSet(
         lab=node.lab,
         values=request.values,
         tlp=exports.check_tlp(request.tlp),
         pap=exports.check_pap(request.pap),
-        generated_at=now,
-        signals=signals_from_matches(rows, key=key, values=request.values),
+        generated_at=iso(node.now()).replace(".000000Z", "Z"),
+        signals=signals,
+        cases=cases,
     )
+
+
+def _all_cases(node: Node, peer: str | None) -> list[CaseSummary]:
+    """Every live case (not merged into another, not expired), all pages."""
+    out: list[CaseSummary] = []
+    page = 1
+    while True:
+        result = list_cases(node.store, peer=peer, page=page, per_page=500)
+        out += [c for c in result.cases if c.state not in ("merged", "expired")]
+        if page * result.per_page >= result.total:
+            return out
+        page += 1
 
 
 def render(export: ExportSet, fmt: str) -> tuple[str, int]:

@@ -5,8 +5,8 @@ tagged with the TLP 2.0 and PAP taxonomies. One attribute per signal (a MISP typ
 for raw email, phone, ip and domain values; ``text`` for the rest and for keyed
 hashes, which are never marked for IDS), one sighting per peer that holds it, and
 per case a comment attribute naming its state and score and a ``user-account`` object
-for each of our accounts in it. UUIDs are UUIDv5 of the
-exported value, so a re-import updates instead of duplicating.
+for each of our accounts in it. UUIDs are UUIDv5 of the exported value, so a
+re-import updates instead of duplicating.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from pymisp import MISPAttribute, MISPEvent
+from pymisp import MISPAttribute, MISPEvent, MISPObject
 
 from node.act.exportset import ExportSet, ExportSignal
 from node.act.stix import NAMESPACE
@@ -65,7 +65,19 @@ def build_event(export: ExportSet) -> MISPEvent:
             to_ids=False,
             disable_correlation=True,
         )
+        for account in case.accounts:
+            _add_account(event, export, case.case_id, account)
     return event
+
+
+def _add_account(event: MISPEvent, export: ExportSet, case_id: str, account: str) -> None:
+    """One of our accounts in a case, as a MISP ``user-account`` object."""
+    obj = MISPObject("user-account", standalone=False)
+    obj.uuid = _uuid(export.lab, "account", case_id, account)
+    hashed = export.values != "raw"
+    obj.comment = f"our account in case {case_id}" + (" (keyed hash)" if hashed else "")
+    obj.add_attribute("user-id", value=account, disable_correlation=hashed)
+    event.add_object(obj)
 
 
 def _add_signal(event: MISPEvent, export: ExportSet, signal: ExportSignal) -> None:

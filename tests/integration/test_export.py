@@ -30,7 +30,11 @@ def world(tmp_path_factory):
     a, b = sandbox.labs["lab-a"], sandbox.labs["lab-b"]
     tmp = root / "inputs"
     tmp.mkdir()
-    import_values(a.dir, "email", SHARED_EMAILS + ["only-a@example.com"], tmp)
+    # lab-a's emails come with their accounts: one actor (shared card) -> one case
+    accounts = tmp / "accounts.csv"
+    accounts.write_text("account,email,payment_fingerprint\n" + "".join(
+        f"acct-{i},{e},card-1\n" for i, e in enumerate(SHARED_EMAILS + ["only-a@example.com"])))
+    run_cli("import", a.dir, accounts, "--entities")
     import_values(b.dir, "email", SHARED_EMAILS + ["only-b@example.com"], tmp)
     import_values(a.dir, "account_id", SHARED_ACCOUNTS + ["a-only"], tmp)
     import_values(b.dir, "account_id", SHARED_ACCOUNTS, tmp)
@@ -65,13 +69,36 @@ def test_stix_bundle_parses_back_with_tlp_identities_indicators_and_sightings(wo
         assert tlp in obj.object_marking_refs
     lab_b = next(i.id for i in by_type["identity"] if i.name == "lab-b")
     assert all(s.where_sighted_refs == [lab_b] for s in by_type["sighting"])
-    for raw in SHARED_EMAILS + SHARED_ACCOUNTS + SHARED_IPS + ["only-a@example.com"]:
+    for raw in SHARED_EMAILS + SHARED_ACCOUNTS + SHARED_IPS + ["only-a@example.com", "acct-0"]:
         assert raw not in text and json.dumps(raw)[1:-1] not in text, "hashed by default"
     # Re-exporting names the same objects (stable ids for a threat-intel platform).
     again = stix2.parse(export(world, "--format", "stix"))
     assert {o.id for o in again.objects if o.type == "indicator"} == {
         o.id for o in by_type["indicator"]
     }
+
+
+def test_a_case_is_a_grouping_and_exports_alone_with_its_accounts(world):
+    a = world.labs["lab-a"]
+    [case] = json.loads(run_cli("cases", a.dir, "--format", "json").stdout)["cases"]
+    bundle = stix2.parse(export(world, "--format", "stix"))
+    [grouping] = [o for o in bundle.objects if o.type == "grouping"]
+    assert case["case_id"] in grouping.name and grouping.context == "suspicious-activity"
+    refs = set(grouping.object_refs)
+    email_indicators = {o.id for o in bundle.objects if o.type == "indicator"
+                        and "crossmatch-kind:email" in o.labels}
+    assert len(email_indicators) == len(SHARED_EMAILS) and email_indicators <= refs
+    alone = stix2.parse(export(world, "--format", "stix", "--case", case["case_id"]))
+    assert {o.id for o in alone.objects if o.type == "indicator"} == email_indicators
+    event = MISPEvent()
+    event.load(export(world, "--format", "misp", "--case", case["case_id"], "--values", "raw"))
+    accounts = sorted(o.get_attributes_by_relation("user-id")[0].value for o in event.objects)
+    assert accounts == ["acct-0", "acct-1", "acct-2"]
+    assert {a.value for a in event.attributes if a.type == "email"} == set(SHARED_EMAILS)
+    hashed = MISPEvent()
+    hashed.load(export(world, "--format", "misp", "--case", case["case_id"]))
+    assert all(o.get_attributes_by_relation("user-id")[0].value.startswith("hmac-sha256-v1:")
+               for o in hashed.objects)
 
 
 def test_raw_stix_uses_standard_observables_and_escapes_hostile_values(world):
@@ -94,10 +121,11 @@ def test_misp_event_loads_back_with_tags_attributes_and_sightings(world):
     event.load(text)
     tags = {t.name for t in event.tags}
     assert {"tlp:amber+strict", "PAP:AMBER"} <= tags
-    assert len(event.attributes) == len(SHARED_EMAILS + SHARED_ACCOUNTS + SHARED_IPS)
-    assert all(a.type == "text" and not a.to_ids for a in event.attributes)
-    assert all(a.value.startswith(exports.VALUE_HASH_PREFIX) for a in event.attributes)
-    assert all([s.source for s in a.sightings] == ["lab-b"] for a in event.attributes)
+    signals = [a for a in event.attributes if a.type != "comment"]  # comments name the cases
+    assert len(signals) == len(SHARED_EMAILS + SHARED_ACCOUNTS + SHARED_IPS)
+    assert all(a.type == "text" and not a.to_ids for a in signals)
+    assert all(a.value.startswith(exports.VALUE_HASH_PREFIX) for a in signals)
+    assert all([s.source for s in a.sightings] == ["lab-b"] for a in signals)
     raw = MISPEvent()
     raw.load(export(world, "--format", "misp", "--values", "raw", "--tlp", "green"))
     types = {a.value: a.type for a in raw.attributes}
