@@ -7,7 +7,6 @@ no HTML is built here except the SVG charts, whose labels node/ui/charts.py esca
 from __future__ import annotations
 
 import hashlib
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from node.data.campaigns import group_campaigns
 from node.data.cases import CaseDetail, cases_stale, get_case, list_cases, recompute_cases
+from node.data.warninglists import installed_lists
 from node.ops.report import RoundView, chart_svg, render_report
 from node.pki import load_audit_public_key
 from node.runtime import Node
@@ -201,12 +201,22 @@ def _reconcile_all(node: Node, own: VerifyReport | None) -> list[dict[str, Any]]
 
 
 def _warninglists(node: Node) -> list[dict[str, Any]]:
-    try:  # the cases layer's signed lists, once that module is there
-        warninglists = importlib.import_module("node.data.warninglists")
-    except ImportError:
-        return []
-    show = getattr(warninglists, "installed_summaries", None)
-    return list(show(node)) if callable(show) else []
+    """The installed warninglists (a list that does not verify shows as the problem)."""
+    try:
+        lists = installed_lists(node)
+    except CrossmatchError as e:
+        return [{"name": "(unusable)", "description": e.diagnostics(), "entries": 0}]
+    return [
+        {
+            "name": wl.name,
+            "description": wl.description,
+            "entries": len(wl.ranges) + len(wl.domains) + sum(map(len, wl.exact.values())),
+            "kinds": sorted(
+                {*wl.exact, *(["ip"] if wl.ranges else []), *(["org_domain"] if wl.domains else [])}
+            ),
+        }
+        for wl in lists
+    ]
 
 
 def report_html(node: Node) -> str:
