@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -35,7 +36,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node.act.casefeed import node_dispatcher, sweep
 from node.data.cases import decide
-from node.ops.report import STYLE as REPORT_STYLE
 from node.runtime import Node
 from node.ui import views
 from node.ui.auth import Session, Sessions, load_ui_config
@@ -48,10 +48,20 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-_REPORT_STYLE_HASH = base64.b64encode(hashlib.sha256(REPORT_STYLE.encode()).digest()).decode()
-REPORT_CSP = f"default-src 'none'; style-src 'sha256-{_REPORT_STYLE_HASH}'; frame-ancestors 'none'"
+STYLE_RE = re.compile(r"<style>(.*?)</style>", re.S)
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
 MAX_BODY = 64 * 1024  # the largest form is a note of at most 4000 characters
+
+
+def report_csp(page: str) -> str:
+    """The report is the offline file a reviewer gets, with its styles inline: allow exactly
+    those style blocks by hash, and still nothing else."""
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()}'"
+        for m in STYLE_RE.findall(page)
+    )
+    styles = hashes or "'none'"
+    return f"default-src 'none'; style-src {styles}; frame-ancestors 'none'"
 
 
 class SecurityHeaders:
@@ -85,9 +95,10 @@ class UiState:
         self.node = Node(node_dir)
         self.config = load_ui_config(self.node.paths.root, self.node.config.extra)
         self.sessions = Sessions(self.config)
-        self.templates = Environment(
-            loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True)
-        )
+        loader = ChoiceLoader(
+            [FileSystemLoader(HERE / "templates"), PackageLoader("node.ops", "templates")]
+        )  # the second for the rounds chart the audit report draws too
+        self.templates = Environment(loader=loader, autoescape=select_autoescape(default=True))
         self._sweeping = threading.Lock()
 
     def audit(self, analyst: str, action: str, case_id: str = "", **extra: object) -> None:
@@ -250,11 +261,8 @@ def build_app(node_dir: Path) -> Starlette:
 
     @authed
     async def audit_report(request: Request, session: Session) -> Response:
-        # The report is the offline file a reviewer gets: one inline style, allowed by its hash.
-        return HTMLResponse(
-            await run_in_threadpool(views.report_html, state.node),
-            headers={"Content-Security-Policy": REPORT_CSP},
-        )
+        page = await run_in_threadpool(views.report_html, state.node)
+        return HTMLResponse(page, headers={"Content-Security-Policy": report_csp(page)})
 
     async def stylesheet(request: Request) -> Response:
         return FileResponse(HERE / "static" / "ui.css", media_type="text/css")

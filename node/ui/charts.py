@@ -7,12 +7,17 @@ label is escaped; analysts' data is input like any other.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
-from node.ops.report import PALETTE, esc
+from node.ops.report_chart import PALETTE
 
 MAX_DIAGRAM_ACCOUNTS = 24
 MAX_DIAGRAM_SIGNALS = 24
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
 
 
 def bar_chart(chart_id: str, title: str, counts: Mapping[str, int], *, unit: str) -> str:

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from node.data.campaigns import group_campaigns
 from node.data.cases import CaseDetail, cases_stale, get_case, list_cases, recompute_cases
 from node.data.warninglists import installed_lists
-from node.ops.report import RoundView, chart_svg, render_report
+from node.ops.report import render_report
+from node.ops.report_chart import Point, chart
 from node.pki import load_audit_public_key
 from node.runtime import Node
 from node.state.auditlog import checkpoint_path, verify_log
@@ -24,6 +25,7 @@ from protocol.audit.reconcile import reconcile
 from protocol.audit.verify import VerifyReport
 from protocol.cases.lifecycle import STATES
 from protocol.errors import CrossmatchError, VerificationError
+from protocol.rules import Rule
 
 PEER_LOGS = "peer-logs"  # NODE_DIR/peer-logs/*.log: logs peers handed over, for reconcile
 SORTS = {"score": "score", "recent": "last_match_at", "accounts": "entities"}
@@ -38,13 +40,8 @@ def refresh(node: Node) -> None:
 def dashboard(node: Node) -> dict[str, Any]:
     refresh(node)
     rounds = node.store.rounds()
-    views = [
-        RoundView(
-            r.started_at,
-            r.peer,
-            "round_completed" if r.status == "completed" else "round_aborted",
-            {},
-        )
+    points = [
+        Point(r.started_at, r.peer, r.status == "completed")
         for r in rounds
         if r.status != "refused"
     ]
@@ -57,7 +54,7 @@ def dashboard(node: Node) -> dict[str, Any]:
     by_state = {s: list_cases(node.store, state=s, per_page=1).total for s in STATES}
     top = list_cases(node.store, state="open", per_page=10)
     return {
-        "rounds_chart": chart_svg(views),
+        "chart": chart(points),
         "rounds_total": len(rounds),
         "kinds_chart": bar_chart(
             "kinds-chart",
@@ -191,7 +188,7 @@ def _reconcile_all(node: Node, own: VerifyReport | None) -> list[dict[str, Any]]
                 peer = verify_log(log, public_key=load_audit_public_key(key))
             entry["lab"], entry["key_checked"] = peer.lab, key.exists()
             if own is None:
-                raise VerificationError("our own log does not verify", rule="reconcile")
+                raise VerificationError("our own log does not verify", rule=Rule.RECONCILE)
             result = reconcile(own, peer)
             entry["ok"], entry["lines"] = result.ok, result.summary_lines()
         except CrossmatchError as e:
