@@ -201,6 +201,25 @@ def test_a_decision_without_or_with_a_wrong_csrf_token_is_refused(ui):
     assert not [r for r in audit_events(ui["dir"]) if r["event"] == "case_decision"]
 
 
+def test_the_audit_page_verifies_our_log_and_reconciles_a_peer_log(ui):
+    folder = ui["dir"] / "peer-logs"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(ui["peer_dir"] / "audit.log", folder / "lab-b.log")
+    (folder / "forged.log").write_text('{"not": "a log"}\n')
+    client = Client(ui["base"])
+    client.login()
+    status, _, page = client.request("/audit")
+    assert status == 200 and "The audit log verifies" in page
+    lab_b = page[page.index("<strong>lab-b.log</strong>"):][:400]
+    assert "(lab-b)" in lab_b and "agrees" in lab_b and "does not" not in lab_b
+    forged = page[page.index("<strong>forged.log</strong>"):][:400]
+    assert "does not agree" in forged
+    assert "sandbox version 1" in page, "the installed policy"
+    status, headers, report = client.request("/audit/report")
+    assert status == 200 and "style-src 'sha256-" in headers["content-security-policy"]
+    assert "unsafe-inline" not in headers["content-security-policy"]
+
+
 def test_a_login_without_the_login_csrf_token_is_refused(ui):
     status, _, _ = Client(ui["base"]).request("/login", {"analyst": "alice", "password": PASSWORD})
     assert status == 403
@@ -311,3 +330,10 @@ def test_log_in_open_a_case_confirm_it_and_see_state_audit_and_hook(ui, browser)
 def test_the_ui_refuses_a_non_loopback_address(ui):
     proc = run_cli("ui", ui["dir"], "--listen", "0.0.0.0:0", check=False)
     assert proc.returncode == 78 and "not loopback" in proc.stderr
+
+
+def test_hooks_run_sends_nothing_twice(ui):
+    """The UI's sweep delivered case.confirmed; a later sweep finds it in the ledger."""
+    out = run_cli("hooks", "run", ui["dir"]).stdout
+    assert out.strip().endswith("0 delivery(ies)")
+    assert len(ui["sink"].received) == 1
