@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -40,7 +41,15 @@ def loopback_socket(listen: str) -> socket.socket:
 
 def serve(node_dir: Path, listen: str | None) -> None:
     cfg = load_config(node_dir)
-    sock = loopback_socket(listen or load_ui_config(cfg.root, cfg.extra).listen)
+    ui = load_ui_config(cfg.root, cfg.extra)
+    if not ui.users and ui.token_file is None:
+        print(
+            f"crossmatch ui: no analyst can log in yet: run `crossmatch ui-passwd {node_dir} "
+            "--analyst NAME` first",
+            file=sys.stderr,
+            flush=True,
+        )
+    sock = loopback_socket(listen or ui.listen)
     app = build_app(node_dir)
     host, port = sock.getsockname()[:2]
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

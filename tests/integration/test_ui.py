@@ -117,7 +117,8 @@ def ui(tmp_path_factory):
     line = proc.stdout.readline()
     match = re.search(r"http://(127\.0\.0\.1:\d+)/", line)
     assert match, line
-    yield {"base": f"http://{match.group(1)}", "case": case["case_id"], "dir": a.dir, "sink": sink}
+    yield {"base": f"http://{match.group(1)}", "case": case["case_id"], "dir": a.dir,
+           "sink": sink, "peer_dir": b.dir}
     proc.terminate()
     proc.wait(timeout=10)
     sink.httpd.shutdown()
