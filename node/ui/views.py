@@ -105,30 +105,49 @@ def cases_page(
 def case_page(node: Node, case_id: str) -> dict[str, Any]:
     refresh(node)
     detail = get_case(node.store, case_id, max_entities=500)
-    links = [(m["entity"], f"{m['kind']}: {m['value']}", m["peer"]) for m in detail.matches]
+    signals = signal_rows(detail.matches)
+    links = [(m["entity"], f"{m['kind']}: {m['value']}", m["peer"]) for m in signals]
     return {
         "case": detail.summary,
         "entities": detail.entities,
-        "matches": detail.matches[:500],
-        "matches_total": len(detail.matches),
+        "matches": signals[:500],
+        "matches_total": len(signals),
         "events": detail.events,
         "campaigns": campaign_examples(node, detail),
         "diagram": cluster_diagram([e["key"] for e in detail.entities], links),
         "opinions": detail.extra.get("opinions", []),
-        "peers": sorted({m["peer"] for m in detail.matches}),
+        "peers": sorted({m["peer"] for m in signals}),
     }
 
 
+def signal_rows(matches: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """One row per (account, kind, value, peer), however many rounds matched it (newest
+    match first, as the cases API lists them)."""
+    rows: dict[tuple[str, ...], dict[str, Any]] = {}
+    for m in matches:
+        key = (m["entity"], m["kind"], m["value"], m["peer"])
+        row = rows.setdefault(key, {**m, "rounds": 0, "first_matched": m["matched_at"]})
+        row["rounds"] += 1
+        row["first_matched"] = min(row["first_matched"], m["matched_at"])
+    return list(rows.values())
+
+
 def campaign_examples(node: Node, detail: CaseDetail) -> list[dict[str, Any]]:
-    """The case's matched prompt campaigns, each with a few of our own example prompts."""
-    out = []
+    """The case's matched prompt campaigns, one per (label, peer) with the rounds that
+    matched it, each with a few of our own example prompts from one of those rounds."""
+    grouped: dict[tuple[str, str], dict[str, Any]] = {}
     for c in detail.campaigns:
+        entry = grouped.setdefault((str(c["label"]), str(c["peer"])), {**c, "rounds": 0})
+        entry["rounds"] += 1
+    for entry in grouped.values():
         report = group_campaigns(
-            node.store.prompt_hits(peer=str(c["peer"]), round_id=str(c["round_id"]))
+            node.store.prompt_hits(peer=entry["peer"], round_id=str(entry["round_id"]))
         )
-        examples = [e for sc in report.campaigns if c["label"] in sc.labels for e in sc.examples]
-        out.append({**c, "examples": examples[:3]})
-    return out
+        examples = [
+            e for sc in report.campaigns if entry["label"] in sc.labels for e in sc.examples
+        ]
+        entry["examples"] = examples[:3]
+    return list(grouped.values())
 
 
 def _peer_keys(root: Path) -> dict[str, Ed25519PublicKey]:
