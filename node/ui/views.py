@@ -13,6 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from node.data.campaigns import group_campaigns
+from node.data.case_feedback import peer_opinions
 from node.data.cases import CaseDetail, cases_stale, get_case, list_cases, recompute_cases
 from node.data.warninglists import installed_lists
 from node.ops.report import render_report
@@ -115,7 +116,7 @@ def case_page(node: Node, case_id: str) -> dict[str, Any]:
         "events": detail.events,
         "campaigns": campaign_examples(node, detail),
         "diagram": cluster_diagram([e["key"] for e in detail.entities], links),
-        "opinions": detail.extra.get("opinions", []),
+        "opinions": peer_opinions(node.store, case_id),
         "peers": sorted({m["peer"] for m in signals}),
     }
 
