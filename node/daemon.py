@@ -29,6 +29,8 @@ from grpc_reflection.v1alpha import reflection
 from node import pki
 from node.act.sweeper import HookSweeper
 from node.config import PeerConfig
+from node.consortium.client import run_consortium_round
+from node.consortium.schedule import ConsortiumSchedule
 from node.data.case_refresh import CaseRefresher
 from node.net.initiator import MAX_MESSAGE, run_round
 from node.net.service import CrossmatchService
@@ -81,6 +83,7 @@ class Daemon:
         self.scheduler = self._make_scheduler(rng or random.SystemRandom())
         self.cases = CaseRefresher(node)  # cases rebuilt after rounds, off their path
         self.hooks = HookSweeper(node)  # enforcement hooks, when node.toml configures any
+        self.consortium = ConsortiumSchedule(node, run_consortium_round)
         self.stopped = threading.Event()
         self._housekeeping_stop = threading.Event()
         self._metrics_server: Any = None
@@ -124,6 +127,7 @@ class Daemon:
         self.hooks.start()
         if cfg.schedule.enabled:
             self.scheduler.start()
+            self.consortium.start()  # acts only while the policy schedules this lab
         # Written last: its presence means the node is up and has done its first housekeeping.
         atomic_write(self.node.paths.address_file, (self.address + "\n").encode())
         log.info("lab %s listening on %s", self.node.lab, self.address)
@@ -134,6 +138,7 @@ class Daemon:
         if self.stopped.is_set():
             return
         self.stopped.set()
+        self.consortium.stop()
         grace = self.node.config.grace_seconds if grace is None else grace
         self.service.draining = True
         self._housekeeping_stop.set()

@@ -285,3 +285,14 @@ def test_the_section_round_trips_through_toml():
         + "\n"
     )
     assert parse_policy_toml(text).consortium == parse_consortium(SECTION)
+
+
+def test_scheduled_rounds_start_at_multiples_of_the_interval():
+    from datetime import UTC, datetime
+
+    from node.consortium.schedule import next_slot
+
+    at = datetime(2026, 1, 1, 12, 0, 7, tzinfo=UTC)
+    assert next_slot(at, 60) == datetime(2026, 1, 1, 12, 1, tzinfo=UTC)
+    assert next_slot(datetime(2026, 1, 1, 12, 1, tzinfo=UTC), 60) == datetime(
+        2026, 1, 1, 12, 2, tzinfo=UTC)
