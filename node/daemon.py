@@ -312,6 +312,8 @@ def serve(node_dir: Path, *, ready: threading.Event | None = None) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with Node(node_dir) as node:
+        if node.is_hub:  # no fingerprint key: a hub must never act as a lab
+            raise ConfigError(f"{node_dir} is a consortium hub: run `crossmatch hub serve`")
         # A suite that cannot run here (no usable temp dir, a failed self-test) is one
         # line and a non-zero exit now, not an error in the middle of the first round.
         ensure_suite(node.policy.suite)

@@ -330,3 +330,9 @@ def test_serve_runs_scheduled_consortium_rounds(tmp_path):
                                  "--format", "json").stdout)
         assert {r["value"] for r in got} == {"shared@example.com"}
         audit_ok(sandbox.labs[lab].dir)
+
+
+def test_a_hub_directory_refuses_to_serve_as_a_lab(consortium):
+    proc = run_cli("serve", consortium.labs[HUB].dir, check=False, timeout=120)
+    assert proc.returncode == 78 and "hub serve" in proc.stderr
+    assert not (consortium.labs[HUB].dir / "keys" / "consortium.key").exists()
