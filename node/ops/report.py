@@ -9,13 +9,12 @@ only decides what the page shows; the template decides how.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
-
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from node.ops.report_chart import Point, chart
 from protocol.audit.canonical import encode_canonical
@@ -32,12 +31,19 @@ EXPORT_COLUMNS = (
     "rule", "leaf_hash", "body",
 )  # fmt: skip
 ROUND_EVENTS = ("round_completed", "round_aborted")
-_TEMPLATES = Environment(
-    loader=PackageLoader("node.ops", "templates"),
-    autoescape=True,
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-)
+
+
+@functools.cache
+def _templates() -> Any:
+    # Imported on first use: every `crossmatch` command imports this module, few render.
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(
+        loader=PackageLoader("node.ops", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
 
 
 def counts_text(counts: Any) -> str:
@@ -277,7 +283,7 @@ def render_report(
     lab = report.lab if report else (log_id.split("/")[1] if log_id.count("/") == 2 else "?")
     rounds = round_views(records)
     verified = [line.strip() for line in report.summary_lines()[1:]] if report else []
-    return _TEMPLATES.get_template("report.html.j2").render(
+    return _templates().get_template("report.html.j2").render(
         lab=lab,
         log_id=log_id,
         source=source,
