@@ -9,13 +9,11 @@ the signals table; these rows name fingerprints only.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol.errors import ConfigError
+from node.state.sqlite import Database, open_sqlite, where_equal
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS consortium_rounds (
@@ -66,18 +64,14 @@ class ConsortiumMatch:
     labs: int | None  # how many labs hold it, when the policy reveals counts; else ">= k"
 
 
-class ConsortiumStore:
+class ConsortiumStore(Database):
+    """The consortium tables, opened like every other table module (node/state/sqlite.py)."""
+
     def __init__(self, path: Path):
-        try:
-            self._db = sqlite3.connect(
-                str(path), check_same_thread=False, isolation_level=None, timeout=10.0
-            )
-            self._db.execute("PRAGMA foreign_keys = ON")
+        super().__init__(path, open_sqlite(path, what="store", timeout=10.0))
+        with self.transaction() as db:
             for statement in _SCHEMA:
-                self._db.execute(statement)
-        except sqlite3.Error as e:
-            raise ConfigError(f"cannot open consortium tables in {path}: {e}") from e
-        self._lock = threading.Lock()
+                db.execute(statement)
 
     def save_round(self, row: ConsortiumRound, matches: Sequence[ConsortiumMatch]) -> None:
         """The round and its matches, whole or not at all."""
@@ -95,23 +89,16 @@ class ConsortiumStore:
             row.started_at,
             row.finished_at,
         )
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(f"INSERT INTO consortium_rounds VALUES ({','.join('?' * 12)})", values)
-                db.executemany(
-                    "INSERT INTO consortium_matches VALUES (?, ?, ?, ?)",
-                    [(x.round_id, x.kind, x.fingerprint, x.labs) for x in matches],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.transaction() as db:
+            db.execute(f"INSERT INTO consortium_rounds VALUES ({','.join('?' * 12)})", values)
+            db.executemany(
+                "INSERT INTO consortium_matches VALUES (?, ?, ?, ?)",
+                [(x.round_id, x.kind, x.fingerprint, x.labs) for x in matches],
+            )
 
     def rounds(self) -> list[ConsortiumRound]:
-        with self._lock:
-            rows = self._db.execute(
+        with self.reading() as db:
+            rows = db.execute(
                 "SELECT * FROM consortium_rounds ORDER BY finished_at DESC"
             ).fetchall()
         return [
@@ -132,23 +119,15 @@ class ConsortiumStore:
     def matches(
         self, round_id: str | None = None, kind: str | None = None
     ) -> list[ConsortiumMatch]:
-        query = "SELECT round_id, kind, fingerprint, labs FROM consortium_matches WHERE 1=1"
-        args: list[str] = []
-        for column, value in (("round_id", round_id), ("kind", kind)):
-            if value is not None:
-                query += f" AND {column} = ?"
-                args.append(value)
-        with self._lock:
-            rows = self._db.execute(
-                query + " ORDER BY round_id, kind, fingerprint", args
+        conditions, args = where_equal(("round_id", round_id), ("kind", kind))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT round_id, kind, fingerprint, labs FROM consortium_matches"
+                f"{where} ORDER BY round_id, kind, fingerprint",
+                args,
             ).fetchall()
         return [ConsortiumMatch(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
 
-    def close(self) -> None:
-        self._db.close()
-
     def __enter__(self) -> ConsortiumStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -296,3 +296,22 @@ def test_scheduled_rounds_start_at_multiples_of_the_interval():
     assert next_slot(at, 60) == datetime(2026, 1, 1, 12, 1, tzinfo=UTC)
     assert next_slot(datetime(2026, 1, 1, 12, 1, tzinfo=UTC), 60) == datetime(
         2026, 1, 1, 12, 2, tzinfo=UTC)
+
+
+def test_the_consortium_store_keeps_a_round_whole_or_not_at_all(tmp_path):
+    import sqlite3 as sql
+
+    from node.state.consortium_store import ConsortiumMatch, ConsortiumRound, ConsortiumStore
+
+    def row(rid: str) -> ConsortiumRound:
+        return ConsortiumRound(rid, "isac", list(LABS[:3]), 2, False, ["email"],
+                               {"lab-a": {"email": 2}}, {"email": 1}, "00" * 32, "11" * 32,
+                               "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z")
+
+    with ConsortiumStore(tmp_path / "c.db") as store:
+        store.save_round(row("r1"), [ConsortiumMatch("r1", "email", fp("email", 1), None)])
+        with pytest.raises(sql.IntegrityError):  # a duplicate match: the round is not kept
+            store.save_round(row("r2"), [ConsortiumMatch("r2", "email", fp("email", 2), 3)] * 2)
+        assert [r.round_id for r in store.rounds()] == ["r1"]
+        assert [m.fingerprint for m in store.matches(kind="email")] == [fp("email", 1)]
+        assert store.matches(round_id="r2") == []
