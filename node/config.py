@@ -140,7 +140,7 @@ class NodePaths:
 
 ROUND_MODES = MODES
 _KNOWN_TABLES = frozenset({"lab", "listen", "default_region", "round", "schedule", "daemon",
-                           "logging", "metrics", "peers"})
+                           "logging", "metrics", "peers", "limits"})
 
 
 @dataclass
@@ -194,6 +194,28 @@ class ScheduleConfig:
 
 
 @dataclass
+class LimitsConfig:
+    """[limits]: what a peer may hold of this node (docs/reliability.md lists the defaults)."""
+
+    pending_ttl_seconds: float = 120.0  # an accepted round waits this long for its stream
+    first_message_seconds: float = 10.0  # an Exchange stream must send Start within this
+    peer_silence_seconds: float = 120.0  # longest wait for the peer's next message in a round
+    rpcs_per_peer: int = 4  # concurrent RPCs one client certificate may hold
+    max_concurrent_rpcs: int = 64  # all callers; beyond this gRPC answers RESOURCE_EXHAUSTED
+    window_chunks: int = 8  # chunks of a peer's stream queued for our workers at most
+    min_chunk_elements: int = 256  # a peer's chunk smaller than this (but the last) is refused
+    refusal_records_per_minute: int = 6  # per caller; beyond, refusals are counted and summarised
+    log_queue: int = 10_000  # application log lines waiting for the writer; beyond, dropped
+
+    def to_toml(self) -> dict[str, object]:
+        return dict(vars(self))
+
+
+_LIMIT_INTS = ("rpcs_per_peer", "max_concurrent_rpcs", "window_chunks", "min_chunk_elements",
+               "refusal_records_per_minute", "log_queue")
+
+
+@dataclass
 class NodeConfig:
     root: Path
     lab: str
@@ -212,6 +234,7 @@ class NodeConfig:
     # Tables this module does not read ([[hooks]], [ui], ...): kept as found, so that
     # `peer add` rewriting node.toml never drops another component's settings.
     extra: dict[str, object] = field(default_factory=dict)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def paths(self) -> NodePaths:
@@ -239,6 +262,7 @@ class NodeConfig:
             "schedule": self.schedule.to_toml(),
             "daemon": {"grace_seconds": self.grace_seconds},
             "logging": {"format": self.log_format},
+            "limits": self.limits.to_toml(),
         }
         if self.metrics_listen is not None:
             out["metrics"] = {"listen": self.metrics_listen}
@@ -274,6 +298,7 @@ def load_config(node_dir: Path) -> NodeConfig:
             log_format=str(data.get("logging", {}).get("format", "json")),
             grace_seconds=float(data.get("daemon", {}).get("grace_seconds", 10.0)),
             extra={k: v for k, v in data.items() if k not in _KNOWN_TABLES},
+            limits=_load_limits(data.get("limits", {})),
         )
     except KeyError as e:
         raise ConfigError(f"{paths.config}: missing setting {e.args[0]!r}") from e
@@ -326,6 +351,21 @@ def _load_schedule(s: dict[str, object]) -> ScheduleConfig:
         max_concurrent_rounds=int(s.get("max_concurrent_rounds", d.max_concurrent_rounds)),  # type: ignore[call-overload]
         purge_interval_seconds=float(s.get("purge_interval_seconds", d.purge_interval_seconds)),  # type: ignore[arg-type]
     )
+
+
+def _load_limits(section: dict[str, object]) -> LimitsConfig:
+    d = LimitsConfig()
+    unknown = set(section) - set(vars(d))
+    if unknown:
+        raise ValueError(f"[limits] has unknown setting(s) {', '.join(sorted(unknown))}")
+    values: dict[str, object] = {}
+    for name, default in vars(d).items():
+        raw = section.get(name, default)
+        value = int(raw) if name in _LIMIT_INTS else float(raw)  # type: ignore[call-overload, arg-type]
+        if value <= 0:
+            raise ValueError(f"limits.{name} must be positive")
+        values[name] = value
+    return LimitsConfig(**values)  # type: ignore[arg-type]
 
 
 def _load_metrics(m: dict[str, object]) -> str | None:

@@ -33,6 +33,7 @@ from node.consortium.client import run_consortium_round
 from node.consortium.schedule import ConsortiumSchedule
 from node.data.case_refresh import CaseRefresher
 from node.net.initiator import MAX_MESSAGE, run_round
+from node.net.limiter import PeerLimiter
 from node.net.service import CrossmatchService
 from node.ops.logs import log_event
 from node.ops.metrics import Metrics
@@ -57,27 +58,49 @@ log = logging.getLogger("crossmatch.daemon")
 
 SERVICE_NAME = "crossmatch.v1.Crossmatch"
 HOUSEKEEPING_SECONDS = 60.0
+RPC_WORKERS = 32
+
+
+def server_options(round_timeout: float) -> list[tuple[str, object]]:
+    """Transport limits: a peer cannot park idle connections, flood pings or open
+    unbounded streams on one connection (docs/reliability.md)."""
+    round_ms = int(round_timeout * 1000)
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", 8),  # per connection
+        ("grpc.keepalive_time_ms", 60_000),  # we ping idle connections...
+        ("grpc.keepalive_timeout_ms", 20_000),  # ...and drop those that do not answer
+        ("grpc.http2.min_ping_interval_without_data_ms", 30_000),  # peers' pings, at most
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.max_connection_idle_ms", 300_000),
+        ("grpc.max_connection_age_ms", round_ms + 600_000),
+        ("grpc.max_connection_age_grace_ms", round_ms),  # a running round may finish
+    ]
 
 
 class Daemon:
     def __init__(self, node: Node, *, rng: random.Random | None = None):
         self.node = node
+        self.metrics = Metrics()
+        limits = node.config.limits
         self.server = grpc.server(
-            ThreadPoolExecutor(max_workers=32, thread_name_prefix="rpc"),
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-                ("grpc.max_send_message_length", MAX_MESSAGE),
-                ("grpc.so_reuseport", 0),
-            ],
+            ThreadPoolExecutor(max_workers=RPC_WORKERS, thread_name_prefix="rpc"),
+            interceptors=[PeerLimiter(limits.rpcs_per_peer, self.metrics.peer_busy.inc)],
+            options=server_options(node.config.round_timeout),
+            maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
         )
         self.service = CrossmatchService(node)
+        self.service.on_suppressed.append(
+            lambda rule: self.metrics.refusals_unrecorded.labels(rule).inc()
+        )
         pb_grpc.add_CrossmatchServicer_to_server(self.service, self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
-        self.metrics = Metrics()
         node.observers += [self.metrics.observe, log_event]
         node.round_hooks.append(self.metrics.round_started)
         self.scheduler = self._make_scheduler(rng or random.SystemRandom())
@@ -151,6 +174,7 @@ class Daemon:
         scheduler_done.join()
         self.cases.stop()
         self.hooks.stop()
+        self.service.flush_refusals()
         self.metrics.up.set(0)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
@@ -243,6 +267,7 @@ class Daemon:
                 log.exception("housekeeping failed")
 
     def housekeeping(self) -> None:
+        self.service.flush_refusals()
         self.node.refresh_policy()
         expires = self.node.policy.expires()
         if expires is not None:

@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from node import pki
 from node.config import NodeConfig, load_config, read_consortium_key
 from node.state.auditlog import AuditLog
-from node.state.files import atomic_write, read_or_raise
+from node.state.files import atomic_write, check_private, read_or_raise, read_secret
 from node.state.store import Store
 from protocol.audit.records import make_log_id
 from protocol.errors import ConfigError, CrossmatchError, PolicyError
 from protocol.policy import DEFAULT_POLICY, Policy, verify_signed_policy
+from protocol.rollback import crl_next_update
 from protocol.rules import Rule
 from protocol.timestamps import format_utc
 
@@ -64,9 +65,10 @@ def audit_log_id(lab: str, public_key: Ed25519PublicKey) -> str:
 
 
 def load_audit_key(path: Path) -> Ed25519PrivateKey:
+    data = read_secret(path, "audit key")
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as e:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
         raise ConfigError(f"cannot load audit key {path}: {e}") from e
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"{path} is not an Ed25519 private key")
@@ -90,9 +92,12 @@ class Node:
         # A consortium hub (`crossmatch hub init`) never holds the fingerprint key: it
         # routes blinded points only, and the key would let it fingerprint guesses.
         self.is_hub = (self.paths.root / HUB_MARKER).exists()
+        if not self.is_hub:
+            check_private(self.paths.consortium_key, "consortium key")
         self.consortium_key = (b"" if self.is_hub
                                else read_consortium_key(self.paths.consortium_key))
         self.audit_key = load_audit_key(self.paths.audit_key)
+        check_private(self.paths.tls_key, "TLS key")
         self.tls_key_pem = read_file(self.paths.tls_key, "TLS key")
         self.tls_cert_pem = read_file(self.paths.tls_cert, "certificate")
         self.ca_pem = read_file(self.paths.ca_cert, "CA certificate")
@@ -100,7 +105,8 @@ class Node:
         self.policy_problem = ""  # why the installed policy cannot be used ("" when it can)
         self._policy_rule: Rule = Rule.POLICY_UNSIGNED
         self._policy_stamp: tuple[int, int] | None | bool = False  # False: never loaded
-        self._crl: tuple[tuple[int, int] | None, frozenset[int]] = (None, frozenset())
+        self._crl: tuple[tuple[int, int] | None, frozenset[int], datetime | None] = (
+            None, frozenset(), None)
         self.observers: list[Observer] = []
         self.round_hooks: list[Callable[[str, str], None]] = []
         self._reload_lock = threading.Lock()
@@ -161,15 +167,38 @@ class Node:
     # -- revocation --------------------------------------------------------------------------
 
     def revoked_serials(self) -> frozenset[int]:
-        """Serials on the installed CRL, re-read whenever the file changes."""
+        """Serials on the installed CRL, re-read whenever the file changes.
+
+        PolicyError when the CRL is past its ``next_update`` (rule crl-stale: its
+        issuer may have revoked someone since), or when the policy requires a CRL and
+        none is installed (rule crl-missing).
+        """
         stamp = file_stamp(self.paths.crl)
-        cached_stamp, serials = self._crl
-        if stamp == cached_stamp:
-            return serials
-        serials = frozenset() if stamp is None else pki.load_revoked_serials(
-            self.paths.crl.read_bytes(), self.ca_pem)
-        self._crl = (stamp, serials)
+        cached_stamp, serials, next_update = self._crl
+        if stamp != cached_stamp:
+            serials, next_update = frozenset(), None
+            if stamp is not None:
+                data = self.paths.crl.read_bytes()
+                serials = pki.load_revoked_serials(data, self.ca_pem)
+                next_update = crl_next_update(data)
+            self._crl = (stamp, serials, next_update)
+        if stamp is None and self.policy.require_crl:
+            raise PolicyError(f"the consortium policy requires a CRL and none is installed "
+                              f"at {self.paths.crl}", rule=Rule.CRL_MISSING)
+        if next_update is not None and self.now() > next_update:
+            raise PolicyError(f"the installed CRL was due for renewal at {iso(next_update)}; "
+                              "install a fresh one (`crossmatch crl install`)", rule=Rule.CRL_STALE)
         return serials
+
+    def check_still_trusted(self, peer: pki.PeerIdentity) -> None:
+        """Revocation and expiry, again, at a later stage of a round (the CRL may have
+        changed since the peer authenticated)."""
+        if peer.serial in self.revoked_serials():
+            raise PolicyError(f"certificate serial {peer.serial} of lab {peer.lab} was revoked "
+                              "during the round", rule=Rule.CERTIFICATE_REVOKED)
+        if self.now() > peer.not_after:
+            raise PolicyError(f"certificate of lab {peer.lab} expired during the round",
+                              rule=Rule.CERTIFICATE_EXPIRED)
 
     def peer_identity(self, cert_pem: bytes) -> pki.PeerIdentity:
         return pki.identity_from_certificate(
@@ -187,6 +216,13 @@ class Node:
 
                 logging.getLogger("crossmatch.node").exception("observer failed on %s", event)
         return record
+
+    def require_audit(self) -> None:
+        """PolicyError (rule disk-full or write_failed) while the audit log cannot be written:
+        no round may start that could not be recorded."""
+        if self.audit is not None and not self.audit.writable(self.now()):
+            raise PolicyError("this node cannot write its audit log (disk full?); it resumes "
+                              "by itself once it can", rule=Rule.DISK_FULL)
 
     def round_started(self, round_id: str, role: str) -> None:
         """Tell observers a round began (for durations and in-flight gauges)."""

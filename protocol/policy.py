@@ -58,6 +58,7 @@ _TOP_KEYS = {
     "suite",
     "verified_matches",
     "peer_feedback",
+    "require_crl",
 }
 _KIND_KEYS = {"max_set_size", "mode"}
 
@@ -89,6 +90,9 @@ class Policy:
     # Labs may tell a peer "confirmed" / "false positive" about signals both learned in a
     # reveal round (protocol/feedback.py). Off unless the policy says so.
     peer_feedback: bool = False
+    # Without a fresh CRL installed, refuse rounds (rule crl-missing) instead of trusting
+    # every certificate. Hashed only when set, so existing policies keep their hash.
+    require_crl: bool = False
 
     def to_dict(self) -> dict[str, object]:
         body = self._base_dict()
@@ -99,6 +103,8 @@ class Policy:
             body["verified_matches"] = self.verified_matches
         if self.peer_feedback:  # absent when off: existing policies keep their hash
             body["peer_feedback"] = True
+        if self.require_crl:  # likewise
+            body["require_crl"] = True
         return body
 
     def _base_dict(self) -> dict[str, object]:
@@ -268,6 +274,7 @@ def parse_policy_toml(text: bytes | str) -> Policy:
         suite=suite,
         verified_matches=verified,
         peer_feedback=_flag(data, "peer_feedback"),
+        require_crl=_flag(data, "require_crl"),
     )
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from protocol.errors import PolicyError
+from protocol.errors import ConfigError, PolicyError
 from protocol.identity import as_utc
 from protocol.policy import Policy
 from protocol.rules import Rule
@@ -60,3 +60,12 @@ def check_policy_update(
             f"to go back to version {new.version} (use --force)",
             rule=Rule.POLICY_ROLLBACK,
         )
+
+
+def crl_next_update(crl_pem: bytes) -> datetime | None:
+    """When the CRL's issuer promised the next one (None if it names no date); a node
+    refuses rounds past it (rule crl-stale): the issuer may have revoked someone since."""
+    try:
+        return x509.load_pem_x509_crl(crl_pem).next_update_utc
+    except ValueError as e:
+        raise ConfigError(f"not a PEM CRL: {e}", rule=Rule.CRL_MALFORMED) from e

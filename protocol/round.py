@@ -144,6 +144,8 @@ class RoundSide:
         chunk_size: int,
         rng: RandomSource,
         window: int = 4,
+        peer_window: int = 0,
+        min_chunk: int = 1,
         on_error: Callable[[CrossmatchError], None] | None = None,
         cache: RoundCache | None = None,
         keep_cache: bool = False,
@@ -203,7 +205,15 @@ class RoundSide:
         self._peer_blinded = _buffer(self._peer_total if keep_cache or self.verified else 0,
                                      self._w)
         self.peer_public_key = b""
-        self._reblind_queue: queue.Queue[_Chunk | None] = queue.Queue()
+        # Flow control: at most peer_window of the peer's chunks wait for our workers; a
+        # fuller queue blocks the reader, and so (through HTTP/2) the peer. 0: unbounded.
+        self._reblind_queue: queue.Queue[_Chunk | None] = queue.Queue(max(0, peer_window))
+        # A peer may not split its streams into tiny chunks (each costs objects and work):
+        # each stream gets the chunks of min_chunk elements its size needs, plus a few.
+        self._chunk_budget = {
+            "own_blinded": -(-self._peer_total // max(1, min_chunk)) + 4,
+            "peer_reblinded": -(-self._own_total // max(1, min_chunk)) + 4,
+        }
 
         self._reblind_done = threading.Event()
         self._own_double_done = threading.Event()
@@ -239,7 +249,10 @@ class RoundSide:
         if first:
             self._error = error
         self._failed.set()
-        self._reblind_queue.put(None)
+        try:
+            self._reblind_queue.put_nowait(None)
+        except queue.Full:  # the re-blinder sees _failed at its next chunk
+            pass
         self._reblind_done.set()
         self._own_double_done.set()
         self._peer_committed.set()
@@ -316,6 +329,19 @@ class RoundSide:
         verified.check_public_key(key)
         self.peer_public_key = key
         self.transcript.public_key(self.peer_role, key)
+    def _spend_chunk(self, stream: str) -> None:
+        self._chunk_budget[stream] -= 1
+        if self._chunk_budget[stream] < 0:
+            raise ProtocolError(f"peer split its {stream} stream into too many small chunks",
+                                rule=Rule.CHUNK_SIZE)
+
+    def _enqueue(self, chunk: _Chunk | None) -> None:
+        while not self._failed.is_set():
+            try:
+                self._reblind_queue.put(chunk, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def on_own_blinded(self, packed: bytes) -> None:
         if self.verified and not self.peer_public_key:
@@ -323,6 +349,7 @@ class RoundSide:
         n = count_points(packed, self._w)
         if n == 0:
             raise ProtocolError("empty element chunk", rule=Rule.MALFORMED_ELEMENT)
+        self._spend_chunk("own_blinded")
         if self._peer_received + n > self._peer_total:
             raise ProtocolError(
                 f"peer sent more than the {self._peer_total} elements it announced",
@@ -333,10 +360,10 @@ class RoundSide:
             self._peer_blinded[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
         self._peer_received += n
         self.transcript.absorb(f"{self.peer_role}_blinded", packed)
-        self._reblind_queue.put(self._reblind(packed))
+        self._enqueue(self._reblind(packed))
         if self._peer_received == self._peer_total:
             self._cache.peer = None  # every lookup is done: let it go
-            self._reblind_queue.put(None)
+            self._enqueue(None)
 
     def on_reblind_commitment(self, commitment: bytes) -> None:
         """The peer's commitment to its re-blinding of our points (before it releases them)."""
@@ -361,6 +388,7 @@ class RoundSide:
             raise ProtocolError(
                 "peer released re-blinded points before committing to them", rule=Rule.MESSAGE_ORDER
             )
+        self._spend_chunk("peer_reblinded")
         if self._own_double_count + n > self._own_total:
             raise ProtocolError(
                 f"peer returned more than our {self._own_total} elements", rule=Rule.SIZE_ANNOUNCED

@@ -63,6 +63,8 @@ class MemoryLog:
             self.append(GENESIS_EVENT, genesis_body(log_id, key.public_key()), now=now)
 
     def append(self, event: str, body: dict[str, Any], *, now: datetime) -> dict[str, Any]:
+        last = self._verifier.last_time
+        now = max(now, last) if last is not None else now  # as AuditLog: time never goes back
         record = sign_record(
             build_record(
                 log_id=self.log_id,

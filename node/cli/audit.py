@@ -10,7 +10,6 @@ against the key embedded in record 0 of the log itself and the output says so.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import sys
@@ -25,6 +24,7 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from node.cli.common import print_json
+from node.ops.csvsafe import SafeWriter
 from node.ops.report import EXPORT_COLUMNS, csv_row, export_row, render_report
 from node.pki import load_audit_public_key
 from node.state.auditlog import checkpoint_path, read_bytes
@@ -292,7 +292,7 @@ def export_command(target: Path, fmt: str, key_file: Path | None, out: Path | No
             for row in rows:
                 stream.write(encode_canonical(row).decode("utf-8") + "\n")
         else:
-            writer = csv.writer(stream, lineterminator="\n")
+            writer = SafeWriter(stream, lineterminator="\n")
             writer.writerow(EXPORT_COLUMNS)
             writer.writerows(csv_row(row) for row in rows)
     if out is not None:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from node.cli.common import node_dir_argument, print_json, sizes_text
+from node.ops.csvsafe import SafeWriter
 from node.runtime import HUB_MARKER, Node
 from node.state.files import atomic_write
 
@@ -95,7 +96,6 @@ def register(group: click.Group) -> None:
 
 def consortium_matches(node_dir: Path, round_id: str | None, kind: str | None, fmt: str) -> None:
     """`crossmatch matches --consortium`: own values held by >= k labs, per committed round."""
-    import csv
     import sys
 
     from node.cli.common import print_table
@@ -123,7 +123,7 @@ def consortium_matches(node_dir: Path, round_id: str | None, kind: str | None, f
     if fmt == "json":
         print_json(records)
     elif fmt == "csv":
-        w = csv.writer(sys.stdout)
+        w = SafeWriter(sys.stdout)
         w.writerow(["round_id", "kind", "value", "labs", "at_least"])
         for r in records:
             w.writerow([r["round_id"], r["kind"], r["value"], r["labs"], r["at_least"]])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import click
 from node.cli.common import node_dir_argument, print_json, print_table, sizes_text
 from node.config import load_config
 from node.data.campaigns import group_campaigns
+from node.ops.csvsafe import SafeWriter
 from node.state.store import Store
 
 
@@ -50,7 +50,7 @@ def matches(node_dir: Path, peer: str | None, round_id: str | None, kind: str | 
     if fmt == "json":
         print_json(records)
     elif fmt == "csv":
-        w = csv.writer(sys.stdout)
+        w = SafeWriter(sys.stdout)
         w.writerow(["round_id", "peer", "kind", "value", "matched_at"])
         for r in records:
             w.writerow([r["round_id"], r["peer"], r["kind"], r["value"], r["matched_at"]])
@@ -68,7 +68,7 @@ def _prompt_campaigns(node_dir: Path, peer: str | None, round_id: str | None, fm
                     "weak_prompts": report.weak_prompts})
         return
     if fmt == "csv":
-        w = csv.writer(sys.stdout)
+        w = SafeWriter(sys.stdout)
         w.writerow(["round_id", "peer", "labels", "prompts", "accounts", "matched_tokens"])
         for c in report.campaigns:
             w.writerow([c.round_id, c.peer, ";".join(c.labels), c.prompts, c.accounts,

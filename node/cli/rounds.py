@@ -21,7 +21,9 @@ def serve(ctx: click.Context, node_dir: Path) -> None:
     from node.ops.logs import configure
 
     # Structured JSON logs on stderr by default ([logging] format = "text" for humans).
-    configure(load_config(node_dir).log_format, verbose=bool(ctx.obj.get("verbose")))
+    cfg = load_config(node_dir)
+    configure(cfg.log_format, verbose=bool(ctx.obj.get("verbose")),
+              queue_size=cfg.limits.log_queue)
     run(node_dir)
 
 

@@ -149,12 +149,13 @@ class Lab:
         self.env[CLOCK_OFFSET_ENV] = str(seconds)
 
     def configure(self, **settings: object) -> None:
-        """Change node.toml: ``schedule=dict(...)``, ``metrics_listen=...``, ``grace_seconds``."""
+        """Change node.toml: ``schedule=dict(...)``, ``limits=dict(...)``, ``metrics_listen=...``,
+        ``grace_seconds``."""
         cfg = load_config(self.dir)
         for name, value in settings.items():
-            if name == "schedule":
+            if name in ("schedule", "limits"):
                 for key, v in dict(value).items():  # type: ignore[call-overload]
-                    setattr(cfg.schedule, key, v)
+                    setattr(getattr(cfg, name), key, v)
             else:
                 setattr(cfg, name, value)
         save_config(cfg)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from node.data.warninglists import versions_in_force
+from node.net.bounds import check_exchange_message
 from node.ops.suites import ensure_suite
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
@@ -36,6 +37,7 @@ from node.state.epochs import EpochKey, EpochStore, new_psi_key
 from node.state.store import RoundRow
 from protocol.audit.merkle import EMPTY_ROOT
 from protocol.errors import CrossmatchError, ProtocolError, VerificationError
+from protocol.limits import peer_text
 from protocol.padding import SEED_BYTES, dummy_elements, parse_padding
 from protocol.psi import (
     ELEMENT_BYTES,
@@ -178,6 +180,8 @@ class ExchangeSession:
             self.engine,
             self._send_chunk,
             chunk_size=node.config.chunk_size,
+            peer_window=node.config.limits.window_chunks,
+            min_chunk=node.config.limits.min_chunk_elements,
             rng=random.SystemRandom(),
             on_error=self._tell_peer,
             cache=cache,
@@ -330,6 +334,7 @@ class ExchangeSession:
 
     def handle(self, msg: pb.ExchangeMessage) -> bool:
         """Process one message from the peer; True when the round is over for this side."""
+        check_exchange_message(msg)
         body = msg.WhichOneof("body")
         if body == "own_blinded":
             self.side.on_own_blinded(msg.own_blinded.points)
@@ -352,8 +357,11 @@ class ExchangeSession:
             self.outbox.put(END)
             return True
         elif body == "abort":
+            # The peer's words are quoted, bounded; its rule is kept only if it is one of ours
+            # (it becomes a record field and a metric label).
             rule = parse_rule(msg.abort.rule) or Rule.PEER_ABORT
-            raise ProtocolError(f"peer aborted the round: {msg.abort.reason}", rule=rule)
+            raise ProtocolError(f"peer aborted the round: {peer_text(msg.abort.reason, 200)}",
+                                rule=rule)
         else:
             raise ProtocolError(f"unexpected message {body!r}", rule=Rule.MESSAGE_ORDER)
         return False
@@ -393,6 +401,7 @@ class ExchangeSession:
             raise ProtocolError("receipt before the match proofs", rule=Rule.MESSAGE_ORDER)
         if self.role == "responder" and self.own_receipt is None:
             raise ProtocolError("receipt before ours", rule=Rule.MESSAGE_ORDER)
+        self.node.check_still_trusted(self.peer)  # revoked since the round began?
         self.outcome = self.side.result(self.node.config.round_timeout)
         receipt = parse_receipt(data)
         self._check_peer_receipt(receipt)
@@ -461,6 +470,7 @@ class ExchangeSession:
         return out
 
     def commit(self) -> None:
+        self.node.check_still_trusted(self.peer)
         with self._record_lock:
             if self.recorded.is_set():
                 return
@@ -488,7 +498,10 @@ class ExchangeSession:
             self.node.remember_peer_key(self.peer.lab, self.peer.audit_public_key)
             self.recorded.set()
         if self.node.audit is not None:
-            self.node.audit.checkpoint(now=self.node.now())
+            try:  # committed already: a checkpoint that cannot be written must not undo that
+                self.node.audit.checkpoint(now=self.node.now())
+            except (CrossmatchError, OSError) as e:
+                log.warning("round %s: checkpoint not written: %s", self.header.round_id, e)
 
     def abort(self, error: CrossmatchError, stage: str) -> None:
         """Log and store the round as aborted, once; nothing else is stored."""
@@ -500,7 +513,12 @@ class ExchangeSession:
                     "stage": stage, "reason": error.message, "suite": self.header.suite}
             if error.rule:
                 body["rule"] = error.rule
-            self.node.log("round_aborted", body)
+            try:
+                self.node.log("round_aborted", body)
+            except (CrossmatchError, OSError) as e:  # a full disk: nothing can be recorded
+                log.error("round %s: its abort could not be logged: %s", self.header.round_id, e)
+                self.recorded.set()
+                return
             self.node.store.save_round(self._row("aborted", error.diagnostics()), [])
             self.recorded.set()
 

@@ -21,6 +21,7 @@ from protocol.errors import (
     ProtocolError,
     VerificationError,
 )
+from protocol.limits import peer_text
 from protocol.rules import Rule, parse_rule
 
 RULE_KEY = "crossmatch-rule"
@@ -46,27 +47,30 @@ _BY_CATEGORY: dict[Category, tuple[Rule, ...]] = {
          Rule.CERTIFICATE_WRONG_CA, Rule.CERTIFICATE_EXPIRED, Rule.CERTIFICATE_NOT_YET_VALID,
          Rule.CERTIFICATE_REVOKED, Rule.CA_CERTIFICATE_EXPIRED, Rule.CONSORTIUM_HUB_IDENTITY,
          Rule.CONSORTIUM_NOT_PARTICIPANT),
-    _L: (Rule.SINGLE_FLIGHT, Rule.MIN_INTERVAL, Rule.SHUTTING_DOWN, Rule.FEEDBACK_RATE),
+    _L: (Rule.SINGLE_FLIGHT, Rule.MIN_INTERVAL, Rule.SHUTTING_DOWN, Rule.FEEDBACK_RATE,
+         Rule.PEER_BUSY, Rule.DISK_FULL),
     _R: (Rule.KINDS_EMPTY, Rule.PROMPT_PARAMS, Rule.POLICY_UNSIGNED, Rule.POLICY_MISMATCH,
          Rule.POLICY_EXPIRED, Rule.POLICY_NOT_YET_VALID, Rule.POLICY_ROLLBACK, Rule.KIND_ALLOWED,
          Rule.KIND_MODE, Rule.MAX_SET_SIZE, Rule.SUITE_POLICY, Rule.SUITE_UNKNOWN,
          Rule.CONSORTIUM_NOT_CONFIGURED, Rule.CONSORTIUM_JOINED_TWICE,
          Rule.CONSORTIUM_PARTICIPANT_LEFT, Rule.CONSORTIUM_JOIN_TIMEOUT, Rule.CONSORTIUM_ROSTER,
          Rule.CONSORTIUM_KINDS, Rule.UNKNOWN_ROUND, Rule.SHUTDOWN, Rule.PEER_ABORT,
-         Rule.CRL_ROLLBACK, Rule.CSR_MALFORMED, Rule.CSR_SIGNATURE_INVALID, Rule.CSR_KEY_TYPE,
+         Rule.CRL_ROLLBACK, Rule.CRL_STALE, Rule.CRL_MISSING, Rule.CSR_MALFORMED,
+         Rule.CSR_SIGNATURE_INVALID, Rule.CSR_KEY_TYPE,
          Rule.CSR_SAN_MISMATCH, Rule.CSR_AUDIT_KEY, Rule.WARNINGLIST_ROLLBACK,
          Rule.FEEDBACK_DISABLED, Rule.FEEDBACK_UNKNOWN_MATCH),
     _M: (Rule.VERSION, Rule.ROUND_ID, Rule.MODE, Rule.KINDS, Rule.MESSAGE_ORDER,
          Rule.MALFORMED_ELEMENT, Rule.SIZE_ANNOUNCED, Rule.STREAM_ENDED, Rule.TIMEOUT,
          Rule.CLOSED, Rule.RECEIPT_FORMAT, Rule.ELEMENT_IDENTITY, Rule.ELEMENT_NONCANONICAL,
          Rule.CHUNK_SIZE, Rule.PROOF_INVALID, Rule.PROOF_REQUEST, Rule.DUPLICATE_POINT,
-         Rule.REBLIND_COMMITMENT,
+         Rule.REBLIND_COMMITMENT, Rule.FIELD_SIZE,
          Rule.NONCE, Rule.CONSORTIUM_SIZE, Rule.CONSORTIUM_DUPLICATE, Rule.CONSORTIUM_REBLIND,
          Rule.CONSORTIUM_RESULTS, Rule.CONSORTIUM_RECEIPT, Rule.FEEDBACK_BATCH),
     _V: (Rule.POLICY_SIGNATURE, Rule.RECEIPT_SIGNATURE, Rule.RECEIPT_SIGNER, Rule.RECEIPT_ROUND,
          Rule.RECEIPT_TRANSCRIPT, Rule.RECEIPT_LOG_ID, Rule.RECEIPT_MISMATCH, Rule.RECEIPT_BODY,
          Rule.OWN_RECEIPT_HEAD, Rule.RECORD_JSON, Rule.RECORD_SCHEMA, Rule.RECORD_VERSION,
-         Rule.RECORD_SIGNATURE, Rule.RECORD_TIME, Rule.BODY_SCHEMA, Rule.SEQ, Rule.CHAIN,
+         Rule.RECORD_SIGNATURE, Rule.RECORD_TIME, Rule.RECORD_TIME_ORDER, Rule.BODY_SCHEMA,
+         Rule.SEQ, Rule.CHAIN,
          Rule.GENESIS, Rule.LOG_ID, Rule.LOG_ID_KEY, Rule.LOG_KEY, Rule.LOG_SHRANK, Rule.TORN_LINE,
          Rule.WRITE_FAILED, Rule.MERKLE_SIZE, Rule.MERKLE_INDEX, Rule.MERKLE_HASH_LENGTH,
          Rule.MERKLE_PROOF_LENGTH, Rule.MERKLE_INCLUSION, Rule.MERKLE_CONSISTENCY,
@@ -134,6 +138,8 @@ def error_from_rpc(e: grpc.RpcError, peer: str) -> CrossmatchError:
     details = (e.details() if hasattr(e, "details") else None) or str(code)
     meta = dict(e.trailing_metadata() or ()) if hasattr(e, "trailing_metadata") else {}
     rule = parse_rule(meta.get(RULE_KEY))  # a rule we do not know is not kept
+    if len(details) > 300 or not details.isprintable():  # the peer's text, in our error
+        details = peer_text(details, 300)
     kind = meta.get(KIND_KEY)
     where = f"peer {peer}"
     if kind in ERROR_CLASSES:

@@ -12,6 +12,8 @@ import grpc
 
 from node import pki
 from node.net import proof, wire
+from node.net.bounds import check_open_response
+from node.net.deadlines import Watchdog
 from node.net.exchange import END, ExchangeSession, prepare_side
 from node.net.grpc_status import error_from_rpc
 from node.runtime import Node, iso
@@ -73,6 +75,8 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
     """
     node.config.peer(peer_lab)  # unknown peer -> ConfigError before anything else
     policy = node.require_policy()  # signed and valid now, or PolicyError naming the rule
+    node.revoked_serials()  # a stale or (when required) missing CRL refuses before contact
+    node.require_audit()  # a round we could not record does not start
     kinds = kinds or sorted(k for k, n in node.store.signal_counts().items() if n > 0)
     if not kinds:
         raise PolicyError("this node holds no signals; import some first", rule=Rule.KINDS_EMPTY)
@@ -97,6 +101,7 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
         stub = pb_grpc.CrossmatchStub(channel)
         try:
             response = stub.OpenRound(request, timeout=OPEN_TIMEOUT)
+            check_open_response(response)  # before any field is used
             answer = wire.response_from_pb(response)
             # TLS checked that the responder's certificate names peer_lab, but not the CRL,
             # and the certificate TLS saw is out of our reach. So the responder presents
@@ -105,6 +110,9 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
             # carries the CA-certified audit key, which must verify the receipt.
             peer = admit_response(answer, proposal=proposal, identify=node.peer_identity)
             proof.check(request, response, peer_lab)
+            # The responder's sizes are a claim: checked against policy before anything
+            # is allocated by them (a claim of 2^62 elements is a refusal, not a crash).
+            policy.check_round(kinds, mode, list(answer.sizes))
         except grpc.RpcError as e:
             error = error_from_rpc(e, peer_lab)
             _record_unopened(node, proposal, started, error)
@@ -122,7 +130,6 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
         )
         session = ExchangeSession(node, header, "initiator", prepared, peer, started)
         try:
-            policy.check_round(kinds, mode, list(header.responder_sizes))
             _exchange(node, stub, session, cancel, progress)
         except CrossmatchError as e:
             if not session.recorded.is_set():  # refused before the exchange began
@@ -164,10 +171,18 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
             item = session.outbox.get()
             if item is END:
                 return
+            watchdog.seen()
             yield item  # type: ignore[misc]
 
     peer = session.header.responder
     responses = stub.Exchange(requests(), timeout=node.config.round_timeout)
+    silence = node.config.limits.peer_silence_seconds
+
+    def on_silence() -> None:
+        session.side.fail(ProtocolError(f"peer silent for {silence:g} s", rule=Rule.TIMEOUT))
+        responses.cancel()
+
+    watchdog = Watchdog(silence, on_silence).start()
     finished = threading.Event()
     if cancel is not None:
         threading.Thread(target=_cancel_on, args=(cancel, finished, session, responses),
@@ -179,6 +194,7 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
     session.start()
     try:
         for msg in responses:
+            watchdog.seen()
             if progress is not None and msg.WhichOneof("body") in ("own_blinded",
                                                                    "peer_reblinded"):
                 chunk = getattr(msg, msg.WhichOneof("body"))
@@ -199,6 +215,7 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
         _abort(session, e)
     finally:
         finished.set()
+        watchdog.stop()
         session.outbox.put(END)
         responses.cancel()
 

@@ -21,9 +21,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from node.net import proof, wire
+from node.net.bounds import check_open_request
+from node.net.deadlines import Watchdog, first_message
 from node.net.exchange import END, ExchangeSession, PreparedSide, prepare_side
 from node.net.feedback import receive_opinions
 from node.net.grpc_status import abort_with
+from node.net.refusals import RefusalLedger
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
 from node.state.store import RoundRow
@@ -35,6 +38,7 @@ from protocol.errors import (
     ProtocolError,
     RoundAbortedError,
 )
+from protocol.limits import peer_text
 from protocol.messages import MODES, Proposal, ProposalResponse, prompt_param_set_id
 from protocol.rules import Rule
 from protocol.transcript import RoundHeader
@@ -43,7 +47,6 @@ from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("crossmatch.service")
 
-PENDING_TTL = 120.0  # seconds an accepted round may wait for its Exchange stream
 IDLE_TIMEOUT = 300.0  # seconds without any outgoing message before a stream is abandoned
 
 
@@ -63,6 +66,12 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         self._pending: dict[str, PendingRound] = {}
         self._flight = Flight()  # one round in flight per peer, the policy's interval
         self.draining = False  # set at shutdown: new rounds are refused, running ones finish
+        # Round ids accepted and not yet recorded (pending or streaming): no other round, and
+        # no refusal, may store anything under them.
+        self._claimed: set[str] = set()
+        self.limits = node.config.limits
+        self.refusals = RefusalLedger(self.limits.refusal_records_per_minute)
+        self.on_suppressed: list = []  # hooks(rule) for refusals counted, not recorded
         # Signs the proof that we hold the key of the certificate we present (OpenRound).
         key = serialization.load_pem_private_key(node.tls_key_pem, password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -91,18 +100,23 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         try:
             peer = self._authenticate(context)
             peer_lab = peer.lab
+            check_open_request(request)  # before any field is quoted, stored or used
+            self.node.require_audit()
             header, prepared = self._accept(proposal, peer)
         except CrossmatchError as e:
             self._refused(proposal, peer_lab, e)
             abort_with(context, e)
             raise AssertionError("unreachable") from e  # context.abort raises
+        ttl = self.limits.pending_ttl_seconds
         with self._lock:
-            expired = self._expire_pending()
             self._pending[header.round_id] = PendingRound(
-                header, prepared, peer, iso(self.node.now()), time.monotonic() + PENDING_TTL)
+                header, prepared, peer, iso(self.node.now()), time.monotonic() + ttl)
         self.node.round_started(header.round_id, "responder")
-        for stale in expired:
-            self._record_expired(stale)
+        # Expiry runs on a timer: a round opened and never streamed frees the pair's slot
+        # and its prepared set on time, whether or not anyone calls again.
+        timer = threading.Timer(ttl, self._expire, args=(header.round_id,))
+        timer.daemon = True
+        timer.start()
         response = wire.response_to_pb(ProposalResponse(
             round_id=header.round_id, kinds=header.kinds, sizes=tuple(prepared.sizes),
             input_commitment=prepared.commitment, certificate_pem=self.node.tls_cert_pem,
@@ -127,15 +141,28 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         admitted = admit_proposal(
             proposal, me=self.node.lab, peer=peer.lab, policy=self.node.require_policy,
             prompt_params=prompt_param_set_id(),
-            round_known=lambda rid: self.node.store.get_round(rid) is not None,
+            round_known=self._round_id_taken,
             flight=self._flight, now=self.node.now(),
             last_round=lambda: self._last_round_start(peer.lab), shutting_down=self.draining)
+        with self._lock:
+            if proposal.round_id in self._claimed:  # raced with another OpenRound
+                self._flight.release(peer.lab)
+                raise ProtocolError("round id already used", rule=Rule.ROUND_ID)
+            self._claimed.add(proposal.round_id)
         try:
             prepared = prepare_side(self.node, list(proposal.kinds))
         except BaseException:
             self._flight.release(peer.lab)
+            with self._lock:
+                self._claimed.discard(proposal.round_id)
             raise
         return admitted.header(tuple(prepared.sizes), prepared.commitment), prepared
+
+    def _round_id_taken(self, round_id: str) -> bool:
+        with self._lock:
+            if round_id in self._claimed:
+                return True
+        return self.node.store.get_round(round_id) is not None
 
     def _last_round_start(self, peer_lab: str) -> datetime | None:
         """Start of the last round with the peer that got past OpenRound (either role)."""
@@ -145,14 +172,20 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         return None
 
     def _refused(self, request: Proposal, peer_lab: str, e: CrossmatchError) -> None:
+        """One record (and row) per refusal, within the caller's allowance; otherwise counted."""
+        caller = peer_lab or request.initiator[:64]
+        if e.rule == Rule.DISK_FULL or not self.refusals.admit(peer_lab and caller, e.rule):
+            for hook in self.on_suppressed:  # nothing written (or nothing can be)
+                hook(str(e.rule or "-"))
+            return
         log.debug("refused round from %s: %s", peer_lab or "unauthenticated peer",
                   e.diagnostics())
         self.node.log("round_refused", {
-            "peer": peer_lab, "claimed_lab": request.initiator[:64],
-            "reason": e.message, "rule": e.rule or "",
+            "peer": peer_lab, "claimed_lab": peer_text(request.initiator, 64),
+            "reason": e.message, "rule": str(e.rule or ""),
         })
         rid = request.round_id
-        if peer_lab and len(rid) == 32 and self.node.store.get_round(rid) is None:
+        if peer_lab and self._may_store_refusal(rid):
             kinds = [k[:32] for k in request.kinds][:16]
             self.node.store.save_round(RoundRow(
                 round_id=rid, peer=peer_lab, role="responder",
@@ -160,21 +193,35 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 own_sizes={}, peer_sizes=dict(zip(kinds, request.sizes[:16], strict=False)),
                 intersection_sizes={}, status="refused", reason=e.diagnostics(),
                 started_at=iso(self.node.now()), finished_at=iso(self.node.now()),
-                policy_hash=request.policy_hash.hex(), transcript_hash=""), [])
+                policy_hash=request.policy_hash[:32].hex(), transcript_hash=""), [])
 
-    def _expire_pending(self) -> list[PendingRound]:
-        """Forget accepted rounds whose Exchange never came (call with the lock held)."""
-        now = time.monotonic()
-        expired = [self._pending.pop(r) for r, p in list(self._pending.items())
-                   if p.expires < now]
-        for pending in expired:
-            self._flight.release(pending.peer.lab)
-        return expired
+    def _may_store_refusal(self, rid: str) -> bool:
+        """A refusal stores a row only under a well-formed id no round owns or may own."""
+        well_formed = len(rid) == 32 and all(c in "0123456789abcdef" for c in rid)
+        return well_formed and not self._round_id_taken(rid)
+
+    def flush_refusals(self) -> None:
+        """Write the refusals counted since the last flush as one record."""
+        summary = self.refusals.take_summary()
+        if summary is not None:
+            self.node.log("refusals_summarised", summary)
+
+    def _expire(self, round_id: str) -> None:
+        """Timer: an accepted round the initiator never streamed is aborted at stage open."""
+        with self._lock:
+            pending = self._pending.pop(round_id, None)
+        if pending is None:
+            return  # its stream came
+        self._flight.release(pending.peer.lab)
+        try:
+            self._record_expired(pending)
+        finally:
+            with self._lock:
+                self._claimed.discard(round_id)
 
     def _record_expired(self, pending: PendingRound) -> None:
-        """An accepted round the initiator never streamed: aborted at stage open, logged."""
         h = pending.header
-        reason = f"no Exchange stream within {PENDING_TTL:.0f} s of OpenRound"
+        reason = f"no Exchange stream within {self.limits.pending_ttl_seconds:g} s of OpenRound"
         self.node.log("round_aborted", {"round_id": h.round_id, "role": "responder",
                                         "peer": pending.peer.lab, "stage": "open",
                                         "reason": reason, "rule": Rule.TIMEOUT})
@@ -192,9 +239,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                  context: grpc.ServicerContext):
         try:
             peer = self._authenticate(context)
-            first = next(request_iterator, None)
-            if first is None or first.WhichOneof("body") != "start":
-                raise ProtocolError("stream must begin with Start", rule=Rule.MESSAGE_ORDER)
+            first = first_message(request_iterator, context, self.limits.first_message_seconds)
             with self._lock:
                 pending = self._pending.get(first.start.round_id)
                 if pending is None or pending.peer.lab != peer.lab:
@@ -208,6 +253,8 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             yield from self._run(pending, request_iterator, context)
         finally:
             self._flight.release(pending.peer.lab)
+            with self._lock:
+                self._claimed.discard(pending.header.round_id)
 
     def _run(self, pending: PendingRound, requests: Iterator[pb.ExchangeMessage],
              context: grpc.ServicerContext) -> Iterator[pb.ExchangeMessage]:
@@ -217,9 +264,19 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             RoundAbortedError("this node is shutting down", rule=Rule.SHUTDOWN) if self.draining
             else ProtocolError("stream cancelled by peer", rule=Rule.STREAM_ENDED)))
 
+        silence = self.limits.peer_silence_seconds
+
+        def on_silence() -> None:
+            session.abort(ProtocolError(f"peer silent for {silence:g} s", rule=Rule.TIMEOUT),
+                          session.stage())
+            context.cancel()
+
+        watchdog = Watchdog(silence, on_silence)
+
         def read() -> None:
             try:
                 for msg in requests:
+                    watchdog.seen()
                     if session.handle(msg):
                         return
                 session.side.settle(5.0)
@@ -238,6 +295,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         reader = threading.Thread(target=read, name="exchange-read", daemon=True)
         session.start()
         reader.start()
+        watchdog.start()
         try:
             while True:
                 try:
@@ -248,6 +306,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                     break
                 if item is END:
                     break
+                watchdog.seen()  # our own progress counts: we may be the one working
                 yield cast(pb.ExchangeMessage, item)
             # Not joining the reader: it only ends once this RPC ends, i.e. after we return.
             if not session.recorded.is_set():
@@ -255,4 +314,5 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                                                           rule=Rule.STREAM_ENDED)
                 session.abort(err, session.stage())
         finally:
+            watchdog.stop()
             session.close()

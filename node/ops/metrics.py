@@ -18,7 +18,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 
+from node.ops.logs import dropped_lines
+from protocol.rules import parse_rule
+
 DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+def _label(rule: object) -> str:
+    """A rule as a label value: one of ours, else "-" (never a peer's text)."""
+    known = parse_rule(rule) if isinstance(rule, str) else None
+    return known.value if known is not None else "-"
 
 
 class Metrics:
@@ -88,6 +97,24 @@ class Metrics:
             registry=r,
         )
         self.up = Gauge("crossmatch_up", "1 while the daemon serves.", registry=r)
+        self.refusals_unrecorded = Counter(
+            "crossmatch_refusals_unrecorded",
+            "Refusals counted but not written one by one (outsiders, or over a caller's "
+            "allowance); summarised in refusals_summarised records.",
+            ["rule"],
+            registry=r,
+        )
+        self.peer_busy = Counter(
+            "crossmatch_calls_rejected_busy",
+            "Calls answered RESOURCE_EXHAUSTED because the caller held its share of workers.",
+            registry=r,
+        )
+        self.log_dropped = Gauge(
+            "crossmatch_log_lines_dropped",
+            "Application log lines dropped because the log writer could not keep up.",
+            registry=r,
+        )
+        self.log_dropped.set_function(lambda: float(dropped_lines()))
         self._started: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
@@ -117,11 +144,11 @@ class Metrics:
             self._round_ended(str(body.get("round_id", "")), "completed")
         elif event == "round_aborted":
             self.rounds.labels(peer, str(body.get("role", "")), "aborted").inc()
-            self.aborts.labels(str(body.get("rule", "") or "-")).inc()
+            self.aborts.labels(_label(body.get("rule"))).inc()
             self._round_ended(str(body.get("round_id", "")), "aborted")
         elif event == "round_refused":
             self.rounds.labels(peer, "responder", "refused").inc()
-            self.refusals.labels(str(body.get("rule", "") or "-")).inc()
+            self.refusals.labels(_label(body.get("rule"))).inc()
         elif event == "matches_purged":
             self.purged.inc(int(body.get("count", 0)))
 

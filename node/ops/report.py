@@ -84,7 +84,7 @@ def _csv_cell(value: Any) -> str:
         text = encode_canonical(value).decode("utf-8")
     else:
         text = str(value)
-    return safe_cell(text)
+    return safe_cell(text)  # a spreadsheet must not run a peer's or an abuser's text
 
 
 def csv_row(row: dict[str, Any]) -> list[str]:

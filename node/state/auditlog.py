@@ -22,10 +22,12 @@ serialises threads of one process.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -49,6 +51,8 @@ from protocol.rules import Rule
 
 LOG_MODE = 0o644
 READ_CHUNK = 1 << 20
+RESUME_SECONDS = 5.0  # how often a log whose write failed tries to resume
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def checkpoint_path(log_path: Path) -> Path:
@@ -94,6 +98,7 @@ class AuditLog:
         self._offset = 0  # bytes of the file already verified and reflected in the verifier
         self._lock = threading.Lock()
         self._broken: BaseException | None = None
+        self._resume_tried = 0.0
 
     @classmethod
     def open(
@@ -122,7 +127,7 @@ class AuditLog:
 
     def append(self, event: str, body: dict[str, Any], *, now: datetime) -> dict[str, Any]:
         """Sign, verify, write, flush and fsync one record; return the signed record."""
-        with self._exclusive():
+        with self._exclusive(now):
             self._catch_up(now)
             return self._write_record(event, body, now)
 
@@ -166,24 +171,48 @@ class AuditLog:
 
     # -- internals -------------------------------------------------------------
 
+    def writable(self, now: datetime) -> bool:
+        """False while an earlier write failed and the log could not yet be resumed."""
+        try:
+            with self._exclusive(now):
+                return True
+        except VerificationError:
+            return False
+
     @contextmanager
-    def _exclusive(self) -> Iterator[int]:
+    def _exclusive(self, now: datetime | None = None) -> Iterator[int]:
         with self._lock:
             if self._fd is None:
                 raise VerificationError("audit log is closed", where=str(self.path),
                     rule=Rule.CLOSED)
-            if self._broken is not None:
-                raise VerificationError(
-                    f"an earlier write failed ({self._broken}); restart the node so the log is "
-                    "checked and any torn line quarantined",
-                    where=str(self.path),
-                    rule=Rule.WRITE_FAILED,
-                )
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
+                if self._broken is not None:
+                    self._resume(now)
                 yield self._fd
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _resume(self, now: datetime | None) -> None:
+        """After a failed write (a full disk, say): at most every RESUME_SECONDS, re-read
+        and re-verify the file from the start (quarantining a torn line, as at open)
+        and append ``log_resumed``; the log is writable again only if that succeeds."""
+        broken = self._broken
+        rule = Rule.DISK_FULL if getattr(broken, "errno", None) in DISK_FULL else Rule.WRITE_FAILED
+        if now is None or time.monotonic() - self._resume_tried < RESUME_SECONDS:
+            raise VerificationError(f"an earlier write failed ({broken}); appends resume "
+                                    "once it can be written", where=str(self.path), rule=rule)
+        self._resume_tried = time.monotonic()
+        self._verifier = LogVerifier(public_key=self._key.public_key(), log_id=self.log_id,
+                                     keep=False)
+        self._offset, self._broken = 0, None
+        try:
+            self._catch_up(now)
+            self._write_record("log_resumed", {"error": str(broken)[:200]}, now)
+        except OSError as e:
+            self._broken = e
+            raise VerificationError(f"the log still cannot be written ({e})",
+                                    where=str(self.path), rule=rule) from e
 
     def _catch_up(self, now: datetime | None) -> None:
         """Verify whatever was appended since we last looked (at open: the whole file)."""
@@ -239,6 +268,8 @@ class AuditLog:
     def _write_record(self, event: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
         assert self._fd is not None
         verifier = self._verifier
+        if verifier.last_time is not None and now < verifier.last_time:
+            now = verifier.last_time  # the clock stepped back: time in the log never does
         unsigned = build_record(
             log_id=self.log_id,
             seq=verifier.size,
@@ -255,7 +286,7 @@ class AuditLog:
             os.fsync(self._fd)
         except OSError as e:
             # The verifier already counts this record, the file may hold part of it:
-            # stop appending until a restart quarantines whatever was written.
+            # stop appending until _resume re-reads the file and quarantines any torn line.
             self._broken = e
             raise
         self._offset += len(line) + 1

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from protocol.errors import ConfigError, CrossmatchError
+from protocol.rules import Rule
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
@@ -44,3 +45,24 @@ def read_or_raise(
         return Path(path).read_bytes()
     except OSError as e:
         raise error(f"cannot read {what}: {e.strerror}{hint}", where=str(path)) from e
+def check_private(path: Path, what: str) -> None:
+    """Refuse a secret file that group or others may read (it may already have leaked)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        raise ConfigError(
+            f"{what} is readable by group/others (mode {mode:o}); run: chmod 600 {path}",
+            where=str(path),
+            rule=Rule.KEY_FILE_PERMISSIONS,
+        )
+
+
+def read_secret(path: Path, what: str) -> bytes:
+    """A secret file's bytes, after :func:`check_private`; ConfigError naming the path."""
+    check_private(path, what)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read {what}: {e.strerror}", where=str(path)) from e

@@ -72,6 +72,8 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
     ),
     "round_aborted": frozenset({"round_id", "role", "peer", "stage", "reason"}),
     "round_refused": frozenset({"peer", "claimed_lab", "reason", "rule"}),
+    "refusals_summarised": frozenset({"counts", "total", "window_seconds"}),
+    "log_resumed": frozenset({"error"}),
     "matches_purged": frozenset({"before", "count"}),
     # The consortium round (protocol/consortium): a participant's or the hub's record.
     "consortium_completed": frozenset(

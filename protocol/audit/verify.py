@@ -57,6 +57,7 @@ from protocol.audit.records import (
     public_key_from_hex,
     verify_record_signature,
 )
+from protocol.audit.shapes import body_shape_problem
 from protocol.errors import CrossmatchError, VerificationError
 from protocol.receipts import check_receipt_claims, verify_receipt
 from protocol.rules import Rule
@@ -188,6 +189,7 @@ class LogVerifier:
         self.records: list[dict[str, Any]] = []
         self.lines: list[bytes] = []
         self.leaf_hashes: list[bytes] = []
+        self._outcomes: dict[str, int] = {}  # round id -> record of its outcome
 
     @property
     def size(self) -> int:
@@ -289,6 +291,11 @@ class LogVerifier:
             when = parse_time(text)
         except ValueError as e:
             raise _fail(n, str(e), Rule.RECORD_TIME) from e
+        if self.last_time is not None and when < self.last_time:
+            # The writer never goes back (it stamps max(clock, last time)): a record
+            # earlier than the one before was reordered or inserted.
+            raise _fail(n, f"time {text} is earlier than the record before "
+                           f"({self.last_time_text})", Rule.RECORD_TIME_ORDER)
         return when
 
     def _check_body(self, n: int, record: dict[str, Any]) -> None:
@@ -300,6 +307,18 @@ class LogVerifier:
             self._check_checkpoint_record(n, body)
         elif event == "round_completed":
             self._check_round(n, body)
+        problem = body_shape_problem(event, body)
+        if problem:
+            raise _fail(n, f"{event} {problem}", Rule.BODY_SCHEMA)
+        if event in ("round_completed", "round_aborted"):
+            self._check_one_outcome(n, body["round_id"])
+
+    def _check_one_outcome(self, n: int, round_id: str) -> None:
+        """A round ends once: a second outcome for one round id is a desynchronised log."""
+        if round_id in self._outcomes:
+            raise _fail(n, f"round {round_id} already has an outcome (record "
+                           f"{self._outcomes[round_id]})", Rule.ROUND_OUTCOME)
+        self._outcomes[round_id] = n
 
     def _check_checkpoint_record(self, n: int, body: dict[str, Any]) -> None:
         note = body["checkpoint"]
@@ -384,11 +403,6 @@ class LogVerifier:
             )
 
     def _advance(self, line: bytes, record: dict[str, Any], when: datetime) -> None:
-        if self.last_time is not None and when < self.last_time:
-            self.warnings.append(
-                f"record {self.size}: time {record['time']} is earlier than the record before "
-                "(clock stepped back?)"
-            )
         leaf = leaf_hash(line)
         self.frontier.append(leaf)
         self.roots.append(self.frontier.root())
