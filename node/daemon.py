@@ -92,9 +92,7 @@ class Daemon:
             maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
         )
         self.service = CrossmatchService(node)
-        self.service.on_suppressed.append(
-            lambda rule: self.metrics.refusals_unrecorded.labels(rule).inc()
-        )
+        self.service.on_suppressed.append(self.metrics.refusal_unrecorded)
         pb_grpc.add_CrossmatchServicer_to_server(self.service, self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

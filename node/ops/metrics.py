@@ -55,7 +55,7 @@ class Metrics:
         )
         self.refusals = Counter(
             "crossmatch_refusals",
-            "Rounds refused by this responder, by rule.",
+            "Rounds refused by this responder, by rule (recorded one by one or not).",
             ["rule"],
             registry=r,
         )
@@ -151,6 +151,12 @@ class Metrics:
             self.refusals.labels(_label(body.get("rule"))).inc()
         elif event == "matches_purged":
             self.purged.inc(int(body.get("count", 0)))
+
+    def refusal_unrecorded(self, rule: str) -> None:
+        """A refusal counted but not written one by one (it still counts as a refusal)."""
+        rule = our_rule(rule, "-")
+        self.refusals.labels(rule).inc()
+        self.refusals_unrecorded.labels(rule).inc()
 
     def scheduler_state(self, peers: dict[str, Any]) -> None:
         from datetime import datetime
