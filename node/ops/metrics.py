@@ -154,7 +154,7 @@ class Metrics:
 
     def refusal_unrecorded(self, rule: str) -> None:
         """A refusal counted but not written one by one (it still counts as a refusal)."""
-        rule = our_rule(rule, "-")
+        rule = _label(rule)
         self.refusals.labels(rule).inc()
         self.refusals_unrecorded.labels(rule).inc()
 
