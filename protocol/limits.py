@@ -46,8 +46,9 @@ def peer_text(value: str | bytes, limit: int = QUOTE_CHARS) -> str:
 
 def check_text(name: str, value: str, limit: int) -> None:
     if len(value) > limit:
-        raise ProtocolError(f"{name} is {len(value)} characters, at most {limit} allowed",
-                            rule=Rule.FIELD_SIZE)
+        raise ProtocolError(
+            f"{name} is {len(value)} characters, at most {limit} allowed", rule=Rule.FIELD_SIZE
+        )
 
 
 def check_bytes(name: str, value: bytes, limit: int, *, exact: bool = False) -> None:
@@ -58,5 +59,6 @@ def check_bytes(name: str, value: bytes, limit: int, *, exact: bool = False) -> 
 
 def check_count(name: str, count: int, limit: int) -> None:
     if count > limit:
-        raise ProtocolError(f"{name} lists {count} items, at most {limit} allowed",
-                            rule=Rule.FIELD_SIZE)
+        raise ProtocolError(
+            f"{name} lists {count} items, at most {limit} allowed", rule=Rule.FIELD_SIZE
+        )

@@ -53,8 +53,9 @@ def check_open_request(r: pb.OpenRoundRequest) -> None:
     check_text("prompt_params", r.prompt_params, MAX_PROMPT_PARAMS)
     check_bytes("nonce", r.nonce, MAX_NONCE)
     if r.chunk_size > MAX_CHUNK_SIZE:
-        raise ProtocolError(f"chunk_size {r.chunk_size} is over {MAX_CHUNK_SIZE}",
-                            rule=Rule.FIELD_SIZE)
+        raise ProtocolError(
+            f"chunk_size {r.chunk_size} is over {MAX_CHUNK_SIZE}", rule=Rule.FIELD_SIZE
+        )
 
 
 def check_open_response(r: pb.OpenRoundResponse) -> None:
@@ -64,8 +65,9 @@ def check_open_response(r: pb.OpenRoundResponse) -> None:
     check_bytes("certificate_pem", r.certificate_pem, MAX_CERTIFICATE_PEM)
     check_bytes("identity_proof", r.identity_proof, MAX_IDENTITY_PROOF)
     if r.chunk_size > MAX_CHUNK_SIZE:
-        raise ProtocolError(f"chunk_size {r.chunk_size} is over {MAX_CHUNK_SIZE}",
-                            rule=Rule.FIELD_SIZE)
+        raise ProtocolError(
+            f"chunk_size {r.chunk_size} is over {MAX_CHUNK_SIZE}", rule=Rule.FIELD_SIZE
+        )
 
 
 def check_exchange_message(m: pb.ExchangeMessage) -> None:

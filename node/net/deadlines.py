@@ -19,8 +19,9 @@ from protocol.rules import Rule
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 
 
-def first_message(requests: Iterator[pb.ExchangeMessage], context: grpc.ServicerContext,
-                  seconds: float) -> pb.ExchangeMessage:
+def first_message(
+    requests: Iterator[pb.ExchangeMessage], context: grpc.ServicerContext, seconds: float
+) -> pb.ExchangeMessage:
     """The stream's Start, within ``seconds``; ProtocolError otherwise (the stream is cut)."""
     timer = threading.Timer(seconds, context.cancel)
     timer.daemon = True

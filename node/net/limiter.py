@@ -29,8 +29,9 @@ class PeerLimiter(grpc.ServerInterceptor):
         self._lock = threading.Lock()
         self._on_reject = on_reject
 
-    def intercept_service(self, continuation: Callable[[Any], Any],
-                          handler_call_details: Any) -> Any:
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -60,8 +61,10 @@ class PeerLimiter(grpc.ServerInterceptor):
             if self._on_reject is not None:
                 self._on_reject()
             context.set_trailing_metadata(((RULE_KEY, Rule.PEER_BUSY.value), (KIND_KEY, "policy")))
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"this caller already holds {self.per_peer} calls; retry later")
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this caller already holds {self.per_peer} calls; retry later",
+            )
         return caller
 
     def _give(self, caller: bytes) -> None:

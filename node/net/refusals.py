@@ -19,10 +19,17 @@ from protocol.rules import Rule, parse_rule
 
 MAX_KEYS = 32  # distinct (caller, rule) pairs a summary names; the rest are "other"
 # Refusals that say the caller is not (or no longer) someone we talk to: never one record each.
-OUTSIDER_RULES = frozenset({
-    Rule.IDENTITY, Rule.UNKNOWN_PEER, Rule.CERTIFICATE_REVOKED, Rule.CERTIFICATE_EXPIRED,
-    Rule.CERTIFICATE_NOT_YET_VALID, Rule.CERTIFICATE_WRONG_CA, Rule.CERTIFICATE_MALFORMED,
-})
+OUTSIDER_RULES = frozenset(
+    {
+        Rule.IDENTITY,
+        Rule.UNKNOWN_PEER,
+        Rule.CERTIFICATE_REVOKED,
+        Rule.CERTIFICATE_EXPIRED,
+        Rule.CERTIFICATE_NOT_YET_VALID,
+        Rule.CERTIFICATE_WRONG_CA,
+        Rule.CERTIFICATE_MALFORMED,
+    }
+)
 
 
 class RefusalLedger:
@@ -63,5 +70,8 @@ class RefusalLedger:
             since, self._since = self._since, now
         if not counts:
             return None
-        return {"counts": dict(sorted(counts.items())), "total": sum(counts.values()),
-                "window_seconds": int(now - since)}
+        return {
+            "counts": dict(sorted(counts.items())),
+            "total": sum(counts.values()),
+            "window_seconds": int(now - since),
+        }

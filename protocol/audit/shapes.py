@@ -56,8 +56,7 @@ def _summarised(body: dict[str, Any]) -> list[tuple[str, bool]]:
     ]  # fmt: skip
 
 
-SHAPES = {"round_aborted": _aborted, "round_refused": _refused,
-          "refusals_summarised": _summarised}
+SHAPES = {"round_aborted": _aborted, "round_refused": _refused, "refusals_summarised": _summarised}
 
 
 def body_shape_problem(event: str, body: dict[str, Any]) -> str | None:

@@ -32,8 +32,13 @@ from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 from tests.integration.conftest import audit_ok, import_values, rounds_json
 from tests.integration.test_hostile_peers import open_request, pki_key, stub_as
 
-LIMITS = dict(pending_ttl_seconds=3.0, first_message_seconds=2.0, peer_silence_seconds=30.0,
-              rpcs_per_peer=4, refusal_records_per_minute=6)
+LIMITS = dict(
+    pending_ttl_seconds=3.0,
+    first_message_seconds=2.0,
+    peer_silence_seconds=30.0,
+    rpcs_per_peer=4,
+    refusal_records_per_minute=6,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +56,9 @@ def trio(tmp_path_factory):
     data = root / "data"
     data.mkdir()
     for name in ("lab-a", "lab-b", "lab-c"):
-        import_values(sandbox.labs[name].dir, "email", [f"u{i}@mail.example" for i in range(40)],
-                      data)
+        import_values(
+            sandbox.labs[name].dir, "email", [f"u{i}@mail.example" for i in range(40)], data
+        )
     yield sandbox
     sandbox.stop_all()
 
@@ -72,8 +78,11 @@ def still_serving(trio, initiator: str = "lab-a") -> None:
 def health(trio, as_lab: str = "lab-c", timeout: float = 5.0) -> int:
     channel, _ = b_stub(trio, as_lab)
     with channel:
-        return health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=timeout).status
+        return (
+            health_pb2_grpc.HealthStub(channel)
+            .Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            .status
+        )
 
 
 def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
@@ -126,8 +135,11 @@ def test_finding_1_freeze_silent_streams_do_not_take_the_workers(trio):
         never.set()
     # Over the per-caller share: refused at once; the rest cut at the first-message deadline.
     assert grpc.StatusCode.RESOURCE_EXHAUSTED in outcomes
-    assert set(outcomes) <= {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED,
-                             grpc.StatusCode.INVALID_ARGUMENT}
+    assert set(outcomes) <= {
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    }
     assert trio.labs["lab-b"].metrics()["crossmatch_calls_rejected_busy_total"] >= 30
     still_serving(trio)
 
@@ -136,10 +148,12 @@ def test_finding_2_oversized_fields_never_reach_the_log(trio):
     before = audit_size(trio)
     channel, stub = b_stub(trio)
     with channel:
-        for field, value in (("protocol_version", "v" * 8_000_000),
-                             ("prompt_params", "p" * 1_000_000),
-                             ("input_commitment", b"\x00" * 1_000_000),
-                             ("initiator_lab", "x" * 100_000)):
+        for field, value in (
+            ("protocol_version", "v" * 8_000_000),
+            ("prompt_params", "p" * 1_000_000),
+            ("input_commitment", b"\x00" * 1_000_000),
+            ("initiator_lab", "x" * 100_000),
+        ):
             with pytest.raises(grpc.RpcError) as err:
                 stub.OpenRound(open_request(**{field: value}), timeout=20)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
@@ -150,8 +164,9 @@ def test_finding_2_oversized_fields_never_reach_the_log(trio):
         abort = pb.ExchangeMessage(abort=pb.Abort(reason="r" * 12_000_000, rule="x" * 1000))
         start = pb.ExchangeMessage(start=pb.Start(round_id=request.round_id))
         replies = drain(stub.Exchange(iter([start, abort]), timeout=20))
-        assert not any(isinstance(m, pb.ExchangeMessage) and m.WhichOneof("body") == "commit"
-                       for m in replies)
+        assert not any(
+            isinstance(m, pb.ExchangeMessage) and m.WhichOneof("body") == "commit" for m in replies
+        )
     row = wait_for(lambda: rows_of(trio, request.round_id), what="the aborted round")[0]
     assert row["status"] == "aborted" and "field-size" in row["reason"]
     assert audit_size(trio) - before < 10_000
@@ -167,8 +182,9 @@ def test_finding_3_lock_out_pending_round_expires_on_a_timer(trio):
         request = open_request(sizes=[pb.KindSize(kind="email", size=20)])
         stub.OpenRound(request, timeout=10)
         # Nobody calls again: the timer alone aborts it and frees the slot.
-        row = wait_for(lambda: rows_of(trio, request.round_id), timeout=15,
-                       what="the expired round")[0]
+        row = wait_for(
+            lambda: rows_of(trio, request.round_id), timeout=15, what="the expired round"
+        )[0]
         assert row["status"] == "aborted" and "[rule: timeout]" in row["reason"]
         again = open_request(sizes=[pb.KindSize(kind="email", size=20)])
         stub.OpenRound(again, timeout=10)  # not single-flight
@@ -204,8 +220,12 @@ def test_finding_4_desynchronise_reused_round_id_stores_nothing(trio):
             threads[0].start()
 
     import_values(a.dir, "device_id", [f"d{i}" for i in range(30_000)], a.dir)
-    import_values(trio.labs["lab-b"].dir, "device_id", [f"d{i}" for i in range(30_000)],
-                  trio.labs["lab-b"].dir)
+    import_values(
+        trio.labs["lab-b"].dir,
+        "device_id",
+        [f"d{i}" for i in range(30_000)],
+        trio.labs["lab-b"].dir,
+    )
     with Node(a.dir) as node:
         node.round_hooks.append(lambda rid, role: seen.append(rid))
         summary = run_round(node, "lab-b", kinds=["device_id"], progress=reuse_id)
@@ -224,9 +244,12 @@ class HugeResponder(pb_grpc.CrossmatchServicer):
         from node.net import proof
 
         response = pb.OpenRoundResponse(
-            round_id=request.round_id, sizes=[pb.KindSize(kind=s.kind, size=2**62)
-                                              for s in request.sizes],
-            input_commitment=b"\x01" * 32, certificate_pem=self.cert, chunk_size=1000)
+            round_id=request.round_id,
+            sizes=[pb.KindSize(kind=s.kind, size=2**62) for s in request.sizes],
+            input_commitment=b"\x01" * 32,
+            certificate_pem=self.cert,
+            chunk_size=1000,
+        )
         response.identity_proof = proof.prove(self.key, request, response)  # a real proof
         return response
 
@@ -243,8 +266,12 @@ def test_finding_5_initiator_checks_announced_sizes_before_allocating(trio, tmp_
     servicer.key = serialization.load_pem_private_key(d.tls_key.read_bytes(), password=None)
     server = grpc.server(futures.ThreadPoolExecutor(2))
     pb_grpc.add_CrossmatchServicer_to_server(servicer, server)
-    port = server.add_secure_port("127.0.0.1:0", pki.server_credentials(
-        d.tls_key.read_bytes(), d.tls_cert.read_bytes(), d.ca_cert.read_bytes()))
+    port = server.add_secure_port(
+        "127.0.0.1:0",
+        pki.server_credentials(
+            d.tls_key.read_bytes(), d.tls_cert.read_bytes(), d.ca_cert.read_bytes()
+        ),
+    )
     server.start()
     a = trio.labs["lab-a"]
     run_cli("peer", "add", a.dir, "--lab", "lab-d", "--address", f"127.0.0.1:{port}")
@@ -259,8 +286,10 @@ def test_finding_5_initiator_checks_announced_sizes_before_allocating(trio, tmp_
             with pytest.raises(CrossmatchError) as err:
                 run_round(node, "lab-d", kinds=["email"])
         assert err.value.rule == "max-set-size"
-        assert metrics.registry.get_sample_value(
-            "crossmatch_rounds_in_flight", {"role": "initiator"}) == 0
+        assert (
+            metrics.registry.get_sample_value("crossmatch_rounds_in_flight", {"role": "initiator"})
+            == 0
+        )
     finally:
         server.stop(0)
     rows = [r for r in rounds_json(a.dir) if r["peer"] == "lab-d"]
@@ -307,8 +336,14 @@ def test_finding_6_memory_tiny_chunks_are_refused_and_rss_stays_bounded(trio):
 def test_finding_7_secret_files_are_private_and_loose_ones_refused(trio):
     b = trio.labs["lab-b"]
     p = b.paths
-    for path in (p.tls_key, p.audit_key, p.consortium_key, p.db,
-                 p.db.with_name(p.db.name + "-wal"), trio.ca_dir / pki.CA_KEY_FILE):
+    for path in (
+        p.tls_key,
+        p.audit_key,
+        p.consortium_key,
+        p.db,
+        p.db.with_name(p.db.name + "-wal"),
+        trio.ca_dir / pki.CA_KEY_FILE,
+    ):
         if path.exists():
             assert path.stat().st_mode & 0o777 == 0o600, path
     for path in (p.audit_key, p.consortium_key, p.tls_key):
@@ -362,19 +397,29 @@ def test_finding_8_blocking_logs_a_stalled_stderr_never_blocks_requests(trio, tm
     (each one a warning line before) leaves health and real rounds answered."""
     c = trio.labs["lab-c"]
     c.stop()
-    proc = subprocess.Popen(cli_command("serve", c.dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cli_command("serve", c.dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     try:
-        address = wait_for(lambda: c.paths.address_file.exists()
-                           and c.paths.address_file.read_text().strip(), what="lab-c serving")
+        address = wait_for(
+            lambda: c.paths.address_file.exists() and c.paths.address_file.read_text().strip(),
+            what="lab-c serving",
+        )
         channel, stub = stub_as(trio.labs["lab-a"].dir, "lab-c", address)
         with channel:
             for _ in range(1500):  # lab-a is no peer of lab-c: refused, unknown-peer
                 with pytest.raises(grpc.RpcError):
-                    stub.OpenRound(open_request(responder="lab-c",
-                                                protocol_version="v" * 30), timeout=10)
-            status = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=5).status
+                    stub.OpenRound(
+                        open_request(responder="lab-c", protocol_version="v" * 30), timeout=10
+                    )
+            status = (
+                health_pb2_grpc.HealthStub(channel)
+                .Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+                .status
+            )
         assert status == health_pb2.HealthCheckResponse.SERVING
         run_cli("peer", "add", trio.labs["lab-b"].dir, "--lab", "lab-c", "--address", address)
         run_cli("peer", "add", c.dir, "--lab", "lab-b", "--address", trio.labs["lab-b"].address)
@@ -415,8 +460,14 @@ def test_refusals_from_outsiders_are_summarised_not_recorded_one_by_one(trio):
             assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert audit_size(trio) - before < 2_000
     counted = trio.labs["lab-b"].metrics()  # unknown-peer, or certificate-revoked: lab-d is
-    assert sum(v for k, v in counted.items()  # revoked once the CRL tests ran
-               if k.startswith("crossmatch_refusals_unrecorded_total")) >= 300
+    assert (
+        sum(
+            v
+            for k, v in counted.items()  # revoked once the CRL tests ran
+            if k.startswith("crossmatch_refusals_unrecorded_total")
+        )
+        >= 300
+    )
     still_serving(trio)
 
 
@@ -443,8 +494,12 @@ def _flood(trio, as_lab: str, attempts: int, stop_at: float) -> int:
                     start = pb.ExchangeMessage(start=pb.Start(round_id=os.urandom(16).hex()))
                     list(stub.Exchange(iter([start]), timeout=10))
                 else:
-                    stub.OpenRound(open_request(initiator=as_lab, protocol_version=f"v{i}",
-                                                prompt_params="p" * 100), timeout=10)
+                    stub.OpenRound(
+                        open_request(
+                            initiator=as_lab, protocol_version=f"v{i}", prompt_params="p" * 100
+                        ),
+                        timeout=10,
+                    )
             except grpc.RpcError:
                 pass
             done += 1
@@ -458,11 +513,14 @@ def test_flood_of_10000_hostile_calls_is_bounded_and_honest_round_completes(trio
     log_before, rss_before = audit_size(trio), serve_rss_kb(trio)
     stop_at = time.monotonic() + 90  # bounded in time as well as in count
     with futures.ThreadPoolExecutor(5) as pool:
-        floods = [pool.submit(_flood, trio, lab, 2500, stop_at)
-                  for lab in ("lab-a", "lab-a", "lab-d", "lab-d")]
+        floods = [
+            pool.submit(_flood, trio, lab, 2500, stop_at)
+            for lab in ("lab-a", "lab-a", "lab-d", "lab-d")
+        ]
         time.sleep(1.0)
-        honest = pool.submit(run_cli, "round", trio.labs["lab-c"].dir, "--peer", "lab-b",
-                             "--kinds", "email")
+        honest = pool.submit(
+            run_cli, "round", trio.labs["lab-c"].dir, "--peer", "lab-b", "--kinds", "email"
+        )
         sent = sum(f.result() for f in floods)
         assert "completed" in honest.result().stdout
     assert sent == 10_000
@@ -480,8 +538,9 @@ def small_disk(tmp_path):
     """A 2 MB tmpfs (root only: skipped where mounting is not allowed)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                          capture_output=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
     yield mount

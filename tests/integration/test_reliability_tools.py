@@ -11,7 +11,11 @@ from bench import fuzz_wire
 
 @pytest.mark.slow
 def test_fuzz_wire_for_a_minute(tmp_path, capsys):
-    assert fuzz_wire.main(["--minutes", "1", "--verify-every", "100",
-                           "--keep", str(tmp_path / "fuzz")]) == 0
+    assert (
+        fuzz_wire.main(
+            ["--minutes", "1", "--verify-every", "100", "--keep", str(tmp_path / "fuzz")]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "0 crashes" in out and "an honest round completed" in out

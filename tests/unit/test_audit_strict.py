@@ -33,8 +33,14 @@ RID = "ab" * 16
 
 
 def aborted(**changes: Any) -> dict[str, Any]:
-    body = {"round_id": RID, "role": "responder", "peer": "lab-t", "stage": "exchange",
-            "reason": "stream ended early", "rule": "stream-ended"}
+    body = {
+        "round_id": RID,
+        "role": "responder",
+        "peer": "lab-t",
+        "stage": "exchange",
+        "reason": "stream ended early",
+        "rule": "stream-ended",
+    }
     body.update(changes)
     return {k: v for k, v in body.items() if v is not None}
 
@@ -44,8 +50,14 @@ def raw_log(records: list[tuple[str, dict[str, Any], int]]) -> bytes:
     lines, prev = [], bytes.fromhex(GENESIS_PREV)
     entries = [(GENESIS_EVENT, genesis_body(LOG_ID, KEY.public_key()), 0), *records]
     for seq, (event, body, minutes) in enumerate(entries):
-        record = build_record(log_id=LOG_ID, seq=seq, time=T0 + timedelta(minutes=minutes),
-                              event=event, body=body, prev=prev)
+        record = build_record(
+            log_id=LOG_ID,
+            seq=seq,
+            time=T0 + timedelta(minutes=minutes),
+            event=event,
+            body=body,
+            prev=prev,
+        )
         line = encode_record(sign_record(record, KEY))
         lines.append(line)
         prev = leaf_hash(line)
@@ -59,17 +71,28 @@ def rule_of(data: bytes) -> str | None:
 
 
 def test_a_well_formed_log_verifies():
-    data = raw_log([("round_aborted", aborted(), 1),
-                    ("round_refused", {"peer": "", "claimed_lab": "'lab-x'", "reason": "no",
-                                       "rule": "unknown-peer"}, 2),
-                    ("refusals_summarised", {"counts": {"'lab-x':unknown-peer": 9},
-                                             "total": 9, "window_seconds": 60}, 3)])
+    data = raw_log(
+        [
+            ("round_aborted", aborted(), 1),
+            (
+                "round_refused",
+                {"peer": "", "claimed_lab": "'lab-x'", "reason": "no", "rule": "unknown-peer"},
+                2,
+            ),
+            (
+                "refusals_summarised",
+                {"counts": {"'lab-x':unknown-peer": 9}, "total": 9, "window_seconds": 60},
+                3,
+            ),
+        ]
+    )
     assert verify_log_bytes(data, public_key=KEY.public_key()).size == 4
 
 
 def test_time_going_back_is_refused():
-    data = raw_log([("round_aborted", aborted(), 10),
-                    ("round_aborted", aborted(round_id="cd" * 16), 9)])
+    data = raw_log(
+        [("round_aborted", aborted(), 10), ("round_aborted", aborted(round_id="cd" * 16), 9)]
+    )
     assert rule_of(data) == "record-time-order"
 
 
@@ -78,23 +101,29 @@ def test_a_round_id_with_two_outcomes_is_refused():
     assert rule_of(data) == "round-outcome"
 
 
-@pytest.mark.parametrize("changes", [
-    {"round_id": "not-a-round-id"},
-    {"role": "bystander"},
-    {"stage": "Exchange stage!"},
-    {"reason": "r" * 5000},
-    {"rule": 7},
-    {"peer": ["lab-t"]},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"round_id": "not-a-round-id"},
+        {"role": "bystander"},
+        {"stage": "Exchange stage!"},
+        {"reason": "r" * 5000},
+        {"rule": 7},
+        {"peer": ["lab-t"]},
+    ],
+)
 def test_aborted_body_shape(changes):
     assert rule_of(raw_log([("round_aborted", aborted(**changes), 1)])) == "body-schema"
 
 
-@pytest.mark.parametrize("body", [
-    {"peer": "", "claimed_lab": "x" * 500, "reason": "no", "rule": "unknown-peer"},
-    {"peer": "", "claimed_lab": "", "reason": None, "rule": "unknown-peer"},
-    {"peer": "", "claimed_lab": "", "reason": "no", "rule": ["unknown-peer"]},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"peer": "", "claimed_lab": "x" * 500, "reason": "no", "rule": "unknown-peer"},
+        {"peer": "", "claimed_lab": "", "reason": None, "rule": "unknown-peer"},
+        {"peer": "", "claimed_lab": "", "reason": "no", "rule": ["unknown-peer"]},
+    ],
+)
 def test_refused_body_shape(body):
     assert rule_of(raw_log([("round_refused", body, 1)])) == "body-schema"
 

@@ -19,9 +19,16 @@ from protocol.transcript import RoundHeader
 
 def header(peer_size: int) -> RoundHeader:
     return RoundHeader(
-        round_id="r1", initiator="lab-a", responder="lab-b", mode="reveal", kinds=("email",),
-        initiator_sizes=(peer_size,), responder_sizes=(1,), policy_hash=b"p" * 32,
-        initiator_commitment=b"a" * 32, responder_commitment=b"b" * 32,
+        round_id="r1",
+        initiator="lab-a",
+        responder="lab-b",
+        mode="reveal",
+        kinds=("email",),
+        initiator_sizes=(peer_size,),
+        responder_sizes=(1,),
+        policy_hash=b"p" * 32,
+        initiator_commitment=b"a" * 32,
+        responder_commitment=b"b" * 32,
     )
 
 
@@ -33,9 +40,16 @@ def engine():
 
 
 def side(engine, peer_size: int, **limits) -> RoundSide:
-    return RoundSide(header(peer_size), "responder", [os.urandom(32)], engine,
-                     lambda kind, seq, packed: None, chunk_size=100, rng=random.Random(1),
-                     **limits)
+    return RoundSide(
+        header(peer_size),
+        "responder",
+        [os.urandom(32)],
+        engine,
+        lambda kind, seq, packed: None,
+        chunk_size=100,
+        rng=random.Random(1),
+        **limits,
+    )
 
 
 def test_a_full_window_blocks_the_reader_until_the_round_fails(engine):

@@ -31,20 +31,36 @@ def test_peer_text_names_the_length_when_cut():
 
 
 def good_request(**changes) -> pb.OpenRoundRequest:
-    fields = dict(protocol_version="crossmatch/v1", round_id="ab" * 16, initiator_lab="lab-a",
-                  responder_lab="lab-b", sizes=[pb.KindSize(kind="email", size=3)],
-                  policy_hash=b"\x00" * 32, input_commitment=b"\x00" * 32, chunk_size=100)
+    fields = dict(
+        protocol_version="crossmatch/v1",
+        round_id="ab" * 16,
+        initiator_lab="lab-a",
+        responder_lab="lab-b",
+        sizes=[pb.KindSize(kind="email", size=3)],
+        policy_hash=b"\x00" * 32,
+        input_commitment=b"\x00" * 32,
+        chunk_size=100,
+    )
     fields.update(changes)
     return pb.OpenRoundRequest(**fields)
 
 
-@pytest.mark.parametrize("changes", [
-    {"protocol_version": "v" * 33}, {"round_id": "a" * 33}, {"initiator_lab": "x" * 64},
-    {"responder_lab": "x" * 64}, {"prompt_params": "p" * 129}, {"input_commitment": b"\x00"},
-    {"input_commitment": b"\x00" * 33}, {"policy_hash": b"\x00" * 33},
-    {"sizes": [pb.KindSize(kind=f"k{i}", size=1) for i in range(17)]},
-    {"sizes": [pb.KindSize(kind="k" * 33, size=1)]}, {"chunk_size": 100_001},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"protocol_version": "v" * 33},
+        {"round_id": "a" * 33},
+        {"initiator_lab": "x" * 64},
+        {"responder_lab": "x" * 64},
+        {"prompt_params": "p" * 129},
+        {"input_commitment": b"\x00"},
+        {"input_commitment": b"\x00" * 33},
+        {"policy_hash": b"\x00" * 33},
+        {"sizes": [pb.KindSize(kind=f"k{i}", size=1) for i in range(17)]},
+        {"sizes": [pb.KindSize(kind="k" * 33, size=1)]},
+        {"chunk_size": 100_001},
+    ],
+)
 def test_each_open_request_field_has_a_limit(changes):
     check_open_request(good_request())
     with pytest.raises(ProtocolError) as err:
@@ -54,18 +70,24 @@ def test_each_open_request_field_has_a_limit(changes):
 
 
 def test_open_response_and_exchange_limits():
-    ok = pb.OpenRoundResponse(round_id="ab" * 16, input_commitment=b"\x00" * 32,
-                              certificate_pem=b"-" * 100)
+    ok = pb.OpenRoundResponse(
+        round_id="ab" * 16, input_commitment=b"\x00" * 32, certificate_pem=b"-" * 100
+    )
     check_open_response(ok)
-    for bad in (pb.OpenRoundResponse(round_id="ab" * 16, input_commitment=b"\x00" * 31),
-                pb.OpenRoundResponse(round_id="ab" * 16, input_commitment=b"\x00" * 32,
-                                     certificate_pem=b"-" * 20_000)):
+    for bad in (
+        pb.OpenRoundResponse(round_id="ab" * 16, input_commitment=b"\x00" * 31),
+        pb.OpenRoundResponse(
+            round_id="ab" * 16, input_commitment=b"\x00" * 32, certificate_pem=b"-" * 20_000
+        ),
+    ):
         with pytest.raises(ProtocolError):
             check_open_response(bad)
-    for bad in (pb.ExchangeMessage(abort=pb.Abort(reason="r" * 2000)),
-                pb.ExchangeMessage(abort=pb.Abort(rule="r" * 65)),
-                pb.ExchangeMessage(receipt=pb.Receipt(signed_receipt=b"x" * 70_000)),
-                pb.ExchangeMessage(start=pb.Start(round_id="a" * 40))):
+    for bad in (
+        pb.ExchangeMessage(abort=pb.Abort(reason="r" * 2000)),
+        pb.ExchangeMessage(abort=pb.Abort(rule="r" * 65)),
+        pb.ExchangeMessage(receipt=pb.Receipt(signed_receipt=b"x" * 70_000)),
+        pb.ExchangeMessage(start=pb.Start(round_id="a" * 40)),
+    ):
         with pytest.raises(ProtocolError) as err:
             check_exchange_message(bad)
         assert err.value.rule == "field-size"
@@ -98,4 +120,3 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_defused(value):
     out = io.StringIO()
     SafeWriter(out).writerow(["ok", value, 3])
     assert next(csv.reader(io.StringIO(out.getvalue()))) == ["ok", "'" + value, "3"]
-
