@@ -132,6 +132,7 @@ def _check_policy(p: Proposal, policy: Policy, prompt_params: str) -> None:
             f"ours {policy.policy_id} v{policy.version} {policy.hash().hex()[:16]}…)",
             rule=Rule.POLICY_UNSIGNED if unsigned else Rule.POLICY_MISMATCH)
     policy.check_round(p.kinds, p.mode, p.sizes)
+    policy.check_sizes(p.kinds, p.sizes)  # anti-probing: min-set-size, pad-bucket
     policy.check_suite(p.suite or DEFAULT_SUITE)  # a node from before suites sends none
     if "prompt" in p.kinds and p.prompt_params != prompt_params:
         raise PolicyError(f"prompt fingerprint parameters differ: peer {p.prompt_params!r}, "

@@ -48,6 +48,11 @@ class Padding:
         return max(padded, n)
 
 
+    def spec(self) -> str | int:
+        """The setting that reads back as this padding (``parse_padding``)."""
+        return self.bucket if self.mode == "bucket" else self.mode
+
+
 OFF = Padding()
 
 

@@ -30,10 +30,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocol.consortium.policy import ConsortiumPolicy, parse_consortium
-from protocol.errors import InputError, PolicyError, VerificationError
+from protocol.errors import ConfigError, InputError, PolicyError, VerificationError
 from protocol.fingerprints.identifiers import IDENTIFIER_KIND_ORDER
 from protocol.messages import MODES
 from protocol.rules import Rule
+from protocol.padding import OFF, Padding, parse_padding
 from protocol.suites import DEFAULT_SUITE, SUITES
 from protocol.timestamps import format_utc
 
@@ -41,6 +42,8 @@ POLICY_DOMAIN = b"crossmatch/v1/policy"
 SIGNATURE_DOMAIN = b"crossmatch/v1/policy-signature"
 SIGNED_FORMAT = "crossmatch-signed-policy/v1"
 MAX_DOCUMENT_BYTES = 256 * 1024
+# A signed policy that leaves the rate limit out gets this one (an explicit 0 is refused).
+DEFAULT_MIN_INTERVAL = 3600
 
 ALL_KINDS: tuple[str, ...] = (*IDENTIFIER_KIND_ORDER, "prompt")
 KIND_MODES = MODES  # a kind's mode in the policy: "count" allows count rounds only
@@ -59,8 +62,10 @@ _TOP_KEYS = {
     "verified_matches",
     "peer_feedback",
     "require_crl",
+    "pad_to",
+    "max_churn_per_epoch",
 }
-_KIND_KEYS = {"max_set_size", "mode"}
+_KIND_KEYS = {"max_set_size", "mode", "min_set_size"}
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,12 @@ class Policy:
     # Without a fresh CRL installed, refuse rounds (rule crl-missing) instead of trusting
     # every certificate. Hashed only when set, so existing policies keep their hash.
     require_crl: bool = False
+    # Anti-probing (docs/threat-model.md, "Probing"): the smallest set a side may bring per
+    # kind, the padding every side must apply (announced sizes are bucket sizes), and how
+    # many new elements a peer's set may bring within one epoch of cached blindings.
+    min_set_size: Mapping[str, int] = field(default_factory=dict)
+    padding: Padding = OFF
+    max_churn_per_epoch: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         body = self._base_dict()
@@ -105,6 +116,12 @@ class Policy:
             body["peer_feedback"] = True
         if self.require_crl:  # likewise
             body["require_crl"] = True
+        if self.min_set_size:  # likewise
+            body["min_set_size"] = dict(sorted(self.min_set_size.items()))
+        if self.padding != OFF:
+            body["pad_to"] = self.padding.spec()
+        if self.max_churn_per_epoch is not None:
+            body["max_churn_per_epoch"] = self.max_churn_per_epoch
         return body
 
     def _base_dict(self) -> dict[str, object]:
@@ -151,6 +168,33 @@ class Policy:
                     f"kind {kind!r} may only be matched in count mode", rule=Rule.KIND_MODE
                 )
 
+    def check_sizes(self, kinds: Sequence[str], sizes: Sequence[int]) -> None:
+        """Anti-probing on announced (padded) sizes: at least the kind's ``min_set_size``
+        (``min-set-size``) and a bucket size of the policy's padding (``pad-bucket``).
+        A peer with a tiny set could otherwise test a handful of guesses per round."""
+        for kind, size in zip(kinds, sizes, strict=True):
+            floor = self.min_set_size.get(kind, 0)
+            if size < floor:
+                raise PolicyError(
+                    f"{kind} set of {size} is under the policy minimum of {floor}",
+                    rule=Rule.MIN_SET_SIZE,
+                )
+            if self.padding.size(size, self.size_cap(kind)) != size:
+                raise PolicyError(
+                    f"{kind} set of {size} is not padded to a bucket of pad_to = "
+                    f"{self.padding.spec()}", rule=Rule.PAD_BUCKET,
+                )
+
+    def check_churn(self, used: int, new: int) -> None:
+        """Refuse (``epoch-churn``) a peer bringing ``new`` elements not seen in this
+        epoch's cache when ``used`` were already brought earlier in the epoch."""
+        cap = self.max_churn_per_epoch
+        if cap is not None and used + new > cap:
+            raise PolicyError(
+                f"peer's set changed by {used + new} elements within this epoch; policy "
+                f"{self.policy_id} allows {cap}", rule=Rule.EPOCH_CHURN,
+            )
+
     def check_suite(self, suite: str) -> None:
         """Raise PolicyError (rule ``suite-policy``) unless rounds may run on ``suite``."""
         if suite != self.suite:
@@ -177,7 +221,7 @@ class Policy:
     ) -> None:
         """Rate limit per pair: refuse a round sooner than ``min_interval_seconds`` after the
         last one. ``slack`` forgives the few seconds between the two sides' start stamps."""
-        if last_round is None or self.min_interval_seconds <= 0:
+        if last_round is None or self.min_interval_seconds <= 0:  # only the unsigned default
             return
         wait = timedelta(seconds=self.min_interval_seconds) - slack - (now - last_round)
         if wait > timedelta(0):
@@ -257,8 +301,14 @@ def parse_policy_toml(text: bytes | str) -> Policy:
     not_after = parse_instant(data["not_after"], "not_after")
     if not_after <= not_before:
         raise InputError("not_after must be later than not_before", rule=Rule.POLICY_SYNTAX)
-    caps, modes = _parse_kinds(data["kinds"])
+    caps, modes, floors = _parse_kinds(data["kinds"])
     suite, verified = _parse_suite(data)
+    try:
+        padding = parse_padding(data.get("pad_to", "off"))
+    except ConfigError as e:
+        raise InputError(e.message.replace("round.pad_to", "pad_to"),
+                         rule=Rule.POLICY_SYNTAX) from e
+    churn = data.get("max_churn_per_epoch")
     return Policy(
         policy_id=policy_id,
         version=_count(data["version"], "version", minimum=1),
@@ -266,7 +316,9 @@ def parse_policy_toml(text: bytes | str) -> Policy:
         allowed_kinds=tuple(k for k in ALL_KINDS if k in caps),
         max_set_size=caps,
         kind_modes=modes,
-        min_interval_seconds=_count(data.get("min_interval_seconds", 0), "min_interval_seconds"),
+        # A round per pair as often as a peer likes is probing one guess at a time: > 0.
+        min_interval_seconds=_count(data.get("min_interval_seconds", DEFAULT_MIN_INTERVAL),
+                                    "min_interval_seconds", minimum=1),
         retention_days=_count(data.get("retention_days", 90), "retention_days", minimum=1),
         not_before=format_instant(not_before),
         not_after=format_instant(not_after),
@@ -275,6 +327,9 @@ def parse_policy_toml(text: bytes | str) -> Policy:
         verified_matches=verified,
         peer_feedback=_flag(data, "peer_feedback"),
         require_crl=_flag(data, "require_crl"),
+        min_set_size=floors,
+        padding=padding,
+        max_churn_per_epoch=None if churn is None else _count(churn, "max_churn_per_epoch"),
     )
 
 
@@ -305,11 +360,12 @@ def _parse_suite(data: Mapping[str, Any]) -> tuple[str, bool]:
     return name, verified
 
 
-def _parse_kinds(table: Any) -> tuple[dict[str, int], dict[str, str]]:
+def _parse_kinds(table: Any) -> tuple[dict[str, int], dict[str, str], dict[str, int]]:
     if not isinstance(table, dict) or not table:
         raise InputError("[kinds] must list at least one kind", rule=Rule.POLICY_SYNTAX)
     caps: dict[str, int] = {}
     modes: dict[str, str] = {}
+    floors: dict[str, int] = {}
     for kind, rules in table.items():
         if kind not in ALL_KINDS:
             raise InputError(
@@ -317,7 +373,8 @@ def _parse_kinds(table: Any) -> tuple[dict[str, int], dict[str, str]]:
             )
         if not isinstance(rules, dict) or set(rules) - _KIND_KEYS or "max_set_size" not in rules:
             raise InputError(
-                f"[kinds.{kind}] takes max_set_size (required) and mode", rule=Rule.POLICY_SYNTAX
+                f"[kinds.{kind}] takes max_set_size (required), min_set_size and mode",
+                rule=Rule.POLICY_SYNTAX,
             )
         caps[kind] = _count(rules["max_set_size"], f"kinds.{kind}.max_set_size")
         mode = rules.get("mode", "reveal")
@@ -328,7 +385,12 @@ def _parse_kinds(table: Any) -> tuple[dict[str, int], dict[str, str]]:
             )
         if mode == "count":
             modes[kind] = "count"
-    return caps, modes
+        if "min_set_size" in rules:
+            floors[kind] = _count(rules["min_set_size"], f"kinds.{kind}.min_set_size")
+            if floors[kind] > caps[kind]:
+                raise InputError(f"kinds.{kind}.min_set_size exceeds its max_set_size",
+                                 rule=Rule.POLICY_SYNTAX)
+    return caps, modes, floors
 
 
 def _count(value: Any, what: str, minimum: int = 0) -> int:

@@ -149,6 +149,7 @@ class RoundSide:
         on_error: Callable[[CrossmatchError], None] | None = None,
         cache: RoundCache | None = None,
         keep_cache: bool = False,
+        churn_check: Callable[[int], None] | None = None,
     ):
         if role not in ("initiator", "responder"):
             raise ValueError(f"role must be initiator or responder, not {role!r}")
@@ -188,6 +189,10 @@ class RoundSide:
         self._keep = keep_cache
         self.transcript = Transcript(header)
         self.work = RoundWork()
+        # Called with how many peer points so far the cache did not know (raises to refuse,
+        # before they are re-blinded): the policy's cap on churn within an epoch.
+        self._churn_check = churn_check
+        self.peer_new = 0
 
         self._own_total = sum(self.own_sizes)
         self._peer_total = sum(self.peer_sizes)
@@ -449,6 +454,9 @@ class RoundSide:
             return _Chunk(None, None, self._engine.submit_reblind(packed))
         known, found = table.lookup(packed)
         misses = n - int(found.sum())
+        self.peer_new += misses
+        if self._churn_check is not None:
+            self._churn_check(self.peer_new)
         self.work.reblinded += misses
         self.work.reblinded_cached += n - misses
         future = None

@@ -41,6 +41,9 @@ class Rule(StrEnum):
     KIND_ALLOWED = "kind-allowed"
     KIND_MODE = "kind-mode"
     MAX_SET_SIZE = "max-set-size"
+    MIN_SET_SIZE = "min-set-size"
+    PAD_BUCKET = "pad-bucket"
+    EPOCH_CHURN = "epoch-churn"
     SUITE_POLICY = "suite-policy"
     SUITE_UNKNOWN = "suite-unknown"
     SUITE_UNAVAILABLE = "suite-unavailable"
@@ -138,6 +141,12 @@ class Rule(StrEnum):
     CHECKPOINT_SIGNATURE = "checkpoint-signature"
     CHECKPOINT_SIZE = "checkpoint-size"
     CHECKPOINT_ROOT = "checkpoint-root"
+    # -- disputes: a side's sealed round record (protocol/disclosure.py) ----------------------
+    DISCLOSURE_FORMAT = "disclosure-format"
+    DISCLOSURE_TRANSCRIPT = "disclosure-transcript"
+    DISCLOSURE_COMMITMENT = "disclosure-commitment"
+    DISCLOSURE_DUMMIES = "disclosure-dummies"
+    DISCLOSURE_STREAM = "disclosure-stream"
     # -- reconciling two labs' logs ---------------------------------------------------------
     RECONCILE = "reconcile"
     ROUND_ROLES = "round-roles"

@@ -9,6 +9,7 @@ daemon picks up a newly installed policy or revocation list by itself.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -23,6 +24,7 @@ from protocol.errors import ConfigError, InputError, PolicyError
 from protocol.identity import load_revoked_serials
 from protocol.policy import (
     Policy,
+    format_instant,
     parse_policy_toml,
     read_signed_policy,
     sign_policy,
@@ -33,35 +35,49 @@ from protocol.rules import Rule
 
 _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
-TEMPLATE = """\
+_TEMPLATE = """\
 # crossmatch consortium policy. Sign it with `crossmatch policy sign CA_DIR THIS_FILE`.
+# Safe defaults: every anti-probing setting is on (docs/threat-model.md, "Probing").
 policy_id = "example-consortium"
 version = 1
 purpose = "Detect, attribute and block adversarial distillation campaigns shared by member labs."
-not_before = 2026-01-01T00:00:00Z
-not_after = 2027-01-01T00:00:00Z
-min_interval_seconds = 3600     # at most one round per pair per hour
+not_before = {not_before}
+not_after = {not_after}     # a year from today: re-sign before then
+min_interval_seconds = 3600     # at most one round per pair per hour (must be > 0)
 retention_days = 90             # matches older than this are purged (and the purge audited)
 suite = "ristretto255-v1"       # the PSI suite (or "openmined-p256-v1"); every node must have it
 verified_matches = true         # store a reveal match only behind the peer's DLEQ proof
+pad_to = 1024                   # every side pads each kind to a multiple of 1024 (or "pow2")
+max_churn_per_epoch = 10000     # new elements a peer's set may bring within one epoch key
 
 # One table per kind labs may exchange; a kind not listed is refused.
 # mode = "reveal": both learn which signals are shared (count also allowed);
-# mode = "count": only how many.
+# mode = "count": only how many. min_set_size: smaller sets are refused.
 [kinds.email]
 max_set_size = 1000000
+min_set_size = 1000
 mode = "reveal"
 
 [kinds.phone]
 max_set_size = 1000000
+min_set_size = 1000
 
 [kinds.account_id]
 max_set_size = 5000000
+min_set_size = 1000
 
 [kinds.prompt]
 max_set_size = 2000000
+min_set_size = 1000
 mode = "count"
 """
+
+
+def template(now: datetime) -> str:
+    """The example policy, valid from the start of ``now``'s day for 365 days."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return _TEMPLATE.format(not_before=format_instant(today),
+                            not_after=format_instant(today + timedelta(days=365)))
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -93,8 +109,8 @@ def policy_group() -> None:
 
 @policy_group.command("template")
 def policy_template() -> None:
-    """Print an example policy TOML to start from."""
-    click.echo(TEMPLATE, nl=False)
+    """Print an example policy TOML to start from (valid from today for a year)."""
+    click.echo(template(datetime.now(UTC)), nl=False)
 
 
 @policy_group.command("sign")

@@ -30,7 +30,7 @@ SANDBOX_NOT_BEFORE = datetime(2025, 1, 1, tzinfo=UTC)
 SANDBOX_NOT_AFTER = datetime(2125, 1, 1, tzinfo=UTC)
 
 
-def sandbox_policy(*, policy_id: str = "sandbox", version: int = 1, min_interval: int = 0,
+def sandbox_policy(*, policy_id: str = "sandbox", version: int = 1, min_interval: int = 1,
                    retention_days: int = 90, max_set_size: int = 5_000_000,
                    count_only: tuple[str, ...] = (), kinds: tuple[str, ...] = ALL_KINDS,
                    not_before: datetime | None = None, not_after: datetime | None = None,

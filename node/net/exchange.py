@@ -38,7 +38,7 @@ from node.state.store import RoundRow
 from protocol.audit.merkle import EMPTY_ROOT
 from protocol.errors import CrossmatchError, ProtocolError, VerificationError
 from protocol.limits import peer_text
-from protocol.padding import SEED_BYTES, dummy_elements, parse_padding
+from protocol.padding import OFF, SEED_BYTES, dummy_elements, parse_padding
 from protocol.psi import (
     ELEMENT_BYTES,
     PackedElements,
@@ -106,7 +106,9 @@ class PreparedSide:
 def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
     """Our elements of ``kinds``, shuffled, padded per ``[round] pad_to``, committed to."""
     rng = random.SystemRandom()
-    padding = parse_padding(node.config.pad_to)
+    # The policy's padding is required of every side; a node may only set its own without one.
+    padding = node.policy.padding if node.policy.padding != OFF else parse_padding(
+        node.config.pad_to)
     by_kind: dict[str, list[bytes]] = {}
     sections: list[np.ndarray] = []
     real_sizes: list[int] = []
@@ -170,7 +172,7 @@ class ExchangeSession:
         self.outbox: queue.Queue[object] = queue.Queue()
         suite = ensure_suite(header.suite)  # loaded and self-tested once per process
         self._known: tuple[bytes, PackedTable] | None = None  # pairs proven this epoch
-        self.epoch_key, psi_key, seed, cache = self._round_key()
+        self.epoch_key, psi_key, seed, cache, churn = self._round_key()
         prepared.fill_dummies(seed)
         self.engine = suite.engine(psi_key, workers=node.config.workers)
         self.side = RoundSide(
@@ -186,6 +188,7 @@ class ExchangeSession:
             on_error=self._tell_peer,
             cache=cache,
             keep_cache=self.epoch_key is not None,
+            churn_check=lambda new: node.policy.check_churn(churn, new),
         )
         self.outcome: RoundOutcome | None = None
         self.own_receipt: dict | None = None
@@ -203,8 +206,8 @@ class ExchangeSession:
 
     # -- keys and caches -------------------------------------------------------
 
-    def _round_key(self) -> tuple[EpochKey | None, bytes, bytes, RoundCache | None]:
-        """(epoch key, PSI scalar, dummy seed, cache) for this round.
+    def _round_key(self) -> tuple[EpochKey | None, bytes, bytes, RoundCache | None, int]:
+        """(epoch key, PSI scalar, dummy seed, cache, the peer's churn so far) for this round.
 
         Reveal rounds use this peer's epoch key and its cache. Count rounds use a
         fresh key and no cache: a peer that could link our elements across rounds
@@ -218,12 +221,25 @@ class ExchangeSession:
                     key = epochs.current(self.peer.lab, self.node.now(), self.header.suite)
                     cache = epochs.load(key)
                     self._known = epochs.load_verified(key)
-                return key, key.psi_key, key.dummy_seed, cache
+                    churn = epochs.churn(key)
+                return key, key.psi_key, key.dummy_seed, cache, churn
             except (CrossmatchError, sqlite3.Error, OSError) as e:
                 # Never fail a round for its cache: a fresh key is always correct.
                 log.warning("round %s: epoch keys unavailable (%s); using a fresh key",
                             self.header.round_id, e)
-        return None, new_psi_key(self.header.suite), secrets.token_bytes(SEED_BYTES), None
+        return None, new_psi_key(self.header.suite), secrets.token_bytes(SEED_BYTES), None, 0
+
+    def _record_churn(self) -> None:
+        """Add the peer's new points of this round to the epoch's churn, whatever the
+        round's outcome (a peer that aborts after our release has still probed)."""
+        if self.epoch_key is None or self.side.peer_new == 0:
+            return
+        try:
+            with EpochStore.for_node(self.node.paths.root, self.node.config.epoch_days) as ep:
+                ep.add_churn(self.epoch_key, self.side.peer_new)
+        except (CrossmatchError, sqlite3.Error, OSError) as e:
+            log.warning("round %s: could not record the peer's churn: %s",
+                        self.header.round_id, e)
 
     def _save_cache(self) -> None:
         """Keep what this round computed for the next round of the epoch (never fails it)."""
@@ -531,6 +547,7 @@ class ExchangeSession:
         if not self.committed:  # stop any worker still waiting on the peer
             self.side.fail(ProtocolError("round closed", rule=Rule.CLOSED))
         self.side.join(5)
+        self._record_churn()
         self.engine.close()
         log.info("round %s (%s) with %s: %s", self.header.round_id, self.role, self.peer.lab,
                  self.work_summary())

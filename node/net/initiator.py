@@ -85,6 +85,7 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
     policy.check_round(kinds, mode, [0] * len(kinds))
     prepared = prepare_side(node, kinds)
     policy.check_round(kinds, mode, prepared.sizes)
+    policy.check_sizes(kinds, prepared.sizes)
     round_id = secrets.token_hex(16)
     started = iso(node.now())
     proposal = Proposal(
@@ -113,6 +114,7 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
             # The responder's sizes are a claim: checked against policy before anything
             # is allocated by them (a claim of 2^62 elements is a refusal, not a crash).
             policy.check_round(kinds, mode, list(answer.sizes))
+            policy.check_sizes(kinds, list(answer.sizes))  # anti-probing, as the responder
         except grpc.RpcError as e:
             error = error_from_rpc(e, peer_lab)
             _record_unopened(node, proposal, started, error)

@@ -18,6 +18,9 @@ not merely unlinked from the b-tree:
 - ``epoch_caches``: per key, the ``own`` and ``peer`` tables of the last round,
   each one blob (``PackedTable`` serialized), deleted with their key
   (``ON DELETE CASCADE``).
+- ``epoch_churn``: per key, how many points the peer brought that the cache did not
+  know, summed over the epoch's rounds (the policy's ``max_churn_per_epoch`` caps it:
+  adaptive probing against our cached blindings);
 - ``epoch_verified``: per key, the pairs (our point, the peer's re-blinding of it)
   whose DLEQ proof held, with the peer's public key they were proven under
   (verified matches: a repeat round asks proofs only for new matches).
@@ -54,7 +57,7 @@ from protocol.suites import DEFAULT_SUITE, get_suite
 log = logging.getLogger("crossmatch.epochs")
 
 CACHE_FILE = "cache.db"
-SCHEMA_VERSION = 2  # 2: epoch_verified (a file of version 1 is upgraded in place)
+SCHEMA_VERSION = 3  # 2: epoch_verified, 3: epoch_churn (older files are upgraded in place)
 DEFAULT_EPOCH_DAYS = 7.0
 # A key created this far in the node clock's future means the clock went back: rotate.
 CLOCK_SLACK = timedelta(hours=1)
@@ -78,6 +81,10 @@ _SCHEMA = (
 )
 # Verified matches: pairs (our point X, the peer's returned Y) proven Y = k_peer*X under the
 # peer's public key, so a repeat round in the epoch asks proofs only for new matches.
+_CHURN_TABLE = """CREATE TABLE epoch_churn (
+        key_id TEXT PRIMARY KEY REFERENCES epoch_keys (key_id) ON DELETE CASCADE,
+        peer_new INTEGER NOT NULL CHECK (peer_new >= 0)
+    )"""
 _VERIFIED = """CREATE TABLE epoch_verified (
         key_id TEXT PRIMARY KEY REFERENCES epoch_keys (key_id) ON DELETE CASCADE,
         peer_key BLOB NOT NULL,
@@ -296,6 +303,20 @@ class EpochStore:
                            " VALUES (?, ?, ?)", (key.key_id, peer_key, data))
         return current
 
+    def churn(self, key: EpochKey) -> int:
+        """Points the peer brought under ``key`` that the cache did not know, so far."""
+        row = self._db.execute(
+            "SELECT peer_new FROM epoch_churn WHERE key_id = ?", (key.key_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def add_churn(self, key: EpochKey, new: int) -> None:
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM epoch_keys WHERE key_id = ?", (key.key_id,)).fetchone():
+                db.execute(
+                    "INSERT INTO epoch_churn (key_id, peer_new) VALUES (?, ?) ON CONFLICT"
+                    " (key_id) DO UPDATE SET peer_new = peer_new + excluded.peer_new",
+                    (key.key_id, new))
+
     def _write(
         self, db: sqlite3.Connection, key: EpochKey, cache: CacheUpdate | RoundCache
     ) -> None:
@@ -329,10 +350,11 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 def _prepare_schema(db: sqlite3.Connection, path: Path) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version in (0, 1):
+    if version in (0, 1, 2):
         db.execute("BEGIN IMMEDIATE")
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        upgrade = {0: (*_SCHEMA, _VERIFIED), 1: (_VERIFIED,)}.get(version, ())
+        upgrade = {0: (*_SCHEMA, _VERIFIED, _CHURN_TABLE), 1: (_VERIFIED, _CHURN_TABLE),
+                   2: (_CHURN_TABLE,)}.get(version, ())
         for statement in upgrade:  # another process may have upgraded meanwhile: ()
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

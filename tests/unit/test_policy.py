@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.cli.policy import TEMPLATE
+from node.cli.policy import template
 from protocol.errors import InputError, PolicyError, VerificationError
 from protocol.policy import (
     ALL_KINDS,
@@ -62,8 +62,15 @@ def test_parse_states_exactly_the_rules():
     assert (p.not_before, p.not_after) == ("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z")
 
 
-def test_the_shipped_template_parses():
-    assert "prompt" in parse_policy_toml(TEMPLATE).allowed_kinds
+def test_the_shipped_template_parses_is_safe_and_valid_from_today():
+    now = datetime(2031, 6, 15, 13, 30, tzinfo=UTC)
+    p = parse_policy_toml(template(now))
+    assert "prompt" in p.allowed_kinds
+    assert (p.not_before, p.not_after) == ("2031-06-15T00:00:00Z", "2032-06-14T00:00:00Z")
+    p.check_time(now)
+    assert p.min_interval_seconds > 0 and p.padding.mode != "off"
+    assert p.max_churn_per_epoch is not None
+    assert all(p.min_set_size.get(k, 0) > 0 for k in p.allowed_kinds)
 
 
 def test_hash_covers_content_not_layout():
@@ -237,7 +244,7 @@ def test_unsigned_toml_is_not_a_signed_policy():
     caps=st.dictionaries(
         st.sampled_from(ALL_KINDS), st.tuples(st.integers(0, 10**9), st.booleans()), min_size=1
     ),
-    interval=st.integers(0, 10**6),
+    interval=st.integers(1, 10**6),
     retention=st.integers(1, 3650),
 )
 def test_any_valid_policy_round_trips_through_signing(caps, interval, retention):

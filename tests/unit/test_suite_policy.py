@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.cli.policy import TEMPLATE
+from node.cli.policy import template
 from node.ops.suites import check_temp_dir, ensure_suite
 from node.state.epochs import CACHE_FILE, EpochStore, key_name
 from protocol.errors import ConfigError, InputError, PolicyError
@@ -38,7 +38,7 @@ def test_ristretto_verifies_matches_by_default_and_the_switch_is_hashed():
     off = parse_policy_toml(with_suite('suite = "ristretto255-v1"\nverified_matches = false'))
     assert on.verified_matches and not off.verified_matches
     assert len({on.hash(), off.hash(), parse_policy_toml(BASE).hash()}) == 3
-    assert parse_policy_toml(TEMPLATE).suite == "ristretto255-v1"
+    assert parse_policy_toml(template(datetime.now(UTC))).suite == "ristretto255-v1"
 
 
 @pytest.mark.parametrize(
