@@ -8,7 +8,8 @@ NODE_DIR/
   keys/audit.key, audit.pub  Ed25519 key that signs the audit log and round receipts
   keys/consortium.key    shared fingerprint key of the consortium
   crossmatch.db          SQLite store: signals, prompts, rounds, matches (0600)
-  cache.db               SQLite: per-peer epoch keys and round caches (0600, deletable)
+  cache.db               SQLite: per-peer epoch keys, round caches, churn (0600, deletable)
+  disclosures/           sealed round records for disputes (0600, purged after retention)
   audit.log              append-only signed audit log
   audit.checkpoint       the latest signed checkpoint of audit.log
   audit.log.quarantine   torn tail fragments cut off at open, if any ever were

@@ -49,6 +49,7 @@ from node.schedule.scheduler import (
     peer_spec,
     state_document,
 )
+from node.state import disclosures
 from node.state.files import atomic_write
 from protocol.errors import ConfigError, PolicyError
 from protocol.rules import Rule
@@ -281,6 +282,7 @@ def purge_matches(node: Node) -> int:
     now = node.now()
     cutoff = now - timedelta(days=policy.retention_days)
     count = node.store.purge_matches_before(iso(cutoff))
+    disclosures.purge(node.paths.root, policy.retention_days, now.timestamp())
     if count:
         node.log(
             "matches_purged",

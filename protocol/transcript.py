@@ -102,7 +102,7 @@ class Transcript:
     commitments to their re-blinded streams (sent before either stream is released)."""
 
     def __init__(self, header: RoundHeader):
-        self._header = hashlib.sha256(header.canonical_bytes()).digest()
+        self._header = header_hash(header)
         self._streams = {name: hashlib.sha256() for name in STREAMS}
         self._counts = dict.fromkeys(STREAMS, 0)
         self._commitments = dict.fromkeys(ROLES, b"")
@@ -120,20 +120,46 @@ class Transcript:
         """Record ``role``'s public key (verified matches: sent before any of its points)."""
         self._public_keys[role] = key
 
+    def parts(self) -> TranscriptParts:
+        """What the digest is made of, without the points: kept for a later disclosure."""
+        return TranscriptParts(
+            {name: (self._counts[name], self._streams[name].digest()) for name in STREAMS},
+            dict(self._commitments),
+            dict(self._public_keys),
+        )
+
     def digest(self) -> bytes:
+        return self.parts().digest(self._header)
+
+
+@dataclass(frozen=True)
+class TranscriptParts:
+    """Per stream (byte count, SHA-256 of its points), both re-blinding commitments and
+    both public keys (verified matches; empty otherwise)."""
+
+    streams: dict[str, tuple[int, bytes]]
+    commitments: dict[str, bytes]
+    public_keys: dict[str, bytes]
+
+    def digest(self, header_hash: bytes) -> bytes:
         h = hashlib.sha256(TRANSCRIPT_DOMAIN)
-        h.update(self._header)
+        h.update(header_hash)
         for name in STREAMS:
+            count, stream_digest = self.streams[name]
             h.update(_text(name))
-            h.update(struct.pack(">Q", self._counts[name]))
-            h.update(self._streams[name].digest())
+            h.update(struct.pack(">Q", count))
+            h.update(stream_digest)
         for role in ROLES:
             h.update(_text(f"{role}_reblind_commitment"))
-            h.update(_field(self._commitments[role]))
+            h.update(_field(self.commitments[role]))
         for role in ROLES:
             h.update(_text(f"{role}_public_key"))
-            h.update(_field(self._public_keys[role]))
+            h.update(_field(self.public_keys[role]))
         return h.digest()
+
+
+def header_hash(header: RoundHeader) -> bytes:
+    return hashlib.sha256(header.canonical_bytes()).digest()
 
 
 def reblind_commitment(round_id: str, role: str, points: bytes | memoryview) -> bytes:

@@ -33,9 +33,11 @@ from node.ops.suites import ensure_suite
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
 from node.state.cases_store import round_fingerprints
+from node.state import disclosures
 from node.state.epochs import EpochKey, EpochStore, new_psi_key
 from node.state.store import RoundRow
 from protocol.audit.merkle import EMPTY_ROOT
+from protocol.disclosure import Disclosure, SeededRandom
 from protocol.errors import CrossmatchError, ProtocolError, VerificationError
 from protocol.limits import peer_text
 from protocol.padding import OFF, SEED_BYTES, dummy_elements, parse_padding
@@ -57,6 +59,7 @@ from protocol.receipts import (
 )
 from protocol.round import RoundCache, RoundOutcome, RoundSide
 from protocol.rules import Rule, parse_rule
+from protocol.suites import DEFAULT_SUITE
 from protocol.transcript import RoundHeader, input_commitment
 from protocol.verified import ProofExchange, proven_pairs
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
@@ -174,7 +177,12 @@ class ExchangeSession:
         self._known: tuple[bytes, PackedTable] | None = None  # pairs proven this epoch
         self.epoch_key, psi_key, seed, cache, churn = self._round_key()
         prepared.fill_dummies(seed)
+        self.dummy_seed = seed
+        self.psi_key = psi_key
+        self.suite_name = header.suite  # for the sealed record
         self.engine = suite.engine(psi_key, workers=node.config.workers)
+        # The count shuffle is replayable from this seed, kept sealed for a dispute.
+        self.shuffle_seed = secrets.token_bytes(32)
         self.side = RoundSide(
             header,
             role,
@@ -184,7 +192,7 @@ class ExchangeSession:
             chunk_size=node.config.chunk_size,
             peer_window=node.config.limits.window_chunks,
             min_chunk=node.config.limits.min_chunk_elements,
-            rng=random.SystemRandom(),
+            rng=SeededRandom(self.shuffle_seed),
             on_error=self._tell_peer,
             cache=cache,
             keep_cache=self.epoch_key is not None,
@@ -321,6 +329,22 @@ class ExchangeSession:
             return
         self.matches()
         self._save_cache()
+        self._seal()
+
+    def _seal(self) -> None:
+        """Keep what an auditor needs to check our streams (protocol/disclosure.py)."""
+        p = self.prepared
+        record = Disclosure(
+            header=self.header, role=self.role, suite=self.suite_name, psi_key=self.psi_key,
+            salt=p.salt, dummy_seed=self.dummy_seed, shuffle_seed=self.shuffle_seed,
+            own=bytes(p.own.packed),
+            dummies={k: v.tolist() for k, v in p.dummy_slots.items()},
+            parts=self.side.transcript.parts())
+        try:
+            disclosures.seal(self.node.paths.root, record)
+        except OSError as e:
+            log.error("round %s: could not seal its record for disputes: %s",
+                      self.header.round_id, e)
 
     def _send_own_receipt(self) -> None:
         assert self.outcome is not None

@@ -187,3 +187,33 @@ def test_planted_matches_from_a_hostile_initiator(labs):
     audit_ok(labs.labs["lab-a"].dir)
     assert "completed" in run_cli("round", labs.labs["lab-a"].dir, "--peer", "lab-b",
                                   "--kinds", "email").stdout
+
+
+# -- attack 4: commitments bind nothing -> sealed records an auditor checks -----------------
+
+
+def test_commitments_bind_the_round_disclosure_checks_out(labs, tmp_path):
+    import json
+    import stat
+
+    a, b = labs.labs["lab-a"], labs.labs["lab-b"]
+    out = run_cli("round", a.dir, "--peer", "lab-b", "--kinds", "email", "--json").stdout
+    rid = json.loads(out)["round_id"]
+    files = {}
+    for lab in (a, b):
+        sealed = next((lab.dir / "disclosures").glob(f"{rid}-*.json"))
+        assert stat.S_IMODE(sealed.stat().st_mode) == 0o600
+        files[lab.name] = tmp_path / f"{lab.name}.json"
+        run_cli("audit", "disclose", lab.dir, "--round", rid, "--out", files[lab.name])
+        assert stat.S_IMODE(files[lab.name].stat().st_mode) == 0o600
+    both = ["--log", a.dir, "--log", b.dir]
+    proc = run_cli("audit", "check-disclosure", files["lab-a"], files["lab-b"], *both)
+    assert "computed their streams honestly" in proc.stdout and proc.stdout.count("ok ") == 7
+    # A record that does not open: another set than the one committed to.
+    doc = json.loads(files["lab-b"].read_text())
+    doc["salt"] = "00" * 32
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(doc))
+    proc = run_cli("audit", "check-disclosure", forged, *both, check=False)
+    assert proc.returncode == 3 and "[rule: disclosure-commitment]" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,160 @@
+"""Accountable commitments (attacks 2, 3 and 4 of issue 10), in memory: real rounds of the
+round state machine, one side cheating in a way the round itself cannot see; the auditor's
+check of the sides' sealed records catches it, and passes honest rounds."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from concurrent.futures import Future
+
+import private_set_intersection.python as psi_lib
+import pytest
+
+from protocol.disclosure import Disclosure, SeededRandom, check_disclosure
+from protocol.errors import CrossmatchError, InputError, VerificationError
+from protocol.padding import dummy_elements
+from protocol.psi import Engine, pack, unpack
+from protocol.round import RoundSide
+from protocol.suites import DEFAULT_SUITE
+from protocol.transcript import RoundHeader, input_commitment
+
+
+def fp(label: str) -> bytes:
+    return hashlib.sha256(label.encode()).digest()
+
+
+class Relabelling(RoundSide):
+    """Attack 2: commits to, and releases, its honest re-blinding in another order."""
+
+    def _release_stream(self) -> bytes:
+        pts = unpack(super()._release_stream())
+        return pack(pts[1:] + pts[:1])
+
+
+class PerGuessExponent(Engine):
+    """Attack 3 without duplicates: blinds each guess with its own extra exponent."""
+
+    def __init__(self, key: bytes, extra: list[bytes]):
+        super().__init__(key, workers=1)
+        self._extra = [Engine(k, workers=1) for k in extra]
+
+    def submit_blind(self, items):  # type: ignore[no-untyped-def]
+        out = b"".join(e.reblind(self._blind_now(items[i : i + 1]))
+                       for i, e in zip(range(len(items)), self._extra, strict=False))
+        f: Future[bytes] = Future()
+        f.set_result(out)
+        return f
+
+    def close(self) -> None:
+        for e in self._extra:
+            e.close()
+        super().close()
+
+
+def key() -> bytes:
+    return psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes()
+
+
+def play(mode: str, a_cls=RoundSide, a_engine=None, dummies_a: int = 2):
+    """One round; returns both sides' sealed records."""
+    own = {"initiator": [fp(f"a{i}") for i in range(6)],
+           "responder": [fp(f"a{i}") for i in range(3)] + [fp(f"b{i}") for i in range(5)]}
+    seeds = {r: secrets.token_bytes(32) for r in own}
+    slots: dict[str, list[int]] = {"initiator": list(range(6, 6 + dummies_a)), "responder": []}
+    for role in own:
+        own[role] = own[role] + dummy_elements(seeds[role], "email", len(slots[role]))
+    salts = {r: secrets.token_bytes(32) for r in own}
+    real = {r: [x for i, x in enumerate(own[r]) if i not in slots[r]] for r in own}
+    header = RoundHeader(
+        round_id=secrets.token_hex(16), initiator="lab-a", responder="lab-b", mode=mode,
+        kinds=("email",), initiator_sizes=(len(own["initiator"]),),
+        responder_sizes=(len(own["responder"]),), policy_hash=b"p" * 32,
+        initiator_commitment=input_commitment(salts["initiator"], {"email": real["initiator"]}),
+        responder_commitment=input_commitment(salts["responder"], {"email": real["responder"]}))
+    keys = {r: key() for r in own}
+    shuffles = {r: secrets.token_bytes(32) for r in own}
+    engines = {"initiator": a_engine(keys["initiator"]) if a_engine else
+               Engine(keys["initiator"], workers=1), "responder": Engine(keys["responder"])}
+    sides: dict[str, RoundSide] = {}
+
+    def deliver(to):
+        def send(kind, seq, payload):
+            try:
+                getattr(sides[to], "on_" + kind)(payload)
+            except CrossmatchError as e:
+                sides[to].fail(e)
+        return send
+
+    for role, cls, to in (("initiator", a_cls, "responder"), ("responder", RoundSide, "initiator")):
+        sides[role] = cls(header, role, own[role], engines[role], deliver(to), chunk_size=4,
+                          rng=SeededRandom(shuffles[role]))
+    for s in sides.values():
+        s.start()
+    outcomes = {r: s.result(30) for r, s in sides.items()}
+    for s in sides.values():
+        s.join(5)
+    for e in engines.values():
+        e.close()
+    records = {r: Disclosure(header, r, DEFAULT_SUITE, keys[r], salts[r], seeds[r], shuffles[r],
+                             pack(own[r]), {"email": slots[r]} if slots[r] else {},
+                             sides[r].transcript.parts()) for r in own}
+    assert outcomes["initiator"].transcript_hash == outcomes["responder"].transcript_hash
+    return records, [outcomes["initiator"].transcript_hash] * 2, outcomes
+
+
+@pytest.mark.parametrize("mode", ["reveal", "count"])
+def test_an_honest_round_passes_the_disclosure_check(mode):
+    records, logged, _ = play(mode)
+    lines = check_disclosure(records["initiator"], logged, records["responder"])
+    assert len(lines) == 7
+    check_disclosure(records["responder"], logged)  # one side alone: checks 1-4
+    again = Disclosure.from_bytes(records["initiator"].to_bytes())
+    assert again == records["initiator"]
+
+
+def test_relabelled_matches_are_caught_by_the_disclosure_check():
+    records, logged, outcomes = play("reveal", a_cls=Relabelling)
+    # The round completed, and lab-b attributes a match to the wrong element of its own:
+    assert outcomes["responder"].matched_positions["email"] != [0, 1, 2]
+    check_disclosure(records["initiator"], logged)  # its own inputs are honest...
+    with pytest.raises(VerificationError) as err:  # ...its re-blinding is not
+        check_disclosure(records["responder"], logged, records["initiator"])
+    assert err.value.rule == "disclosure-stream" and "initiator_reblinded" in err.value.message
+
+
+def test_count_mode_reveals_which_by_per_guess_exponents_is_caught():
+    extra = [key() for _ in range(8)]
+    records, logged, _ = play("count", a_engine=lambda k: PerGuessExponent(k, extra))
+    with pytest.raises(VerificationError) as err:
+        check_disclosure(records["initiator"], logged)
+    assert err.value.rule == "disclosure-stream" and "initiator_blinded" in err.value.message
+
+
+def test_commitments_bind_the_set_and_the_dummies():
+    """Attack 4: the salt and set are kept, and a record that does not open is refused."""
+    records, logged, _ = play("reveal")
+    a = records["initiator"]
+    other = Disclosure(a.header, a.role, a.suite, a.psi_key, secrets.token_bytes(32),
+                       a.dummy_seed, a.shuffle_seed, a.own, a.dummies, a.parts)
+    with pytest.raises(VerificationError) as err:
+        check_disclosure(other, logged)
+    assert err.value.rule == "disclosure-commitment"
+    # A guess hidden in a "dummy" slot: the dummies must be the seed's.
+    swapped = bytearray(a.own)
+    swapped[6 * 32 : 7 * 32] = fp("b4")
+    other = Disclosure(a.header, a.role, a.suite, a.psi_key, a.salt, a.dummy_seed,
+                       a.shuffle_seed, bytes(swapped), a.dummies, a.parts)
+    with pytest.raises(VerificationError) as err:
+        check_disclosure(other, logged)
+    assert err.value.rule == "disclosure-dummies"
+    with pytest.raises(VerificationError) as err:
+        check_disclosure(a, [b"\x00" * 32, logged[0]])
+    assert err.value.rule == "disclosure-transcript"
+
+
+def test_an_unreadable_record_names_itself():
+    for data in (b"", b"{}", b'{"format": "crossmatch-disclosure/v1"}', b"\xff"):
+        with pytest.raises(InputError) as err:
+            Disclosure.from_bytes(data, "x.json")
+        assert err.value.rule == "disclosure-format"
