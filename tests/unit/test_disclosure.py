@@ -5,11 +5,14 @@ check of the sides' sealed records catches it, and passes honest rounds."""
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from concurrent.futures import Future
 
 import private_set_intersection.python as psi_lib
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.disclosure import Disclosure, SeededRandom, check_disclosure
 from protocol.errors import CrossmatchError, InputError, VerificationError
@@ -158,3 +161,16 @@ def test_an_unreadable_record_names_itself():
         with pytest.raises(InputError) as err:
             Disclosure.from_bytes(data, "x.json")
         assert err.value.rule == "disclosure-format"
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.one_of(st.binary(max_size=200),
+                      st.dictionaries(st.sampled_from(["format", "header", "role", "own",
+                                                       "streams", "psi_key"]),
+                                      st.one_of(st.none(), st.integers(), st.text(max_size=8),
+                                                st.lists(st.integers(), max_size=3)))
+                      .map(lambda d: json.dumps({"format": "crossmatch-disclosure/v1", **d})
+                           .encode())))
+def test_any_malformed_record_is_an_input_error(data):
+    with pytest.raises(InputError):
+        Disclosure.from_bytes(data)
