@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from protocol.errors import InputError, VerificationError
 from protocol.padding import dummy_elements
 from protocol.psi import ELEMENT_BYTES, shuffle_packed_within_sections
+from protocol.rules import Rule
 from protocol.suites import get_suite
 from protocol.transcript import (
     RoundHeader,
@@ -137,20 +138,20 @@ class Disclosure:
                        {k: [int(i) for i in v] for k, v in doc["dummies"].items()}, parts)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise InputError(f"not a readable disclosure: {e}", where=where,
-                             rule="disclosure-format") from e
+                             rule=Rule.DISCLOSURE_FORMAT) from e
 
     def transcript_hash(self) -> bytes:
         return self.parts.digest(header_hash(self.header))
 
 
-def _fail(d: Disclosure, what: str, rule: str) -> VerificationError:
+def _fail(d: Disclosure, what: str, rule: Rule) -> VerificationError:
     return VerificationError(f"round {d.header.round_id}, {d.role} {d.header.peer_of(d.peer_role)}"
                              f": {what}", rule=rule)
 
 
 def _elements(d: Disclosure) -> list[bytes]:
     if len(d.own) != sum(d.header.sizes(d.role)) * ELEMENT_BYTES:
-        raise _fail(d, "the elements do not fill the announced sizes", "disclosure-commitment")
+        raise _fail(d, "the elements do not fill the announced sizes", Rule.DISCLOSURE_COMMITMENT)
     return [d.own[i : i + ELEMENT_BYTES] for i in range(0, len(d.own), ELEMENT_BYTES)]
 
 
@@ -160,7 +161,7 @@ def _check_inputs(d: Disclosure, elements: list[bytes]) -> None:
     for kind, positions in d.dummies.items():
         expected = dummy_elements(d.dummy_seed, kind, len(positions))
         if [elements[p] for p in positions] != expected:
-            raise _fail(d, f"the {kind} dummies are not the dummy seed's", "disclosure-dummies")
+            raise _fail(d, f"the {kind} dummies are not the dummy seed's", Rule.DISCLOSURE_DUMMIES)
         dummy_at.update(positions)
     by_kind: dict[str, list[bytes]] = {}
     start = 0
@@ -171,13 +172,13 @@ def _check_inputs(d: Disclosure, elements: list[bytes]) -> None:
                  else d.header.responder_commitment)
     if input_commitment(d.salt, by_kind) != committed:
         raise _fail(d, "the input commitment does not open to the disclosed set",
-                    "disclosure-commitment")
+                    Rule.DISCLOSURE_COMMITMENT)
 
 
 def _stream_check(d: Disclosure, name: str, points: bytes) -> None:
     if d.parts.streams.get(name) != (len(points), hashlib.sha256(points).digest()):
         raise _fail(d, f"the {name} stream was not computed from the disclosed set and key",
-                    "disclosure-stream")
+                    Rule.DISCLOSURE_STREAM)
 
 
 def blinded_stream(d: Disclosure) -> bytes:
@@ -189,11 +190,11 @@ def check_disclosure(d: Disclosure, logged: Sequence[bytes],
                      peer: Disclosure | None = None) -> list[str]:
     """Checks 1-4 (and 5 with ``peer``) of the module docstring; what held, one line each."""
     if not logged:
-        raise _fail(d, "no log names this round's transcript", "disclosure-transcript")
+        raise _fail(d, "no log names this round's transcript", Rule.DISCLOSURE_TRANSCRIPT)
     digest = d.transcript_hash()
     if any(h != digest for h in logged):
         raise _fail(d, "the disclosed transcript is not the one the logs signed",
-                    "disclosure-transcript")
+                    Rule.DISCLOSURE_TRANSCRIPT)
     _check_inputs(d, _elements(d))
     own_blinded = blinded_stream(d)
     _stream_check(d, f"{d.role}_blinded", own_blinded)
@@ -204,7 +205,7 @@ def check_disclosure(d: Disclosure, logged: Sequence[bytes],
         return held
     if peer.header != d.header or peer.role != d.peer_role or peer.parts != d.parts:
         raise _fail(d, "the two disclosures are not of the same round's two sides",
-                    "disclosure-transcript")
+                    Rule.DISCLOSURE_TRANSCRIPT)
     held += check_disclosure(peer, logged)[1:]
     peer_blinded = blinded_stream(peer)
     for side, other_blinded in ((d, peer_blinded), (peer, own_blinded)):
@@ -217,6 +218,6 @@ def check_disclosure(d: Disclosure, logged: Sequence[bytes],
         _stream_check(side, f"{side.role}_reblinded", stream)
         if reblind_commitment(side.header.round_id, side.role, stream) != (
                 side.parts.commitments[side.role]):
-            raise _fail(side, "the re-blinding commitment does not open", "disclosure-stream")
+            raise _fail(side, "the re-blinding commitment does not open", Rule.DISCLOSURE_STREAM)
         held.append(f"{side.role}: re-blinded stream and commitment recomputed, in order")
     return held

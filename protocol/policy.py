@@ -33,8 +33,8 @@ from protocol.consortium.policy import ConsortiumPolicy, parse_consortium
 from protocol.errors import ConfigError, InputError, PolicyError, VerificationError
 from protocol.fingerprints.identifiers import IDENTIFIER_KIND_ORDER
 from protocol.messages import MODES
-from protocol.rules import Rule
 from protocol.padding import OFF, Padding, parse_padding
+from protocol.rules import Rule
 from protocol.suites import DEFAULT_SUITE, SUITES
 from protocol.timestamps import format_utc
 

@@ -13,6 +13,7 @@ from node.state import disclosures
 from node.state.files import read_or_raise, write_secret
 from protocol.disclosure import Disclosure, check_disclosure
 from protocol.errors import InputError, VerificationError
+from protocol.rules import Rule
 
 
 @audit.command("disclose", short_help="Hand over a round's sealed record (for a dispute).")
@@ -53,7 +54,7 @@ def check_disclosure_command(records: tuple[Path, ...], logs: tuple[Path, ...]) 
                  if r["event"] == "round_completed" and r["body"].get("round_id") == round_id]
         if not found:
             raise VerificationError(f"{log}: no completed round {round_id} in this log",
-                                    rule="disclosure-transcript")
+                                    rule=Rule.DISCLOSURE_TRANSCRIPT)
         hashes.append(bytes.fromhex(found[0]))
     lines = check_disclosure(parsed[0], hashes, parsed[1] if len(parsed) == 2 else None)
     for line in lines:

@@ -32,8 +32,8 @@ from node.net.bounds import check_exchange_message
 from node.ops.suites import ensure_suite
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
-from node.state.cases_store import round_fingerprints
 from node.state import disclosures
+from node.state.cases_store import round_fingerprints
 from node.state.epochs import EpochKey, EpochStore, new_psi_key
 from node.state.store import RoundRow
 from protocol.audit.merkle import EMPTY_ROOT
@@ -59,7 +59,6 @@ from protocol.receipts import (
 )
 from protocol.round import RoundCache, RoundOutcome, RoundSide
 from protocol.rules import Rule, parse_rule
-from protocol.suites import DEFAULT_SUITE
 from protocol.transcript import RoundHeader, input_commitment
 from protocol.verified import ProofExchange, proven_pairs
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
