@@ -79,12 +79,13 @@ _SCHEMA = (
         UNIQUE (key_id, name)
     )""",
 )
-# Verified matches: pairs (our point X, the peer's returned Y) proven Y = k_peer*X under the
-# peer's public key, so a repeat round in the epoch asks proofs only for new matches.
-_CHURN_TABLE = """CREATE TABLE epoch_churn (
+# The peer's new points per key (anti-probing); IF NOT EXISTS: any older file gains it.
+_CHURN_TABLE = """CREATE TABLE IF NOT EXISTS epoch_churn (
         key_id TEXT PRIMARY KEY REFERENCES epoch_keys (key_id) ON DELETE CASCADE,
         peer_new INTEGER NOT NULL CHECK (peer_new >= 0)
     )"""
+# Verified matches: pairs (our point X, the peer's returned Y) proven Y = k_peer*X under the
+# peer's public key, so a repeat round in the epoch asks proofs only for new matches.
 _VERIFIED = """CREATE TABLE epoch_verified (
         key_id TEXT PRIMARY KEY REFERENCES epoch_keys (key_id) ON DELETE CASCADE,
         peer_key BLOB NOT NULL,
