@@ -18,6 +18,7 @@ from node.runtime import Node
 
 log = logging.getLogger("crossmatch.cases")
 SETTLE_SECONDS = 1.0
+STOP_WAIT_SECONDS = 0.5
 
 
 class CaseRefresher:
@@ -37,9 +38,10 @@ class CaseRefresher:
         self._thread.start()
 
     def stop(self) -> None:
+        """Never holds up shutdown: a rebuild cut short rolls back and runs again next time."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(10)
+        self._thread.join(STOP_WAIT_SECONDS)
 
     def _run(self) -> None:
         while not self._stop.is_set():
