@@ -39,7 +39,7 @@ def check_temp_dir(directory: Path | None = None) -> Path:
     return where
 
 
-def _drop_library_copy() -> None:
+def drop_library_copy() -> None:
     # rbcl never deletes the copy it loaded (about 2.7 MB per process); once mapped it is
     # no longer needed on Linux, so remove it rather than fill the temp dir run by run.
     # rbcl's ``_sodium`` is the ctypes handle; ``_name`` is the path ctypes loaded it from.
@@ -58,6 +58,6 @@ def ensure_suite(name: str) -> Suite:
     if name == r255.NAME:
         check_temp_dir()
         r255.load()
-        _drop_library_copy()
+        drop_library_copy()
     suite.self_test()
     return suite
