@@ -29,13 +29,13 @@ import numpy as np
 
 from node.data.warninglists import versions_in_force
 from node.net.bounds import check_exchange_message
+from node.net.recorder import Completion, RoundFacts, RoundRecorder
 from node.ops.suites import ensure_suite
 from node.pki import PeerIdentity
-from node.runtime import Node, iso
+from node.runtime import Node
 from node.state import disclosures
 from node.state.cases_store import round_fingerprints
 from node.state.epochs import EpochKey, EpochStore, new_psi_key
-from node.state.store import RoundRow
 from protocol.audit.merkle import EMPTY_ROOT
 from protocol.disclosure import Disclosure, SeededRandom
 from protocol.errors import CrossmatchError, ProtocolError, VerificationError
@@ -171,6 +171,8 @@ class ExchangeSession:
         self.prepared = prepared
         self.peer = peer
         self.started_at = started_at
+        self.facts = RoundFacts.of(header, role, started_at)
+        self.recorder = RoundRecorder.for_node(node)
         self.outbox: queue.Queue[object] = queue.Queue()
         suite = ensure_suite(header.suite)  # loaded and self-tested once per process
         self._known: tuple[bytes, PackedTable] | None = None  # pairs proven this epoch
@@ -472,19 +474,6 @@ class ExchangeSession:
 
     # -- recording -------------------------------------------------------------
 
-    def _row(self, status: str, reason: str = "") -> RoundRow:
-        h = self.header
-        own = dict(zip(h.kinds, h.sizes(self.role), strict=True))
-        peer = dict(zip(h.kinds, h.sizes(self.side.peer_role), strict=True))
-        inter = self.outcome.intersection_sizes if (self.outcome and status == "completed") else {}
-        return RoundRow(
-            round_id=h.round_id, peer=self.peer.lab, role=self.role, mode=h.mode,
-            kinds=list(h.kinds), own_sizes=own, peer_sizes=peer, intersection_sizes=inter,
-            status=status, reason=reason, started_at=self.started_at,
-            finished_at=iso(self.node.now()), policy_hash=h.policy_hash.hex(),
-            transcript_hash=self.outcome.transcript_hash.hex() if self.outcome else "",
-        )
-
     def matches(self) -> list[tuple[str, bytes]]:
         """Our elements the peer also holds (computed once); never a dummy (one can only
         match by a 2^-256 accident, and it is no signal of ours)."""
@@ -513,25 +502,21 @@ class ExchangeSession:
         with self._record_lock:
             if self.recorded.is_set():
                 return
-            row = self._row("completed")
-            h = self.header
-            assert self.outcome is not None
-            self.node.log("round_completed", {
-                "round_id": h.round_id, "role": self.role, "peer": self.peer.lab, "mode": h.mode,
-                "kinds": list(h.kinds), "own_sizes": row.own_sizes, "peer_sizes": row.peer_sizes,
-                "intersection_sizes": self.outcome.intersection_sizes,
-                "policy_hash": h.policy_hash.hex(),
-                "own_commitment": self.prepared.commitment.hex(),
-                "peer_commitment": (h.responder_commitment if self.role == "initiator"
-                                    else h.initiator_commitment).hex(),
-                "transcript_hash": self.outcome.transcript_hash.hex(),
-                "own_receipt": self.own_receipt, "peer_receipt": self.peer_receipt,
-                "suite": h.suite,
-                **({"verified_matches": self.proofs.verified_positions,
-                    "proven_matches": self.proofs.proven_now} if self.proofs is not None else {}),
-                "warninglists": self.prepared.warninglists,
-            })
-            self.node.store.save_round(row, self.matches())
+            h, outcome = self.header, self.outcome
+            assert outcome is not None
+            self.recorder.completed(self.facts, Completion(
+                intersection_sizes=outcome.intersection_sizes,
+                transcript_hash=outcome.transcript_hash,
+                own_commitment=self.prepared.commitment,
+                peer_commitment=(h.responder_commitment if self.role == "initiator"
+                                 else h.initiator_commitment),
+                own_receipt=self.own_receipt, peer_receipt=self.peer_receipt,
+                extra={"suite": h.suite,
+                       **({"verified_matches": self.proofs.verified_positions,
+                           "proven_matches": self.proofs.proven_now}
+                          if self.proofs is not None else {}),
+                       "warninglists": self.prepared.warninglists},
+            ), self.matches())
             self.committed = True
             self._save_verified()
             self.node.remember_peer_key(self.peer.lab, self.peer.audit_public_key)
@@ -548,17 +533,13 @@ class ExchangeSession:
             if self.recorded.is_set():
                 return
             self.side.fail(error)
-            body = {"round_id": self.header.round_id, "role": self.role, "peer": self.peer.lab,
-                    "stage": stage, "reason": error.message, "suite": self.header.suite}
-            if error.rule:
-                body["rule"] = error.rule
             try:
-                self.node.log("round_aborted", body)
+                self.recorder.aborted(self.facts, error, stage=stage,
+                                      transcript_hash=self.outcome.transcript_hash
+                                      if self.outcome else b"",
+                                      extra={"suite": self.header.suite})
             except (CrossmatchError, OSError) as e:  # a full disk: nothing can be recorded
                 log.error("round %s: its abort could not be logged: %s", self.header.round_id, e)
-                self.recorded.set()
-                return
-            self.node.store.save_round(self._row("aborted", error.diagnostics()), [])
             self.recorded.set()
 
     def stage(self) -> str:

@@ -16,8 +16,8 @@ from node.net.bounds import check_open_response
 from node.net.deadlines import Watchdog
 from node.net.exchange import END, ExchangeSession, prepare_side
 from node.net.grpc_status import error_from_rpc
+from node.net.recorder import RoundFacts, RoundRecorder
 from node.runtime import Node, iso
-from node.state.store import RoundRow
 from protocol import PROTOCOL_VERSION
 from protocol.admission import admit_response
 from protocol.errors import CrossmatchError, PolicyError, ProtocolError, RoundAbortedError
@@ -151,18 +151,12 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
 
 def _record_unopened(node: Node, proposal: Proposal, started: str,
                      error: CrossmatchError) -> None:
-    body = {"round_id": proposal.round_id, "role": "initiator", "peer": proposal.responder,
-            "stage": "open", "reason": error.message}
-    if error.rule:
-        body["rule"] = error.rule
-    node.log("round_aborted", body)
-    node.store.save_round(RoundRow(
-        round_id=proposal.round_id, peer=proposal.responder, role="initiator",
-        mode=proposal.mode, kinds=list(proposal.kinds),
-        own_sizes=dict(zip(proposal.kinds, proposal.sizes, strict=True)), peer_sizes={},
-        intersection_sizes={}, status="aborted", reason=error.diagnostics(), started_at=started,
-        finished_at=iso(node.now()), policy_hash=proposal.policy_hash.hex(), transcript_hash=""),
-        [])
+    """A round that never opened (refused, unreachable, a bad answer): aborted at open."""
+    p = proposal
+    facts = RoundFacts(round_id=p.round_id, role="initiator", peer=p.responder, mode=p.mode,
+                       kinds=p.kinds, own_sizes=dict(zip(p.kinds, p.sizes, strict=True)),
+                       policy_hash=p.policy_hash, started_at=started)
+    RoundRecorder.for_node(node).aborted(facts, error, stage="open")
 
 
 def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession,

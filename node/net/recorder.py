@@ -43,10 +43,15 @@ class RoundFacts:
     def of(cls, header: RoundHeader, role: str, started_at: str) -> RoundFacts:
         other = "responder" if role == "initiator" else "initiator"
         return cls(
-            round_id=header.round_id, role=role, peer=header.peer_of(role), mode=header.mode,
-            kinds=header.kinds, own_sizes=dict(zip(header.kinds, header.sizes(role), strict=True)),
+            round_id=header.round_id,
+            role=role,
+            peer=header.peer_of(role),
+            mode=header.mode,
+            kinds=header.kinds,
+            own_sizes=dict(zip(header.kinds, header.sizes(role), strict=True)),
             peer_sizes=dict(zip(header.kinds, header.sizes(other), strict=True)),
-            policy_hash=header.policy_hash, started_at=started_at,
+            policy_hash=header.policy_hash,
+            started_at=started_at,
         )
 
 
@@ -60,6 +65,8 @@ class Completion:
     peer_commitment: bytes
     own_receipt: dict | None
     peer_receipt: dict | None
+    # Members beyond the common ones (the suite, verified matches, warninglists).
+    extra: Mapping[str, object] = field(default_factory=dict)
 
 
 class RoundRecorder:
@@ -71,41 +78,92 @@ class RoundRecorder:
         return cls(node.store, node.log, node.now)
 
     def completed(self, f: RoundFacts, c: Completion, matches: list[tuple[str, bytes]]) -> None:
-        self._log("round_completed", {
-            "round_id": f.round_id, "role": f.role, "peer": f.peer, "mode": f.mode,
-            "kinds": list(f.kinds), "own_sizes": f.own_sizes, "peer_sizes": f.peer_sizes,
-            "intersection_sizes": c.intersection_sizes, "policy_hash": f.policy_hash.hex(),
-            "own_commitment": c.own_commitment.hex(), "peer_commitment": c.peer_commitment.hex(),
-            "transcript_hash": c.transcript_hash.hex(),
-            "own_receipt": c.own_receipt, "peer_receipt": c.peer_receipt,
-        })
-        self._store.save_round(self._row(f, "completed", "", c.intersection_sizes,
-                                         c.transcript_hash), matches)
+        self._log(
+            "round_completed",
+            {
+                "round_id": f.round_id,
+                "role": f.role,
+                "peer": f.peer,
+                "mode": f.mode,
+                "kinds": list(f.kinds),
+                "own_sizes": f.own_sizes,
+                "peer_sizes": f.peer_sizes,
+                "intersection_sizes": c.intersection_sizes,
+                "policy_hash": f.policy_hash.hex(),
+                "own_commitment": c.own_commitment.hex(),
+                "peer_commitment": c.peer_commitment.hex(),
+                "transcript_hash": c.transcript_hash.hex(),
+                "own_receipt": c.own_receipt,
+                "peer_receipt": c.peer_receipt,
+                **c.extra,
+            },
+        )
+        self._store.save_round(
+            self._row(f, "completed", "", c.intersection_sizes, c.transcript_hash), matches
+        )
 
-    def aborted(self, f: RoundFacts, error: CrossmatchError, *, stage: str,
-                transcript_hash: bytes = b"") -> None:
-        body: dict[str, object] = {"round_id": f.round_id, "role": f.role, "peer": f.peer,
-                                   "stage": stage, "reason": error.message}
+    def aborted(
+        self,
+        f: RoundFacts,
+        error: CrossmatchError,
+        *,
+        stage: str,
+        transcript_hash: bytes = b"",
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        body: dict[str, object] = {
+            "round_id": f.round_id,
+            "role": f.role,
+            "peer": f.peer,
+            "stage": stage,
+            "reason": error.message,
+            **(extra or {}),
+        }
         if error.rule:
             body["rule"] = error.rule
         self._log("round_aborted", body)
-        self._store.save_round(self._row(f, "aborted", error.diagnostics(), {}, transcript_hash),
-                               [])
+        self._store.save_round(
+            self._row(f, "aborted", error.diagnostics(), {}, transcript_hash), []
+        )
 
-    def refused(self, error: CrossmatchError, *, peer: str, claimed_lab: str,
-                facts: RoundFacts | None) -> None:
+    def refused(
+        self, error: CrossmatchError, *, peer: str, claimed_lab: str, facts: RoundFacts | None
+    ) -> None:
         """A proposal refused at OpenRound; stored too when ``facts`` (a round id we can
         keep: the peer authenticated, the id well formed and new) are given."""
-        self._log("round_refused", {"peer": peer, "claimed_lab": claimed_lab,
-                                    "reason": error.message, "rule": error.rule or ""})
+        self._log(
+            "round_refused",
+            {
+                "peer": peer,
+                "claimed_lab": claimed_lab,
+                "reason": error.message,
+                "rule": error.rule or "",
+            },
+        )
         if facts is not None:
             self._store.save_round(self._row(facts, "refused", error.diagnostics(), {}, b""), [])
 
-    def _row(self, f: RoundFacts, status: str, reason: str, intersection: dict[str, int],
-             transcript_hash: bytes) -> RoundRow:
+    def _row(
+        self,
+        f: RoundFacts,
+        status: str,
+        reason: str,
+        intersection: dict[str, int],
+        transcript_hash: bytes,
+    ) -> RoundRow:
         return RoundRow(
-            round_id=f.round_id, peer=f.peer, role=f.role, mode=f.mode, kinds=list(f.kinds),
-            own_sizes=f.own_sizes, peer_sizes=f.peer_sizes, intersection_sizes=intersection,
-            status=status, reason=reason, started_at=f.started_at, finished_at=iso(self._now()),
-            policy_hash=f.policy_hash.hex(), transcript_hash=transcript_hash.hex(),
+            round_id=f.round_id,
+            peer=f.peer,
+            role=f.role,
+            mode=f.mode,
+            kinds=list(f.kinds),
+            own_sizes=f.own_sizes,
+            peer_sizes=f.peer_sizes,
+            intersection_sizes=intersection,
+            status=status,
+            reason=reason,
+            started_at=f.started_at,
+            finished_at=iso(self._now()),
+            policy_hash=f.policy_hash.hex(),
+            transcript_hash=transcript_hash.hex(),
         )

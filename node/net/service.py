@@ -26,10 +26,10 @@ from node.net.deadlines import Watchdog, first_message
 from node.net.exchange import END, ExchangeSession, PreparedSide, prepare_side
 from node.net.feedback import receive_opinions
 from node.net.grpc_status import abort_with
+from node.net.recorder import RoundFacts, RoundRecorder
 from node.net.refusals import RefusalLedger
 from node.pki import PeerIdentity
 from node.runtime import Node, iso
-from node.state.store import RoundRow
 from protocol.admission import Flight, admit_proposal
 from protocol.errors import (
     ConfigError,
@@ -65,6 +65,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         self._lock = threading.Lock()
         self._pending: dict[str, PendingRound] = {}
         self._flight = Flight()  # one round in flight per peer, the policy's interval
+        self.recorder = RoundRecorder.for_node(node)
         self.draining = False  # set at shutdown: new rounds are refused, running ones finish
         # Round ids accepted and not yet recorded (pending or streaming): no other round, and
         # no refusal, may store anything under them.
@@ -180,20 +181,16 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             return
         log.debug("refused round from %s: %s", peer_lab or "unauthenticated peer",
                   e.diagnostics())
-        self.node.log("round_refused", {
-            "peer": peer_lab, "claimed_lab": peer_text(request.initiator, 64),
-            "reason": e.message, "rule": str(e.rule or ""),
-        })
         rid = request.round_id
-        if peer_lab and self._may_store_refusal(rid):
-            kinds = [k[:32] for k in request.kinds][:16]
-            self.node.store.save_round(RoundRow(
-                round_id=rid, peer=peer_lab, role="responder",
-                mode=request.mode if request.mode in MODES else "unknown", kinds=kinds,
-                own_sizes={}, peer_sizes=dict(zip(kinds, request.sizes[:16], strict=False)),
-                intersection_sizes={}, status="refused", reason=e.diagnostics(),
-                started_at=iso(self.node.now()), finished_at=iso(self.node.now()),
-                policy_hash=request.policy_hash[:32].hex(), transcript_hash=""), [])
+        kinds = tuple(k[:32] for k in request.kinds[:16])
+        facts = RoundFacts(
+            round_id=rid, role="responder", peer=peer_lab,
+            mode=request.mode if request.mode in MODES else "unknown", kinds=kinds,
+            own_sizes={}, peer_sizes=dict(zip(kinds, request.sizes[:16], strict=False)),
+            policy_hash=request.policy_hash[:32], started_at=iso(self.node.now()))
+        keep = bool(peer_lab) and self._may_store_refusal(rid)
+        self.recorder.refused(e, peer=peer_lab, claimed_lab=peer_text(request.initiator, 64),
+                              facts=facts if keep else None)
 
     def _may_store_refusal(self, rid: str) -> bool:
         """A refusal stores a row only under a well-formed id no round owns or may own."""
@@ -220,18 +217,10 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 self._claimed.discard(round_id)
 
     def _record_expired(self, pending: PendingRound) -> None:
-        h = pending.header
+        """An accepted round the initiator never streamed: aborted at stage open, logged."""
         reason = f"no Exchange stream within {self.limits.pending_ttl_seconds:g} s of OpenRound"
-        self.node.log("round_aborted", {"round_id": h.round_id, "role": "responder",
-                                        "peer": pending.peer.lab, "stage": "open",
-                                        "reason": reason, "rule": Rule.TIMEOUT})
-        self.node.store.save_round(RoundRow(
-            round_id=h.round_id, peer=pending.peer.lab, role="responder", mode=h.mode,
-            kinds=list(h.kinds), own_sizes=dict(zip(h.kinds, h.responder_sizes, strict=True)),
-            peer_sizes=dict(zip(h.kinds, h.initiator_sizes, strict=True)),
-            intersection_sizes={}, status="aborted", reason=f"{reason} [rule: timeout]",
-            started_at=pending.started_at, finished_at=iso(self.node.now()),
-            policy_hash=h.policy_hash.hex(), transcript_hash=""), [])
+        self.recorder.aborted(RoundFacts.of(pending.header, "responder", pending.started_at),
+                              ProtocolError(reason, rule=Rule.TIMEOUT), stage="open")
 
     # -- Exchange ----------------------------------------------------------------
 
