@@ -12,16 +12,17 @@ import grpc
 
 from node import pki
 from node.net import proof, wire
-from node.net.bounds import check_open_response
 from node.net.deadlines import Watchdog
-from node.net.exchange import END, ExchangeSession, prepare_side
+from node.net.exchange import END, ExchangeSession, PreparedSide, prepare_side
 from node.net.grpc_status import error_from_rpc
 from node.net.recorder import RoundFacts, RoundRecorder
 from node.runtime import Node, iso
 from protocol import PROTOCOL_VERSION
 from protocol.admission import admit_response
 from protocol.errors import CrossmatchError, PolicyError, ProtocolError, RoundAbortedError
-from protocol.messages import MODES, Proposal, prompt_param_set_id
+from protocol.identity import PeerIdentity
+from protocol.messages import MODES, Proposal, ProposalResponse, prompt_param_set_id
+from protocol.policy import Policy
 from protocol.responder_proof import NONCE_BYTES
 from protocol.rules import Rule
 from protocol.transcript import RoundHeader
@@ -73,10 +74,42 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
     Setting ``cancel`` (graceful shutdown) aborts the round cleanly: logged as aborted
     with rule ``shutdown``, nothing stored.
     """
+    policy, prepared, proposal, started = _propose(node, peer_lab, mode, kinds)
+    node.round_started(proposal.round_id, "initiator")
+    with open_channel(node, peer_lab) as channel:
+        stub = pb_grpc.CrossmatchStub(channel)
+        answer, peer = _open(node, stub, proposal, started)
+        header = RoundHeader(
+            round_id=proposal.round_id, initiator=node.lab, responder=peer_lab, mode=mode,
+            kinds=proposal.kinds, initiator_sizes=proposal.sizes, responder_sizes=answer.sizes,
+            policy_hash=proposal.policy_hash, initiator_commitment=proposal.input_commitment,
+            responder_commitment=answer.input_commitment, prompt_params=proposal.prompt_params,
+            suite=policy.suite, verified_matches=policy.verified_matches,
+        )
+        session = ExchangeSession(node, header, "initiator", prepared, peer, started)
+        try:
+            policy.check_round(header.kinds, mode, list(header.responder_sizes))
+            _exchange(node, stub, session, cancel, progress)
+        except CrossmatchError as e:
+            if not session.recorded.is_set():  # refused before the exchange began
+                _abort(session, e)
+            raise
+        finally:
+            session.close()
+    return RoundSummary(
+        round_id=header.round_id, peer=peer_lab, mode=mode, kinds=list(header.kinds),
+        own_sizes=dict(zip(header.kinds, header.initiator_sizes, strict=True)),
+        peer_sizes=dict(zip(header.kinds, header.responder_sizes, strict=True)),
+        intersection_sizes=session.outcome.intersection_sizes if session.outcome else {},
+        status="completed",
+    )
+
+
+def _propose(node: Node, peer_lab: str, mode: str, kinds: list[str] | None
+             ) -> tuple[Policy, PreparedSide, Proposal, str]:
+    """Our side of a round and the proposal for it, checked against our own policy first."""
     node.config.peer(peer_lab)  # unknown peer -> ConfigError before anything else
     policy = node.require_policy()  # signed and valid now, or PolicyError naming the rule
-    node.revoked_serials()  # a stale or (when required) missing CRL refuses before contact
-    node.require_audit()  # a round we could not record does not start
     kinds = kinds or sorted(k for k, n in node.store.signal_counts().items() if n > 0)
     if not kinds:
         raise PolicyError("this node holds no signals; import some first", rule=Rule.KINDS_EMPTY)
@@ -85,7 +118,6 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
     policy.check_round(kinds, mode, [0] * len(kinds))
     prepared = prepare_side(node, kinds)
     policy.check_round(kinds, mode, prepared.sizes)
-    policy.check_sizes(kinds, prepared.sizes)
     round_id = secrets.token_hex(16)
     started = iso(node.now())
     proposal = Proposal(
@@ -96,57 +128,31 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
         chunk_size=node.config.chunk_size, nonce=secrets.token_bytes(NONCE_BYTES),
         suite=policy.suite,
     )
+    return policy, prepared, proposal, started
+
+
+def _open(node: Node, stub: pb_grpc.CrossmatchStub, proposal: Proposal, started: str
+          ) -> tuple[ProposalResponse, PeerIdentity]:
+    """OpenRound, and our check of the answer; a round that does not open is recorded."""
     request = wire.proposal_to_pb(proposal)
-    node.round_started(round_id, "initiator")
-    with open_channel(node, peer_lab) as channel:
-        stub = pb_grpc.CrossmatchStub(channel)
-        try:
-            response = stub.OpenRound(request, timeout=OPEN_TIMEOUT)
-            check_open_response(response)  # before any field is used
-            answer = wire.response_from_pb(response)
-            # TLS checked that the responder's certificate names peer_lab, but not the CRL,
-            # and the certificate TLS saw is out of our reach. So the responder presents
-            # one (chain, lab, validity, revocation checked here) and proves it holds its
-            # key (signed over our fresh nonce). All before any element leaves. It also
-            # carries the CA-certified audit key, which must verify the receipt.
-            peer = admit_response(answer, proposal=proposal, identify=node.peer_identity)
-            proof.check(request, response, peer_lab)
-            # The responder's sizes are a claim: checked against policy before anything
-            # is allocated by them (a claim of 2^62 elements is a refusal, not a crash).
-            policy.check_round(kinds, mode, list(answer.sizes))
-            policy.check_sizes(kinds, list(answer.sizes))  # anti-probing, as the responder
-        except grpc.RpcError as e:
-            error = error_from_rpc(e, peer_lab)
-            _record_unopened(node, proposal, started, error)
-            raise error from None
-        except CrossmatchError as e:
-            _record_unopened(node, proposal, started, e)
-            raise
-        header = RoundHeader(
-            round_id=round_id, initiator=node.lab, responder=peer_lab, mode=mode,
-            kinds=tuple(kinds), initiator_sizes=tuple(prepared.sizes),
-            responder_sizes=answer.sizes, policy_hash=proposal.policy_hash,
-            initiator_commitment=prepared.commitment,
-            responder_commitment=answer.input_commitment, prompt_params=proposal.prompt_params,
-            suite=policy.suite, verified_matches=policy.verified_matches,
-        )
-        session = ExchangeSession(node, header, "initiator", prepared, peer, started)
-        try:
-            _exchange(node, stub, session, cancel, progress)
-        except CrossmatchError as e:
-            if not session.recorded.is_set():  # refused before the exchange began
-                _abort(session, e)
-            raise
-        finally:
-            session.close()
-    h = header
-    return RoundSummary(
-        round_id=round_id, peer=peer_lab, mode=mode, kinds=kinds,
-        own_sizes=dict(zip(kinds, h.initiator_sizes, strict=True)),
-        peer_sizes=dict(zip(kinds, h.responder_sizes, strict=True)),
-        intersection_sizes=session.outcome.intersection_sizes if session.outcome else {},
-        status="completed",
-    )
+    try:
+        response = stub.OpenRound(request, timeout=OPEN_TIMEOUT)
+        answer = wire.response_from_pb(response)
+        # TLS checked that the responder's certificate names the peer, but not the CRL,
+        # and the certificate TLS saw is out of our reach. So the responder presents
+        # one (chain, lab, validity, revocation checked here) and proves it holds its
+        # key (signed over our fresh nonce). All before any element leaves. It also
+        # carries the CA-certified audit key, which must verify the receipt.
+        peer = admit_response(answer, proposal=proposal, identify=node.peer_identity)
+        proof.check(request, response, proposal.responder)
+    except grpc.RpcError as e:
+        error = error_from_rpc(e, proposal.responder)
+        _record_unopened(node, proposal, started, error)
+        raise error from None
+    except CrossmatchError as e:
+        _record_unopened(node, proposal, started, e)
+        raise
+    return answer, peer
 
 
 def _record_unopened(node: Node, proposal: Proposal, started: str,
