@@ -113,6 +113,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             self._pending[header.round_id] = PendingRound(
                 header, prepared, peer, iso(self.node.now()), time.monotonic() + ttl)
         self.node.round_started(header.round_id, "responder")
+        log.info("round %s accepted from %s (%s)", header.round_id, peer.lab, header.mode)
         # Expiry runs on a timer: a round opened and never streamed frees the pair's slot
         # and its prepared set on time, whether or not anyone calls again.
         timer = threading.Timer(ttl, self._expire, args=(header.round_id,))

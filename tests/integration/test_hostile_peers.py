@@ -237,10 +237,16 @@ def test_peer_killed_mid_round(pair, tmp_path):
     a, b = pair.labs["lab-a"], pair.labs["lab-b"]
     import_values(a.dir, "device_id", [f"dev-{i}" for i in range(60_000)], tmp_path)
     import_values(b.dir, "device_id", [f"dev-{i}" for i in range(30_000, 90_000)], tmp_path)
+    accepted = b.serve_log().count(" accepted from lab-a")
     proc = subprocess.Popen(cli_command("round", a.dir, "--peer", "lab-b", "--kinds",
                                         "device_id"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)  # well inside the ~10 s exchange
+    # Kill lab-b once it has accepted the round (then the exchange is under way), not
+    # after a fixed delay, which on a loaded machine can land before the round opened.
+    deadline = time.monotonic() + 60
+    while b.serve_log().count(" accepted from lab-a") == accepted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the stream: lab-b prepares 60k elements after accepting
     b.process.send_signal(signal.SIGKILL)
     b.process.wait()
     b.process = None
