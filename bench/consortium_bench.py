@@ -44,8 +44,11 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def say(text: str) -> None:
     one, five, _ = os.getloadavg()
-    print(f"[{time.strftime('%H:%M:%S')} load {one:.2f} {five:.2f}] {text}", file=sys.stderr,
-          flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')} load {one:.2f} {five:.2f}] {text}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def proc_cpu(pid: int) -> float:
@@ -63,8 +66,10 @@ class Run:
 def run_processes(commands: dict[str, list[str]]) -> dict[str, Run]:
     """Start every command at once; wall and CPU of each (wait4), raising on failure."""
     start = time.monotonic()
-    procs = {name: subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for name, cmd in commands.items()}
+    procs = {
+        name: subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for name, cmd in commands.items()
+    }
     by_pid = {p.pid: name for name, p in procs.items()}
     out: dict[str, Run] = {}
     while by_pid:
@@ -104,8 +109,9 @@ class Figures:
 
 def build(root: Path, labs: list[str], n: int, k: int, seed: int) -> Sandbox:
     sandbox = Sandbox(root)
-    policy = sandbox_policy() + consortium_section(HUB, labs, k=k, kinds=(KIND,),
-                                                   max_set_size=max(n, 1))
+    policy = sandbox_policy() + consortium_section(
+        HUB, labs, k=k, kinds=(KIND,), max_set_size=max(n, 1)
+    )
     sandbox.create(labs, policy=policy)
     sandbox.add_hub(HUB)
     sandbox.install_policy(policy, {HUB: sandbox.labs[HUB]})
@@ -130,7 +136,8 @@ def measure_consortium(sandbox: Sandbox, labs: list[str], fig: Figures) -> None:
     say("consortium round: every lab at once")
     start = time.monotonic()
     fig.consortium = run_processes(
-        {lab: cli_command("consortium-round", sandbox.labs[lab].dir) for lab in labs})
+        {lab: cli_command("consortium-round", sandbox.labs[lab].dir) for lab in labs}
+    )
     fig.consortium_wall = time.monotonic() - start
     fig.hub_cpu = proc_cpu(hub.process.pid) - before
     hub.stop()
@@ -140,8 +147,9 @@ def measure_pairwise(sandbox: Sandbox, labs: list[str], fig: Figures) -> None:
     for lab in labs:
         sandbox.labs[lab].start()
     for a, b in itertools.permutations(labs, 2):
-        run_cli("peer", "add", sandbox.labs[a].dir, "--lab", b, "--address",
-                sandbox.labs[b].address)
+        run_cli(
+            "peer", "add", sandbox.labs[a].dir, "--lab", b, "--address", sandbox.labs[b].address
+        )
     serve_pids = {lab: sandbox.labs[lab].process.pid for lab in labs}  # type: ignore[union-attr]
     serve_before = {lab: proc_cpu(pid) for lab, pid in serve_pids.items()}
     fig.pairwise_cpu = dict.fromkeys(labs, 0.0)
@@ -150,8 +158,12 @@ def measure_pairwise(sandbox: Sandbox, labs: list[str], fig: Figures) -> None:
     for slot in slots(labs):
         say(f"pairwise rounds at once: {', '.join(f'{a}-{b}' for a, b in slot)}")
         t = time.monotonic()
-        runs = run_processes({a: cli_command("round", sandbox.labs[a].dir, "--peer", b,
-                                             "--kinds", KIND) for a, b in slot})
+        runs = run_processes(
+            {
+                a: cli_command("round", sandbox.labs[a].dir, "--peer", b, "--kinds", KIND)
+                for a, b in slot
+            }
+        )
         took = time.monotonic() - t
         for a, b in slot:
             fig.pairwise_cpu[a] += runs[a].cpu
@@ -164,14 +176,18 @@ def measure_pairwise(sandbox: Sandbox, labs: list[str], fig: Figures) -> None:
 
 
 def report(fig: Figures, labs: list[str], n: int, k: int) -> str:
-    lines = [f"consortium bench: {len(labs)} labs x {n} elements, k = {k}",
-             f"{'lab':<8} {'cons cpu':>9} {'pair cpu':>9} {'cpu ratio':>9} "
-             f"{'cons wall':>9} {'pair wall':>9} {'wall ratio':>10}"]
+    lines = [
+        f"consortium bench: {len(labs)} labs x {n} elements, k = {k}",
+        f"{'lab':<8} {'cons cpu':>9} {'pair cpu':>9} {'cpu ratio':>9} "
+        f"{'cons wall':>9} {'pair wall':>9} {'wall ratio':>10}",
+    ]
     for lab in labs:
         c, p = fig.consortium[lab], fig.pairwise_cpu[lab]
         pw = fig.pairwise_wall[lab]
-        lines.append(f"{lab:<8} {c.cpu:>8.1f}s {p:>8.1f}s {c.cpu / p:>9.2f} "
-                     f"{c.wall:>8.1f}s {pw:>8.1f}s {c.wall / pw:>10.2f}")
+        lines.append(
+            f"{lab:<8} {c.cpu:>8.1f}s {p:>8.1f}s {c.cpu / p:>9.2f} "
+            f"{c.wall:>8.1f}s {pw:>8.1f}s {c.wall / pw:>10.2f}"
+        )
     cons = sum(r.cpu for r in fig.consortium.values())
     pair = sum(fig.pairwise_cpu.values())
     wall = fig.consortium_wall / fig.pairwise_total_wall
@@ -186,8 +202,9 @@ def report(fig: Figures, labs: list[str], n: int, k: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--n", type=int, default=100_000, help="elements per lab")
     p.add_argument("--labs", type=int, default=5)
     p.add_argument("--k", type=int, default=3)

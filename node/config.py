@@ -140,8 +140,20 @@ class NodePaths:
 
 
 ROUND_MODES = MODES
-_KNOWN_TABLES = frozenset({"lab", "listen", "default_region", "round", "schedule", "daemon",
-                           "logging", "metrics", "peers", "limits"})
+_KNOWN_TABLES = frozenset(
+    {
+        "lab",
+        "listen",
+        "default_region",
+        "round",
+        "schedule",
+        "daemon",
+        "logging",
+        "metrics",
+        "peers",
+        "limits",
+    }
+)
 
 
 @dataclass
@@ -212,8 +224,14 @@ class LimitsConfig:
         return dict(vars(self))
 
 
-_LIMIT_INTS = ("rpcs_per_peer", "max_concurrent_rpcs", "window_chunks", "min_chunk_elements",
-               "refusal_records_per_minute", "log_queue")
+_LIMIT_INTS = (
+    "rpcs_per_peer",
+    "max_concurrent_rpcs",
+    "window_chunks",
+    "min_chunk_elements",
+    "refusal_records_per_minute",
+    "log_queue",
+)
 
 
 @dataclass
@@ -275,8 +293,10 @@ class NodeConfig:
 def load_config(node_dir: Path) -> NodeConfig:
     paths = NodePaths(Path(node_dir))
     if not paths.config.exists():
-        raise ConfigError(f"{paths.config} not found: is {node_dir} a node directory? "
-                          "(create one with `crossmatch init`)")
+        raise ConfigError(
+            f"{paths.config} not found: is {node_dir} a node directory? "
+            "(create one with `crossmatch init`)"
+        )
     try:
         data = tomllib.loads(paths.config.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
@@ -325,7 +345,8 @@ def _load_peer(p: dict[str, object]) -> PeerConfig:
     cron = p.get("cron")
     kinds = p.get("kinds")
     peer = PeerConfig(
-        check_lab(str(p["lab"])), check_address(str(p["address"])),
+        check_lab(str(p["lab"])),
+        check_address(str(p["address"])),
         interval_seconds=float(interval) if interval is not None else None,  # type: ignore[arg-type]
         cron=str(cron) if cron is not None else None,
         mode=str(p.get("mode", "reveal")),

@@ -94,8 +94,7 @@ class Node:
         self.is_hub = (self.paths.root / HUB_MARKER).exists()
         if not self.is_hub:
             check_private(self.paths.consortium_key, "consortium key")
-        self.consortium_key = (b"" if self.is_hub
-                               else read_consortium_key(self.paths.consortium_key))
+        self.consortium_key = b"" if self.is_hub else read_consortium_key(self.paths.consortium_key)
         self.audit_key = load_audit_key(self.paths.audit_key)
         check_private(self.paths.tls_key, "TLS key")
         self.tls_key_pem = read_file(self.paths.tls_key, "TLS key")
@@ -106,7 +105,10 @@ class Node:
         self._policy_rule: Rule = Rule.POLICY_UNSIGNED
         self._policy_stamp: tuple[int, int] | None | bool = False  # False: never loaded
         self._crl: tuple[tuple[int, int] | None, frozenset[int], datetime | None] = (
-            None, frozenset(), None)
+            None,
+            frozenset(),
+            None,
+        )
         self.observers: list[Observer] = []
         self.round_hooks: list[Callable[[str, str], None]] = []
         self._reload_lock = threading.Lock()
@@ -126,8 +128,9 @@ class Node:
         """Keep each peer's CA-certified audit key in NODE_DIR/peers/<lab>.pub, so that
         `audit verify NODE_DIR` checks the peer receipts in our log without any set-up."""
         path = self.paths.peer_key(lab)
-        pem = key.public_bytes(serialization.Encoding.PEM,
-                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        pem = key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         if not path.exists() or path.read_bytes() != pem:
             atomic_write(path, pem)
 
@@ -142,12 +145,16 @@ class Node:
         with self._reload_lock:
             if stamp == self._policy_stamp:
                 return
-            policy, problem, rule = DEFAULT_POLICY, "no signed consortium policy installed " \
-                "(`crossmatch policy install NODE_DIR FILE`)", Rule.POLICY_UNSIGNED
+            policy, problem, rule = (
+                DEFAULT_POLICY,
+                "no signed consortium policy installed (`crossmatch policy install NODE_DIR FILE`)",
+                Rule.POLICY_UNSIGNED,
+            )
             if stamp is not None:
                 try:
-                    policy = verify_signed_policy(self.paths.policy.read_bytes(),
-                                                  ca_public_key(self.ca_pem)).policy
+                    policy = verify_signed_policy(
+                        self.paths.policy.read_bytes(), ca_public_key(self.ca_pem)
+                    ).policy
                     problem = ""
                 except (OSError, CrossmatchError) as e:
                     problem = f"installed policy is not usable: {e}"
@@ -183,22 +190,31 @@ class Node:
                 next_update = crl_next_update(data)
             self._crl = (stamp, serials, next_update)
         if stamp is None and self.policy.require_crl:
-            raise PolicyError(f"the consortium policy requires a CRL and none is installed "
-                              f"at {self.paths.crl}", rule=Rule.CRL_MISSING)
+            raise PolicyError(
+                f"the consortium policy requires a CRL and none is installed at {self.paths.crl}",
+                rule=Rule.CRL_MISSING,
+            )
         if next_update is not None and self.now() > next_update:
-            raise PolicyError(f"the installed CRL was due for renewal at {iso(next_update)}; "
-                              "install a fresh one (`crossmatch crl install`)", rule=Rule.CRL_STALE)
+            raise PolicyError(
+                f"the installed CRL was due for renewal at {iso(next_update)}; "
+                "install a fresh one (`crossmatch crl install`)",
+                rule=Rule.CRL_STALE,
+            )
         return serials
 
     def check_still_trusted(self, peer: pki.PeerIdentity) -> None:
         """Revocation and expiry, again, at a later stage of a round (the CRL may have
         changed since the peer authenticated)."""
         if peer.serial in self.revoked_serials():
-            raise PolicyError(f"certificate serial {peer.serial} of lab {peer.lab} was revoked "
-                              "during the round", rule=Rule.CERTIFICATE_REVOKED)
+            raise PolicyError(
+                f"certificate serial {peer.serial} of lab {peer.lab} was revoked during the round",
+                rule=Rule.CERTIFICATE_REVOKED,
+            )
         if self.now() > peer.not_after:
-            raise PolicyError(f"certificate of lab {peer.lab} expired during the round",
-                              rule=Rule.CERTIFICATE_EXPIRED)
+            raise PolicyError(
+                f"certificate of lab {peer.lab} expired during the round",
+                rule=Rule.CERTIFICATE_EXPIRED,
+            )
 
     def peer_identity(self, cert_pem: bytes) -> pki.PeerIdentity:
         return pki.identity_from_certificate(
@@ -221,8 +237,11 @@ class Node:
         """PolicyError (rule disk-full or write_failed) while the audit log cannot be written:
         no round may start that could not be recorded."""
         if self.audit is not None and not self.audit.writable(self.now()):
-            raise PolicyError("this node cannot write its audit log (disk full?); it resumes "
-                              "by itself once it can", rule=Rule.DISK_FULL)
+            raise PolicyError(
+                "this node cannot write its audit log (disk full?); it resumes "
+                "by itself once it can",
+                rule=Rule.DISK_FULL,
+            )
 
     def round_started(self, round_id: str, role: str) -> None:
         """Tell observers a round began (for durations and in-flight gauges)."""

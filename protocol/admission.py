@@ -38,15 +38,22 @@ class Admitted:
     proposal: Proposal
     policy: Policy  # the policy in force, whose hash the proposal presented
 
-    def header(self, responder_sizes: tuple[int, ...], responder_commitment: bytes
-               ) -> RoundHeader:
+    def header(self, responder_sizes: tuple[int, ...], responder_commitment: bytes) -> RoundHeader:
         p = self.proposal
         return RoundHeader(
-            round_id=p.round_id, initiator=p.initiator, responder=p.responder, mode=p.mode,
-            kinds=p.kinds, initiator_sizes=p.sizes, responder_sizes=responder_sizes,
-            policy_hash=p.policy_hash, initiator_commitment=p.input_commitment,
-            responder_commitment=responder_commitment, prompt_params=p.prompt_params,
-            suite=p.suite or DEFAULT_SUITE, verified_matches=self.policy.verified_matches,
+            round_id=p.round_id,
+            initiator=p.initiator,
+            responder=p.responder,
+            mode=p.mode,
+            kinds=p.kinds,
+            initiator_sizes=p.sizes,
+            responder_sizes=responder_sizes,
+            policy_hash=p.policy_hash,
+            initiator_commitment=p.input_commitment,
+            responder_commitment=responder_commitment,
+            prompt_params=p.prompt_params,
+            suite=p.suite or DEFAULT_SUITE,
+            verified_matches=self.policy.verified_matches,
         )
 
 
@@ -60,15 +67,17 @@ class Flight:
         self._active: set[str] = set()
         self._last_accepted: dict[str, datetime] = {}
 
-    def reserve(self, peer: str, policy: Policy, *, now: datetime,
-                last_round: datetime | None) -> None:
+    def reserve(
+        self, peer: str, policy: Policy, *, now: datetime, last_round: datetime | None
+    ) -> None:
         """Claim the peer's single slot, atomically, if the policy's interval has passed
         since ``last_round`` (the last round stored) and since the last one accepted here."""
         slack = min(self._slack_max, timedelta(seconds=policy.min_interval_seconds / 10))
         with self._lock:
             if peer in self._active:
-                raise PolicyError(f"a round with {peer} is already in flight",
-                                  rule=Rule.SINGLE_FLIGHT)
+                raise PolicyError(
+                    f"a round with {peer} is already in flight", rule=Rule.SINGLE_FLIGHT
+                )
             accepted = self._last_accepted.get(peer)
             if accepted is not None and (last_round is None or accepted > last_round):
                 last_round = accepted
@@ -81,10 +90,19 @@ class Flight:
             self._active.discard(peer)
 
 
-def admit_proposal(p: Proposal, *, me: str, peer: str, policy: Callable[[], Policy],
-                   prompt_params: str, round_known: Callable[[str], bool], flight: Flight,
-                   now: datetime, last_round: Callable[[], datetime | None],
-                   shutting_down: bool = False) -> Admitted:
+def admit_proposal(
+    p: Proposal,
+    *,
+    me: str,
+    peer: str,
+    policy: Callable[[], Policy],
+    prompt_params: str,
+    round_known: Callable[[str], bool],
+    flight: Flight,
+    now: datetime,
+    last_round: Callable[[], datetime | None],
+    shutting_down: bool = False,
+) -> Admitted:
     """Accept ``p`` from the verified lab ``peer`` or raise the rule it breaks.
 
     ``policy()`` returns the signed policy in force (or raises policy-unsigned/-expired);
@@ -101,18 +119,23 @@ def admit_proposal(p: Proposal, *, me: str, peer: str, policy: Callable[[], Poli
     return Admitted(p, in_force)
 
 
-def _check_form(p: Proposal, *, me: str, peer: str, round_known: Callable[[str], bool]
-                ) -> None:
+def _check_form(p: Proposal, *, me: str, peer: str, round_known: Callable[[str], bool]) -> None:
     if p.protocol_version != PROTOCOL_VERSION:
-        raise ProtocolError(f"protocol version {p.protocol_version!r} not supported "
-                            f"(this node speaks {PROTOCOL_VERSION})", rule=Rule.VERSION)
+        raise ProtocolError(
+            f"protocol version {p.protocol_version!r} not supported "
+            f"(this node speaks {PROTOCOL_VERSION})",
+            rule=Rule.VERSION,
+        )
     check_nonce(p.nonce)
     if p.initiator != peer:
-        raise PolicyError(f"claims to be lab {p.initiator!r} but its certificate is for "
-                          f"{peer!r}", rule=Rule.LAB_MISMATCH)
+        raise PolicyError(
+            f"claims to be lab {p.initiator!r} but its certificate is for {peer!r}",
+            rule=Rule.LAB_MISMATCH,
+        )
     if p.responder != me:
-        raise PolicyError(f"round addressed to {p.responder!r}, this is {me!r}",
-                          rule=Rule.WRONG_RESPONDER)
+        raise PolicyError(
+            f"round addressed to {p.responder!r}, this is {me!r}", rule=Rule.WRONG_RESPONDER
+        )
     if not ROUND_ID.fullmatch(p.round_id):
         raise ProtocolError("round id must be 32 lowercase hex digits", rule=Rule.ROUND_ID)
     if round_known(p.round_id):
@@ -127,20 +150,26 @@ def _check_policy(p: Proposal, policy: Policy, prompt_params: str) -> None:
     if p.policy_hash != policy.hash():
         unsigned = p.policy_hash == DEFAULT_POLICY.hash()
         raise PolicyError(
-            "initiator runs without a signed consortium policy" if unsigned else
-            f"initiator runs under a different policy ({p.policy_hash.hex()[:16]}…, "
+            "initiator runs without a signed consortium policy"
+            if unsigned
+            else f"initiator runs under a different policy ({p.policy_hash.hex()[:16]}…, "
             f"ours {policy.policy_id} v{policy.version} {policy.hash().hex()[:16]}…)",
-            rule=Rule.POLICY_UNSIGNED if unsigned else Rule.POLICY_MISMATCH)
+            rule=Rule.POLICY_UNSIGNED if unsigned else Rule.POLICY_MISMATCH,
+        )
     policy.check_round(p.kinds, p.mode, p.sizes)
     policy.check_sizes(p.kinds, p.sizes)  # anti-probing: min-set-size, pad-bucket
     policy.check_suite(p.suite or DEFAULT_SUITE)  # a node from before suites sends none
     if "prompt" in p.kinds and p.prompt_params != prompt_params:
-        raise PolicyError(f"prompt fingerprint parameters differ: peer {p.prompt_params!r}, "
-                          f"ours {prompt_params!r}", rule=Rule.PROMPT_PARAMS)
+        raise PolicyError(
+            f"prompt fingerprint parameters differ: peer {p.prompt_params!r}, "
+            f"ours {prompt_params!r}",
+            rule=Rule.PROMPT_PARAMS,
+        )
 
 
-def admit_response(r: ProposalResponse, *, proposal: Proposal,
-                   identify: Callable[[bytes], PeerIdentity]) -> PeerIdentity:
+def admit_response(
+    r: ProposalResponse, *, proposal: Proposal, identify: Callable[[bytes], PeerIdentity]
+) -> PeerIdentity:
     """The initiator's check of the answer to ``proposal``: the same round and kinds, and a
     certificate (checked by ``identify``: chain, validity, revocation) for the lab we
     addressed. Returns the responder's identity, whose audit key verifies its receipt."""
@@ -150,6 +179,7 @@ def admit_response(r: ProposalResponse, *, proposal: Proposal,
         raise ProtocolError("responder's kinds do not match the proposal", rule=Rule.KINDS)
     peer = identify(r.certificate_pem)
     if peer.lab != proposal.responder:
-        raise PolicyError(f"responder presented a certificate for {peer.lab!r}",
-                          rule=Rule.LAB_MISMATCH)
+        raise PolicyError(
+            f"responder presented a certificate for {peer.lab!r}", rule=Rule.LAB_MISMATCH
+        )
     return peer

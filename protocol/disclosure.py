@@ -91,19 +91,30 @@ class Disclosure:
     def to_bytes(self) -> bytes:
         h = self.header
         doc = {
-            "format": DISCLOSURE_FORMAT, "role": self.role, "suite": self.suite,
+            "format": DISCLOSURE_FORMAT,
+            "role": self.role,
+            "suite": self.suite,
             "header": {
-                "round_id": h.round_id, "initiator": h.initiator, "responder": h.responder,
-                "mode": h.mode, "kinds": list(h.kinds), "initiator_sizes": list(h.initiator_sizes),
-                "responder_sizes": list(h.responder_sizes), "policy_hash": h.policy_hash.hex(),
+                "round_id": h.round_id,
+                "initiator": h.initiator,
+                "responder": h.responder,
+                "mode": h.mode,
+                "kinds": list(h.kinds),
+                "initiator_sizes": list(h.initiator_sizes),
+                "responder_sizes": list(h.responder_sizes),
+                "policy_hash": h.policy_hash.hex(),
                 "initiator_commitment": h.initiator_commitment.hex(),
                 "responder_commitment": h.responder_commitment.hex(),
-                "prompt_params": h.prompt_params, "suite": h.suite,
+                "prompt_params": h.prompt_params,
+                "suite": h.suite,
                 "verified_matches": h.verified_matches,
             },
-            "psi_key": self.psi_key.hex(), "salt": self.salt.hex(),
-            "dummy_seed": self.dummy_seed.hex(), "shuffle_seed": self.shuffle_seed.hex(),
-            "dummies": self.dummies, "own": _b64(self.own),
+            "psi_key": self.psi_key.hex(),
+            "salt": self.salt.hex(),
+            "dummy_seed": self.dummy_seed.hex(),
+            "shuffle_seed": self.shuffle_seed.hex(),
+            "dummies": self.dummies,
+            "own": _b64(self.own),
             "streams": {k: [n, d.hex()] for k, (n, d) in self.parts.streams.items()},
             "commitments": {k: v.hex() for k, v in self.parts.commitments.items()},
             "public_keys": {k: v.hex() for k, v in self.parts.public_keys.items()},
@@ -118,35 +129,50 @@ class Disclosure:
                 raise ValueError(f"not a {DISCLOSURE_FORMAT} document")
             h = doc["header"]
             header = RoundHeader(
-                round_id=h["round_id"], initiator=h["initiator"], responder=h["responder"],
-                mode=h["mode"], kinds=tuple(h["kinds"]),
+                round_id=h["round_id"],
+                initiator=h["initiator"],
+                responder=h["responder"],
+                mode=h["mode"],
+                kinds=tuple(h["kinds"]),
                 initiator_sizes=tuple(int(n) for n in h["initiator_sizes"]),
                 responder_sizes=tuple(int(n) for n in h["responder_sizes"]),
                 policy_hash=bytes.fromhex(h["policy_hash"]),
                 initiator_commitment=bytes.fromhex(h["initiator_commitment"]),
                 responder_commitment=bytes.fromhex(h["responder_commitment"]),
-                prompt_params=h["prompt_params"], suite=h["suite"],
-                verified_matches=bool(h["verified_matches"]))
+                prompt_params=h["prompt_params"],
+                suite=h["suite"],
+                verified_matches=bool(h["verified_matches"]),
+            )
             parts = TranscriptParts(
                 {k: (int(n), bytes.fromhex(d)) for k, (n, d) in doc["streams"].items()},
                 {k: bytes.fromhex(v) for k, v in doc["commitments"].items()},
-                {k: bytes.fromhex(v) for k, v in doc["public_keys"].items()})
-            return cls(header, doc["role"], doc["suite"], bytes.fromhex(doc["psi_key"]),
-                       bytes.fromhex(doc["salt"]), bytes.fromhex(doc["dummy_seed"]),
-                       bytes.fromhex(doc["shuffle_seed"]),
-                       base64.b64decode(doc["own"], validate=True),
-                       {k: [int(i) for i in v] for k, v in doc["dummies"].items()}, parts)
+                {k: bytes.fromhex(v) for k, v in doc["public_keys"].items()},
+            )
+            return cls(
+                header,
+                doc["role"],
+                doc["suite"],
+                bytes.fromhex(doc["psi_key"]),
+                bytes.fromhex(doc["salt"]),
+                bytes.fromhex(doc["dummy_seed"]),
+                bytes.fromhex(doc["shuffle_seed"]),
+                base64.b64decode(doc["own"], validate=True),
+                {k: [int(i) for i in v] for k, v in doc["dummies"].items()},
+                parts,
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise InputError(f"not a readable disclosure: {e}", where=where,
-                             rule=Rule.DISCLOSURE_FORMAT) from e
+            raise InputError(
+                f"not a readable disclosure: {e}", where=where, rule=Rule.DISCLOSURE_FORMAT
+            ) from e
 
     def transcript_hash(self) -> bytes:
         return self.parts.digest(header_hash(self.header))
 
 
 def _fail(d: Disclosure, what: str, rule: Rule) -> VerificationError:
-    return VerificationError(f"round {d.header.round_id}, {d.role} {d.header.peer_of(d.peer_role)}"
-                             f": {what}", rule=rule)
+    return VerificationError(
+        f"round {d.header.round_id}, {d.role} {d.header.peer_of(d.peer_role)}: {what}", rule=rule
+    )
 
 
 def _elements(d: Disclosure) -> list[bytes]:
@@ -168,17 +194,22 @@ def _check_inputs(d: Disclosure, elements: list[bytes]) -> None:
     for kind, size in zip(d.header.kinds, d.header.sizes(d.role), strict=True):
         by_kind[kind] = [elements[i] for i in range(start, start + size) if i not in dummy_at]
         start += size
-    committed = (d.header.initiator_commitment if d.role == "initiator"
-                 else d.header.responder_commitment)
+    committed = (
+        d.header.initiator_commitment if d.role == "initiator" else d.header.responder_commitment
+    )
     if input_commitment(d.salt, by_kind) != committed:
-        raise _fail(d, "the input commitment does not open to the disclosed set",
-                    Rule.DISCLOSURE_COMMITMENT)
+        raise _fail(
+            d, "the input commitment does not open to the disclosed set", Rule.DISCLOSURE_COMMITMENT
+        )
 
 
 def _stream_check(d: Disclosure, name: str, points: bytes) -> None:
     if d.parts.streams.get(name) != (len(points), hashlib.sha256(points).digest()):
-        raise _fail(d, f"the {name} stream was not computed from the disclosed set and key",
-                    Rule.DISCLOSURE_STREAM)
+        raise _fail(
+            d,
+            f"the {name} stream was not computed from the disclosed set and key",
+            Rule.DISCLOSURE_STREAM,
+        )
 
 
 def blinded_stream(d: Disclosure) -> bytes:
@@ -186,38 +217,50 @@ def blinded_stream(d: Disclosure) -> bytes:
         return engine.blind(_elements(d))
 
 
-def check_disclosure(d: Disclosure, logged: Sequence[bytes],
-                     peer: Disclosure | None = None) -> list[str]:
+def check_disclosure(
+    d: Disclosure, logged: Sequence[bytes], peer: Disclosure | None = None
+) -> list[str]:
     """Checks 1-4 (and 5 with ``peer``) of the module docstring; what held, one line each."""
     if not logged:
         raise _fail(d, "no log names this round's transcript", Rule.DISCLOSURE_TRANSCRIPT)
     digest = d.transcript_hash()
     if any(h != digest for h in logged):
-        raise _fail(d, "the disclosed transcript is not the one the logs signed",
-                    Rule.DISCLOSURE_TRANSCRIPT)
+        raise _fail(
+            d, "the disclosed transcript is not the one the logs signed", Rule.DISCLOSURE_TRANSCRIPT
+        )
     _check_inputs(d, _elements(d))
     own_blinded = blinded_stream(d)
     _stream_check(d, f"{d.role}_blinded", own_blinded)
-    held = [f"{d.role}: transcript {digest.hex()[:16]}… matches {len(logged)} log(s)",
-            f"{d.role}: input commitment opens; dummies derive from the seed",
-            f"{d.role}: blinded stream recomputed from the set with one key"]
+    held = [
+        f"{d.role}: transcript {digest.hex()[:16]}… matches {len(logged)} log(s)",
+        f"{d.role}: input commitment opens; dummies derive from the seed",
+        f"{d.role}: blinded stream recomputed from the set with one key",
+    ]
     if peer is None:
         return held
     if peer.header != d.header or peer.role != d.peer_role or peer.parts != d.parts:
-        raise _fail(d, "the two disclosures are not of the same round's two sides",
-                    Rule.DISCLOSURE_TRANSCRIPT)
+        raise _fail(
+            d,
+            "the two disclosures are not of the same round's two sides",
+            Rule.DISCLOSURE_TRANSCRIPT,
+        )
     held += check_disclosure(peer, logged)[1:]
     peer_blinded = blinded_stream(peer)
     for side, other_blinded in ((d, peer_blinded), (peer, own_blinded)):
         with get_suite(side.suite).engine(side.psi_key, workers=1) as engine:
             stream = engine.reblind(other_blinded)
         if side.header.mode == "count":
-            stream = shuffle_packed_within_sections(stream, side.header.sizes(side.peer_role),
-                                                    SeededRandom(side.shuffle_seed),
-                                                    get_suite(side.suite).point_bytes)
+            stream = shuffle_packed_within_sections(
+                stream,
+                side.header.sizes(side.peer_role),
+                SeededRandom(side.shuffle_seed),
+                get_suite(side.suite).point_bytes,
+            )
         _stream_check(side, f"{side.role}_reblinded", stream)
-        if reblind_commitment(side.header.round_id, side.role, stream) != (
-                side.parts.commitments[side.role]):
+        if (
+            reblind_commitment(side.header.round_id, side.role, stream)
+            != (side.parts.commitments[side.role])
+        ):
             raise _fail(side, "the re-blinding commitment does not open", Rule.DISCLOSURE_STREAM)
         held.append(f"{side.role}: re-blinded stream and commitment recomputed, in order")
     return held

@@ -34,14 +34,23 @@ QUOTE_CHARS = 48  # how much of a peer's string a message or record quotes
 
 
 def peer_text(value: str | bytes, limit: int = QUOTE_CHARS) -> str:
-    """A peer's string as we may quote it: escaped, at most ``limit`` characters, and its
-    length when cut (``'abc...' (8388608 chars)``). Never raises."""
+    """A peer's string as we may quote it: escaped to printable ASCII, at most ``limit``
+    characters between the quotes (an escape such as ``\\U0001f600`` counts in full, and is
+    never cut in half), and its length when cut (``'abc...' (8388608 chars)``). Never raises."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    quoted = ascii(value[:limit])
-    if len(value) > limit:
-        return f"{quoted[:-1]}...{quoted[-1]} ({len(value)} chars)"
-    return quoted
+    kept: list[str] = []
+    used = 0
+    for c in value[:limit]:
+        escaped = "\\'" if c == "'" else ascii(c)[1:-1]
+        if used + len(escaped) > limit:
+            break
+        kept.append(escaped)
+        used += len(escaped)
+    body = "".join(kept)
+    if len(kept) < len(value):
+        return f"'{body}...' ({len(value)} chars)"
+    return f"'{body}'"
 
 
 def check_text(name: str, value: str, limit: int) -> None:

@@ -47,7 +47,6 @@ class Padding:
             padded = min(padded, cap)
         return max(padded, n)
 
-
     def spec(self) -> str | int:
         """The setting that reads back as this padding (``parse_padding``)."""
         return self.bucket if self.mode == "bucket" else self.mode

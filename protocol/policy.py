@@ -182,7 +182,8 @@ class Policy:
             if self.padding.size(size, self.size_cap(kind)) != size:
                 raise PolicyError(
                     f"{kind} set of {size} is not padded to a bucket of pad_to = "
-                    f"{self.padding.spec()}", rule=Rule.PAD_BUCKET,
+                    f"{self.padding.spec()}",
+                    rule=Rule.PAD_BUCKET,
                 )
 
     def check_churn(self, used: int, new: int) -> None:
@@ -192,7 +193,8 @@ class Policy:
         if cap is not None and used + new > cap:
             raise PolicyError(
                 f"peer's set changed by {used + new} elements within this epoch; policy "
-                f"{self.policy_id} allows {cap}", rule=Rule.EPOCH_CHURN,
+                f"{self.policy_id} allows {cap}",
+                rule=Rule.EPOCH_CHURN,
             )
 
     def check_suite(self, suite: str) -> None:
@@ -306,8 +308,9 @@ def parse_policy_toml(text: bytes | str) -> Policy:
     try:
         padding = parse_padding(data.get("pad_to", "off"))
     except ConfigError as e:
-        raise InputError(e.message.replace("round.pad_to", "pad_to"),
-                         rule=Rule.POLICY_SYNTAX) from e
+        raise InputError(
+            e.message.replace("round.pad_to", "pad_to"), rule=Rule.POLICY_SYNTAX
+        ) from e
     churn = data.get("max_churn_per_epoch")
     return Policy(
         policy_id=policy_id,
@@ -317,8 +320,11 @@ def parse_policy_toml(text: bytes | str) -> Policy:
         max_set_size=caps,
         kind_modes=modes,
         # A round per pair as often as a peer likes is probing one guess at a time: > 0.
-        min_interval_seconds=_count(data.get("min_interval_seconds", DEFAULT_MIN_INTERVAL),
-                                    "min_interval_seconds", minimum=1),
+        min_interval_seconds=_count(
+            data.get("min_interval_seconds", DEFAULT_MIN_INTERVAL),
+            "min_interval_seconds",
+            minimum=1,
+        ),
         retention_days=_count(data.get("retention_days", 90), "retention_days", minimum=1),
         not_before=format_instant(not_before),
         not_after=format_instant(not_after),
@@ -347,7 +353,7 @@ def _parse_suite(data: Mapping[str, Any]) -> tuple[str, bool]:
     if not isinstance(name, str) or name not in SUITES:
         raise InputError(
             f"suite must be one of {', '.join(sorted(SUITES))}, got {name!r}",
-                rule=Rule.POLICY_SYNTAX
+            rule=Rule.POLICY_SYNTAX,
         )
     proofs = SUITES[name].proofs
     verified = data.get("verified_matches", proofs)
@@ -388,8 +394,9 @@ def _parse_kinds(table: Any) -> tuple[dict[str, int], dict[str, str], dict[str, 
         if "min_set_size" in rules:
             floors[kind] = _count(rules["min_set_size"], f"kinds.{kind}.min_set_size")
             if floors[kind] > caps[kind]:
-                raise InputError(f"kinds.{kind}.min_set_size exceeds its max_set_size",
-                                 rule=Rule.POLICY_SYNTAX)
+                raise InputError(
+                    f"kinds.{kind}.min_set_size exceeds its max_set_size", rule=Rule.POLICY_SYNTAX
+                )
     return caps, modes, floors
 
 

@@ -181,7 +181,7 @@ def check_receipt_claims(
     if signed["signer"] != signer:
         raise VerificationError(
             f"receipt is signed as {signed['signer']!r}, expected {signer!r}",
-                rule=Rule.RECEIPT_SIGNER
+            rule=Rule.RECEIPT_SIGNER,
         )
     log_lab, _ = parse_log_id(signed["log"]["id"])
     if log_lab != signer:

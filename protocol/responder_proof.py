@@ -65,8 +65,9 @@ def proof_message(request_digest: bytes, response_digest: bytes) -> bytes:
 
 def check_nonce(nonce: bytes) -> None:
     if len(nonce) != NONCE_BYTES:
-        raise ProtocolError(f"OpenRound nonce must be {NONCE_BYTES} bytes, got {len(nonce)}",
-                            rule=Rule.NONCE)
+        raise ProtocolError(
+            f"OpenRound nonce must be {NONCE_BYTES} bytes, got {len(nonce)}", rule=Rule.NONCE
+        )
 
 
 def sign_proof(key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
@@ -77,12 +78,16 @@ def verify_proof(cert: x509.Certificate, message: bytes, signature: bytes, *, la
     """Raise VerificationError unless ``signature`` is the certificate key's over ``message``."""
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not 0 < len(signature) <= (
-            MAX_SIGNATURE_BYTES):
-        raise VerificationError(f"responder {lab!r} sent no usable proof of its certificate key",
-                                rule=Rule.RESPONDER_PROOF)
+        MAX_SIGNATURE_BYTES
+    ):
+        raise VerificationError(
+            f"responder {lab!r} sent no usable proof of its certificate key",
+            rule=Rule.RESPONDER_PROOF,
+        )
     try:
         key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature as e:
         raise VerificationError(
             f"responder {lab!r} did not prove it holds the key of the certificate it presented",
-            rule=Rule.RESPONDER_PROOF) from e
+            rule=Rule.RESPONDER_PROOF,
+        ) from e

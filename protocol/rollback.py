@@ -34,7 +34,7 @@ def check_crl_update(new_crl_pem: bytes, installed_crl_pem: bytes | None) -> int
         if number < installed:
             raise PolicyError(
                 f"CRL number {number} is older than the installed {installed}",
-                    rule=Rule.CRL_ROLLBACK
+                rule=Rule.CRL_ROLLBACK,
             )
     return number
 

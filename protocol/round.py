@@ -165,8 +165,9 @@ class RoundSide:
         self._w = engine.point_bytes
         for table in (cache.own, cache.peer) if cache else ():
             if table is not None and table.value_size not in (0, self._w):
-                raise ValueError(f"a cache of {table.value_size}-byte points for a {header.suite} "
-                                 "round")
+                raise ValueError(
+                    f"a cache of {table.value_size}-byte points for a {header.suite} round"
+                )
         # Verified matches keep what a proof is over: our points and what came back, the
         # peer's points and our re-blinding of them (VerifiedState, protocol/verified.py).
         self.verified = header.verified_matches and header.mode == "reveal"
@@ -207,8 +208,9 @@ class RoundSide:
         self._peer_double = _buffer(self._peer_total, self._w)  # in the peer's order
         # Kept for the next cache, or for the proofs.
         self._own_blinded = _buffer(self._own_total if caching or self.verified else 0, self._w)
-        self._peer_blinded = _buffer(self._peer_total if keep_cache or self.verified else 0,
-                                     self._w)
+        self._peer_blinded = _buffer(
+            self._peer_total if keep_cache or self.verified else 0, self._w
+        )
         self.peer_public_key = b""
         # Flow control: at most peer_window of the peer's chunks wait for our workers; a
         # fuller queue blocks the reader, and so (through HTTP/2) the peer. 0: unbounded.
@@ -334,11 +336,13 @@ class RoundSide:
         verified.check_public_key(key)
         self.peer_public_key = key
         self.transcript.public_key(self.peer_role, key)
+
     def _spend_chunk(self, stream: str) -> None:
         self._chunk_budget[stream] -= 1
         if self._chunk_budget[stream] < 0:
-            raise ProtocolError(f"peer split its {stream} stream into too many small chunks",
-                                rule=Rule.CHUNK_SIZE)
+            raise ProtocolError(
+                f"peer split its {stream} stream into too many small chunks", rule=Rule.CHUNK_SIZE
+            )
 
     def _enqueue(self, chunk: _Chunk | None) -> None:
         while not self._failed.is_set():
@@ -430,9 +434,13 @@ class RoundSide:
             for kind, (start, _) in zip(self.header.kinds, sections(self.own_sizes), strict=True)
         ]
         return verified.Material(
-            sent=self._own_blinded, returned=self._own_double, received=self._peer_blinded,
-            reblinded=self._peer_double, matched=np.concatenate(own_positions),
-            found=sum(self._outcome.intersection_sizes.values()), peer_total=self._peer_total,
+            sent=self._own_blinded,
+            returned=self._own_double,
+            received=self._peer_blinded,
+            reblinded=self._peer_double,
+            matched=np.concatenate(own_positions),
+            found=sum(self._outcome.intersection_sizes.values()),
+            peer_total=self._peer_total,
             width=self._w,
         )
 
@@ -506,8 +514,9 @@ class RoundSide:
             except CrossmatchError as e:
                 self.fail(e)
             except Exception as e:  # a bug or a transport failure: fail the round, not the node
-                self.fail(ProtocolError(f"round failed: {type(e).__name__}: {e}",
-                    rule=Rule.INTERNAL))
+                self.fail(
+                    ProtocolError(f"round failed: {type(e).__name__}: {e}", rule=Rule.INTERNAL)
+                )
 
         return run
 

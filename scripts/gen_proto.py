@@ -40,7 +40,9 @@ def generate(out: Path) -> list[Path]:
         # generated package lives under protocol.wire, so make them package-relative.
         text = path.read_text()
         text = re.sub(
-            r"^from crossmatch\.v1 import", "from protocol.wire.crossmatch.v1 import", text,
+            r"^from crossmatch\.v1 import",
+            "from protocol.wire.crossmatch.v1 import",
+            text,
             flags=re.M,
         )
         path.write_text(text)

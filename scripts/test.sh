@@ -11,5 +11,6 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 .venv/bin/python scripts/gen_proto.py --check
 .venv/bin/ruff check protocol node tests scripts bench
+.venv/bin/ruff format --check --quiet protocol node tests scripts bench
 .venv/bin/mypy protocol node
 exec .venv/bin/python -m pytest "$@"

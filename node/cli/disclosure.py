@@ -19,8 +19,12 @@ from protocol.rules import Rule
 @audit.command("disclose", short_help="Hand over a round's sealed record (for a dispute).")
 @click.argument("node_dir", type=EXISTING_DIR)
 @click.option("--round", "round_id", required=True, help="The round id (32 hex digits).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write it (mode 0600: it holds the round key and our set).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write it (mode 0600: it holds the round key and our set).",
+)
 def disclose_command(node_dir: Path, round_id: str, out: Path) -> None:
     """Copy the sealed record of a round: our committed set in send order, the salt, the
     round key, the dummy and shuffle seeds and the transcript's parts. Give it only to the
@@ -34,9 +38,14 @@ def disclose_command(node_dir: Path, round_id: str, out: Path) -> None:
 
 @audit.command("check-disclosure", short_help="Check a side's streams against its record.")
 @click.argument("records", nargs=-1, required=True, type=EXISTING_FILE)
-@click.option("--log", "logs", multiple=True, required=True, type=EXISTING,
-              help="A log (file or node directory) holding the round; give both labs'. "
-                   "Repeatable.")
+@click.option(
+    "--log",
+    "logs",
+    multiple=True,
+    required=True,
+    type=EXISTING,
+    help="A log (file or node directory) holding the round; give both labs'. Repeatable.",
+)
 def check_disclosure_command(records: tuple[Path, ...], logs: tuple[Path, ...]) -> None:
     """Recompute a side's streams of one round from its disclosed set and key, and check
     them against the transcript hash both labs' logs recorded. With both sides' records,
@@ -44,17 +53,23 @@ def check_disclosure_command(records: tuple[Path, ...], logs: tuple[Path, ...]) 
     exit 3 naming the first check that failed."""
     if len(records) > 2:
         raise click.UsageError("give one record, or the two sides' records of one round")
-    parsed = [Disclosure.from_bytes(read_or_raise(p, "disclosure", error=InputError), str(p))
-              for p in records]
+    parsed = [
+        Disclosure.from_bytes(read_or_raise(p, "disclosure", error=InputError), str(p))
+        for p in records
+    ]
     round_id = parsed[0].header.round_id
     hashes = []
     for log in logs:
         report = verified(resolve_target(log, None))
-        found = [r["body"]["transcript_hash"] for r in report.records
-                 if r["event"] == "round_completed" and r["body"].get("round_id") == round_id]
+        found = [
+            r["body"]["transcript_hash"]
+            for r in report.records
+            if r["event"] == "round_completed" and r["body"].get("round_id") == round_id
+        ]
         if not found:
-            raise VerificationError(f"{log}: no completed round {round_id} in this log",
-                                    rule=Rule.DISCLOSURE_TRANSCRIPT)
+            raise VerificationError(
+                f"{log}: no completed round {round_id} in this log", rule=Rule.DISCLOSURE_TRANSCRIPT
+            )
         hashes.append(bytes.fromhex(found[0]))
     lines = check_disclosure(parsed[0], hashes, parsed[1] if len(parsed) == 2 else None)
     for line in lines:

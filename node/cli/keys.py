@@ -27,8 +27,10 @@ def new(file: Path, force: bool) -> None:
     can compute fingerprints and test guesses against leaked artifacts.
     """
     if file.exists() and not force:
-        raise ConfigError(f"{file} already exists (use --force to replace it; every lab must "
-                          "then re-import its signals)")
+        raise ConfigError(
+            f"{file} already exists (use --force to replace it; every lab must "
+            "then re-import its signals)"
+        )
     write_secret(file, format_consortium_key(secrets.token_bytes(32)))
     click.echo(f"wrote consortium key {file}")
 

@@ -33,20 +33,46 @@ from protocol.errors import ConfigError
 @click.command("init")
 @node_dir_argument
 @click.option("--lab", required=True, help="This lab's id (lowercase DNS label, e.g. lab-a).")
-@click.option("--ca", "ca_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Consortium CA directory: issue the certificate now. Without it, a CSR is "
-                   "written to tls/node.csr for the CA to sign (`crossmatch ca issue`).")
-@click.option("--ca-cert", type=click.Path(dir_okay=False, path_type=Path),
-              help="Without --ca: the consortium CA certificate to trust.")
-@click.option("--listen", default="127.0.0.1:7443", show_default=True,
-              help="HOST:PORT the responder binds (port 0 picks a free port).")
-@click.option("--consortium-key", "key_file", required=True,
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="The consortium fingerprint key file (`crossmatch consortium-key new`).")
-@click.option("--region", default="US", show_default=True,
-              help="Default region for phone numbers written without a country code.")
-def init(node_dir: Path, lab: str, ca_dir: Path | None, ca_cert: Path | None, listen: str,
-         key_file: Path, region: str) -> None:
+@click.option(
+    "--ca",
+    "ca_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Consortium CA directory: issue the certificate now. Without it, a CSR is "
+    "written to tls/node.csr for the CA to sign (`crossmatch ca issue`).",
+)
+@click.option(
+    "--ca-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Without --ca: the consortium CA certificate to trust.",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1:7443",
+    show_default=True,
+    help="HOST:PORT the responder binds (port 0 picks a free port).",
+)
+@click.option(
+    "--consortium-key",
+    "key_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The consortium fingerprint key file (`crossmatch consortium-key new`).",
+)
+@click.option(
+    "--region",
+    default="US",
+    show_default=True,
+    help="Default region for phone numbers written without a country code.",
+)
+def init(
+    node_dir: Path,
+    lab: str,
+    ca_dir: Path | None,
+    ca_cert: Path | None,
+    listen: str,
+    key_file: Path,
+    region: str,
+) -> None:
     """Create a node directory: config, TLS key and certificate, audit key, database, audit log.
 
     All or nothing: the directory is assembled aside and moved into place at the end.
@@ -55,13 +81,22 @@ def init(node_dir: Path, lab: str, ca_dir: Path | None, ca_cert: Path | None, li
     click.echo(f"initialized node {lab} in {node_dir}")
     if not (NodePaths(node_dir).tls_cert).exists():
         csr = NodePaths(node_dir).tls_csr
-        click.echo(f"certificate request: {csr}\n"
-                   f"  have the consortium CA run: crossmatch ca issue CA_DIR {csr}\n"
-                   f"  then: crossmatch cert install {node_dir} CERT_FILE")
+        click.echo(
+            f"certificate request: {csr}\n"
+            f"  have the consortium CA run: crossmatch ca issue CA_DIR {csr}\n"
+            f"  then: crossmatch cert install {node_dir} CERT_FILE"
+        )
 
 
-def create_node_dir(node_dir: Path, lab: str, key: bytes | None, ca_dir: Path | None,
-                    ca_cert: Path | None, listen: str, region: str = "US") -> None:
+def create_node_dir(
+    node_dir: Path,
+    lab: str,
+    key: bytes | None,
+    ca_dir: Path | None,
+    ca_cert: Path | None,
+    listen: str,
+    region: str = "US",
+) -> None:
     """Assemble a node directory aside and move it into place (all or nothing).
 
     ``key`` None makes a consortium hub's directory: no fingerprint key at all."""
@@ -83,8 +118,9 @@ def create_node_dir(node_dir: Path, lab: str, key: bytes | None, ca_dir: Path | 
         raise
 
 
-def _populate(paths: NodePaths, lab: str, key: bytes | None, ca_dir: Path | None,
-              ca_cert: Path | None) -> bool:
+def _populate(
+    paths: NodePaths, lab: str, key: bytes | None, ca_dir: Path | None, ca_cert: Path | None
+) -> bool:
     now = utc_now()
     tls_key = pki.generate_tls_key()
     audit_key = Ed25519PrivateKey.generate()
@@ -92,8 +128,12 @@ def _populate(paths: NodePaths, lab: str, key: bytes | None, ca_dir: Path | None
         d.mkdir(mode=0o700)
     pki.write_private_key(paths.tls_key, tls_key)
     pki.write_private_key(paths.audit_key, audit_key)
-    atomic_write(paths.audit_pub, audit_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    atomic_write(
+        paths.audit_pub,
+        audit_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
     if key is not None:
         write_secret(paths.consortium_key, format_consortium_key(key))
     csr = pki.make_csr(tls_key, lab, audit_key.public_key())
@@ -107,8 +147,9 @@ def _populate(paths: NodePaths, lab: str, key: bytes | None, ca_dir: Path | None
     elif ca_cert is not None:
         atomic_write(paths.ca_cert, ca_cert.read_bytes())
     Store(paths.db).close()
-    log = AuditLog.open(paths.audit_log, audit_key,
-                        log_id=audit_log_id(lab, audit_key.public_key()), now=now)
+    log = AuditLog.open(
+        paths.audit_log, audit_key, log_id=audit_log_id(lab, audit_key.public_key()), now=now
+    )
     log.append("node_initialized", {"lab": lab}, now=now)
     log.checkpoint(now=now)
     log.close()

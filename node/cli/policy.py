@@ -76,8 +76,9 @@ mode = "count"
 def template(now: datetime) -> str:
     """The example policy, valid from the start of ``now``'s day for 365 days."""
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return _TEMPLATE.format(not_before=format_instant(today),
-                            not_after=format_instant(today + timedelta(days=365)))
+    return _TEMPLATE.format(
+        not_before=format_instant(today), not_after=format_instant(today + timedelta(days=365))
+    )
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -23,12 +23,26 @@ def _store(node_dir: Path) -> Store:
 @click.option("--peer", help="Only matches found with this lab.")
 @click.option("--round", "round_id", help="Only matches of this round.")
 @click.option("--kind", help="Only this kind.")
-@click.option("--consortium", is_flag=True,
-              help="Own signals that committed consortium rounds found held by >= k labs.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True)
-def matches(node_dir: Path, peer: str | None, round_id: str | None, kind: str | None,
-            consortium: bool, fmt: str) -> None:
+@click.option(
+    "--consortium",
+    is_flag=True,
+    help="Own signals that committed consortium rounds found held by >= k labs.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+def matches(
+    node_dir: Path,
+    peer: str | None,
+    round_id: str | None,
+    kind: str | None,
+    consortium: bool,
+    fmt: str,
+) -> None:
     """Shared signals found by completed rounds, with this lab's own values as imported.
 
     With --kind prompt: shared campaigns, each with how many of this lab's own
@@ -43,10 +57,20 @@ def matches(node_dir: Path, peer: str | None, round_id: str | None, kind: str | 
         _prompt_campaigns(node_dir, peer, round_id, fmt)
         return
     with _store(node_dir) as store:
-        rows = [r for r in store.matches(peer=peer, round_id=round_id, kind=kind)
-                if r.kind != "prompt"]
-    records = [{"round_id": r.round_id, "peer": r.peer, "kind": r.kind, "value": r.value,
-                "values": r.values, "matched_at": r.matched_at} for r in rows]
+        rows = [
+            r for r in store.matches(peer=peer, round_id=round_id, kind=kind) if r.kind != "prompt"
+        ]
+    records = [
+        {
+            "round_id": r.round_id,
+            "peer": r.peer,
+            "kind": r.kind,
+            "value": r.value,
+            "values": r.values,
+            "matched_at": r.matched_at,
+        }
+        for r in rows
+    ]
     if fmt == "json":
         print_json(records)
     elif fmt == "csv":
@@ -55,31 +79,44 @@ def matches(node_dir: Path, peer: str | None, round_id: str | None, kind: str | 
         for r in records:
             w.writerow([r["round_id"], r["peer"], r["kind"], r["value"], r["matched_at"]])
     else:
-        print_table(["PEER", "KIND", "VALUE", "ROUND", "MATCHED AT"],
-                    [(r["peer"], r["kind"], r["value"], r["round_id"][:12], r["matched_at"])
-                     for r in records])
+        print_table(
+            ["PEER", "KIND", "VALUE", "ROUND", "MATCHED AT"],
+            [
+                (r["peer"], r["kind"], r["value"], r["round_id"][:12], r["matched_at"])
+                for r in records
+            ],
+        )
 
 
 def _prompt_campaigns(node_dir: Path, peer: str | None, round_id: str | None, fmt: str) -> None:
     with _store(node_dir) as store:
         report = group_campaigns(store.prompt_hits(peer=peer, round_id=round_id))
     if fmt == "json":
-        print_json({"campaigns": [c.to_dict() for c in report.campaigns],
-                    "weak_prompts": report.weak_prompts})
+        print_json(
+            {
+                "campaigns": [c.to_dict() for c in report.campaigns],
+                "weak_prompts": report.weak_prompts,
+            }
+        )
         return
     if fmt == "csv":
         w = SafeWriter(sys.stdout)
         w.writerow(["round_id", "peer", "labels", "prompts", "accounts", "matched_tokens"])
         for c in report.campaigns:
-            w.writerow([c.round_id, c.peer, ";".join(c.labels), c.prompts, c.accounts,
-                        c.matched_tokens])
+            w.writerow(
+                [c.round_id, c.peer, ";".join(c.labels), c.prompts, c.accounts, c.matched_tokens]
+            )
         return
-    click.echo(f"{len(report.campaigns)} shared campaign(s); {report.weak_prompts} prompt(s) "
-               "with a single matched token not counted (weak)")
+    click.echo(
+        f"{len(report.campaigns)} shared campaign(s); {report.weak_prompts} prompt(s) "
+        "with a single matched token not counted (weak)"
+    )
     for c in report.campaigns:
         label = ", ".join(c.labels) or "(unlabelled)"
-        click.echo(f"- with {c.peer}, round {c.round_id[:12]}: {label}: {c.prompts} of our "
-                   f"prompts, {c.accounts} accounts, {c.matched_tokens} matched tokens")
+        click.echo(
+            f"- with {c.peer}, round {c.round_id[:12]}: {label}: {c.prompts} of our "
+            f"prompts, {c.accounts} accounts, {c.matched_tokens} matched tokens"
+        )
         for example in c.examples:
             click.echo(f"    e.g. {example}")
 
@@ -87,8 +124,9 @@ def _prompt_campaigns(node_dir: Path, peer: str | None, round_id: str | None, fm
 @click.command("rounds")
 @node_dir_argument
 @click.option("--peer", help="Only rounds with this lab.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 def rounds(node_dir: Path, peer: str | None, fmt: str) -> None:
     """Every round this node took part in: peer, mode, kinds, sizes, outcome and reason."""
     with _store(node_dir) as store:
@@ -98,9 +136,20 @@ def rounds(node_dir: Path, peer: str | None, fmt: str) -> None:
         return
     print_table(
         ["STARTED", "PEER", "ROLE", "MODE", "OWN", "PEER SETS", "SHARED", "STATUS", "REASON"],
-        [(r.started_at[:19], r.peer, r.role, r.mode, sizes_text(r.own_sizes),
-          sizes_text(r.peer_sizes), sizes_text(r.intersection_sizes), r.status, r.reason)
-         for r in rows],
+        [
+            (
+                r.started_at[:19],
+                r.peer,
+                r.role,
+                r.mode,
+                sizes_text(r.own_sizes),
+                sizes_text(r.peer_sizes),
+                sizes_text(r.intersection_sizes),
+                r.status,
+                r.reason,
+            )
+            for r in rows
+        ],
     )
 
 

@@ -22,8 +22,7 @@ def serve(ctx: click.Context, node_dir: Path) -> None:
 
     # Structured JSON logs on stderr by default ([logging] format = "text" for humans).
     cfg = load_config(node_dir)
-    configure(cfg.log_format, verbose=bool(ctx.obj.get("verbose")),
-              queue_size=cfg.limits.log_queue)
+    configure(cfg.log_format, verbose=bool(ctx.obj.get("verbose")), queue_size=cfg.limits.log_queue)
     run(node_dir)
 
 
@@ -33,17 +32,20 @@ def _kinds(value: str | None) -> list[str] | None:
     kinds = [k.strip() for k in value.split(",") if k.strip()]
     bad = [k for k in kinds if k not in ALL_KINDS]
     if bad:
-        raise click.BadParameter(
-            f"unknown kind(s) {', '.join(bad)}; known: {', '.join(ALL_KINDS)}")
+        raise click.BadParameter(f"unknown kind(s) {', '.join(bad)}; known: {', '.join(ALL_KINDS)}")
     return kinds
 
 
 @click.command("round")
 @node_dir_argument
 @click.option("--peer", required=True, help="Lab id of a configured, serving peer.")
-@click.option("--mode", type=click.Choice(["reveal", "count"]), default="reveal",
-              show_default=True,
-              help="reveal: learn which signals are shared; count: only how many.")
+@click.option(
+    "--mode",
+    type=click.Choice(["reveal", "count"]),
+    default="reveal",
+    show_default=True,
+    help="reveal: learn which signals are shared; count: only how many.",
+)
 @click.option("--kinds", help="Comma-separated kinds (default: every kind this node holds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def round_(node_dir: Path, peer: str, mode: str, kinds: str | None, as_json: bool) -> None:
@@ -52,8 +54,13 @@ def round_(node_dir: Path, peer: str, mode: str, kinds: str | None, as_json: boo
     from node.ops.progress import terminal_progress
 
     with Node(node_dir) as node:
-        summary = run_round(node, peer, mode=mode, kinds=_kinds(kinds),
-                            progress=terminal_progress(f"round with {peer}"))
+        summary = run_round(
+            node,
+            peer,
+            mode=mode,
+            kinds=_kinds(kinds),
+            progress=terminal_progress(f"round with {peer}"),
+        )
         cases_note = _refresh_cases(node)
     if as_json:
         print_json(summary.__dict__)

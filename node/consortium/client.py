@@ -133,8 +133,9 @@ class _Client:
                         return outcome
                     if self.error is not None:
                         raise self.error
-                raise self.error or ProtocolError("the hub closed the stream",
-                    rule=Rule.STREAM_ENDED)
+                raise self.error or ProtocolError(
+                    "the hub closed the stream", rule=Rule.STREAM_ENDED
+                )
             except grpc.RpcError as e:
                 raise self.error or error_from_rpc(e, rules.hub) from None
             except CrossmatchError as e:

@@ -120,7 +120,7 @@ class HubCoordinator:
                     session,
                     PolicyError(
                         f"{lab} left the round ({message.rule})",
-                            rule=Rule.CONSORTIUM_PARTICIPANT_LEFT
+                        rule=Rule.CONSORTIUM_PARTICIPANT_LEFT,
                     ),
                     gone=lab,
                 )

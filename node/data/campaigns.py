@@ -35,9 +35,13 @@ class SharedCampaign:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "round_id": self.round_id, "peer": self.peer, "labels": self.labels,
-            "prompts": self.prompts, "accounts": self.accounts,
-            "matched_tokens": self.matched_tokens, "unlabelled": self.unlabelled,
+            "round_id": self.round_id,
+            "peer": self.peer,
+            "labels": self.labels,
+            "prompts": self.prompts,
+            "accounts": self.accounts,
+            "matched_tokens": self.matched_tokens,
+            "unlabelled": self.unlabelled,
             "examples": self.examples,
         }
 
@@ -100,8 +104,18 @@ def group_campaigns(hits: list[PromptHit], *, min_tokens: int = MIN_TOKENS) -> C
             examples = [_short(info[p].text) for p in pids[:EXAMPLES]]
             matched = set().union(*(tokens_of[p] for p in pids))
             unlabelled = sum(1 for p in pids if not info[p].campaign)
-            campaigns.append(SharedCampaign(round_id, peer, labels, len(pids), len(accounts),
-                                            len(matched), unlabelled, examples))
+            campaigns.append(
+                SharedCampaign(
+                    round_id,
+                    peer,
+                    labels,
+                    len(pids),
+                    len(accounts),
+                    len(matched),
+                    unlabelled,
+                    examples,
+                )
+            )
     campaigns.sort(key=lambda c: (-c.prompts, c.labels))
     return CampaignReport(campaigns, weak)
 

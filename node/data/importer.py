@@ -117,12 +117,16 @@ def import_file(
     rounds (or None); those signals are flagged in the same transaction.
     """
     signals = prepare_signals(path, kind, key, **opts)
-    held = [(s.kind, s.fingerprint, name) for s in signals
-            if screen is not None and (name := screen(s.kind, s.normalized)) is not None]
+    held = [
+        (s.kind, s.fingerprint, name)
+        for s in signals
+        if screen is not None and (name := screen(s.kind, s.normalized)) is not None
+    ]
     if held:
         ensure_schema(store)
     results = store.add_signals(
-        signals, now=now, then=(lambda db, _at: hold_back(db, held)) if held else None)
+        signals, now=now, then=(lambda db, _at: hold_back(db, held)) if held else None
+    )
     if kind in results:
         return replace(results[kind], held_back=len(held))
     return ImportResult(kind, 0, 0, store.signal_counts().get(kind, 0), received=0)

@@ -24,8 +24,9 @@ from protocol.fingerprints.prompts import (
 )
 
 
-def _record(text: str, field: str, campaign_field: str | None, account_field: str | None
-            ) -> tuple[str, str, str]:
+def _record(
+    text: str, field: str, campaign_field: str | None, account_field: str | None
+) -> tuple[str, str, str]:
     try:
         record = json.loads(text)
     except json.JSONDecodeError as e:
@@ -72,8 +73,7 @@ def prepare_prompts(
                 prompt, label, account = _record(text, field, campaign_field, account_field)
                 # Validate now so that every bad line is reported, not only the first.
                 shingles(normalize_prompt(prompt, max_bytes=params.max_bytes), params)
-                good.append((number, prompt, campaign if campaign is not None else label,
-                             account))
+                good.append((number, prompt, campaign if campaign is not None else label, account))
                 continue
             except InputError as e:
                 reason = e.message
@@ -85,14 +85,19 @@ def prepare_prompts(
         if bad > len(problems):
             listed.append(f"  ... and {bad - len(problems)} more")
         noun = "line" if bad == 1 else "lines"
-        raise InputError("\n".join([f"{bad} bad {noun} of prompts; nothing was imported",
-                                    *listed]), where=f"{path}:{problems[0][0]}")
+        raise InputError(
+            "\n".join([f"{bad} bad {noun} of prompts; nothing was imported", *listed]),
+            where=f"{path}:{problems[0][0]}",
+        )
     tokens = iter_prompt_tokens(key, [g[1] for g in good], params)
-    return [PromptInput(text, label, account, f"{path}:{line}", tuple(t))
-            for (line, text, label, account), t in zip(good, tokens, strict=True)]
+    return [
+        PromptInput(text, label, account, f"{path}:{line}", tuple(t))
+        for (line, text, label, account), t in zip(good, tokens, strict=True)
+    ]
 
 
-def import_prompts(store: Store, path: Path, key: bytes, *, now: str | None = None,
-                   **opts: object) -> ImportResult:
+def import_prompts(
+    store: Store, path: Path, key: bytes, *, now: str | None = None, **opts: object
+) -> ImportResult:
     prompts = prepare_prompts(path, key, **opts)  # type: ignore[arg-type]
     return store.add_prompts(prompts, param_set_id=param_set_id(DEFAULT_PARAMS), now=now)

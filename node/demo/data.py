@@ -14,10 +14,50 @@ import random
 from dataclasses import dataclass, field
 from itertools import combinations
 
-FIRST = ["ana", "ben", "chen", "dara", "eli", "fatima", "goran", "hana", "ivan", "jules",
-         "kofi", "lena", "mateo", "nia", "omar", "priya", "quinn", "rosa", "sven", "tariq"]
-LAST = ["adams", "baker", "cruz", "diaz", "evans", "fox", "garcia", "hughes", "ito", "jones",
-        "khan", "lopez", "moreau", "nowak", "okafor", "park", "reyes", "silva", "tanaka", "wu"]
+FIRST = [
+    "ana",
+    "ben",
+    "chen",
+    "dara",
+    "eli",
+    "fatima",
+    "goran",
+    "hana",
+    "ivan",
+    "jules",
+    "kofi",
+    "lena",
+    "mateo",
+    "nia",
+    "omar",
+    "priya",
+    "quinn",
+    "rosa",
+    "sven",
+    "tariq",
+]
+LAST = [
+    "adams",
+    "baker",
+    "cruz",
+    "diaz",
+    "evans",
+    "fox",
+    "garcia",
+    "hughes",
+    "ito",
+    "jones",
+    "khan",
+    "lopez",
+    "moreau",
+    "nowak",
+    "okafor",
+    "park",
+    "reyes",
+    "silva",
+    "tanaka",
+    "wu",
+]
 OTHER_DOMAINS = ["proton.example", "mail.example", "corp.example"]
 AREA_CODES = ["201", "212", "305", "312", "415", "512", "617", "646", "702", "917"]
 KINDS = ("email", "phone", "ip", "account_id")
@@ -78,12 +118,14 @@ def _email(rng: random.Random, ident: Identity) -> str:
 
 def _phone(rng: random.Random, ident: Identity) -> str:
     d = ident.phone_digits
-    return rng.choice([
-        f"({d[:3]}) {d[3:6]}-{d[6:]}",
-        f"{d[:3]}-{d[3:6]}-{d[6:]}",
-        f"+1 {d[:3]} {d[3:6]} {d[6:]}",
-        f"1{d}",
-    ])
+    return rng.choice(
+        [
+            f"({d[:3]}) {d[3:6]}-{d[6:]}",
+            f"{d[:3]}-{d[3:6]}-{d[6:]}",
+            f"+1 {d[:3]} {d[3:6]} {d[6:]}",
+            f"1{d}",
+        ]
+    )
 
 
 def _ip(rng: random.Random, ident: Identity) -> str:
@@ -110,8 +152,14 @@ class Consortium:
         return {i for g, ids in self.groups.items() if a in g and b in g for i in ids}
 
 
-def generate(lab_names: list[str], *, seed: int = 2026, unique: int = 300,
-             pair_shared: int = 20, all_shared: int = 6) -> Consortium:
+def generate(
+    lab_names: list[str],
+    *,
+    seed: int = 2026,
+    unique: int = 300,
+    pair_shared: int = 20,
+    all_shared: int = 6,
+) -> Consortium:
     rng = random.Random(seed)
     serial = 0
     groups: dict[frozenset[str], list[Identity]] = {}

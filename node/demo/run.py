@@ -86,8 +86,9 @@ def run(workdir: Path | None, say: Say, *, live: bool | None = None) -> bool:
     ok = True
     with Sandbox(root) as sandbox:
         say("1. consortium CA, consortium key, a policy signed by the CA, three lab nodes")
-        policy = sandbox_policy(policy_id="demo-consortium", min_interval=MIN_INTERVAL_SECONDS,
-                                suite=DEMO_SUITE)
+        policy = sandbox_policy(
+            policy_id="demo-consortium", min_interval=MIN_INTERVAL_SECONDS, suite=DEMO_SUITE
+        )
         sandbox.create(LABS, policy=policy)
         say(
             f"   policy demo-consortium: every kind, at most one round per pair every "
@@ -148,15 +149,25 @@ def _show_case(sandbox: Sandbox, data: Consortium, root: Path, say: Say) -> bool
     as entities under one campaign label, then show the case they form."""
     lab = data.labs["lab-a"]
     values = {kind: dict(lab.signals[kind]) for kind in ("email", "ip", "account_id")}
-    actor = [i for group in (("lab-a", "lab-b"), ("lab-a", "lab-c"), ("lab-a",))
-             for i in data.groups[frozenset(group)][:4]]
+    actor = [
+        i
+        for group in (("lab-a", "lab-b"), ("lab-a", "lab-c"), ("lab-a",))
+        for i in data.groups[frozenset(group)][:4]
+    ]
     path = root / "inputs" / "lab-a" / "actor_accounts.csv"
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["account", "email", "ip", "campaign", "severity"])
         for ident in actor:
-            w.writerow([values["account_id"][ident], values["email"][ident], values["ip"][ident],
-                        "demo-actor", "high"])
+            w.writerow(
+                [
+                    values["account_id"][ident],
+                    values["email"][ident],
+                    values["ip"][ident],
+                    "demo-actor",
+                    "high",
+                ]
+            )
     a_dir = sandbox.labs["lab-a"].dir
     imported = run_cli("import", a_dir, path, "--entities", "--map", "account_id=account")
     say("   " + imported.stdout.strip())

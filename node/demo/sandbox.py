@@ -30,11 +30,20 @@ SANDBOX_NOT_BEFORE = datetime(2025, 1, 1, tzinfo=UTC)
 SANDBOX_NOT_AFTER = datetime(2125, 1, 1, tzinfo=UTC)
 
 
-def sandbox_policy(*, policy_id: str = "sandbox", version: int = 1, min_interval: int = 1,
-                   retention_days: int = 90, max_set_size: int = 5_000_000,
-                   count_only: tuple[str, ...] = (), kinds: tuple[str, ...] = ALL_KINDS,
-                   not_before: datetime | None = None, not_after: datetime | None = None,
-                   suite: str | None = None, verified_matches: bool | None = None) -> str:
+def sandbox_policy(
+    *,
+    policy_id: str = "sandbox",
+    version: int = 1,
+    min_interval: int = 1,
+    retention_days: int = 90,
+    max_set_size: int = 5_000_000,
+    count_only: tuple[str, ...] = (),
+    kinds: tuple[str, ...] = ALL_KINDS,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    suite: str | None = None,
+    verified_matches: bool | None = None,
+) -> str:
     """A policy TOML for a loopback consortium: every kind, generous caps.
 
     The default validity is fixed (not relative to now) so the default policy's hash is a
@@ -67,12 +76,19 @@ def cli_command(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "node", *[str(a) for a in args]]
 
 
-def run_cli(*args: str | Path, check: bool = True, timeout: float = 600
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str | Path, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     # Its own process group, so that a timeout also ends what the command started
     # (the demo's serve processes), instead of leaving them running.
-    with subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          stdin=subprocess.DEVNULL, text=True, start_new_session=True) as child:
+    with subprocess.Popen(
+        cli_command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    ) as child:
         try:
             out, err = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -81,8 +97,10 @@ def run_cli(*args: str | Path, check: bool = True, timeout: float = 600
             raise
     proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
     if check and proc.returncode != 0:
-        raise ConfigError(f"`crossmatch {' '.join(map(str, args))}` failed "
-                          f"(exit {proc.returncode}): {proc.stderr.strip()}")
+        raise ConfigError(
+            f"`crossmatch {' '.join(map(str, args))}` failed "
+            f"(exit {proc.returncode}): {proc.stderr.strip()}"
+        )
     return proc
 
 
@@ -108,9 +126,13 @@ class Lab:
         self.log_path = NodePaths(self.dir).serve_log
         self.log_path.parent.mkdir(exist_ok=True)
         with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(cli_command(*self.serve_command, self.dir), stdout=out,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env={**os.environ, **self.env})
+            self.process = subprocess.Popen(
+                cli_command(*self.serve_command, self.dir),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.paths.address_file.exists():
@@ -120,7 +142,8 @@ class Lab:
             if self.process.poll() is not None:
                 raise PeerUnavailableError(
                     f"serve exited with {self.process.returncode}: {self.serve_log()[-2000:]}",
-                    where=f"lab {self.name}")
+                    where=f"lab {self.name}",
+                )
             time.sleep(0.05)
         raise PeerUnavailableError("serve did not start in time", where=f"lab {self.name}")
 
@@ -160,8 +183,14 @@ class Lab:
                 setattr(cfg, name, value)
         save_config(cfg)
 
-    def schedule_peer(self, peer: str, *, interval: float | None = None, cron: str | None = None,
-                      mode: str = "reveal") -> None:
+    def schedule_peer(
+        self,
+        peer: str,
+        *,
+        interval: float | None = None,
+        cron: str | None = None,
+        mode: str = "reveal",
+    ) -> None:
         cfg = load_config(self.dir)
         p = cfg.peer(peer)
         p.interval_seconds, p.cron, p.mode = interval, cron, mode
@@ -226,8 +255,18 @@ class Sandbox:
 
     def add_lab(self, name: str) -> Lab:
         lab_dir = self.root / name
-        run_cli("init", lab_dir, "--lab", name, "--ca", self.ca_dir, "--listen", "127.0.0.1:0",
-                "--consortium-key", self.key_file)
+        run_cli(
+            "init",
+            lab_dir,
+            "--lab",
+            name,
+            "--ca",
+            self.ca_dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--consortium-key",
+            self.key_file,
+        )
         self.labs[name] = Lab(name, lab_dir)
         return self.labs[name]
 
@@ -235,8 +274,9 @@ class Sandbox:
         """A consortium hub (`crossmatch hub init`): its own certificate, no fingerprint key.
         Kept in ``labs`` so start_all/stop_all and install_policy include it."""
         hub_dir = self.root / name
-        run_cli("hub", "init", hub_dir, "--name", name, "--ca", self.ca_dir,
-                "--listen", "127.0.0.1:0")
+        run_cli(
+            "hub", "init", hub_dir, "--name", name, "--ca", self.ca_dir, "--listen", "127.0.0.1:0"
+        )
         self.labs[name] = Lab(name, hub_dir, serve_command=("hub", "serve"))
         return self.labs[name]
 
@@ -249,8 +289,7 @@ class Sandbox:
         for lab in self.labs.values():
             for other in self.labs.values():
                 if other is not lab:
-                    run_cli("peer", "add", lab.dir, "--lab", other.name, "--address",
-                            other.address)
+                    run_cli("peer", "add", lab.dir, "--lab", other.name, "--address", other.address)
 
     def stop_all(self) -> None:
         for lab in self.labs.values():
@@ -278,13 +317,22 @@ def kill_quietly(pid: int) -> None:
         pass
 
 
-def consortium_section(hub: str, participants: list[str], *, k: int, kinds: tuple[str, ...] = (
-        "email",), max_set_size: int = 1_000_000, reveal_count: bool = False,
-        join_timeout: int = 60) -> str:
+def consortium_section(
+    hub: str,
+    participants: list[str],
+    *,
+    k: int,
+    kinds: tuple[str, ...] = ("email",),
+    max_set_size: int = 1_000_000,
+    reveal_count: bool = False,
+    join_timeout: int = 60,
+) -> str:
     """A ``[consortium]`` policy section, to append to :func:`sandbox_policy`."""
     names = ", ".join(f'"{p}"' for p in participants)
     kind_list = ", ".join(f'"{x}"' for x in kinds)
-    return (f'\n[consortium]\nhub = "{hub}"\nparticipants = [{names}]\nk = {k}\n'
-            f"kinds = [{kind_list}]\nmax_set_size = {max_set_size}\n"
-            f"reveal_count = {'true' if reveal_count else 'false'}\n"
-            f"join_timeout_seconds = {join_timeout}\n")
+    return (
+        f'\n[consortium]\nhub = "{hub}"\nparticipants = [{names}]\nk = {k}\n'
+        f"kinds = [{kind_list}]\nmax_set_size = {max_set_size}\n"
+        f"reveal_count = {'true' if reveal_count else 'false'}\n"
+        f"join_timeout_seconds = {join_timeout}\n"
+    )

@@ -109,8 +109,9 @@ def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
     """Our elements of ``kinds``, shuffled, padded per ``[round] pad_to``, committed to."""
     rng = random.SystemRandom()
     # The policy's padding is required of every side; a node may only set its own without one.
-    padding = node.policy.padding if node.policy.padding != OFF else parse_padding(
-        node.config.pad_to)
+    padding = (
+        node.policy.padding if node.policy.padding != OFF else parse_padding(node.config.pad_to)
+    )
     by_kind: dict[str, list[bytes]] = {}
     sections: list[np.ndarray] = []
     real_sizes: list[int] = []
@@ -120,8 +121,9 @@ def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
         fps = round_fingerprints(node.store, kind)  # warninglisted: never in a round
         packed = b"".join(fps)
         if len(packed) != len(fps) * ELEMENT_BYTES:
-            raise ProtocolError(f"a stored {kind} fingerprint is not {ELEMENT_BYTES} bytes",
-                                rule=Rule.INTERNAL)
+            raise ProtocolError(
+                f"a stored {kind} fingerprint is not {ELEMENT_BYTES} bytes", rule=Rule.INTERNAL
+            )
         if not strictly_increasing(packed, ELEMENT_BYTES):  # the store sorts, and dedupes
             fps = dedupe(fps)
             packed = b"".join(fps)
@@ -151,8 +153,16 @@ def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
         at += len(section)
     sizes = [len(section) for section in sections]
     del view, sections
-    return PreparedSide(kinds, PackedElements(own), sizes, salt, commitment, real_sizes,
-                        dummy_slots, versions_in_force(node))
+    return PreparedSide(
+        kinds,
+        PackedElements(own),
+        sizes,
+        salt,
+        commitment,
+        real_sizes,
+        dummy_slots,
+        versions_in_force(node),
+    )
 
 
 class ExchangeSession:
@@ -209,9 +219,13 @@ class ExchangeSession:
         self._matches: list[tuple[str, bytes]] | None = None
         self._matches_lock = threading.Lock()
         # Verified matches: the proof exchange that gates the receipts (protocol/verified.py).
-        self.proofs = (ProofExchange(self.engine, role, self.side.peer_role,
-                                     random.SystemRandom(), self._known)
-                       if self.side.verified else None)
+        self.proofs = (
+            ProofExchange(
+                self.engine, role, self.side.peer_role, random.SystemRandom(), self._known
+            )
+            if self.side.verified
+            else None
+        )
 
     # -- keys and caches -------------------------------------------------------
 
@@ -234,8 +248,11 @@ class ExchangeSession:
                 return key, key.psi_key, key.dummy_seed, cache, churn
             except (CrossmatchError, sqlite3.Error, OSError) as e:
                 # Never fail a round for its cache: a fresh key is always correct.
-                log.warning("round %s: epoch keys unavailable (%s); using a fresh key",
-                            self.header.round_id, e)
+                log.warning(
+                    "round %s: epoch keys unavailable (%s); using a fresh key",
+                    self.header.round_id,
+                    e,
+                )
         return None, new_psi_key(self.header.suite), secrets.token_bytes(SEED_BYTES), None, 0
 
     def _record_churn(self) -> None:
@@ -247,8 +264,7 @@ class ExchangeSession:
             with EpochStore.for_node(self.node.paths.root, self.node.config.epoch_days) as ep:
                 ep.add_churn(self.epoch_key, self.side.peer_new)
         except (CrossmatchError, sqlite3.Error, OSError) as e:
-            log.warning("round %s: could not record the peer's churn: %s",
-                        self.header.round_id, e)
+            log.warning("round %s: could not record the peer's churn: %s", self.header.round_id, e)
 
     def _save_cache(self) -> None:
         """Keep what this round computed for the next round of the epoch (never fails it)."""
@@ -260,8 +276,10 @@ class ExchangeSession:
                 return
             with EpochStore.for_node(self.node.paths.root, self.node.config.epoch_days) as ep:
                 if not ep.save(self.epoch_key, cache, self.node.now()):
-                    log.info("round %s: epoch key rotated meanwhile; cache not kept",
-                             self.header.round_id)
+                    log.info(
+                        "round %s: epoch key rotated meanwhile; cache not kept",
+                        self.header.round_id,
+                    )
         except Exception as e:  # a cache is an optimisation: losing it costs time, not a round
             log.warning("round %s: could not keep the epoch cache: %s", self.header.round_id, e)
 
@@ -272,15 +290,16 @@ class ExchangeSession:
         try:
             pairs = proven_pairs(self.side.proof_material())
             with EpochStore.for_node(self.node.paths.root, self.node.config.epoch_days) as ep:
-                ep.save_verified(self.epoch_key, self.side.peer_public_key, pairs,
-                                 self.node.now())
+                ep.save_verified(self.epoch_key, self.side.peer_public_key, pairs, self.node.now())
         except Exception as e:  # an optimisation, like the cache
             log.warning("round %s: could not keep the proven pairs: %s", self.header.round_id, e)
 
     def work_summary(self) -> str:
         w = self.side.work
-        return (f"blinded {w.blinded} own elements ({w.blinded_cached} from the epoch cache), "
-                f"re-blinded {w.reblinded} peer elements ({w.reblinded_cached} from the cache)")
+        return (
+            f"blinded {w.blinded} own elements ({w.blinded_cached} from the epoch cache), "
+            f"re-blinded {w.reblinded} peer elements ({w.reblinded_cached} from the cache)"
+        )
 
     # -- sending -------------------------------------------------------------
 
@@ -296,8 +315,11 @@ class ExchangeSession:
         self.outbox.put(msg)
 
     def _tell_peer(self, error: CrossmatchError) -> None:
-        reason = error.message if isinstance(error, ProtocolError | VerificationError) else (
-            "round aborted by peer")
+        reason = (
+            error.message
+            if isinstance(error, ProtocolError | VerificationError)
+            else ("round aborted by peer")
+        )
         self.outbox.put(pb.ExchangeMessage(abort=pb.Abort(reason=reason, rule=error.rule or "")))
         self.outbox.put(END)
 
@@ -313,10 +335,12 @@ class ExchangeSession:
         try:
             outcome = self.side.result(self.node.config.round_timeout)
             if self.proofs is not None:
-                positions = self.proofs.our_request(self.side.proof_material(),
-                                                    self.side.peer_public_key)
-                self.outbox.put(pb.ExchangeMessage(
-                    proof_request=pb.ProofRequest(positions=positions)))
+                positions = self.proofs.our_request(
+                    self.side.proof_material(), self.side.peer_public_key
+                )
+                self.outbox.put(
+                    pb.ExchangeMessage(proof_request=pb.ProofRequest(positions=positions))
+                )
             if self.role == "responder":
                 self.outcome = outcome
                 # Our receipt only once the initiator's proof held and we answered its
@@ -336,16 +360,23 @@ class ExchangeSession:
         """Keep what an auditor needs to check our streams (protocol/disclosure.py)."""
         p = self.prepared
         record = Disclosure(
-            header=self.header, role=self.role, suite=self.suite_name, psi_key=self.psi_key,
-            salt=p.salt, dummy_seed=self.dummy_seed, shuffle_seed=self.shuffle_seed,
+            header=self.header,
+            role=self.role,
+            suite=self.suite_name,
+            psi_key=self.psi_key,
+            salt=p.salt,
+            dummy_seed=self.dummy_seed,
+            shuffle_seed=self.shuffle_seed,
             own=bytes(p.own.packed),
             dummies={k: v.tolist() for k, v in p.dummy_slots.items()},
-            parts=self.side.transcript.parts())
+            parts=self.side.transcript.parts(),
+        )
         try:
             disclosures.seal(self.node.paths.root, record)
         except OSError as e:
-            log.error("round %s: could not seal its record for disputes: %s",
-                      self.header.round_id, e)
+            log.error(
+                "round %s: could not seal its record for disputes: %s", self.header.round_id, e
+            )
 
     def _send_own_receipt(self) -> None:
         assert self.outcome is not None
@@ -369,7 +400,9 @@ class ExchangeSession:
             log_root=root,
         )
         self.own_receipt = sign_receipt(receipt, self.node.audit_key)
-        self.outbox.put(pb.ExchangeMessage(receipt=pb.Receipt(signed_receipt=receipt_bytes(self.own_receipt))))
+        self.outbox.put(
+            pb.ExchangeMessage(receipt=pb.Receipt(signed_receipt=receipt_bytes(self.own_receipt)))
+        )
 
     # -- receiving -----------------------------------------------------------
 
@@ -401,8 +434,9 @@ class ExchangeSession:
             # The peer's words are quoted, bounded; its rule is kept only if it is one of ours
             # (it becomes a record field and a metric label).
             rule = parse_rule(msg.abort.rule) or Rule.PEER_ABORT
-            raise ProtocolError(f"peer aborted the round: {peer_text(msg.abort.reason, 200)}",
-                                rule=rule)
+            raise ProtocolError(
+                f"peer aborted the round: {peer_text(msg.abort.reason, 200)}", rule=rule
+            )
         else:
             raise ProtocolError(f"unexpected message {body!r}", rule=Rule.MESSAGE_ORDER)
         return False
@@ -419,21 +453,25 @@ class ExchangeSession:
 
     def _on_proof_request(self, positions: bytes) -> None:
         if self.proofs is None:
-            raise ProtocolError("proof request in a round without verified matches",
-                                rule=Rule.MESSAGE_ORDER)
+            raise ProtocolError(
+                "proof request in a round without verified matches", rule=Rule.MESSAGE_ORDER
+            )
         # The peer matched after all of our release: our own matching is ready too.
         outcome = self.side.result(self.node.config.round_timeout)
-        proof = self.proofs.answer_peer(self.side.proof_material(), positions,
-                                        outcome.transcript_hash)
+        proof = self.proofs.answer_peer(
+            self.side.proof_material(), positions, outcome.transcript_hash
+        )
         self.outbox.put(pb.ExchangeMessage(match_proof=pb.MatchProof(proof=proof)))
 
     def _on_match_proof(self, proof: bytes) -> None:
         if self.proofs is None:
-            raise ProtocolError("match proof in a round without verified matches",
-                                rule=Rule.MESSAGE_ORDER)
+            raise ProtocolError(
+                "match proof in a round without verified matches", rule=Rule.MESSAGE_ORDER
+            )
         outcome = self.side.result(self.node.config.round_timeout)
-        self.proofs.check_peer(self.side.proof_material(), self.side.peer_public_key, proof,
-                               outcome.transcript_hash)
+        self.proofs.check_peer(
+            self.side.proof_material(), self.side.peer_public_key, proof, outcome.transcript_hash
+        )
 
     def _on_receipt(self, data: bytes) -> bool:
         if self.peer_receipt is not None:
@@ -504,19 +542,34 @@ class ExchangeSession:
                 return
             h, outcome = self.header, self.outcome
             assert outcome is not None
-            self.recorder.completed(self.facts, Completion(
-                intersection_sizes=outcome.intersection_sizes,
-                transcript_hash=outcome.transcript_hash,
-                own_commitment=self.prepared.commitment,
-                peer_commitment=(h.responder_commitment if self.role == "initiator"
-                                 else h.initiator_commitment),
-                own_receipt=self.own_receipt, peer_receipt=self.peer_receipt,
-                extra={"suite": h.suite,
-                       **({"verified_matches": self.proofs.verified_positions,
-                           "proven_matches": self.proofs.proven_now}
-                          if self.proofs is not None else {}),
-                       "warninglists": self.prepared.warninglists},
-            ), self.matches())
+            self.recorder.completed(
+                self.facts,
+                Completion(
+                    intersection_sizes=outcome.intersection_sizes,
+                    transcript_hash=outcome.transcript_hash,
+                    own_commitment=self.prepared.commitment,
+                    peer_commitment=(
+                        h.responder_commitment
+                        if self.role == "initiator"
+                        else h.initiator_commitment
+                    ),
+                    own_receipt=self.own_receipt,
+                    peer_receipt=self.peer_receipt,
+                    extra={
+                        "suite": h.suite,
+                        **(
+                            {
+                                "verified_matches": self.proofs.verified_positions,
+                                "proven_matches": self.proofs.proven_now,
+                            }
+                            if self.proofs is not None
+                            else {}
+                        ),
+                        "warninglists": self.prepared.warninglists,
+                    },
+                ),
+                self.matches(),
+            )
             self.committed = True
             self._save_verified()
             self.node.remember_peer_key(self.peer.lab, self.peer.audit_public_key)
@@ -534,10 +587,13 @@ class ExchangeSession:
                 return
             self.side.fail(error)
             try:
-                self.recorder.aborted(self.facts, error, stage=stage,
-                                      transcript_hash=self.outcome.transcript_hash
-                                      if self.outcome else b"",
-                                      extra={"suite": self.header.suite})
+                self.recorder.aborted(
+                    self.facts,
+                    error,
+                    stage=stage,
+                    transcript_hash=self.outcome.transcript_hash if self.outcome else b"",
+                    extra={"suite": self.header.suite},
+                )
             except (CrossmatchError, OSError) as e:  # a full disk: nothing can be recorded
                 log.error("round %s: its abort could not be logged: %s", self.header.round_id, e)
             self.recorded.set()
@@ -553,8 +609,13 @@ class ExchangeSession:
         self.side.join(5)
         self._record_churn()
         self.engine.close()
-        log.info("round %s (%s) with %s: %s", self.header.round_id, self.role, self.peer.lab,
-                 self.work_summary())
+        log.info(
+            "round %s (%s) with %s: %s",
+            self.header.round_id,
+            self.role,
+            self.peer.lab,
+            self.work_summary(),
+        )
         if self._finisher is not None:
             self._finisher.join()
         self.side.release()

@@ -39,8 +39,14 @@ class Category(Enum):
     LOCAL = grpc.StatusCode.INTERNAL  # our own files, input or state: not the peer's doing
 
 
-_I, _L, _R, _M, _V, _X = (Category.IDENTITY, Category.LIMIT, Category.REFUSED,
-                          Category.MALFORMED, Category.VERIFICATION, Category.LOCAL)
+_I, _L, _R, _M, _V, _X = (
+    Category.IDENTITY,
+    Category.LIMIT,
+    Category.REFUSED,
+    Category.MALFORMED,
+    Category.VERIFICATION,
+    Category.LOCAL,
+)
 _BY_CATEGORY: dict[Category, tuple[Rule, ...]] = {
     _I: (Rule.IDENTITY, Rule.UNKNOWN_PEER, Rule.LAB_MISMATCH, Rule.WRONG_RESPONDER,
          Rule.LAB_ID_SYNTAX, Rule.CERTIFICATE_MISSING, Rule.CERTIFICATE_MALFORMED,
@@ -147,8 +153,11 @@ def error_from_rpc(e: grpc.RpcError, peer: str) -> CrossmatchError:
     where = f"peer {peer}"
     if kind in ERROR_CLASSES:
         return ERROR_CLASSES[kind](f"refused by peer: {details}", where=where, rule=rule)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                grpc.StatusCode.CANCELLED):
+    if code in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+    ):
         return PeerUnavailableError(f"{details} ({code.name})", where=where)
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return ProtocolError("peer does not speak crossmatch/v1", where=where, rule=Rule.VERSION)

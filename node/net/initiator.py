@@ -66,9 +66,15 @@ def open_channel(node: Node, peer_lab: str) -> grpc.Channel:
     return grpc.secure_channel(peer.address, creds, options=channel_options(peer_lab))
 
 
-def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
-              kinds: list[str] | None = None, cancel: threading.Event | None = None,
-              progress: Progress | None = None) -> RoundSummary:
+def run_round(
+    node: Node,
+    peer_lab: str,
+    *,
+    mode: str = "reveal",
+    kinds: list[str] | None = None,
+    cancel: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> RoundSummary:
     """Run one round now; returns its summary or raises (the abort is already logged).
 
     Setting ``cancel`` (graceful shutdown) aborts the round cleanly: logged as aborted
@@ -80,11 +86,19 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
         stub = pb_grpc.CrossmatchStub(channel)
         answer, peer = _open(node, stub, proposal, started)
         header = RoundHeader(
-            round_id=proposal.round_id, initiator=node.lab, responder=peer_lab, mode=mode,
-            kinds=proposal.kinds, initiator_sizes=proposal.sizes, responder_sizes=answer.sizes,
-            policy_hash=proposal.policy_hash, initiator_commitment=proposal.input_commitment,
-            responder_commitment=answer.input_commitment, prompt_params=proposal.prompt_params,
-            suite=policy.suite, verified_matches=policy.verified_matches,
+            round_id=proposal.round_id,
+            initiator=node.lab,
+            responder=peer_lab,
+            mode=mode,
+            kinds=proposal.kinds,
+            initiator_sizes=proposal.sizes,
+            responder_sizes=answer.sizes,
+            policy_hash=proposal.policy_hash,
+            initiator_commitment=proposal.input_commitment,
+            responder_commitment=answer.input_commitment,
+            prompt_params=proposal.prompt_params,
+            suite=policy.suite,
+            verified_matches=policy.verified_matches,
         )
         session = ExchangeSession(node, header, "initiator", prepared, peer, started)
         try:
@@ -97,7 +111,10 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
         finally:
             session.close()
     return RoundSummary(
-        round_id=header.round_id, peer=peer_lab, mode=mode, kinds=list(header.kinds),
+        round_id=header.round_id,
+        peer=peer_lab,
+        mode=mode,
+        kinds=list(header.kinds),
         own_sizes=dict(zip(header.kinds, header.initiator_sizes, strict=True)),
         peer_sizes=dict(zip(header.kinds, header.responder_sizes, strict=True)),
         intersection_sizes=session.outcome.intersection_sizes if session.outcome else {},
@@ -105,8 +122,9 @@ def run_round(node: Node, peer_lab: str, *, mode: str = "reveal",
     )
 
 
-def _propose(node: Node, peer_lab: str, mode: str, kinds: list[str] | None
-             ) -> tuple[Policy, PreparedSide, Proposal, str]:
+def _propose(
+    node: Node, peer_lab: str, mode: str, kinds: list[str] | None
+) -> tuple[Policy, PreparedSide, Proposal, str]:
     """Our side of a round and the proposal for it, checked against our own policy first."""
     node.config.peer(peer_lab)  # unknown peer -> ConfigError before anything else
     policy = node.require_policy()  # signed and valid now, or PolicyError naming the rule
@@ -121,18 +139,26 @@ def _propose(node: Node, peer_lab: str, mode: str, kinds: list[str] | None
     round_id = secrets.token_hex(16)
     started = iso(node.now())
     proposal = Proposal(
-        protocol_version=PROTOCOL_VERSION, round_id=round_id, initiator=node.lab,
-        responder=peer_lab, mode=mode, kinds=tuple(kinds), sizes=tuple(prepared.sizes),
-        policy_hash=policy.hash(), input_commitment=prepared.commitment,
+        protocol_version=PROTOCOL_VERSION,
+        round_id=round_id,
+        initiator=node.lab,
+        responder=peer_lab,
+        mode=mode,
+        kinds=tuple(kinds),
+        sizes=tuple(prepared.sizes),
+        policy_hash=policy.hash(),
+        input_commitment=prepared.commitment,
         prompt_params=prompt_param_set_id() if "prompt" in kinds else "",
-        chunk_size=node.config.chunk_size, nonce=secrets.token_bytes(NONCE_BYTES),
+        chunk_size=node.config.chunk_size,
+        nonce=secrets.token_bytes(NONCE_BYTES),
         suite=policy.suite,
     )
     return policy, prepared, proposal, started
 
 
-def _open(node: Node, stub: pb_grpc.CrossmatchStub, proposal: Proposal, started: str
-          ) -> tuple[ProposalResponse, PeerIdentity]:
+def _open(
+    node: Node, stub: pb_grpc.CrossmatchStub, proposal: Proposal, started: str
+) -> tuple[ProposalResponse, PeerIdentity]:
     """OpenRound, and our check of the answer; a round that does not open is recorded."""
     request = wire.proposal_to_pb(proposal)
     try:
@@ -155,18 +181,29 @@ def _open(node: Node, stub: pb_grpc.CrossmatchStub, proposal: Proposal, started:
     return answer, peer
 
 
-def _record_unopened(node: Node, proposal: Proposal, started: str,
-                     error: CrossmatchError) -> None:
+def _record_unopened(node: Node, proposal: Proposal, started: str, error: CrossmatchError) -> None:
     """A round that never opened (refused, unreachable, a bad answer): aborted at open."""
     p = proposal
-    facts = RoundFacts(round_id=p.round_id, role="initiator", peer=p.responder, mode=p.mode,
-                       kinds=p.kinds, own_sizes=dict(zip(p.kinds, p.sizes, strict=True)),
-                       policy_hash=p.policy_hash, started_at=started)
+    facts = RoundFacts(
+        round_id=p.round_id,
+        role="initiator",
+        peer=p.responder,
+        mode=p.mode,
+        kinds=p.kinds,
+        own_sizes=dict(zip(p.kinds, p.sizes, strict=True)),
+        policy_hash=p.policy_hash,
+        started_at=started,
+    )
     RoundRecorder.for_node(node).aborted(facts, error, stage="open")
 
 
-def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession,
-              cancel: threading.Event | None = None, progress: Progress | None = None) -> None:
+def _exchange(
+    node: Node,
+    stub: pb_grpc.CrossmatchStub,
+    session: ExchangeSession,
+    cancel: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> None:
     def requests() -> Iterator[pb.ExchangeMessage]:
         yield pb.ExchangeMessage(start=pb.Start(round_id=session.header.round_id))
         while True:
@@ -187,8 +224,12 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
     watchdog = Watchdog(silence, on_silence).start()
     finished = threading.Event()
     if cancel is not None:
-        threading.Thread(target=_cancel_on, args=(cancel, finished, session, responses),
-                         name="round-cancel", daemon=True).start()
+        threading.Thread(
+            target=_cancel_on,
+            args=(cancel, finished, session, responses),
+            name="round-cancel",
+            daemon=True,
+        ).start()
     h = session.header
     total = sum(h.responder_sizes) + sum(h.initiator_sizes)
     width = session.engine.point_bytes
@@ -197,8 +238,7 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
     try:
         for msg in responses:
             watchdog.seen()
-            if progress is not None and msg.WhichOneof("body") in ("own_blinded",
-                                                                   "peer_reblinded"):
+            if progress is not None and msg.WhichOneof("body") in ("own_blinded", "peer_reblinded"):
                 chunk = getattr(msg, msg.WhichOneof("body"))
                 received += len(chunk.points) // width
                 progress(min(received, total), total)
@@ -208,7 +248,8 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
                 break
         session.side.settle(5.0)
         error = session.side.error or ProtocolError(
-            "stream ended early: " + session.side.missing(), rule=Rule.STREAM_ENDED)
+            "stream ended early: " + session.side.missing(), rule=Rule.STREAM_ENDED
+        )
         raise error
     except grpc.RpcError as e:
         error = session.side.error or error_from_rpc(e, peer)
@@ -222,21 +263,27 @@ def _exchange(node: Node, stub: pb_grpc.CrossmatchStub, session: ExchangeSession
         responses.cancel()
 
 
-def _cancel_on(cancel: threading.Event, finished: threading.Event, session: ExchangeSession,
-               responses: grpc.Future) -> None:
+def _cancel_on(
+    cancel: threading.Event,
+    finished: threading.Event,
+    session: ExchangeSession,
+    responses: grpc.Future,
+) -> None:
     """Graceful shutdown: fail the round with a named rule, then cut the stream."""
     while not finished.is_set():
         if cancel.wait(0.2):
             if not finished.is_set():
-                session.side.fail(RoundAbortedError("this node is shutting down",
-                                                    rule=Rule.SHUTDOWN))
+                session.side.fail(
+                    RoundAbortedError("this node is shutting down", rule=Rule.SHUTDOWN)
+                )
                 responses.cancel()
             return
 
 
 def _abort(session: ExchangeSession, error: CrossmatchError) -> None:
     session.abort(error, session.stage())
-    raise RoundAbortedError(f"round {session.header.round_id} with {session.header.responder} "
-                            f"aborted: {error.diagnostics()}", rule=error.rule) from error
-
-
+    raise RoundAbortedError(
+        f"round {session.header.round_id} with {session.header.responder} "
+        f"aborted: {error.diagnostics()}",
+        rule=error.rule,
+    ) from error

@@ -18,9 +18,19 @@ def _sizes(sizes) -> list[Field]:  # type: ignore[no-untyped-def]
 
 
 def request_fields(r: pb.OpenRoundRequest) -> list[Field]:
-    return [r.protocol_version, r.round_id, r.initiator_lab, r.responder_lab, int(r.mode),
-            *_sizes(r.sizes), r.policy_hash, r.input_commitment, r.prompt_params,
-            r.chunk_size, r.nonce]
+    return [
+        r.protocol_version,
+        r.round_id,
+        r.initiator_lab,
+        r.responder_lab,
+        int(r.mode),
+        *_sizes(r.sizes),
+        r.policy_hash,
+        r.input_commitment,
+        r.prompt_params,
+        r.chunk_size,
+        r.nonce,
+    ]
 
 
 def response_fields(r: pb.OpenRoundResponse) -> list[Field]:
@@ -28,12 +38,14 @@ def response_fields(r: pb.OpenRoundResponse) -> list[Field]:
 
 
 def _message(request: pb.OpenRoundRequest, response: pb.OpenRoundResponse) -> bytes:
-    return proof_message(fields_digest(request_fields(request)),
-                         fields_digest(response_fields(response)))
+    return proof_message(
+        fields_digest(request_fields(request)), fields_digest(response_fields(response))
+    )
 
 
-def prove(key: ec.EllipticCurvePrivateKey, request: pb.OpenRoundRequest,
-          response: pb.OpenRoundResponse) -> bytes:
+def prove(
+    key: ec.EllipticCurvePrivateKey, request: pb.OpenRoundRequest, response: pb.OpenRoundResponse
+) -> bytes:
     return sign_proof(key, _message(request, response))
 
 

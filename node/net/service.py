@@ -89,8 +89,9 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         if identity.lab not in {p.lab for p in self.node.config.peers}:
             self.node.reload_config()  # `peer add` may have run while we serve
         if identity.lab not in {p.lab for p in self.node.config.peers}:
-            raise PolicyError(f"lab {identity.lab!r} is not a configured peer",
-                rule=Rule.UNKNOWN_PEER)
+            raise PolicyError(
+                f"lab {identity.lab!r} is not a configured peer", rule=Rule.UNKNOWN_PEER
+            )
         return identity
 
     # -- OpenRound ---------------------------------------------------------------
@@ -111,7 +112,8 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         ttl = self.limits.pending_ttl_seconds
         with self._lock:
             self._pending[header.round_id] = PendingRound(
-                header, prepared, peer, iso(self.node.now()), time.monotonic() + ttl)
+                header, prepared, peer, iso(self.node.now()), time.monotonic() + ttl
+            )
         self.node.round_started(header.round_id, "responder")
         log.info("round %s accepted from %s (%s)", header.round_id, peer.lab, header.mode)
         # Expiry runs on a timer: a round opened and never streamed frees the pair's slot
@@ -119,16 +121,22 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         timer = threading.Timer(ttl, self._expire, args=(header.round_id,))
         timer.daemon = True
         timer.start()
-        response = wire.response_to_pb(ProposalResponse(
-            round_id=header.round_id, kinds=header.kinds, sizes=tuple(prepared.sizes),
-            input_commitment=prepared.commitment, certificate_pem=self.node.tls_cert_pem,
-            chunk_size=self.node.config.chunk_size,
-        ))
+        response = wire.response_to_pb(
+            ProposalResponse(
+                round_id=header.round_id,
+                kinds=header.kinds,
+                sizes=tuple(prepared.sizes),
+                input_commitment=prepared.commitment,
+                certificate_pem=self.node.tls_cert_pem,
+                chunk_size=self.node.config.chunk_size,
+            )
+        )
         response.identity_proof = proof.prove(self._tls_key, request, response)
         return response
 
-    def SendOpinions(self, request: pb.OpinionBatch, context: grpc.ServicerContext
-                     ) -> pb.OpinionAck:
+    def SendOpinions(
+        self, request: pb.OpinionBatch, context: grpc.ServicerContext
+    ) -> pb.OpinionAck:
         """Peer feedback on matches of reveal rounds between us (node/net/feedback.py)."""
         try:
             peer = self._authenticate(context)
@@ -137,15 +145,20 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             abort_with(context, e)
             raise AssertionError("unreachable") from e  # context.abort raises
 
-    def _accept(self, proposal: Proposal, peer: PeerIdentity
-                ) -> tuple[RoundHeader, PreparedSide]:
+    def _accept(self, proposal: Proposal, peer: PeerIdentity) -> tuple[RoundHeader, PreparedSide]:
         """The admission rules (protocol/admission.py), then our side of the round."""
         admitted = admit_proposal(
-            proposal, me=self.node.lab, peer=peer.lab, policy=self.node.require_policy,
+            proposal,
+            me=self.node.lab,
+            peer=peer.lab,
+            policy=self.node.require_policy,
             prompt_params=prompt_param_set_id(),
             round_known=self._round_id_taken,
-            flight=self._flight, now=self.node.now(),
-            last_round=lambda: self._last_round_start(peer.lab), shutting_down=self.draining)
+            flight=self._flight,
+            now=self.node.now(),
+            last_round=lambda: self._last_round_start(peer.lab),
+            shutting_down=self.draining,
+        )
         with self._lock:
             if proposal.round_id in self._claimed:  # raced with another OpenRound
                 self._flight.release(peer.lab)
@@ -180,18 +193,27 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             for hook in self.on_suppressed:  # nothing written (or nothing can be)
                 hook(str(e.rule or "-"))
             return
-        log.debug("refused round from %s: %s", peer_lab or "unauthenticated peer",
-                  e.diagnostics())
+        log.debug("refused round from %s: %s", peer_lab or "unauthenticated peer", e.diagnostics())
         rid = request.round_id
         kinds = tuple(k[:32] for k in request.kinds[:16])
         facts = RoundFacts(
-            round_id=rid, role="responder", peer=peer_lab,
-            mode=request.mode if request.mode in MODES else "unknown", kinds=kinds,
-            own_sizes={}, peer_sizes=dict(zip(kinds, request.sizes[:16], strict=False)),
-            policy_hash=request.policy_hash[:32], started_at=iso(self.node.now()))
+            round_id=rid,
+            role="responder",
+            peer=peer_lab,
+            mode=request.mode if request.mode in MODES else "unknown",
+            kinds=kinds,
+            own_sizes={},
+            peer_sizes=dict(zip(kinds, request.sizes[:16], strict=False)),
+            policy_hash=request.policy_hash[:32],
+            started_at=iso(self.node.now()),
+        )
         keep = bool(peer_lab) and self._may_store_refusal(rid)
-        self.recorder.refused(e, peer=peer_lab, claimed_lab=peer_text(request.initiator, 64),
-                              facts=facts if keep else None)
+        self.recorder.refused(
+            e,
+            peer=peer_lab,
+            claimed_lab=peer_text(request.initiator, 64),
+            facts=facts if keep else None,
+        )
 
     def _may_store_refusal(self, rid: str) -> bool:
         """A refusal stores a row only under a well-formed id no round owns or may own."""
@@ -220,21 +242,26 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
     def _record_expired(self, pending: PendingRound) -> None:
         """An accepted round the initiator never streamed: aborted at stage open, logged."""
         reason = f"no Exchange stream within {self.limits.pending_ttl_seconds:g} s of OpenRound"
-        self.recorder.aborted(RoundFacts.of(pending.header, "responder", pending.started_at),
-                              ProtocolError(reason, rule=Rule.TIMEOUT), stage="open")
+        self.recorder.aborted(
+            RoundFacts.of(pending.header, "responder", pending.started_at),
+            ProtocolError(reason, rule=Rule.TIMEOUT),
+            stage="open",
+        )
 
     # -- Exchange ----------------------------------------------------------------
 
-    def Exchange(self, request_iterator: Iterator[pb.ExchangeMessage],
-                 context: grpc.ServicerContext):
+    def Exchange(
+        self, request_iterator: Iterator[pb.ExchangeMessage], context: grpc.ServicerContext
+    ):
         try:
             peer = self._authenticate(context)
             first = first_message(request_iterator, context, self.limits.first_message_seconds)
             with self._lock:
                 pending = self._pending.get(first.start.round_id)
                 if pending is None or pending.peer.lab != peer.lab:
-                    raise PolicyError("no accepted round with that id for this peer",
-                                      rule=Rule.UNKNOWN_ROUND)
+                    raise PolicyError(
+                        "no accepted round with that id for this peer", rule=Rule.UNKNOWN_ROUND
+                    )
                 del self._pending[first.start.round_id]
         except CrossmatchError as e:
             abort_with(context, e)
@@ -246,19 +273,34 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             with self._lock:
                 self._claimed.discard(pending.header.round_id)
 
-    def _run(self, pending: PendingRound, requests: Iterator[pb.ExchangeMessage],
-             context: grpc.ServicerContext) -> Iterator[pb.ExchangeMessage]:
-        session = ExchangeSession(self.node, pending.header, "responder", pending.prepared,
-                                  pending.peer, pending.started_at)
-        context.add_callback(lambda: session.side.fail(
-            RoundAbortedError("this node is shutting down", rule=Rule.SHUTDOWN) if self.draining
-            else ProtocolError("stream cancelled by peer", rule=Rule.STREAM_ENDED)))
+    def _run(
+        self,
+        pending: PendingRound,
+        requests: Iterator[pb.ExchangeMessage],
+        context: grpc.ServicerContext,
+    ) -> Iterator[pb.ExchangeMessage]:
+        session = ExchangeSession(
+            self.node,
+            pending.header,
+            "responder",
+            pending.prepared,
+            pending.peer,
+            pending.started_at,
+        )
+        context.add_callback(
+            lambda: session.side.fail(
+                RoundAbortedError("this node is shutting down", rule=Rule.SHUTDOWN)
+                if self.draining
+                else ProtocolError("stream cancelled by peer", rule=Rule.STREAM_ENDED)
+            )
+        )
 
         silence = self.limits.peer_silence_seconds
 
         def on_silence() -> None:
-            session.abort(ProtocolError(f"peer silent for {silence:g} s", rule=Rule.TIMEOUT),
-                          session.stage())
+            session.abort(
+                ProtocolError(f"peer silent for {silence:g} s", rule=Rule.TIMEOUT), session.stage()
+            )
             context.cancel()
 
         watchdog = Watchdog(silence, on_silence)
@@ -271,16 +313,20 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                         return
                 session.side.settle(5.0)
                 raise session.side.error or ProtocolError(
-                    "stream ended early: " + session.side.missing(), rule=Rule.STREAM_ENDED)
+                    "stream ended early: " + session.side.missing(), rule=Rule.STREAM_ENDED
+                )
             except CrossmatchError as e:
                 session.abort(e, session.stage())
             except grpc.RpcError as e:
-                session.abort(ProtocolError(f"stream broken: {e}", rule=Rule.STREAM_ENDED),
-                              session.stage())
+                session.abort(
+                    ProtocolError(f"stream broken: {e}", rule=Rule.STREAM_ENDED), session.stage()
+                )
             except Exception as e:  # never let a peer's stream kill the server thread silently
                 log.exception("round %s failed", pending.header.round_id)
-                session.abort(ProtocolError(f"internal error: {type(e).__name__}",
-                                            rule=Rule.INTERNAL), session.stage())
+                session.abort(
+                    ProtocolError(f"internal error: {type(e).__name__}", rule=Rule.INTERNAL),
+                    session.stage(),
+                )
 
         reader = threading.Thread(target=read, name="exchange-read", daemon=True)
         session.start()
@@ -291,8 +337,9 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 try:
                     item = session.outbox.get(timeout=IDLE_TIMEOUT)
                 except queue.Empty:
-                    session.abort(ProtocolError("peer idle too long", rule=Rule.TIMEOUT),
-                                  session.stage())
+                    session.abort(
+                        ProtocolError("peer idle too long", rule=Rule.TIMEOUT), session.stage()
+                    )
                     break
                 if item is END:
                     break
@@ -300,8 +347,9 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 yield cast(pb.ExchangeMessage, item)
             # Not joining the reader: it only ends once this RPC ends, i.e. after we return.
             if not session.recorded.is_set():
-                err = session.side.error or ProtocolError("stream ended early",
-                                                          rule=Rule.STREAM_ENDED)
+                err = session.side.error or ProtocolError(
+                    "stream ended early", rule=Rule.STREAM_ENDED
+                )
                 session.abort(err, session.stage())
         finally:
             watchdog.stop()

@@ -283,20 +283,24 @@ def render_report(
     lab = report.lab if report else (log_id.split("/")[1] if log_id.count("/") == 2 else "?")
     rounds = round_views(records)
     verified = [line.strip() for line in report.summary_lines()[1:]] if report else []
-    return _templates().get_template("report.html.j2").render(
-        lab=lab,
-        log_id=log_id,
-        source=source,
-        source_sha256=source_sha256,
-        generated=generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        failure=failure.diagnostics() if failure is not None else None,
-        verified=verified,
-        summary=_summary(records, rounds),
-        chart=chart([Point(r.time, r.peer, r.completed) for r in rounds]),
-        rounds=_rounds_table(rounds),
-        problems=_problems_table(records),
-        imports=_imports_table(records),
-        events=_other_events_table(records),
+    return (
+        _templates()
+        .get_template("report.html.j2")
+        .render(
+            lab=lab,
+            log_id=log_id,
+            source=source,
+            source_sha256=source_sha256,
+            generated=generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            failure=failure.diagnostics() if failure is not None else None,
+            verified=verified,
+            summary=_summary(records, rounds),
+            chart=chart([Point(r.time, r.peer, r.completed) for r in rounds]),
+            rounds=_rounds_table(rounds),
+            problems=_problems_table(records),
+            imports=_imports_table(records),
+            events=_other_events_table(records),
+        )
     )
 
 

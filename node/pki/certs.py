@@ -205,8 +205,9 @@ def install_certificate(
     ``now``, it is within its validity window. Files are replaced atomically.
     """
     files = NodeTlsFiles(Path(node_tls_dir))
-    cert = load_certificate(cert_pem,
-        rule=Rule.CERTIFICATE_MALFORMED, where="certificate to install")
+    cert = load_certificate(
+        cert_pem, rule=Rule.CERTIFICATE_MALFORMED, where="certificate to install"
+    )
     key = load_private_key(files.key)
     if key.public_key() != cert.public_key():
         raise ConfigError(

@@ -183,8 +183,9 @@ class AuditLog:
     def _exclusive(self, now: datetime | None = None) -> Iterator[int]:
         with self._lock:
             if self._fd is None:
-                raise VerificationError("audit log is closed", where=str(self.path),
-                    rule=Rule.CLOSED)
+                raise VerificationError(
+                    "audit log is closed", where=str(self.path), rule=Rule.CLOSED
+                )
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 if self._broken is not None:
@@ -200,19 +201,24 @@ class AuditLog:
         broken = self._broken
         rule = Rule.DISK_FULL if getattr(broken, "errno", None) in DISK_FULL else Rule.WRITE_FAILED
         if now is None or time.monotonic() - self._resume_tried < RESUME_SECONDS:
-            raise VerificationError(f"an earlier write failed ({broken}); appends resume "
-                                    "once it can be written", where=str(self.path), rule=rule)
+            raise VerificationError(
+                f"an earlier write failed ({broken}); appends resume once it can be written",
+                where=str(self.path),
+                rule=rule,
+            )
         self._resume_tried = time.monotonic()
-        self._verifier = LogVerifier(public_key=self._key.public_key(), log_id=self.log_id,
-                                     keep=False)
+        self._verifier = LogVerifier(
+            public_key=self._key.public_key(), log_id=self.log_id, keep=False
+        )
         self._offset, self._broken = 0, None
         try:
             self._catch_up(now)
             self._write_record("log_resumed", {"error": str(broken)[:200]}, now)
         except OSError as e:
             self._broken = e
-            raise VerificationError(f"the log still cannot be written ({e})",
-                                    where=str(self.path), rule=rule) from e
+            raise VerificationError(
+                f"the log still cannot be written ({e})", where=str(self.path), rule=rule
+            ) from e
 
     def _catch_up(self, now: datetime | None) -> None:
         """Verify whatever was appended since we last looked (at open: the whole file)."""

@@ -40,8 +40,10 @@ def sealed_path(node_dir: Path, round_id: str) -> Path:
         path = _dir(node_dir) / f"{round_id}-{role}.json"
         if path.exists():
             return path
-    raise ConfigError(f"no sealed record of round {round_id} under {_dir(node_dir)} (never "
-                      "completed here, or purged after the policy's retention)")
+    raise ConfigError(
+        f"no sealed record of round {round_id} under {_dir(node_dir)} (never "
+        "completed here, or purged after the policy's retention)"
+    )
 
 
 def purge(node_dir: Path, retention_days: int, now: float | None = None) -> int:

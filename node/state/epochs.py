@@ -218,10 +218,13 @@ class EpochStore:
         early rotation)."""
         with self._transaction() as db:
             prefix = f"{peer}/"  # the keys of other suites (key_name)
-            gone = db.execute(
-                "DELETE FROM epoch_keys WHERE peer = ? OR substr(peer, 1, ?) = ?",
-                (peer, len(prefix), prefix),
-            ).rowcount > 0
+            gone = (
+                db.execute(
+                    "DELETE FROM epoch_keys WHERE peer = ? OR substr(peer, 1, ?) = ?",
+                    (peer, len(prefix), prefix),
+                ).rowcount
+                > 0
+            )
         if gone:
             self._checkpoint()
         return gone
@@ -291,23 +294,30 @@ class EpochStore:
             log.warning("ignoring a damaged verified-pairs cache for peer %s", key.peer)
             return None
 
-    def save_verified(self, key: EpochKey, peer_key: bytes, table: TableSource,
-                      now: datetime) -> bool:
+    def save_verified(
+        self, key: EpochKey, peer_key: bytes, table: TableSource, now: datetime
+    ) -> bool:
         """Replace ``key``'s verified pairs; False unless ``key`` is still current."""
         data = b"".join(bytes(part) for part in table.chunks())
         with self._transaction() as db:
             self._purge(db, now)
-            current = db.execute("SELECT 1 FROM epoch_keys WHERE key_id = ?",
-                                 (key.key_id,)).fetchone() is not None
+            current = (
+                db.execute("SELECT 1 FROM epoch_keys WHERE key_id = ?", (key.key_id,)).fetchone()
+                is not None
+            )
             if current:
-                db.execute("INSERT OR REPLACE INTO epoch_verified (key_id, peer_key, data)"
-                           " VALUES (?, ?, ?)", (key.key_id, peer_key, data))
+                db.execute(
+                    "INSERT OR REPLACE INTO epoch_verified (key_id, peer_key, data)"
+                    " VALUES (?, ?, ?)",
+                    (key.key_id, peer_key, data),
+                )
         return current
 
     def churn(self, key: EpochKey) -> int:
         """Points the peer brought under ``key`` that the cache did not know, so far."""
         row = self._db.execute(
-            "SELECT peer_new FROM epoch_churn WHERE key_id = ?", (key.key_id,)).fetchone()
+            "SELECT peer_new FROM epoch_churn WHERE key_id = ?", (key.key_id,)
+        ).fetchone()
         return int(row[0]) if row else 0
 
     def add_churn(self, key: EpochKey, new: int) -> None:
@@ -316,7 +326,8 @@ class EpochStore:
                 db.execute(
                     "INSERT INTO epoch_churn (key_id, peer_new) VALUES (?, ?) ON CONFLICT"
                     " (key_id) DO UPDATE SET peer_new = peer_new + excluded.peer_new",
-                    (key.key_id, new))
+                    (key.key_id, new),
+                )
 
     def _write(
         self, db: sqlite3.Connection, key: EpochKey, cache: CacheUpdate | RoundCache
@@ -354,8 +365,11 @@ def _prepare_schema(db: sqlite3.Connection, path: Path) -> None:
     if version in (0, 1, 2):
         db.execute("BEGIN IMMEDIATE")
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        upgrade = {0: (*_SCHEMA, _VERIFIED, _CHURN_TABLE), 1: (_VERIFIED, _CHURN_TABLE),
-                   2: (_CHURN_TABLE,)}.get(version, ())
+        upgrade = {
+            0: (*_SCHEMA, _VERIFIED, _CHURN_TABLE),
+            1: (_VERIFIED, _CHURN_TABLE),
+            2: (_CHURN_TABLE,),
+        }.get(version, ())
         for statement in upgrade:  # another process may have upgraded meanwhile: ()
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -45,6 +45,8 @@ def read_or_raise(
         return Path(path).read_bytes()
     except OSError as e:
         raise error(f"cannot read {what}: {e.strerror}{hint}", where=str(path)) from e
+
+
 def check_private(path: Path, what: str) -> None:
     """Refuse a secret file that group or others may read (it may already have leaked)."""
     try:

@@ -135,7 +135,7 @@ def verify_checkpoint(note: str, key: Ed25519PublicKey, *, origin: str | None = 
     if origin is not None and checkpoint.origin != origin:
         raise VerificationError(
             f"checkpoint is for log {checkpoint.origin!r}, not {origin!r}",
-                rule=Rule.CHECKPOINT_ORIGIN
+            rule=Rule.CHECKPOINT_ORIGIN,
         )
     expected_hash = key_hash(checkpoint.origin, key)
     candidates = [

@@ -124,7 +124,7 @@ def _check_log_key(log_id: str, key: Ed25519PublicKey | None) -> None:
     if key is not None and key_fingerprint(key) != fingerprint:
         raise VerificationError(
             f"log {log_id} is not signed by the given key ({key_fingerprint(key)})",
-                rule=Rule.LOG_KEY
+            rule=Rule.LOG_KEY,
         )
 
 

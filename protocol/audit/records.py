@@ -77,14 +77,33 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
     "matches_purged": frozenset({"before", "count"}),
     # The consortium round (protocol/consortium): a participant's or the hub's record.
     "consortium_completed": frozenset(
-        {"round_id", "role", "hub", "participants", "policy_hash", "k", "reveal_count",
-         "kinds", "sizes", "result_counts", "transcript_hash"}
+        {
+            "round_id",
+            "role",
+            "hub",
+            "participants",
+            "policy_hash",
+            "k",
+            "reveal_count",
+            "kinds",
+            "sizes",
+            "result_counts",
+            "transcript_hash",
+        }
     ),
     "consortium_aborted": frozenset({"round_id", "role", "hub", "stage", "reason", "rule"}),
     "entities_imported": frozenset({"added", "updated", "held_back", "source_sha256"}),
     "case_decision": frozenset(
-        {"case_id", "decision", "analyst", "state_from", "state_to", "entities",
-         "entities_digest", "entity_hashes"}
+        {
+            "case_id",
+            "decision",
+            "analyst",
+            "state_from",
+            "state_to",
+            "entities",
+            "entities_digest",
+            "entity_hashes",
+        }
     ),
     "case_reopened": frozenset({"case_id", "state_from", "new_pairs"}),
     "warninglist_installed": frozenset({"list", "list_hash", "held_back"}),
@@ -200,7 +219,7 @@ def check_envelope(record: Any) -> None:
     if record["v"] != RECORD_VERSION:
         raise VerificationError(
             f"record version is {record['v']!r}, expected {RECORD_VERSION!r}",
-                rule=Rule.RECORD_VERSION
+            rule=Rule.RECORD_VERSION,
         )
     checks = (
         ("log", isinstance(record["log"], str)),

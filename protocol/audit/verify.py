@@ -294,8 +294,11 @@ class LogVerifier:
         if self.last_time is not None and when < self.last_time:
             # The writer never goes back (it stamps max(clock, last time)): a record
             # earlier than the one before was reordered or inserted.
-            raise _fail(n, f"time {text} is earlier than the record before "
-                           f"({self.last_time_text})", Rule.RECORD_TIME_ORDER)
+            raise _fail(
+                n,
+                f"time {text} is earlier than the record before ({self.last_time_text})",
+                Rule.RECORD_TIME_ORDER,
+            )
         return when
 
     def _check_body(self, n: int, record: dict[str, Any]) -> None:
@@ -316,8 +319,11 @@ class LogVerifier:
     def _check_one_outcome(self, n: int, round_id: str) -> None:
         """A round ends once: a second outcome for one round id is a desynchronised log."""
         if round_id in self._outcomes:
-            raise _fail(n, f"round {round_id} already has an outcome (record "
-                           f"{self._outcomes[round_id]})", Rule.ROUND_OUTCOME)
+            raise _fail(
+                n,
+                f"round {round_id} already has an outcome (record {self._outcomes[round_id]})",
+                Rule.ROUND_OUTCOME,
+            )
         self._outcomes[round_id] = n
 
     def _check_checkpoint_record(self, n: int, body: dict[str, Any]) -> None:
@@ -369,8 +375,9 @@ class LogVerifier:
                     theirs, round_id=round_id, transcript_hash=transcript, signer=peer
                 )
         except VerificationError as e:
-            raise _fail(n, f"peer receipt from {peer!r}: {e.message}",
-                e.rule or Rule.RECEIPT_SIGNATURE) from e
+            raise _fail(
+                n, f"peer receipt from {peer!r}: {e.message}", e.rule or Rule.RECEIPT_SIGNATURE
+            ) from e
         for name, receipt in (("own", own), ("peer", theirs)):
             problem = receipt_disagreement(body, receipt, own_lab=self.lab)
             if problem:

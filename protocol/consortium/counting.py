@@ -52,7 +52,7 @@ def multiplicities(sets: Sequence[bytes], names: Sequence[str]) -> list[np.ndarr
         if len(np.unique(own)) != len(own):
             raise ProtocolError(
                 f"{name}'s set holds the same element more than once",
-                    rule=Rule.CONSORTIUM_DUPLICATE
+                rule=Rule.CONSORTIUM_DUPLICATE,
             )
         out.append(own)
         start += len(a)

@@ -65,7 +65,7 @@ class HubSession:
         if join.lab != lab:
             raise PolicyError(
                 f"claims to be {join.lab!r} but its certificate is for {lab!r}",
-                    rule=Rule.LAB_MISMATCH
+                rule=Rule.LAB_MISMATCH,
             )
         self.rules.index_of(lab)
         if lab in self._sizes:

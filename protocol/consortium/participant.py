@@ -96,7 +96,7 @@ class ParticipantSession:
         if not (0 <= origin < n and 1 <= hop < n and (origin + hop) % n == self.index):
             raise ProtocolError(
                 f"re-blinding of set {origin} at hop {hop} is not ours",
-                    rule=Rule.CONSORTIUM_REBLIND
+                rule=Rule.CONSORTIUM_REBLIND,
             )
         slot = (origin, hop, request.seq)
         done = self._asked.get((origin, hop), 0) + count_points(request.points)

@@ -42,7 +42,14 @@ def pair(tmp_path_factory):
     sandbox.labs["lab-a"].start()
     sandbox.labs["lab-b"].start()
     for me, other in (("lab-a", "lab-b"), ("lab-b", "lab-a")):
-        run_cli("peer", "add", sandbox.labs[me].dir, "--lab", other,
-                "--address", sandbox.labs[other].address)
+        run_cli(
+            "peer",
+            "add",
+            sandbox.labs[me].dir,
+            "--lab",
+            other,
+            "--address",
+            sandbox.labs[other].address,
+        )
     yield sandbox
     sandbox.stop_all()

@@ -81,8 +81,10 @@ def consortium_rows(lab_dir: Path) -> tuple[int, int]:
     """(rounds, matches) stored; the tables appear with a lab's first committed round."""
     with sqlite3.connect(lab_dir / "crossmatch.db") as db:
         try:
-            return (db.execute("SELECT count(*) FROM consortium_rounds").fetchone()[0],
-                    db.execute("SELECT count(*) FROM consortium_matches").fetchone()[0])
+            return (
+                db.execute("SELECT count(*) FROM consortium_rounds").fetchone()[0],
+                db.execute("SELECT count(*) FROM consortium_matches").fetchone()[0],
+            )
         except sqlite3.OperationalError:
             return (0, 0)
 
@@ -305,7 +307,8 @@ def test_serve_runs_scheduled_consortium_rounds(tmp_path):
     labs = LABS[:3]
     sandbox = Sandbox(tmp_path / "s")
     section = consortium_section(HUB, labs, k=2, max_set_size=40).replace(
-        "join_timeout_seconds", "interval_seconds = 10\njoin_timeout_seconds")
+        "join_timeout_seconds", "interval_seconds = 10\njoin_timeout_seconds"
+    )
     policy = sandbox_policy() + section
     sandbox.create(labs, policy=policy)
     sandbox.add_hub(HUB)
@@ -313,21 +316,27 @@ def test_serve_runs_scheduled_consortium_rounds(tmp_path):
     try:
         address = sandbox.labs[HUB].start()
         for i, lab in enumerate(labs):
-            import_values(sandbox.labs[lab].dir, "email", ["shared@example.com",
-                                                           f"own{i}@example.com"], tmp_path)
+            import_values(
+                sandbox.labs[lab].dir,
+                "email",
+                ["shared@example.com", f"own{i}@example.com"],
+                tmp_path,
+            )
             run_cli("peer", "add", sandbox.labs[lab].dir, "--lab", HUB, "--address", address)
             sandbox.labs[lab].start()
         deadline = time.monotonic() + 600  # a loaded machine; normally one or two intervals
         while time.monotonic() < deadline and not all(
-                consortium_rows(sandbox.labs[lab].dir)[0] for lab in labs):
+            consortium_rows(sandbox.labs[lab].dir)[0] for lab in labs
+        ):
             time.sleep(1)
     finally:
         sandbox.stop_all()
     for lab in labs:
         rounds, matches = consortium_rows(sandbox.labs[lab].dir)
         assert rounds >= 1 and matches == rounds, lab  # "shared" each round, never "own"
-        got = json.loads(run_cli("matches", sandbox.labs[lab].dir, "--consortium",
-                                 "--format", "json").stdout)
+        got = json.loads(
+            run_cli("matches", sandbox.labs[lab].dir, "--consortium", "--format", "json").stdout
+        )
         assert {r["value"] for r in got} == {"shared@example.com"}
         audit_ok(sandbox.labs[lab].dir)
 

@@ -32,8 +32,12 @@ def world(tmp_path_factory):
     tmp.mkdir()
     # lab-a's emails come with their accounts: one actor (shared card) -> one case
     accounts = tmp / "accounts.csv"
-    accounts.write_text("account,email,payment_fingerprint\n" + "".join(
-        f"acct-{i},{e},card-1\n" for i, e in enumerate(SHARED_EMAILS + ["only-a@example.com"])))
+    accounts.write_text(
+        "account,email,payment_fingerprint\n"
+        + "".join(
+            f"acct-{i},{e},card-1\n" for i, e in enumerate(SHARED_EMAILS + ["only-a@example.com"])
+        )
+    )
     run_cli("import", a.dir, accounts, "--entities")
     import_values(b.dir, "email", SHARED_EMAILS + ["only-b@example.com"], tmp)
     import_values(a.dir, "account_id", SHARED_ACCOUNTS + ["a-only"], tmp)
@@ -85,8 +89,11 @@ def test_a_case_is_a_grouping_and_exports_alone_with_its_accounts(world):
     [grouping] = [o for o in bundle.objects if o.type == "grouping"]
     assert case["case_id"] in grouping.name and grouping.context == "suspicious-activity"
     refs = set(grouping.object_refs)
-    email_indicators = {o.id for o in bundle.objects if o.type == "indicator"
-                        and "crossmatch-kind:email" in o.labels}
+    email_indicators = {
+        o.id
+        for o in bundle.objects
+        if o.type == "indicator" and "crossmatch-kind:email" in o.labels
+    }
     assert len(email_indicators) == len(SHARED_EMAILS) and email_indicators <= refs
     alone = stix2.parse(export(world, "--format", "stix", "--case", case["case_id"]))
     assert {o.id for o in alone.objects if o.type == "indicator"} == email_indicators
@@ -97,8 +104,10 @@ def test_a_case_is_a_grouping_and_exports_alone_with_its_accounts(world):
     assert {a.value for a in event.attributes if a.type == "email"} == set(SHARED_EMAILS)
     hashed = MISPEvent()
     hashed.load(export(world, "--format", "misp", "--case", case["case_id"]))
-    assert all(o.get_attributes_by_relation("user-id")[0].value.startswith("hmac-sha256-v1:")
-               for o in hashed.objects)
+    assert all(
+        o.get_attributes_by_relation("user-id")[0].value.startswith("hmac-sha256-v1:")
+        for o in hashed.objects
+    )
 
 
 def test_raw_stix_uses_standard_observables_and_escapes_hostile_values(world):

@@ -30,21 +30,29 @@ from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 from tests.integration.conftest import audit_ok, import_values, rounds_json
 
 
-def stub_as(lab_dir: Path, target_lab: str, address: str
-            ) -> tuple[grpc.Channel, pb_grpc.CrossmatchStub]:
+def stub_as(
+    lab_dir: Path, target_lab: str, address: str
+) -> tuple[grpc.Channel, pb_grpc.CrossmatchStub]:
     p = NodePaths(lab_dir)
-    creds = pki.channel_credentials(p.tls_key.read_bytes(), p.tls_cert.read_bytes(),
-                                    p.ca_cert.read_bytes())
+    creds = pki.channel_credentials(
+        p.tls_key.read_bytes(), p.tls_cert.read_bytes(), p.ca_cert.read_bytes()
+    )
     channel = grpc.secure_channel(address, creds, options=channel_options(target_lab))
     return channel, pb_grpc.CrossmatchStub(channel)
 
 
 def open_request(initiator: str = "lab-a", responder: str = "lab-b", **overrides):
     fields = dict(
-        protocol_version=PROTOCOL_VERSION, round_id=secrets.token_hex(16),
-        initiator_lab=initiator, responder_lab=responder, mode=pb.MODE_REVEAL,
-        sizes=[pb.KindSize(kind="email", size=3)], policy_hash=sandbox_policy_hash(),
-        input_commitment=b"\x00" * 32, chunk_size=1000, nonce=secrets.token_bytes(32),
+        protocol_version=PROTOCOL_VERSION,
+        round_id=secrets.token_hex(16),
+        initiator_lab=initiator,
+        responder_lab=responder,
+        mode=pb.MODE_REVEAL,
+        sizes=[pb.KindSize(kind="email", size=3)],
+        policy_hash=sandbox_policy_hash(),
+        input_commitment=b"\x00" * 32,
+        chunk_size=1000,
+        nonce=secrets.token_bytes(32),
     )
     fields.update(overrides)
     return pb.OpenRoundRequest(**fields)
@@ -70,8 +78,7 @@ def still_serving(pair, tmp_path) -> None:
 def signals(pair, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile-data")
     for lab in ("lab-a", "lab-b"):
-        import_values(pair.labs[lab].dir, "email",
-                      [f"u{i}@mail.example" for i in range(40)], tmp)
+        import_values(pair.labs[lab].dir, "email", [f"u{i}@mail.example" for i in range(40)], tmp)
 
 
 def test_certificate_from_another_ca_is_rejected_at_handshake(pair, tmp_path):
@@ -83,11 +90,13 @@ def test_certificate_from_another_ca_is_rejected_at_handshake(pair, tmp_path):
     cert = pki.issue_certificate(rogue, csr, now=now)
     from cryptography.hazmat.primitives import serialization
 
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     creds = pki.channel_credentials(key_pem, cert, (rogue / "ca.crt").read_bytes())
-    with grpc.secure_channel(pair.labs["lab-b"].address, creds,
-                             options=channel_options("lab-b")) as channel:
+    with grpc.secure_channel(
+        pair.labs["lab-b"].address, creds, options=channel_options("lab-b")
+    ) as channel:
         with pytest.raises(grpc.RpcError) as err:
             pb_grpc.CrossmatchStub(channel).OpenRound(open_request(), timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -129,10 +138,16 @@ def test_unknown_peer_via_cli(pair, tmp_path):
     ("override", "rule", "code"),
     [
         ({"protocol_version": "crossmatch/v0"}, "version", grpc.StatusCode.INVALID_ARGUMENT),
-        ({"sizes": [pb.KindSize(kind="shoe_size", size=3)]}, "kind-allowed",
-         grpc.StatusCode.FAILED_PRECONDITION),
-        ({"sizes": [pb.KindSize(kind="email", size=10**9)]}, "max-set-size",
-         grpc.StatusCode.FAILED_PRECONDITION),
+        (
+            {"sizes": [pb.KindSize(kind="shoe_size", size=3)]},
+            "kind-allowed",
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
+        (
+            {"sizes": [pb.KindSize(kind="email", size=10**9)]},
+            "max-set-size",
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
         ({"policy_hash": b"\x01" * 32}, "policy-mismatch", grpc.StatusCode.FAILED_PRECONDITION),
         ({"responder_lab": "lab-z"}, "wrong-responder", grpc.StatusCode.PERMISSION_DENIED),
         ({"round_id": "not-hex"}, "round-id", grpc.StatusCode.INVALID_ARGUMENT),
@@ -187,8 +202,9 @@ def test_a_second_round_while_one_is_open_is_refused_for_now(pair, tmp_path):
     our own files and input, never from what a peer sends at OpenRound."""
     seen = []
     garbage = pb.ExchangeMessage(own_blinded=pb.Chunk(seq=0, points=os.urandom(33 * 20)))
-    rid, _ = _open_and_stream(pair, [garbage],
-                              meanwhile=lambda stub: seen.append(refused(stub, open_request())))
+    rid, _ = _open_and_stream(
+        pair, [garbage], meanwhile=lambda stub: seen.append(refused(stub, open_request()))
+    )
     code, details, rule = seen[0]
     assert (code, rule) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "single-flight"), details
     assert _round_row(pair.labs["lab-b"].dir, rid)["status"] == "aborted"  # the slot is free
@@ -198,8 +214,11 @@ def test_a_second_round_while_one_is_open_is_refused_for_now(pair, tmp_path):
 def test_garbage_elements_abort_the_round(pair, tmp_path):
     garbage = pb.ExchangeMessage(own_blinded=pb.Chunk(seq=0, points=os.urandom(33 * 20)))
     rid, responses = _open_and_stream(pair, [garbage])
-    aborts = [m for m in responses if isinstance(m, pb.ExchangeMessage)
-              and m.WhichOneof("body") == "abort"]
+    aborts = [
+        m
+        for m in responses
+        if isinstance(m, pb.ExchangeMessage) and m.WhichOneof("body") == "abort"
+    ]
     assert aborts and aborts[0].abort.rule == "malformed-element"
     row = _round_row(pair.labs["lab-b"].dir, rid)
     assert row["status"] == "aborted" and "malformed-element" in row["reason"]
@@ -238,9 +257,12 @@ def test_peer_killed_mid_round(pair, tmp_path):
     import_values(a.dir, "device_id", [f"dev-{i}" for i in range(60_000)], tmp_path)
     import_values(b.dir, "device_id", [f"dev-{i}" for i in range(30_000, 90_000)], tmp_path)
     accepted = b.serve_log().count(" accepted from lab-a")
-    proc = subprocess.Popen(cli_command("round", a.dir, "--peer", "lab-b", "--kinds",
-                                        "device_id"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cli_command("round", a.dir, "--peer", "lab-b", "--kinds", "device_id"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # Kill lab-b once it has accepted the round (then the exchange is under way), not
     # after a fixed delay, which on a loaded machine can land before the round opened.
     deadline = time.monotonic() + 60
@@ -255,8 +277,10 @@ def test_peer_killed_mid_round(pair, tmp_path):
     assert "aborted" in err and len(err.strip().splitlines()) == 1
     last = rounds_json(a.dir)[0]
     assert last["status"] == "aborted" and last["intersection_sizes"] == {}
-    assert run_cli("matches", a.dir, "--round", last["round_id"], "--format", "json"
-                   ).stdout.strip() == "[]"
+    assert (
+        run_cli("matches", a.dir, "--round", last["round_id"], "--format", "json").stdout.strip()
+        == "[]"
+    )
     audit_ok(a.dir)
     audit_ok(b.dir)
     # Restart lab-b (new port) and run a full round again.

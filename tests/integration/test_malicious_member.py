@@ -38,14 +38,23 @@ def labs(tmp_path_factory):
     for lab in sandbox.labs.values():
         lab.start()
     for me, other in (("lab-a", "lab-b"), ("lab-b", "lab-a")):
-        run_cli("peer", "add", sandbox.labs[me].dir, "--lab", other,
-                "--address", sandbox.labs[other].address)
+        run_cli(
+            "peer",
+            "add",
+            sandbox.labs[me].dir,
+            "--lab",
+            other,
+            "--address",
+            sandbox.labs[other].address,
+        )
     data = root / "data"
     data.mkdir()
-    import_values(sandbox.labs["lab-a"].dir, "email", [f"a{i}@mail.example" for i in range(10)],
-                  data)
-    import_values(sandbox.labs["lab-b"].dir, "email", [f"b{i}@mail.example" for i in range(10)],
-                  data)
+    import_values(
+        sandbox.labs["lab-a"].dir, "email", [f"a{i}@mail.example" for i in range(10)], data
+    )
+    import_values(
+        sandbox.labs["lab-b"].dir, "email", [f"b{i}@mail.example" for i in range(10)], data
+    )
     yield sandbox
     sandbox.stop_all()
 
@@ -65,8 +74,10 @@ class HostileResponder(pb_grpc.CrossmatchServicer):
         response = pb.OpenRoundResponse(
             round_id=request.round_id,
             sizes=[pb.KindSize(kind=s.kind, size=s.size) for s in request.sizes],
-            input_commitment=secrets.token_bytes(32), certificate_pem=self.present_pem,
-            chunk_size=1000)
+            input_commitment=secrets.token_bytes(32),
+            certificate_pem=self.present_pem,
+            chunk_size=1000,
+        )
         response.identity_proof = proof.prove(self.key, request, response)
         return response
 
@@ -93,16 +104,17 @@ def revoked_lab_b_key(sandbox: Sandbox, tmp: Path):
 def test_revoked_responder_receives_our_set(labs, tmp_path, presents):
     a, b = labs.labs["lab-a"], labs.labs["lab-b"]
     key, old_cert = revoked_lab_b_key(labs, tmp_path)
-    present = NodePaths(b.dir).tls_cert.read_bytes() if presents == "current-certificate" \
-        else old_cert
+    present = (
+        NodePaths(b.dir).tls_cert.read_bytes() if presents == "current-certificate" else old_cert
+    )
     hostile = HostileResponder(key, present)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     pb_grpc.add_CrossmatchServicer_to_server(hostile, server)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     ca_pem = (labs.ca_dir / "ca.crt").read_bytes()
-    port = server.add_secure_port("127.0.0.1:0",
-                                  pki.server_credentials(key_pem, old_cert, ca_pem))
+    port = server.add_secure_port("127.0.0.1:0", pki.server_credentials(key_pem, old_cert, ca_pem))
     server.start()
     try:
         run_cli("peer", "add", a.dir, "--lab", "lab-b", "--address", f"127.0.0.1:{port}")
@@ -126,16 +138,23 @@ def _planting_initiator(labs):
     released values by copies of lab-b's release, at chosen positions."""
     a, b = labs.labs["lab-a"], labs.labs["lab-b"]
     p = NodePaths(a.dir)
-    creds = pki.channel_credentials(p.tls_key.read_bytes(), p.tls_cert.read_bytes(),
-                                    p.ca_cert.read_bytes())
+    creds = pki.channel_credentials(
+        p.tls_key.read_bytes(), p.tls_cert.read_bytes(), p.ca_cert.read_bytes()
+    )
     engine = Engine(psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes())
     own = engine.blind([secrets.token_bytes(32) for _ in range(10)])
     request = pb.OpenRoundRequest(
-        protocol_version=PROTOCOL_VERSION, round_id=secrets.token_hex(16),
-        initiator_lab="lab-a", responder_lab="lab-b", mode=pb.MODE_REVEAL,
-        sizes=[pb.KindSize(kind="email", size=10)], policy_hash=sandbox_policy_hash(),
-        input_commitment=secrets.token_bytes(32), chunk_size=1000,
-        nonce=secrets.token_bytes(32))
+        protocol_version=PROTOCOL_VERSION,
+        round_id=secrets.token_hex(16),
+        initiator_lab="lab-a",
+        responder_lab="lab-b",
+        mode=pb.MODE_REVEAL,
+        sizes=[pb.KindSize(kind="email", size=10)],
+        policy_hash=sandbox_policy_hash(),
+        input_commitment=secrets.token_bytes(32),
+        chunk_size=1000,
+        nonce=secrets.token_bytes(32),
+    )
     outbox: queue.Queue = queue.Queue()
     got: dict[str, object] = {"abort": None, "b_release": b""}
     with grpc.secure_channel(b.address, creds, options=channel_options("lab-b")) as channel:
@@ -156,8 +175,13 @@ def _planting_initiator(labs):
                 if body == "own_blinded":
                     mine += engine.reblind(msg.own_blinded.points)
                     if len(mine) == b_size * POINT_BYTES:
-                        outbox.put(pb.ExchangeMessage(reblind_commitment=pb.ReblindCommitment(
-                            digest=reblind_commitment(request.round_id, "initiator", mine))))
+                        outbox.put(
+                            pb.ExchangeMessage(
+                                reblind_commitment=pb.ReblindCommitment(
+                                    digest=reblind_commitment(request.round_id, "initiator", mine)
+                                )
+                            )
+                        )
                 elif body == "peer_reblinded":
                     got["b_release"] = got["b_release"] + msg.peer_reblinded.points
                     if len(got["b_release"]) == 10 * POINT_BYTES:
@@ -185,8 +209,10 @@ def test_planted_matches_from_a_hostile_initiator(labs):
     assert run_cli("matches", b.dir, "--round", rid, "--format", "json").stdout.strip() == "[]"
     audit_ok(b.dir)
     audit_ok(labs.labs["lab-a"].dir)
-    assert "completed" in run_cli("round", labs.labs["lab-a"].dir, "--peer", "lab-b",
-                                  "--kinds", "email").stdout
+    assert (
+        "completed"
+        in run_cli("round", labs.labs["lab-a"].dir, "--peer", "lab-b", "--kinds", "email").stdout
+    )
 
 
 # -- attack 4: commitments bind nothing -> sealed records an auditor checks -----------------

@@ -31,8 +31,18 @@ def test_shared_campaign_found_and_background_not_reported(pair, tmp_path):
     assert summary["intersection_sizes"]["prompt"] > 0
     campaigns_truth = {r["campaign"] for r in records_a if r["campaign"]}
     for lab in (a, b):
-        report = json.loads(run_cli("matches", lab.dir, "--kind", "prompt", "--round",
-                                    summary["round_id"], "--format", "json").stdout)
+        report = json.loads(
+            run_cli(
+                "matches",
+                lab.dir,
+                "--kind",
+                "prompt",
+                "--round",
+                summary["round_id"],
+                "--format",
+                "json",
+            ).stdout
+        )
         found = report["campaigns"]
         labels = {label for c in found for label in c["labels"]}
         assert labels == campaigns_truth, lab.name
@@ -68,8 +78,11 @@ def test_bad_prompt_lines_are_reported_and_nothing_is_imported(pair, tmp_path):
         json.dumps({"text": "binary \x00 inside"}),
     ]
     f = tmp_path / "bad.jsonl"
-    f.write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape").replace(
-        "\xff".encode(), b"\xff"))
+    f.write_bytes(
+        ("\n".join(lines) + "\n")
+        .encode("utf-8", "surrogateescape")
+        .replace("\xff".encode(), b"\xff")
+    )
     proc = run_cli("import", a.dir, f, "--kind", "prompt", check=False)
     assert proc.returncode == 65, proc.stderr
     for line in (2, 3, 4, 5, 6):

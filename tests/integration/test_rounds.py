@@ -8,10 +8,14 @@ from node.demo.sandbox import run_cli
 from protocol.fingerprints import normalize
 from tests.integration.conftest import audit_ok, import_values, matches_json, rounds_json
 
-EMAILS_A = ["John.Smith+promo@gmail.com", "ceo@Corp.example", "only.a@mail.example",
-            "JANE.DOE@googlemail.com", "x.y.z@gmail.com"]
-EMAILS_B = ["johnsmith@gmail.com", "CEO@corp.example", "only.b@mail.example",
-            "janedoe+x@gmail.com"]
+EMAILS_A = [
+    "John.Smith+promo@gmail.com",
+    "ceo@Corp.example",
+    "only.a@mail.example",
+    "JANE.DOE@googlemail.com",
+    "x.y.z@gmail.com",
+]
+EMAILS_B = ["johnsmith@gmail.com", "CEO@corp.example", "only.b@mail.example", "janedoe+x@gmail.com"]
 PHONES_A = ["(201) 555-0123", "+44 20 7946 0958", "212-555-0199"]
 PHONES_B = ["+1 201 555 0123", "+442079460958", "+1 305 555 0100"]
 IPS_A = ["203.0.113.7", "::ffff:198.51.100.9", "2001:db8::1"]

@@ -117,8 +117,13 @@ def ui(tmp_path_factory):
     line = proc.stdout.readline()
     match = re.search(r"http://(127\.0\.0\.1:\d+)/", line)
     assert match, line
-    yield {"base": f"http://{match.group(1)}", "case": case["case_id"], "dir": a.dir,
-           "sink": sink, "peer_dir": b.dir}
+    yield {
+        "base": f"http://{match.group(1)}",
+        "case": case["case_id"],
+        "dir": a.dir,
+        "sink": sink,
+        "peer_dir": b.dir,
+    }
     proc.terminate()
     proc.wait(timeout=10)
     sink.httpd.shutdown()
@@ -211,9 +216,9 @@ def test_the_audit_page_verifies_our_log_and_reconciles_a_peer_log(ui):
     client.login()
     status, _, page = client.request("/audit")
     assert status == 200 and "The audit log verifies" in page
-    lab_b = page[page.index("<strong>lab-b.log</strong>"):][:400]
+    lab_b = page[page.index("<strong>lab-b.log</strong>") :][:400]
     assert "(lab-b)" in lab_b and "agrees" in lab_b and "does not" not in lab_b
-    forged = page[page.index("<strong>forged.log</strong>"):][:400]
+    forged = page[page.index("<strong>forged.log</strong>") :][:400]
     assert "does not agree" in forged
     assert "sandbox version 1" in page, "the installed policy"
     status, headers, report = client.request("/audit/report")

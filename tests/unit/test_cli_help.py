@@ -25,8 +25,19 @@ COMMANDS = all_commands(cli)
 
 def test_the_commands_the_issue_names_exist():
     names = {" ".join(c) for c in COMMANDS}
-    for required in ("ca init", "consortium-key new", "init", "peer add", "import", "serve",
-                     "round", "matches", "rounds", "audit verify", "demo"):
+    for required in (
+        "ca init",
+        "consortium-key new",
+        "init",
+        "peer add",
+        "import",
+        "serve",
+        "round",
+        "matches",
+        "rounds",
+        "audit verify",
+        "demo",
+    ):
         assert required in names, required
 
 

@@ -295,7 +295,8 @@ def test_scheduled_rounds_start_at_multiples_of_the_interval():
     at = datetime(2026, 1, 1, 12, 0, 7, tzinfo=UTC)
     assert next_slot(at, 60) == datetime(2026, 1, 1, 12, 1, tzinfo=UTC)
     assert next_slot(datetime(2026, 1, 1, 12, 1, tzinfo=UTC), 60) == datetime(
-        2026, 1, 1, 12, 2, tzinfo=UTC)
+        2026, 1, 1, 12, 2, tzinfo=UTC
+    )
 
 
 def test_the_consortium_store_keeps_a_round_whole_or_not_at_all(tmp_path):
@@ -304,9 +305,20 @@ def test_the_consortium_store_keeps_a_round_whole_or_not_at_all(tmp_path):
     from node.state.consortium_store import ConsortiumMatch, ConsortiumRound, ConsortiumStore
 
     def row(rid: str) -> ConsortiumRound:
-        return ConsortiumRound(rid, "isac", list(LABS[:3]), 2, False, ["email"],
-                               {"lab-a": {"email": 2}}, {"email": 1}, "00" * 32, "11" * 32,
-                               "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z")
+        return ConsortiumRound(
+            rid,
+            "isac",
+            list(LABS[:3]),
+            2,
+            False,
+            ["email"],
+            {"lab-a": {"email": 2}},
+            {"email": 1},
+            "00" * 32,
+            "11" * 32,
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:01Z",
+        )
 
     with ConsortiumStore(tmp_path / "c.db") as store:
         store.save_round(row("r1"), [ConsortiumMatch("r1", "email", fp("email", 1), None)])

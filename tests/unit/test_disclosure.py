@@ -43,8 +43,10 @@ class PerGuessExponent(Engine):
         self._extra = [Engine(k, workers=1) for k in extra]
 
     def submit_blind(self, items):  # type: ignore[no-untyped-def]
-        out = b"".join(e.reblind(self._blind_now(items[i : i + 1]))
-                       for i, e in zip(range(len(items)), self._extra, strict=False))
+        out = b"".join(
+            e.reblind(self._blind_now(items[i : i + 1]))
+            for i, e in zip(range(len(items)), self._extra, strict=False)
+        )
         f: Future[bytes] = Future()
         f.set_result(out)
         return f
@@ -61,8 +63,10 @@ def key() -> bytes:
 
 def play(mode: str, a_cls=RoundSide, a_engine=None, dummies_a: int = 2):
     """One round; returns both sides' sealed records."""
-    own = {"initiator": [fp(f"a{i}") for i in range(6)],
-           "responder": [fp(f"a{i}") for i in range(3)] + [fp(f"b{i}") for i in range(5)]}
+    own = {
+        "initiator": [fp(f"a{i}") for i in range(6)],
+        "responder": [fp(f"a{i}") for i in range(3)] + [fp(f"b{i}") for i in range(5)],
+    }
     seeds = {r: secrets.token_bytes(32) for r in own}
     slots: dict[str, list[int]] = {"initiator": list(range(6, 6 + dummies_a)), "responder": []}
     for role in own:
@@ -70,15 +74,25 @@ def play(mode: str, a_cls=RoundSide, a_engine=None, dummies_a: int = 2):
     salts = {r: secrets.token_bytes(32) for r in own}
     real = {r: [x for i, x in enumerate(own[r]) if i not in slots[r]] for r in own}
     header = RoundHeader(
-        round_id=secrets.token_hex(16), initiator="lab-a", responder="lab-b", mode=mode,
-        kinds=("email",), initiator_sizes=(len(own["initiator"]),),
-        responder_sizes=(len(own["responder"]),), policy_hash=b"p" * 32,
+        round_id=secrets.token_hex(16),
+        initiator="lab-a",
+        responder="lab-b",
+        mode=mode,
+        kinds=("email",),
+        initiator_sizes=(len(own["initiator"]),),
+        responder_sizes=(len(own["responder"]),),
+        policy_hash=b"p" * 32,
         initiator_commitment=input_commitment(salts["initiator"], {"email": real["initiator"]}),
-        responder_commitment=input_commitment(salts["responder"], {"email": real["responder"]}))
+        responder_commitment=input_commitment(salts["responder"], {"email": real["responder"]}),
+    )
     keys = {r: key() for r in own}
     shuffles = {r: secrets.token_bytes(32) for r in own}
-    engines = {"initiator": a_engine(keys["initiator"]) if a_engine else
-               Engine(keys["initiator"], workers=1), "responder": Engine(keys["responder"])}
+    engines = {
+        "initiator": a_engine(keys["initiator"])
+        if a_engine
+        else Engine(keys["initiator"], workers=1),
+        "responder": Engine(keys["responder"]),
+    }
     sides: dict[str, RoundSide] = {}
 
     def deliver(to):
@@ -87,11 +101,19 @@ def play(mode: str, a_cls=RoundSide, a_engine=None, dummies_a: int = 2):
                 getattr(sides[to], "on_" + kind)(payload)
             except CrossmatchError as e:
                 sides[to].fail(e)
+
         return send
 
     for role, cls, to in (("initiator", a_cls, "responder"), ("responder", RoundSide, "initiator")):
-        sides[role] = cls(header, role, own[role], engines[role], deliver(to), chunk_size=4,
-                          rng=SeededRandom(shuffles[role]))
+        sides[role] = cls(
+            header,
+            role,
+            own[role],
+            engines[role],
+            deliver(to),
+            chunk_size=4,
+            rng=SeededRandom(shuffles[role]),
+        )
     for s in sides.values():
         s.start()
     outcomes = {r: s.result(30) for r, s in sides.items()}
@@ -99,9 +121,21 @@ def play(mode: str, a_cls=RoundSide, a_engine=None, dummies_a: int = 2):
         s.join(5)
     for e in engines.values():
         e.close()
-    records = {r: Disclosure(header, r, DEFAULT_SUITE, keys[r], salts[r], seeds[r], shuffles[r],
-                             pack(own[r]), {"email": slots[r]} if slots[r] else {},
-                             sides[r].transcript.parts()) for r in own}
+    records = {
+        r: Disclosure(
+            header,
+            r,
+            DEFAULT_SUITE,
+            keys[r],
+            salts[r],
+            seeds[r],
+            shuffles[r],
+            pack(own[r]),
+            {"email": slots[r]} if slots[r] else {},
+            sides[r].transcript.parts(),
+        )
+        for r in own
+    }
     assert outcomes["initiator"].transcript_hash == outcomes["responder"].transcript_hash
     return records, [outcomes["initiator"].transcript_hash] * 2, outcomes
 
@@ -138,16 +172,36 @@ def test_commitments_bind_the_set_and_the_dummies():
     """Attack 4: the salt and set are kept, and a record that does not open is refused."""
     records, logged, _ = play("reveal")
     a = records["initiator"]
-    other = Disclosure(a.header, a.role, a.suite, a.psi_key, secrets.token_bytes(32),
-                       a.dummy_seed, a.shuffle_seed, a.own, a.dummies, a.parts)
+    other = Disclosure(
+        a.header,
+        a.role,
+        a.suite,
+        a.psi_key,
+        secrets.token_bytes(32),
+        a.dummy_seed,
+        a.shuffle_seed,
+        a.own,
+        a.dummies,
+        a.parts,
+    )
     with pytest.raises(VerificationError) as err:
         check_disclosure(other, logged)
     assert err.value.rule == "disclosure-commitment"
     # A guess hidden in a "dummy" slot: the dummies must be the seed's.
     swapped = bytearray(a.own)
     swapped[6 * 32 : 7 * 32] = fp("b4")
-    other = Disclosure(a.header, a.role, a.suite, a.psi_key, a.salt, a.dummy_seed,
-                       a.shuffle_seed, bytes(swapped), a.dummies, a.parts)
+    other = Disclosure(
+        a.header,
+        a.role,
+        a.suite,
+        a.psi_key,
+        a.salt,
+        a.dummy_seed,
+        a.shuffle_seed,
+        bytes(swapped),
+        a.dummies,
+        a.parts,
+    )
     with pytest.raises(VerificationError) as err:
         check_disclosure(other, logged)
     assert err.value.rule == "disclosure-dummies"
@@ -164,13 +218,17 @@ def test_an_unreadable_record_names_itself():
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=st.one_of(st.binary(max_size=200),
-                      st.dictionaries(st.sampled_from(["format", "header", "role", "own",
-                                                       "streams", "psi_key"]),
-                                      st.one_of(st.none(), st.integers(), st.text(max_size=8),
-                                                st.lists(st.integers(), max_size=3)))
-                      .map(lambda d: json.dumps({"format": "crossmatch-disclosure/v1", **d})
-                           .encode())))
+@given(
+    data=st.one_of(
+        st.binary(max_size=200),
+        st.dictionaries(
+            st.sampled_from(["format", "header", "role", "own", "streams", "psi_key"]),
+            st.one_of(
+                st.none(), st.integers(), st.text(max_size=8), st.lists(st.integers(), max_size=3)
+            ),
+        ).map(lambda d: json.dumps({"format": "crossmatch-disclosure/v1", **d}).encode()),
+    )
+)
 def test_any_malformed_record_is_an_input_error(data):
     with pytest.raises(InputError):
         Disclosure.from_bytes(data)

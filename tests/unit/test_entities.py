@@ -158,7 +158,8 @@ def test_screened_values_are_held_back(tmp_path, store):
     assert held == [("10.0.0.1", "local")]
     # Rounds read fingerprints through round_fingerprints: the held one is left out.
     assert store.fingerprints("ip") == sorted(
-        fingerprint(KEY, "ip", v) for v in ("10.0.0.1", "203.0.113.9"))
+        fingerprint(KEY, "ip", v) for v in ("10.0.0.1", "203.0.113.9")
+    )
     assert round_fingerprints(store, "ip") == [fingerprint(KEY, "ip", "203.0.113.9")]
 
 

@@ -268,7 +268,8 @@ def test_progress_is_reported_while_reading_and_at_the_end(tmp_path):
     path = tmp_path / "ids.txt"
     path.write_text("".join(f"acct-{i}\n" for i in range(12_001)))
     calls: list[tuple[int, int]] = []
-    signals = prepare_signals(path, "account_id", b"k" * 32,
-                              progress=lambda done, total: calls.append((done, total)))
+    signals = prepare_signals(
+        path, "account_id", b"k" * 32, progress=lambda done, total: calls.append((done, total))
+    )
     assert calls == [(5000, 0), (10000, 0), (12_001, 12_001)]
     assert len(signals) == 12_001

@@ -7,10 +7,32 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN_MODULES = {"node", "grpc", "sqlite3", "socket", "socketserver", "http", "urllib",
-                     "requests", "subprocess", "asyncio", "tempfile", "shutil", "pathlib"}
-FORBIDDEN_CALLS = {"open", "time.time", "time.monotonic", "datetime.now", "datetime.utcnow",
-                   "os.urandom", "secrets.token_bytes", "random.random", "date.today"}
+FORBIDDEN_MODULES = {
+    "node",
+    "grpc",
+    "sqlite3",
+    "socket",
+    "socketserver",
+    "http",
+    "urllib",
+    "requests",
+    "subprocess",
+    "asyncio",
+    "tempfile",
+    "shutil",
+    "pathlib",
+}
+FORBIDDEN_CALLS = {
+    "open",
+    "time.time",
+    "time.monotonic",
+    "datetime.now",
+    "datetime.utcnow",
+    "os.urandom",
+    "secrets.token_bytes",
+    "random.random",
+    "date.today",
+}
 
 
 def protocol_sources() -> list[Path]:
@@ -49,8 +71,9 @@ def scan_calls(paths: list[Path]) -> list[str]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 name = dotted(node.func)
-                if name in FORBIDDEN_CALLS or any(name.endswith("." + c) for c in FORBIDDEN_CALLS
-                                                  if "." in c):
+                if name in FORBIDDEN_CALLS or any(
+                    name.endswith("." + c) for c in FORBIDDEN_CALLS if "." in c
+                ):
                     offenders.append(f"{path}:{node.lineno} calls {name}")
     return offenders
 
@@ -75,12 +98,20 @@ def test_the_scanner_would_catch_an_offender(tmp_path):
 # Inside node/, each group may import only groups of a lower or equal rank: storage, PKI,
 # operations and schedule at the bottom, the CLI and the demo on top (docs/architecture.md).
 NODE_RANKS = {
-    "node.state": 0, "node.pki": 0, "node.ops": 0, "node.schedule": 0,
+    "node.state": 0,
+    "node.pki": 0,
+    "node.ops": 0,
+    "node.schedule": 0,
     "node.config": 1,
     "node.runtime": 2,
-    "node.net": 3, "node.data": 3, "node.consortium": 3,
-    "node.daemon": 4, "node.act": 4, "node.ui": 4,
-    "node.cli": 5, "node.demo": 5,
+    "node.net": 3,
+    "node.data": 3,
+    "node.consortium": 3,
+    "node.daemon": 4,
+    "node.act": 4,
+    "node.ui": 4,
+    "node.cli": 5,
+    "node.demo": 5,
 }
 
 
@@ -122,8 +153,9 @@ def test_node_groups_never_import_higher_ones():
 
 
 def test_every_node_module_belongs_to_a_group():
-    loose = [m for _, m in node_sources() if m not in ("node", "node.__main__")
-             and node_group(m) is None]
+    loose = [
+        m for _, m in node_sources() if m not in ("node", "node.__main__") and node_group(m) is None
+    ]
     assert not loose, f"modules outside any layer group: {loose}"
 
 

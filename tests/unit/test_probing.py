@@ -55,10 +55,13 @@ def test_probing_with_a_tiny_set_is_refused():
     p.check_sizes(["email"], [100])
 
 
-@pytest.mark.parametrize(("pad_to", "good", "bad"), [
-    ("1024", [1024, 2048, 100000], [1000, 1025]),  # 100000 = the cap: padding stops there
-    ('"pow2"', [128, 1024, 65536], [100, 1000, 1025]),
-])
+@pytest.mark.parametrize(
+    ("pad_to", "good", "bad"),
+    [
+        ("1024", [1024, 2048, 100000], [1000, 1025]),  # 100000 = the cap: padding stops there
+        ('"pow2"', [128, 1024, 65536], [100, 1000, 1025]),
+    ],
+)
 def test_sizes_must_be_the_policy_buckets(pad_to, good, bad):
     p = policy(f"pad_to = {pad_to}\n")
     for n in good:
@@ -71,8 +74,10 @@ def test_policy_settings_are_strict_and_hashed():
     for bad in ('pad_to = "lots"\n', "pad_to = -4\n", "max_churn_per_epoch = -1\n"):
         assert rule_of(lambda bad=bad: policy(bad)) == "policy-syntax", bad
     assert rule_of(lambda: policy(kinds=KINDS.replace("100\n", "1000000\n"))) == "policy-syntax"
-    hashes = {policy(x).hash() for x in ("", "pad_to = 1024\n", "pad_to = \"pow2\"\n",
-                                         "max_churn_per_epoch = 5\n")}
+    hashes = {
+        policy(x).hash()
+        for x in ("", "pad_to = 1024\n", 'pad_to = "pow2"\n', "max_churn_per_epoch = 5\n")
+    }
     assert len(hashes) == 4
     plain = parse_policy_toml(HEAD + "[kinds.email]\nmax_set_size = 10\n")
     assert "pad_to" not in plain.to_dict() and "min_set_size" not in plain.to_dict()
@@ -95,9 +100,17 @@ def fp(label: str) -> bytes:
 
 def one_round(ka, kb, own_a, own_b, cache_b=None, churn_check=None):
     header = RoundHeader(
-        round_id="r", initiator="lab-a", responder="lab-b", mode="reveal", kinds=("email",),
-        initiator_sizes=(len(own_a),), responder_sizes=(len(own_b),), policy_hash=b"p" * 32,
-        initiator_commitment=b"a" * 32, responder_commitment=b"b" * 32)
+        round_id="r",
+        initiator="lab-a",
+        responder="lab-b",
+        mode="reveal",
+        kinds=("email",),
+        initiator_sizes=(len(own_a),),
+        responder_sizes=(len(own_b),),
+        policy_hash=b"p" * 32,
+        initiator_commitment=b"a" * 32,
+        responder_commitment=b"b" * 32,
+    )
     sides: dict[str, RoundSide] = {}
 
     def deliver(to):
@@ -106,15 +119,34 @@ def one_round(ka, kb, own_a, own_b, cache_b=None, churn_check=None):
                 getattr(sides[to], "on_" + kind)(payload)
             except CrossmatchError as e:
                 sides[to].fail(e)
+
         return send
 
     with Engine(ka) as ea, Engine(kb) as eb:
         rng = random.Random(1)
-        sides["a"] = RoundSide(header, "initiator", own_a, ea, deliver("b"), chunk_size=8,
-                               rng=rng, on_error=lambda e: sides["b"].fail(e))
-        sides["b"] = RoundSide(header, "responder", own_b, eb, deliver("a"), chunk_size=8,
-                               rng=rng, cache=cache_b, keep_cache=True, churn_check=churn_check,
-                               on_error=lambda e: sides["a"].fail(e))
+        sides["a"] = RoundSide(
+            header,
+            "initiator",
+            own_a,
+            ea,
+            deliver("b"),
+            chunk_size=8,
+            rng=rng,
+            on_error=lambda e: sides["b"].fail(e),
+        )
+        sides["b"] = RoundSide(
+            header,
+            "responder",
+            own_b,
+            eb,
+            deliver("a"),
+            chunk_size=8,
+            rng=rng,
+            cache=cache_b,
+            keep_cache=True,
+            churn_check=churn_check,
+            on_error=lambda e: sides["a"].fail(e),
+        )
         for s in sides.values():
             s.start()
         try:
@@ -131,6 +163,7 @@ def test_probing_by_varying_the_set_within_an_epoch_is_capped():
     """The peer keeps its epoch key and changes its set round after round to test
     candidates one by one against our cached blindings: refused once the epoch's churn
     passes the policy's cap, before the new points are re-blinded."""
+
     def key():
         return psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes()
 
@@ -143,8 +176,14 @@ def test_probing_by_varying_the_set_within_an_epoch_is_capped():
     for probe in range(4):  # one new candidate per round
         own_a = base[1:] + [fp(f"guess{probe}")]
         try:
-            cache, side = one_round(ka, kb, own_a, ours, cache_b=cache,
-                                    churn_check=lambda n, used=used: p.check_churn(used, n))
+            cache, side = one_round(
+                ka,
+                kb,
+                own_a,
+                ours,
+                cache_b=cache,
+                churn_check=lambda n, used=used: p.check_churn(used, n),
+            )
         except PolicyError as e:
             assert e.rule == "epoch-churn" and used == 3
             return

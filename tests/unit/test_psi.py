@@ -39,8 +39,14 @@ def engines():
     b.close()
 
 
-def run_round(engines, a_sets: dict[str, list[bytes]], b_sets: dict[str, list[bytes]],
-              mode: str = "reveal", chunk: int = 7, tamper=None):
+def run_round(
+    engines,
+    a_sets: dict[str, list[bytes]],
+    b_sets: dict[str, list[bytes]],
+    mode: str = "reveal",
+    chunk: int = 7,
+    tamper=None,
+):
     """Run both sides of one round in memory; returns (outcome_a, outcome_b, own_a, own_b)."""
     kinds = tuple(sorted(set(a_sets) | set(b_sets)))
     own_a = [x for k in kinds for x in dedupe(a_sets.get(k, []))]
@@ -48,7 +54,9 @@ def run_round(engines, a_sets: dict[str, list[bytes]], b_sets: dict[str, list[by
     header = round_header(
         [len(dedupe(a_sets.get(k, []))) for k in kinds],
         [len(dedupe(b_sets.get(k, []))) for k in kinds],
-        kinds=kinds, mode=mode, round_id="r1",
+        kinds=kinds,
+        mode=mode,
+        round_id="r1",
     )
     # ``tamper`` here takes the receiving side first: (to, kind, seq, packed).
     hook = (lambda frm, kind, seq, packed: tamper(PEER[frm], kind, seq, packed)) if tamper else None

@@ -36,16 +36,27 @@ def lab_b(tmp_path_factory):
 
 def request() -> pb.OpenRoundRequest:
     return pb.OpenRoundRequest(
-        protocol_version="crossmatch/v2", round_id=secrets.token_hex(16), initiator_lab="lab-a",
-        responder_lab="lab-b", mode=pb.MODE_REVEAL, sizes=[pb.KindSize(kind="email", size=8)],
-        policy_hash=b"p" * 32, input_commitment=b"c" * 32, chunk_size=100,
-        nonce=secrets.token_bytes(32))
+        protocol_version="crossmatch/v2",
+        round_id=secrets.token_hex(16),
+        initiator_lab="lab-a",
+        responder_lab="lab-b",
+        mode=pb.MODE_REVEAL,
+        sizes=[pb.KindSize(kind="email", size=8)],
+        policy_hash=b"p" * 32,
+        input_commitment=b"c" * 32,
+        chunk_size=100,
+        nonce=secrets.token_bytes(32),
+    )
 
 
 def response(req: pb.OpenRoundRequest, cert_pem: bytes) -> pb.OpenRoundResponse:
-    return pb.OpenRoundResponse(round_id=req.round_id, sizes=[pb.KindSize(kind="email", size=8)],
-                                input_commitment=b"r" * 32, certificate_pem=cert_pem,
-                                chunk_size=100)
+    return pb.OpenRoundResponse(
+        round_id=req.round_id,
+        sizes=[pb.KindSize(kind="email", size=8)],
+        input_commitment=b"r" * 32,
+        certificate_pem=cert_pem,
+        chunk_size=100,
+    )
 
 
 def test_a_proof_by_the_certificate_key_verifies(lab_b):
@@ -78,8 +89,19 @@ def test_proof_replayed_for_another_nonce_fails(lab_b):
         proof.check(req, resp, "lab-b")
 
 
-FIELDS = ["round_id", "initiator_lab", "responder_lab", "policy_hash", "input_commitment",
-          "nonce", "chunk_size", "r.input_commitment", "r.chunk_size", "r.sizes", "missing"]
+FIELDS = [
+    "round_id",
+    "initiator_lab",
+    "responder_lab",
+    "policy_hash",
+    "input_commitment",
+    "nonce",
+    "chunk_size",
+    "r.input_commitment",
+    "r.chunk_size",
+    "r.sizes",
+    "missing",
+]
 
 
 @settings(max_examples=30, deadline=None)

@@ -42,6 +42,7 @@ class Wire(harness.Wire):
 
     def __init__(self, engines, own_a, own_b, *, mode="reveal", chunk=4, tamper=None):
         header = harness.round_header([len(own_a)], [len(own_b)], mode=mode, round_id="r-attack")
+
         def hook(frm, kind, seq, payload):
             return tamper(kind, seq, payload) if frm == "a" else payload
 
@@ -96,8 +97,12 @@ def test_planted_matches_copied_from_the_responders_release(engines):
 
 def test_planted_matches_by_waiting_for_the_responder_to_release_first(engines):
     """The hostile initiator withholds its commitment until B releases: B never does."""
-    wire = Wire(engines, [fp(f"a{i}") for i in range(10)], honest_b(),
-                tamper=lambda kind, seq, p: None if kind != "own_blinded" else p)
+    wire = Wire(
+        engines,
+        [fp(f"a{i}") for i in range(10)],
+        honest_b(),
+        tamper=lambda kind, seq, p: None if kind != "own_blinded" else p,
+    )
     with pytest.raises(ProtocolError) as err:
         wire.run(timeout=3)
     assert err.value.rule == "timeout"
@@ -106,6 +111,7 @@ def test_planted_matches_by_waiting_for_the_responder_to_release_first(engines):
 
 def test_planted_matches_in_count_mode(engines):
     """Count mode: inflating the count by copying is refused the same way."""
+
     def tamper(kind, seq, payload):
         if kind != "peer_reblinded":
             return payload
@@ -113,8 +119,7 @@ def test_planted_matches_in_count_mode(engines):
         pts[1] = pts[0]  # a copy of another of our values: a duplicate
         return pack(pts)
 
-    wire = Wire(engines, [fp(f"a{i}") for i in range(10)], honest_b(), mode="count",
-                tamper=tamper)
+    wire = Wire(engines, [fp(f"a{i}") for i in range(10)], honest_b(), mode="count", tamper=tamper)
     with pytest.raises(ProtocolError) as err:
         wire.run()
     assert err.value.rule == "reblind-commitment"
@@ -159,19 +164,30 @@ FIXTURE_OK = [HealthCheck.function_scoped_fixture]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=FIXTURE_OK)
-@given(how=st.sampled_from(MUTATIONS), i=st.integers(0, 7), j=st.integers(0, 7),
-       mode=st.sampled_from(("reveal", "count")))
+@given(
+    how=st.sampled_from(MUTATIONS),
+    i=st.integers(0, 7),
+    j=st.integers(0, 7),
+    mode=st.sampled_from(("reveal", "count")),
+)
 def test_any_single_changed_point_in_the_release_is_caught(engines, how, i, j, mode):
     if i == j:
         j = (i + 1) % 8
+
     def tamper(kind, seq, payload):
         # The whole release in one chunk (chunk=8), changed after the commitment.
         if kind == "peer_reblinded":
             return pack(_mutate(unpack(payload), how, i, j))
         return payload
 
-    wire = Wire(engines, [fp(f"a{k}") for k in range(8)], [fp(f"b{k}") for k in range(8)],
-                mode=mode, chunk=8, tamper=tamper)
+    wire = Wire(
+        engines,
+        [fp(f"a{k}") for k in range(8)],
+        [fp(f"b{k}") for k in range(8)],
+        mode=mode,
+        chunk=8,
+        tamper=tamper,
+    )
     with pytest.raises(ProtocolError) as err:
         wire.run()
     assert err.value.rule == "reblind-commitment"
@@ -188,8 +204,14 @@ def test_any_duplicated_point_in_the_own_stream_is_caught(engines, i, j, mode):
             return pack(_mutate(unpack(payload), "duplicated", i, j))
         return payload
 
-    wire = Wire(engines, [fp(f"a{k}") for k in range(8)], [fp(f"b{k}") for k in range(8)],
-                mode=mode, chunk=8, tamper=tamper)
+    wire = Wire(
+        engines,
+        [fp(f"a{k}") for k in range(8)],
+        [fp(f"b{k}") for k in range(8)],
+        mode=mode,
+        chunk=8,
+        tamper=tamper,
+    )
     with pytest.raises(ProtocolError) as err:
         wire.run()
     assert err.value.rule == "duplicate-point"
@@ -199,8 +221,12 @@ def test_any_duplicated_point_in_the_own_stream_is_caught(engines, i, j, mode):
 def test_release_before_commitment_is_refused(engines):
     """A side that releases re-blinded points without committing first is refused, and
     the honest side, without that commitment, never releases its own."""
-    wire = Wire(engines, [fp(f"a{k}") for k in range(4)], [fp(f"b{k}") for k in range(4)],
-                tamper=lambda kind, seq, p: None if kind == "reblind_commitment" else p)
+    wire = Wire(
+        engines,
+        [fp(f"a{k}") for k in range(4)],
+        [fp(f"b{k}") for k in range(4)],
+        tamper=lambda kind, seq, p: None if kind == "reblind_commitment" else p,
+    )
     with pytest.raises(ProtocolError) as err:
         wire.run(timeout=10)
     assert err.value.rule == "message-order"
