@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from node.demo.sandbox import Sandbox, run_cli
+
+
+def after_min_interval(seconds: float = 1.0) -> None:
+    """Wait out the sandbox policy's minimum interval between two rounds of one pair
+    (1 s, since a signed policy may not allow 0), for tests that run rounds back to back
+    on a shared, module-scoped consortium."""
+    time.sleep(seconds + 0.1)
 
 
 def write_lines(path: Path, values: list[str]) -> Path:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 from node.demo.sandbox import run_cli
-from tests.integration.conftest import import_values
+from tests.integration.conftest import after_min_interval, import_values
 
 
 def test_reconcile_verify_and_tamper_on_real_logs(pair, tmp_path):
@@ -15,7 +14,7 @@ def test_reconcile_verify_and_tamper_on_real_logs(pair, tmp_path):
     import_values(a.dir, "org_domain", ["evil.example", "shared.example"], tmp_path)
     import_values(b.dir, "org_domain", ["SHARED.example.", "other.example"], tmp_path)
     run_cli("round", a.dir, "--peer", "lab-b", "--kinds", "org_domain")
-    time.sleep(1.1)  # the sandbox policy's minimum interval between a pair's rounds is 1 s
+    after_min_interval()
     run_cli("round", b.dir, "--peer", "lab-a", "--kinds", "org_domain", "--mode", "count")
 
     # Both logs verify, with each other's receipts checked by the certified keys kept at commit.

@@ -27,7 +27,7 @@ from protocol.psi import POINT_BYTES, Engine, pack, unpack
 from protocol.transcript import reblind_commitment
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
-from tests.integration.conftest import audit_ok, import_values, rounds_json
+from tests.integration.conftest import after_min_interval, audit_ok, import_values, rounds_json
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +223,7 @@ def test_commitments_bind_the_round_disclosure_checks_out(labs, tmp_path):
     import stat
 
     a, b = labs.labs["lab-a"], labs.labs["lab-b"]
+    after_min_interval()  # the previous test's round was with the same pair
     out = run_cli("round", a.dir, "--peer", "lab-b", "--kinds", "email", "--json").stdout
     rid = json.loads(out)["round_id"]
     files = {}
