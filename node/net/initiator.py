@@ -12,6 +12,7 @@ import grpc
 
 from node import pki
 from node.net import proof, wire
+from node.net.bounds import check_open_response
 from node.net.deadlines import Watchdog
 from node.net.exchange import END, ExchangeSession, PreparedSide, prepare_side
 from node.net.grpc_status import error_from_rpc
@@ -84,7 +85,7 @@ def run_round(
     node.round_started(proposal.round_id, "initiator")
     with open_channel(node, peer_lab) as channel:
         stub = pb_grpc.CrossmatchStub(channel)
-        answer, peer = _open(node, stub, proposal, started)
+        answer, peer = _open(node, stub, proposal, policy, started)
         header = RoundHeader(
             round_id=proposal.round_id,
             initiator=node.lab,
@@ -102,7 +103,6 @@ def run_round(
         )
         session = ExchangeSession(node, header, "initiator", prepared, peer, started)
         try:
-            policy.check_round(header.kinds, mode, list(header.responder_sizes))
             _exchange(node, stub, session, cancel, progress)
         except CrossmatchError as e:
             if not session.recorded.is_set():  # refused before the exchange began
@@ -157,12 +157,13 @@ def _propose(
 
 
 def _open(
-    node: Node, stub: pb_grpc.CrossmatchStub, proposal: Proposal, started: str
+    node: Node, stub: pb_grpc.CrossmatchStub, proposal: Proposal, policy: Policy, started: str
 ) -> tuple[ProposalResponse, PeerIdentity]:
     """OpenRound, and our check of the answer; a round that does not open is recorded."""
     request = wire.proposal_to_pb(proposal)
     try:
         response = stub.OpenRound(request, timeout=OPEN_TIMEOUT)
+        check_open_response(response)  # field sizes, before any field is used
         answer = wire.response_from_pb(response)
         # TLS checked that the responder's certificate names the peer, but not the CRL,
         # and the certificate TLS saw is out of our reach. So the responder presents
@@ -171,6 +172,9 @@ def _open(
         # carries the CA-certified audit key, which must verify the receipt.
         peer = admit_response(answer, proposal=proposal, identify=node.peer_identity)
         proof.check(request, response, proposal.responder)
+        # The responder's sizes are a claim: checked against policy before anything is
+        # allocated by them (a claim of 2^62 elements is a refusal, not a crash).
+        policy.check_round(list(answer.kinds), proposal.mode, list(answer.sizes))
     except grpc.RpcError as e:
         error = error_from_rpc(e, proposal.responder)
         _record_unopened(node, proposal, started, error)
