@@ -27,7 +27,7 @@ from protocol import PROTOCOL_VERSION
 from protocol.psi import Engine
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
-from tests.integration.conftest import audit_ok, import_values, rounds_json
+from tests.integration.conftest import after_min_interval, audit_ok, import_values, rounds_json
 
 
 def stub_as(
@@ -68,6 +68,7 @@ def refused(stub, request) -> tuple[grpc.StatusCode, str, str]:
 def still_serving(pair, tmp_path) -> None:
     """A good round still completes, and both logs verify."""
     a, b = pair.labs["lab-a"], pair.labs["lab-b"]
+    after_min_interval()  # the test before may have opened a round with the same pair
     out = run_cli("round", a.dir, "--peer", "lab-b", "--kinds", "email")
     assert "completed" in out.stdout
     audit_ok(a.dir)
@@ -166,6 +167,7 @@ def test_bad_open_round_is_refused_before_any_work(pair, override, rule, code):
 def _open_and_stream(pair, messages, meanwhile=None):
     """Open a real round as lab-a, (call ``meanwhile(stub)``), then send our own Exchange
     messages."""
+    after_min_interval()  # the previous test's last round was with the same pair
     channel, stub = stub_as(pair.labs["lab-a"].dir, "lab-b", pair.labs["lab-b"].address)
     request = open_request(sizes=[pb.KindSize(kind="email", size=20)])
     stub.OpenRound(request, timeout=10)
@@ -256,6 +258,7 @@ def test_peer_killed_mid_round(pair, tmp_path):
     a, b = pair.labs["lab-a"], pair.labs["lab-b"]
     import_values(a.dir, "device_id", [f"dev-{i}" for i in range(60_000)], tmp_path)
     import_values(b.dir, "device_id", [f"dev-{i}" for i in range(30_000, 90_000)], tmp_path)
+    after_min_interval()
     accepted = b.serve_log().count(" accepted from lab-a")
     proc = subprocess.Popen(
         cli_command("round", a.dir, "--peer", "lab-b", "--kinds", "device_id"),
