@@ -36,28 +36,31 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from concurrent.futures import CancelledError
 
 import numpy as np
 
 from protocol import verified
 from protocol.errors import CrossmatchError, ProtocolError
 from protocol.psi import (
-    BLOCK_ROWS,
     ELEMENT_BYTES,
     PackedElements,
-    PackedTable,
     RandomSource,
     TableSource,
     count_points,
-    fill_rows,
     has_duplicates,
     match_packed,
     packed_elements,
-    rows,
     sections,
     shuffle_packed_within_sections,
+)
+from protocol.round_work import (
+    CachedWork,
+    CacheUpdate,
+    Chunk,
+    RoundCache,
+    RoundOutcome,
+    RoundWork,
 )
 from protocol.rules import Rule
 from protocol.suites.base import WorkerEngine
@@ -67,61 +70,7 @@ from protocol.transcript import COMMITMENT_BYTES, RoundHeader, Transcript, rebli
 # (payload: the 32-byte commitment) or "peer_reblinded" (payload: packed points).
 Send = Callable[[str, int, bytes], None]
 
-
-@dataclass
-class RoundOutcome:
-    transcript_hash: bytes
-    intersection_sizes: dict[str, int]
-    # Reveal mode: positions within each kind's section of our own element list.
-    matched_positions: dict[str, list[int]] = field(default_factory=dict)
-
-
-@dataclass
-class RoundCache:
-    """What an earlier round under the same key computed.
-
-    ``own``: own element (32 bytes) -> its blinding H(x)^k;
-    ``peer``: the peer's blinded point -> our re-blinding of it.
-    """
-
-    own: PackedTable | None = None
-    peer: PackedTable | None = None
-
-
-@dataclass(frozen=True)
-class CacheUpdate:
-    """What a round leaves for the next round under the same key (see RoundCache)."""
-
-    own: TableSource
-    peer: TableSource
-
-    def tables(self) -> RoundCache:
-        return RoundCache(self.own.build(), self.peer.build())
-
-
-@dataclass
-class RoundWork:
-    """How many elements the engine computed and how many came from the cache."""
-
-    blinded: int = 0
-    blinded_cached: int = 0
-    reblinded: int = 0
-    reblinded_cached: int = 0
-
-
-class _Chunk:
-    """A chunk of results: rows known from the cache plus rows the engine is computing."""
-
-    def __init__(
-        self, known: np.ndarray | None, found: np.ndarray | None, future: Future[bytes] | None
-    ):
-        self.known, self.found, self.future = known, found, future
-
-    def result(self) -> bytes:
-        computed = self.future.result() if self.future is not None else b""
-        if self.known is None or self.found is None:
-            return computed
-        return fill_rows(self.known, self.found, computed)
+__all__ = ["CacheUpdate", "RoundCache", "RoundOutcome", "RoundSide", "RoundWork", "Send"]
 
 
 def _send_nothing(kind: str, seq: int, packed: bytes) -> None:
@@ -158,19 +107,44 @@ class RoundSide:
         self.peer_role = "responder" if role == "initiator" else "initiator"
         self.own_sizes = header.sizes(role)
         self.peer_sizes = header.sizes(self.peer_role)
+        self._w = engine.point_bytes
+        # Verified matches keep what a proof is over: our points and what came back, the
+        # peer's points and our re-blinding of them (VerifiedState, protocol/verified.py).
+        self.verified = header.verified_matches and header.mode == "reveal"
+        caching = self._check_inputs(own, engine, cache, keep_cache)
+        self._own = own
+        self._engine = engine
+        # The engine behind the cache; its queued work is cancelled when the round fails.
+        self._compute = CachedWork(engine, cache, self._w, churn_check)
+        self._send = send
+        self._chunk = max(1, chunk_size)
+        self._rng = rng
+        self._window = max(1, window)
+        self._on_error = on_error
+        self._keep = keep_cache
+        self.transcript = Transcript(header)
+        self.peer_public_key = b""
+        self._init_streams(caching, peer_window, min_chunk)
+        self._init_sync()
+
+    def _check_inputs(
+        self,
+        own: Sequence[bytes],
+        engine: WorkerEngine,
+        cache: RoundCache | None,
+        keep_cache: bool,
+    ) -> bool:
+        """ValueError on inputs that cannot make this round; whether it uses a cache."""
+        header = self.header
         if len(own) != sum(self.own_sizes):
             raise ValueError("own elements do not match the announced sizes")
         if engine.suite_name != header.suite:
             raise ValueError(f"a {engine.suite_name} engine for a {header.suite} round")
-        self._w = engine.point_bytes
         for table in (cache.own, cache.peer) if cache else ():
             if table is not None and table.value_size not in (0, self._w):
                 raise ValueError(
                     f"a cache of {table.value_size}-byte points for a {header.suite} round"
                 )
-        # Verified matches keep what a proof is over: our points and what came back, the
-        # peer's points and our re-blinding of them (VerifiedState, protocol/verified.py).
-        self.verified = header.verified_matches and header.mode == "reveal"
         caching = cache is not None and cache.own is not None or keep_cache
         if caching and not (
             isinstance(own, PackedElements)
@@ -178,23 +152,9 @@ class RoundSide:
             or all(len(x) == ELEMENT_BYTES for x in own)
         ):
             raise ValueError(f"a cache needs own elements of {ELEMENT_BYTES} bytes")
-        self._own = own
-        self._engine = engine
-        self._send = send
-        self._chunk = max(1, chunk_size)
-        self._rng = rng
-        self._window = max(1, window)
-        self._on_error = on_error
-        # Our own reference: parts are dropped as soon as they are no longer needed.
-        self._cache = RoundCache(cache.own, cache.peer) if cache else RoundCache()
-        self._keep = keep_cache
-        self.transcript = Transcript(header)
-        self.work = RoundWork()
-        # Called with how many peer points so far the cache did not know (raises to refuse,
-        # before they are re-blinded): the policy's cap on churn within an epoch.
-        self._churn_check = churn_check
-        self.peer_new = 0
+        return caching
 
+    def _init_streams(self, caching: bool, peer_window: int, min_chunk: int) -> None:
         self._own_total = sum(self.own_sizes)
         self._peer_total = sum(self.peer_sizes)
         self._peer_received = 0
@@ -209,12 +169,11 @@ class RoundSide:
         # Kept for the next cache, or for the proofs.
         self._own_blinded = _buffer(self._own_total if caching or self.verified else 0, self._w)
         self._peer_blinded = _buffer(
-            self._peer_total if keep_cache or self.verified else 0, self._w
+            self._peer_total if self._keep or self.verified else 0, self._w
         )
-        self.peer_public_key = b""
         # Flow control: at most peer_window of the peer's chunks wait for our workers; a
         # fuller queue blocks the reader, and so (through HTTP/2) the peer. 0: unbounded.
-        self._reblind_queue: queue.Queue[_Chunk | None] = queue.Queue(max(0, peer_window))
+        self._reblind_queue: queue.Queue[Chunk | None] = queue.Queue(max(0, peer_window))
         # A peer may not split its streams into tiny chunks (each costs objects and work):
         # each stream gets the chunks of min_chunk elements its size needs, plus a few.
         self._chunk_budget = {
@@ -222,6 +181,7 @@ class RoundSide:
             "peer_reblinded": -(-self._own_total // max(1, min_chunk)) + 4,
         }
 
+    def _init_sync(self) -> None:
         self._reblind_done = threading.Event()
         self._own_double_done = threading.Event()
         self._peer_commitment: bytes | None = None
@@ -256,6 +216,7 @@ class RoundSide:
         if first:
             self._error = error
         self._failed.set()
+        self._compute.stop()  # queued chunks are cancelled: an aborted round stops computing
         try:
             self._reblind_queue.put_nowait(None)
         except queue.Full:  # the re-blinder sees _failed at its next chunk
@@ -269,6 +230,15 @@ class RoundSide:
     @property
     def error(self) -> CrossmatchError | None:
         return self._error
+
+    @property
+    def work(self) -> RoundWork:
+        return self._compute.work
+
+    @property
+    def peer_new(self) -> int:
+        """Peer points so far that the epoch cache did not know (the churn of this round)."""
+        return self._compute.peer_new
 
     def result(self, timeout: float | None = None) -> RoundOutcome:
         """Block until both halves are complete; raise the round's error if it failed."""
@@ -319,7 +289,7 @@ class RoundSide:
         """Drop the round's buffers and caches now (call once the outcome and the next
         cache are no longer needed), rather than whenever a garbage collection finds
         the reference cycles of a finished round's threads and callbacks."""
-        self._cache = RoundCache()
+        self._compute.cache = RoundCache()
         for name in ("_own_double", "_peer_double", "_own_blinded", "_peer_blinded"):
             setattr(self, name, _buffer(0, self._w))
         self._own = []
@@ -344,7 +314,7 @@ class RoundSide:
                 f"peer split its {stream} stream into too many small chunks", rule=Rule.CHUNK_SIZE
             )
 
-    def _enqueue(self, chunk: _Chunk | None) -> None:
+    def _enqueue(self, chunk: Chunk | None) -> None:
         while not self._failed.is_set():
             try:
                 self._reblind_queue.put(chunk, timeout=0.5)
@@ -369,9 +339,9 @@ class RoundSide:
             self._peer_blinded[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
         self._peer_received += n
         self.transcript.absorb(f"{self.peer_role}_blinded", packed)
-        self._enqueue(self._reblind(packed))
+        self._enqueue(self._compute.reblind(packed))
         if self._peer_received == self._peer_total:
-            self._cache.peer = None  # every lookup is done: let it go
+            self._compute.cache.peer = None  # every lookup is done: let it go
             self._enqueue(None)
 
     def on_reblind_commitment(self, commitment: bytes) -> None:
@@ -451,59 +421,11 @@ class RoundSide:
             f"{self._own_double_count}/{self._own_total} re-blinded own elements"
         )
 
-    # -- the engine, behind the cache ----------------------------------------
-
-    def _reblind(self, packed: bytes) -> _Chunk:
-        """Re-blind one chunk of the peer's points; only points not in the cache are computed."""
-        table = self._cache.peer
-        n = len(packed) // self._w
-        if table is None or len(table) == 0:
-            self.work.reblinded += n
-            return _Chunk(None, None, self._engine.submit_reblind(packed))
-        known, found = table.lookup(packed)
-        misses = n - int(found.sum())
-        self.peer_new += misses
-        if self._churn_check is not None:
-            self._churn_check(self.peer_new)
-        self.work.reblinded += misses
-        self.work.reblinded_cached += n - misses
-        future = None
-        if misses:
-            future = self._engine.submit_reblind(rows(packed, self._w)[~found].tobytes())
-        return _Chunk(known, found, future)
-
     def _blind_chunks(self) -> list[tuple[int, int]]:
         return [
             (s, min(s + self._chunk, self._own_total))
             for s in range(0, self._own_total, self._chunk)
         ]
-
-    def _lookup_own(self) -> np.ndarray | None:
-        """Which own elements the cache knows; their blindings go straight into place."""
-        table, self._cache.own = self._cache.own, None  # only needed here: let it go after
-        if table is None or len(table) == 0 or self._own_total == 0:
-            return None
-        own, out = packed_elements(self._own), rows(self._own_blinded, self._w)
-        found = np.zeros(self._own_total, bool)
-        step = BLOCK_ROWS * ELEMENT_BYTES
-        for start in range(0, self._own_total, BLOCK_ROWS):
-            at = start * ELEMENT_BYTES
-            values, hit = table.lookup(own[at : at + step])
-            out[start : start + len(hit)][hit] = values[hit]
-            found[start : start + len(hit)] = hit
-        return found
-
-    def _blind(self, start: int, end: int, found: np.ndarray | None) -> _Chunk:
-        if found is None:
-            self.work.blinded += end - start
-            return _Chunk(None, None, self._engine.submit_blind(self._own[start:end]))
-        f = found[start:end]
-        misses = [self._own[start + i] for i in np.flatnonzero(~f).tolist()]
-        self.work.blinded += len(misses)
-        self.work.blinded_cached += end - start - len(misses)
-        future = self._engine.submit_blind(misses) if misses else None
-        known = rows(self._own_blinded, self._w)[start:end]
-        return _Chunk(known, f, future)
 
     # -- workers -----------------------------------------------------------
 
@@ -513,6 +435,9 @@ class RoundSide:
                 target()
             except CrossmatchError as e:
                 self.fail(e)
+            except CancelledError:  # only after a failure: its queued work was dropped
+                if not self._failed.is_set():
+                    self.fail(ProtocolError("round work cancelled", rule=Rule.INTERNAL))
             except Exception as e:  # a bug or a transport failure: fail the round, not the node
                 self.fail(
                     ProtocolError(f"round failed: {type(e).__name__}: {e}", rule=Rule.INTERNAL)
@@ -521,8 +446,8 @@ class RoundSide:
         return run
 
     def _blind_and_send(self) -> None:
-        found = self._lookup_own()
-        pending: deque[_Chunk] = deque()
+        found = self._compute.lookup_own(self._own, self._own_blinded)
+        pending: deque[Chunk] = deque()
         seq = 0
 
         def flush_one() -> None:
@@ -539,7 +464,7 @@ class RoundSide:
         for start, end in self._blind_chunks():
             if self._failed.is_set():
                 return
-            pending.append(self._blind(start, end, found))
+            pending.append(self._compute.blind(self._own, start, end, found, self._own_blinded))
             if len(pending) >= self._window:
                 flush_one()
         while pending and not self._failed.is_set():

@@ -81,3 +81,23 @@ def test_tiny_chunks_exhaust_the_chunk_budget(engine):
     assert err.value.rule == "chunk-size"
     s.fail(err.value)
     s.release()
+
+
+def test_a_failed_round_cancels_its_queued_work_and_queues_no_more():
+    # SIGTERM mid-round: the chunks still queued on the engine are dropped at once
+    # instead of being blinded for seconds after the round is over.
+    key = psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes()
+    with Engine(key, workers=1) as engine:
+        chunks, per_chunk = 40, 500
+        s = side(engine, (chunks + 1) * per_chunk)  # unbounded window: every chunk is queued
+        chunk = engine.blind([os.urandom(32)]) * per_chunk
+        for _ in range(chunks):
+            s.on_own_blinded(chunk)
+        s.fail(ProtocolError("shutting down", rule="shutdown"))
+        engine.submit(lambda: None).result()  # the pool has run all that was left
+        done = engine.reblinded
+        assert done <= 3 * per_chunk  # the chunk on the worker, and a little slack
+        s.on_own_blinded(chunk)  # a chunk after the failure is not computed either
+        engine.submit(lambda: None).result()
+        assert engine.reblinded == done
+        s.release()

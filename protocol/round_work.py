@@ -1,0 +1,220 @@
+"""What a round side computes and keeps: the engine work it queued, its results, its cache.
+
+:class:`Submissions` is the side's handle on the engine's worker pool. It remembers
+every chunk the side queued, so that a failed round cancels whatever has not started
+(an aborted round stops blinding within one chunk per worker, not seconds later) and
+queues nothing new. The other types are the values a round hands back: its
+:class:`RoundOutcome`, the :class:`RoundCache` of an earlier round under the same
+key, the :class:`CacheUpdate` it leaves for the next one and the :class:`RoundWork`
+counters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from protocol.psi import (
+    BLOCK_ROWS,
+    ELEMENT_BYTES,
+    PackedTable,
+    TableSource,
+    fill_rows,
+    packed_elements,
+    rows,
+)
+from protocol.suites.base import WorkerEngine
+
+
+@dataclass
+class RoundOutcome:
+    transcript_hash: bytes
+    intersection_sizes: dict[str, int]
+    # Reveal mode: positions within each kind's section of our own element list.
+    matched_positions: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass
+class RoundCache:
+    """What an earlier round under the same key computed.
+
+    ``own``: own element (32 bytes) -> its blinding H(x)^k;
+    ``peer``: the peer's blinded point -> our re-blinding of it.
+    """
+
+    own: PackedTable | None = None
+    peer: PackedTable | None = None
+
+
+@dataclass(frozen=True)
+class CacheUpdate:
+    """What a round leaves for the next round under the same key (see RoundCache)."""
+
+    own: TableSource
+    peer: TableSource
+
+    def tables(self) -> RoundCache:
+        return RoundCache(self.own.build(), self.peer.build())
+
+
+@dataclass
+class RoundWork:
+    """How many elements the engine computed and how many came from the cache."""
+
+    blinded: int = 0
+    blinded_cached: int = 0
+    reblinded: int = 0
+    reblinded_cached: int = 0
+
+
+class Chunk:
+    """A chunk of results: rows known from the cache plus rows the engine is computing.
+
+    ``result`` raises ``concurrent.futures.CancelledError`` when the round failed and
+    its work was cancelled before it ran.
+    """
+
+    def __init__(
+        self, known: np.ndarray | None, found: np.ndarray | None, future: Future[bytes] | None
+    ):
+        self.known, self.found, self.future = known, found, future
+
+    def result(self) -> bytes:
+        computed = self.future.result() if self.future is not None else b""
+        if self.known is None or self.found is None:
+            return computed
+        return fill_rows(self.known, self.found, computed)
+
+
+def _cancelled() -> Future[bytes]:
+    future: Future[bytes] = Future()
+    future.cancel()
+    return future
+
+
+class Submissions:
+    """The engine work one side has queued and not yet seen finish."""
+
+    def __init__(self, engine: WorkerEngine):
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._open: set[Future[Any]] = set()
+        self._stopped = False
+
+    def blind(self, items: Sequence[bytes]) -> Future[bytes]:
+        return self._track(self._engine.submit_blind, items)
+
+    def reblind(self, packed: bytes) -> Future[bytes]:
+        return self._track(self._engine.submit_reblind, packed)
+
+    def _track(self, submit: Callable[[Any], Future[bytes]], arg: Any) -> Future[bytes]:
+        with self._lock:
+            if self._stopped:  # the round failed: queue nothing more for it
+                return _cancelled()
+            future = submit(arg)
+            self._open.add(future)
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._open.discard(future)
+
+    def stop(self) -> int:
+        """Cancel every queued chunk not yet started and refuse new ones; how many were
+        cancelled (a chunk already on a worker runs to its end: the engine cannot be
+        interrupted mid-call)."""
+        with self._lock:
+            self._stopped = True
+            queued = list(self._open)
+        return sum(1 for f in queued if f.cancel())
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+
+class CachedWork:
+    """The engine behind an epoch cache: only what the cache does not know is computed.
+
+    ``work`` counts both; ``peer_new`` counts the peer's points the cache did not know,
+    checked by ``churn_check`` (which raises to refuse them before they are re-blinded).
+    """
+
+    def __init__(
+        self,
+        engine: WorkerEngine,
+        cache: RoundCache | None,
+        width: int,
+        churn_check: Callable[[int], None] | None = None,
+    ):
+        self.submissions = Submissions(engine)
+        # Our own reference: parts are dropped as soon as they are no longer needed.
+        self.cache = RoundCache(cache.own, cache.peer) if cache else RoundCache()
+        self.work = RoundWork()
+        self.peer_new = 0
+        self._w = width
+        self._churn_check = churn_check
+
+    def stop(self) -> int:
+        return self.submissions.stop()
+
+    def reblind(self, packed: bytes) -> Chunk:
+        """Re-blind one chunk of the peer's points; only points not in the cache are computed."""
+        table = self.cache.peer
+        n = len(packed) // self._w
+        if table is None or len(table) == 0:
+            self.work.reblinded += n
+            return Chunk(None, None, self.submissions.reblind(packed))
+        known, found = table.lookup(packed)
+        misses = n - int(found.sum())
+        self.peer_new += misses
+        if self._churn_check is not None:
+            self._churn_check(self.peer_new)
+        self.work.reblinded += misses
+        self.work.reblinded_cached += n - misses
+        future = None
+        if misses:
+            future = self.submissions.reblind(rows(packed, self._w)[~found].tobytes())
+        return Chunk(known, found, future)
+
+    def lookup_own(self, own: Sequence[bytes], blinded: np.ndarray) -> np.ndarray | None:
+        """Which own elements the cache knows; their blindings go straight into ``blinded``."""
+        table, self.cache.own = self.cache.own, None  # only needed here: let it go after
+        total = len(own)
+        if table is None or len(table) == 0 or total == 0:
+            return None
+        packed, out = packed_elements(own), rows(blinded, self._w)
+        found = np.zeros(total, bool)
+        step = BLOCK_ROWS * ELEMENT_BYTES
+        for start in range(0, total, BLOCK_ROWS):
+            at = start * ELEMENT_BYTES
+            values, hit = table.lookup(packed[at : at + step])
+            out[start : start + len(hit)][hit] = values[hit]
+            found[start : start + len(hit)] = hit
+        return found
+
+    def blind(
+        self,
+        own: Sequence[bytes],
+        start: int,
+        end: int,
+        found: np.ndarray | None,
+        blinded: np.ndarray,
+    ) -> Chunk:
+        """Blind ``own[start:end]``; rows the cache knew are already in ``blinded``."""
+        if found is None:
+            self.work.blinded += end - start
+            return Chunk(None, None, self.submissions.blind(own[start:end]))
+        f = found[start:end]
+        misses = [own[start + i] for i in np.flatnonzero(~f).tolist()]
+        self.work.blinded += len(misses)
+        self.work.blinded_cached += end - start - len(misses)
+        future = self.submissions.blind(misses) if misses else None
+        known = rows(blinded, self._w)[start:end]
+        return Chunk(known, f, future)
