@@ -14,7 +14,6 @@ re-sends with the same idempotency key.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from node.act.exportset import ExportCase, export_key, exported_value
 from node.act.hooks import CaseEvent, DeliveryResult, Dispatcher, load_hooks
 from node.data.cases import CaseDetail, case_key, get_case, list_cases
 from node.runtime import Node
+from node.state.files import append_private_line
 from node.state.store import Store
 from protocol import hooks as rules
 from protocol.cases.ids import entity_hash
@@ -121,25 +121,10 @@ def _ledger(root: Path) -> set[str]:
 
 
 def _record(root: Path, result: DeliveryResult) -> None:
-    path = root / LEDGER
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = (
-        json.dumps(
-            {
-                "hook": result.hook,
-                "idempotency_key": result.idempotency_key,
-                "outcome": result.outcome,
-            },
-            sort_keys=True,
-        )
-        + "\n"
+    append_private_line(
+        root / LEDGER,
+        {"hook": result.hook, "idempotency_key": result.idempotency_key, "outcome": result.outcome},
     )
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, line.encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def pending(store: Store, dispatcher: Dispatcher, done: set[str]) -> Iterable[tuple[Any, Any]]:

@@ -26,7 +26,6 @@ SHA-256, never the payload.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -38,8 +37,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from node.state.files import append_private_line
 from protocol import hooks as rules
 from protocol.errors import ConfigError
+from protocol.timestamps import format_utc
 
 HOOK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DEAD_LETTER = Path("hooks") / "dead-letter.jsonl"
@@ -259,14 +260,36 @@ class Dispatcher:
         key = rules.idempotency_key(
             hook=hook.name, case_id=event.case_id, state=event.state, revision=event.revision
         )
-        body = rules.build_payload(
+        body = self._payload(hook, event, key)
+        attempt, count = self._attempts(hook, secret, key, event, body)
+        result = DeliveryResult(
+            hook.name,
+            key,
+            rules.payload_sha256(body),
+            "delivered" if attempt.delivered else "dead_letter",
+            count,
+            attempt.status,
+            attempt.error,
+        )
+        if not attempt.delivered:
+            self._dead_letter(hook, result, body)
+        self._audit_delivery(hook, event, result)
+        return result
+
+    def _payload(self, hook: HookConfig, event: CaseEvent, key: str) -> bytes:
+        return rules.build_payload(
             lab=self.lab,
             hook=hook.name,
             state=event.state,
             idempotency_key=key,
             case=event.raw if hook.values == "raw" and event.raw else event.hashed,
-            sent_at=self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            sent_at=format_utc(self.clock(), timespec="seconds"),
         )
+
+    def _attempts(
+        self, hook: HookConfig, secret: bytes, key: str, event: CaseEvent, body: bytes
+    ) -> tuple[Attempt, int]:
+        """Up to ``max_attempts`` tries with jittered backoff; the last attempt and the count."""
         attempt, count = Attempt(False, True, 0, "not attempted"), 0
         while count < hook.max_attempts and attempt.retry:
             if count:
@@ -280,17 +303,9 @@ class Dispatcher:
                 )
             count += 1
             attempt = self._attempt(hook, secret, key, event, body)
-        result = DeliveryResult(
-            hook.name,
-            key,
-            rules.payload_sha256(body),
-            "delivered" if attempt.delivered else "dead_letter",
-            count,
-            attempt.status,
-            attempt.error,
-        )
-        if not attempt.delivered:
-            self._dead_letter(hook, result, body)
+        return attempt, count
+
+    def _audit_delivery(self, hook: HookConfig, event: CaseEvent, result: DeliveryResult) -> None:
         self.audit(
             "hook_delivery",
             {
@@ -299,15 +314,14 @@ class Dispatcher:
                 "case_id": event.case_id,
                 "state": event.state,
                 "values": hook.values,
-                "idempotency_key": key,
+                "idempotency_key": result.idempotency_key,
                 "payload_sha256": result.payload_sha256,
                 "outcome": result.outcome,
-                "attempts": count,
-                "status": attempt.status,
-                "error": attempt.error,
+                "attempts": result.attempts,
+                "status": result.status,
+                "error": result.error,
             },
         )
-        return result
 
     def _attempt(
         self, hook: HookConfig, secret: bytes, key: str, event: CaseEvent, body: bytes
@@ -332,28 +346,16 @@ class Dispatcher:
         return run_command(hook.command, body, env, hook.timeout_seconds)
 
     def _dead_letter(self, hook: HookConfig, result: DeliveryResult, body: bytes) -> None:
-        path = self.root / DEAD_LETTER
-        path.parent.mkdir(parents=True, exist_ok=True)
-        line = (
-            json.dumps(
-                {
-                    "time": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "hook": hook.name,
-                    "idempotency_key": result.idempotency_key,
-                    "payload_sha256": result.payload_sha256,
-                    "attempts": result.attempts,
-                    "status": result.status,
-                    "error": result.error,
-                    "payload": body.decode("utf-8"),
-                },
-                sort_keys=True,
-                ensure_ascii=False,
-            )
-            + "\n"
+        append_private_line(
+            self.root / DEAD_LETTER,
+            {
+                "time": format_utc(self.clock(), timespec="seconds"),
+                "hook": hook.name,
+                "idempotency_key": result.idempotency_key,
+                "payload_sha256": result.payload_sha256,
+                "attempts": result.attempts,
+                "status": result.status,
+                "error": result.error,
+                "payload": body.decode("utf-8"),
+            },
         )
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -12,12 +12,12 @@ re-import updates instead of duplicating.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
 
 from pymisp import MISPAttribute, MISPEvent, MISPObject
 
 from node.act.exportset import ExportSet, ExportSignal
 from node.act.stix import NAMESPACE
+from protocol.timestamps import epoch_us, parse_utc
 
 RAW_TYPES = {
     "email": "email",
@@ -36,7 +36,7 @@ def _uuid(*names: str) -> str:
 
 
 def _epoch(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+    return epoch_us(parse_utc(text, "export timestamp")) // 1_000_000
 
 
 def build_event(export: ExportSet) -> MISPEvent:
@@ -51,7 +51,7 @@ def build_event(export: ExportSet) -> MISPEvent:
     event.distribution = DISTRIBUTION_ORG_ONLY
     event.threat_level_id = THREAT_LEVEL_MEDIUM
     event.analysis = ANALYSIS_ONGOING
-    event.date = date.fromisoformat(export.generated_at[:10])
+    event.date = parse_utc(export.generated_at, "export timestamp").date()
     event.add_tag(f"tlp:{export.tlp}")
     event.add_tag(f"PAP:{export.pap.upper()}")
     event.add_tag(f'crossmatch:values="{export.values}"')

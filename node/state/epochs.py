@@ -41,13 +41,11 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from node.state.sqlite import open_sqlite
+from node.state.sqlite import Database, open_sqlite
 from protocol.errors import ConfigError
 from protocol.padding import SEED_BYTES
 from protocol.psi import KEY_BYTES, PackedTable, TableSource
@@ -127,38 +125,25 @@ class EpochKey:
     expires: datetime
 
 
-class EpochStore:
-    """``NODE_DIR/cache.db``: epoch keys per peer and their round caches."""
+class EpochStore(Database):
+    """``NODE_DIR/cache.db``: epoch keys per peer and their round caches.
+
+    One connection shared by the threads of a process behind ``Database``'s lock: a
+    transaction or a read (a blob read included) never interleaves with another thread's.
+    """
 
     def __init__(self, path: Path, *, epoch: timedelta):
         if epoch <= timedelta(0):
             raise ConfigError("an epoch must be longer than zero")
-        self.path = Path(path)
+        super().__init__(path, _connect(Path(path)))
         self.epoch = epoch
-        self._db = _connect(self.path)
 
     @classmethod
     def for_node(cls, node_dir: Path, epoch_days: float) -> EpochStore:
         return cls(Path(node_dir) / CACHE_FILE, epoch=timedelta(days=epoch_days))
 
-    def close(self) -> None:
-        self._db.close()
-
     def __enter__(self) -> EpochStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # -- keys --------------------------------------------------------------------------
 
@@ -170,7 +155,7 @@ class EpochStore:
         Every expired key (of any peer) is deleted first, with its caches.
         """
         name = key_name(peer, suite)
-        with self._transaction() as db:
+        with self.transaction() as db:
             purged = self._purge(db, now)
             row = db.execute(
                 "SELECT key_id, psi_key, dummy_seed, created_us, expires_us FROM epoch_keys"
@@ -207,7 +192,7 @@ class EpochStore:
 
     def purge(self, now: datetime) -> int:
         """Delete every key past its expiry, with its caches; returns how many keys."""
-        with self._transaction() as db:
+        with self.transaction() as db:
             purged = self._purge(db, now)
         if purged:
             self._checkpoint()
@@ -216,7 +201,7 @@ class EpochStore:
     def forget(self, peer: str) -> bool:
         """Delete ``peer``'s keys (of every suite) and caches now (a peer removed, or an
         early rotation)."""
-        with self._transaction() as db:
+        with self.transaction() as db:
             prefix = f"{peer}/"  # the keys of other suites (key_name)
             gone = (
                 db.execute(
@@ -241,35 +226,40 @@ class EpochStore:
     def _checkpoint(self) -> None:
         # Copy the WAL into the database and truncate it, so that deleted keys do not
         # linger in old WAL frames either.
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self.reading() as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- caches ------------------------------------------------------------------------
 
     def load(self, key: EpochKey) -> RoundCache:
         """The caches of the last round under ``key`` (empty tables are None)."""
         tables: dict[str, PackedTable | None] = dict.fromkeys(CACHE_NAMES)
-        for name in CACHE_NAMES:
-            row = self._db.execute(
-                "SELECT c.rowid FROM epoch_caches c JOIN epoch_keys k USING (key_id)"
-                " WHERE c.key_id = ? AND c.name = ?",
-                (key.key_id, name),
-            ).fetchone()
-            if row is None:
-                continue
-            try:
-                with self._db.blobopen("epoch_caches", "data", row[0], readonly=True) as blob:
-                    data = blob.read()
-                tables[name] = PackedTable.from_bytes(data)
-            except sqlite3.Error:  # replaced by a concurrent round just now: compute afresh
-                log.info("the %s cache for peer %s changed while reading it", name, key.peer)
-            except ValueError:
-                log.warning("ignoring a damaged %s cache for peer %s", name, key.peer)
+        with self.reading() as db:
+            for name in CACHE_NAMES:
+                tables[name] = self._read_table(db, key, name)
         return RoundCache(own=tables["own"], peer=tables["peer"])
+
+    def _read_table(self, db: sqlite3.Connection, key: EpochKey, name: str) -> PackedTable | None:
+        row = db.execute(
+            "SELECT c.rowid FROM epoch_caches c JOIN epoch_keys k USING (key_id)"
+            " WHERE c.key_id = ? AND c.name = ?",
+            (key.key_id, name),
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            with db.blobopen("epoch_caches", "data", row[0], readonly=True) as blob:
+                return PackedTable.from_bytes(blob.read())
+        except sqlite3.Error:  # replaced by another process's round just now: compute afresh
+            log.info("the %s cache for peer %s changed while reading it", name, key.peer)
+        except ValueError:
+            log.warning("ignoring a damaged %s cache for peer %s", name, key.peer)
+        return None
 
     def save(self, key: EpochKey, cache: CacheUpdate | RoundCache, now: datetime) -> bool:
         """Replace ``key``'s caches with ``cache``; False (nothing written) unless ``key``
         is still the current, unexpired key."""
-        with self._transaction() as db:
+        with self.transaction() as db:
             purged = self._purge(db, now)
             current = (
                 db.execute("SELECT 1 FROM epoch_keys WHERE key_id = ?", (key.key_id,)).fetchone()
@@ -283,9 +273,10 @@ class EpochStore:
 
     def load_verified(self, key: EpochKey) -> tuple[bytes, PackedTable] | None:
         """(peer public key, X -> Y table) of the pairs proven in earlier rounds under ``key``."""
-        row = self._db.execute(
-            "SELECT peer_key, data FROM epoch_verified WHERE key_id = ?", (key.key_id,)
-        ).fetchone()
+        with self.reading() as db:
+            row = db.execute(
+                "SELECT peer_key, data FROM epoch_verified WHERE key_id = ?", (key.key_id,)
+            ).fetchone()
         if row is None:
             return None
         try:
@@ -299,7 +290,7 @@ class EpochStore:
     ) -> bool:
         """Replace ``key``'s verified pairs; False unless ``key`` is still current."""
         data = b"".join(bytes(part) for part in table.chunks())
-        with self._transaction() as db:
+        with self.transaction() as db:
             self._purge(db, now)
             current = (
                 db.execute("SELECT 1 FROM epoch_keys WHERE key_id = ?", (key.key_id,)).fetchone()
@@ -315,13 +306,14 @@ class EpochStore:
 
     def churn(self, key: EpochKey) -> int:
         """Points the peer brought under ``key`` that the cache did not know, so far."""
-        row = self._db.execute(
-            "SELECT peer_new FROM epoch_churn WHERE key_id = ?", (key.key_id,)
-        ).fetchone()
+        with self.reading() as db:
+            row = db.execute(
+                "SELECT peer_new FROM epoch_churn WHERE key_id = ?", (key.key_id,)
+            ).fetchone()
         return int(row[0]) if row else 0
 
     def add_churn(self, key: EpochKey, new: int) -> None:
-        with self._transaction() as db:
+        with self.transaction() as db:
             if db.execute("SELECT 1 FROM epoch_keys WHERE key_id = ?", (key.key_id,)).fetchone():
                 db.execute(
                     "INSERT INTO epoch_churn (key_id, peer_new) VALUES (?, ?) ON CONFLICT"

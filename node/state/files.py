@@ -1,8 +1,10 @@
-"""Small, careful file I/O: atomic replace, secrets created 0600 from the first byte, and the
-one way to read a file that must exist (a clear error naming the file, not a traceback)."""
+"""Small, careful file I/O: atomic replace, private append-only JSON-line ledgers, secrets
+created 0600 from the first byte, and the one way to read a file that must exist (a clear
+error naming the file, not a traceback)."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -30,6 +32,23 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def append_private_line(path: Path, record: dict[str, object]) -> None:
+    """Append ``record`` as one JSON line to a 0600 ledger file, fsynced before returning.
+
+    One ``write`` of the whole line under O_APPEND: a crash leaves at most a torn last line,
+    which readers of these ledgers skip.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_secret(path: Path, data: bytes) -> None:

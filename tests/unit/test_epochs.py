@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -108,6 +109,40 @@ def test_forget_deletes_a_peer_now(epochs):
     epochs.save(k1, RoundCache(peer=table(3)), T0)
     assert epochs.forget("lab-b")
     assert epochs.current("lab-b", T0).key_id != k1.key_id
+
+
+def packed(t: PackedTable) -> bytes:
+    return b"".join(bytes(part) for part in t.chunks())
+
+
+def test_one_store_shared_by_threads_keeps_every_write(epochs):
+    # The daemon's threads share one EpochStore: without its lock a second thread's BEGIN
+    # lands inside the first's transaction, or a read sees a half-written table.
+    peers = [f"lab-{i}" for i in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(peers) * 2)
+
+    def work(peer: str) -> None:
+        try:
+            start.wait()
+            for i in range(15):
+                key = epochs.current(peer, T0)
+                assert epochs.save(key, RoundCache(own=table(8, salt=peer.encode())), T0)
+                epochs.add_churn(key, 1)
+                cached = epochs.load(key).own
+                assert cached is not None and packed(cached) == packed(table(8, peer.encode()))
+                assert epochs.churn(key) >= i + 1
+        except BaseException as e:  # re-raised in the main thread below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in peers * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for peer in peers:  # two threads per peer, 15 rounds each, share one key
+        assert epochs.churn(epochs.current(peer, T0)) == 30
 
 
 def test_cache_file_is_private(tmp_path):
