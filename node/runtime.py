@@ -21,7 +21,8 @@ from node.state.files import atomic_write, check_private, read_or_raise, read_se
 from node.state.store import Store
 from protocol.audit.records import make_log_id
 from protocol.errors import ConfigError, CrossmatchError, PolicyError
-from protocol.policy import DEFAULT_POLICY, Policy, verify_signed_policy
+from protocol.policy import DEFAULT_POLICY, Policy
+from protocol.policy_document import verify_signed_policy
 from protocol.rollback import crl_next_update
 from protocol.rules import Rule
 from protocol.timestamps import format_utc

@@ -23,7 +23,6 @@ an unsigned local list. Pure: bytes and keys in, values out.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import ipaddress
 import json
@@ -32,19 +31,28 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from protocol.errors import InputError, VerificationError
+from protocol.errors import InputError
 from protocol.fingerprints import IDENTIFIER_KINDS, normalize
-from protocol.policy import key_fingerprint
 from protocol.rules import Rule
+from protocol.signed_documents import (
+    DocumentKind,
+    check_stated_hash,
+    read_document,
+    sign_document,
+    verify_document,
+)
 
 LIST_DOMAIN = b"crossmatch/v1/warninglist"
-SIGNATURE_DOMAIN = b"crossmatch/v1/warninglist-signature"
-SIGNED_FORMAT = "crossmatch-signed-warninglist/v1"
-MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+SIGNED_WARNINGLIST = DocumentKind(
+    name="warninglist",
+    format="crossmatch-signed-warninglist/v1",
+    signature_domain=b"crossmatch/v1/warninglist-signature",
+    max_bytes=4 * 1024 * 1024,
+    syntax_rule=Rule.WARNINGLIST_SYNTAX,
+    signature_rule=Rule.WARNINGLIST_SIGNATURE,
+)
 RANGE_KINDS = frozenset({"ip", "ip_prefix"})
 DOMAIN_KINDS = frozenset({"email", "org_domain"})
 _LIST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -200,59 +208,20 @@ class Screen:
 
 def sign_warninglist(toml_text: bytes, ca_key: ec.EllipticCurvePrivateKey) -> bytes:
     wl = parse_warninglist_toml(toml_text)
-    signature = ca_key.sign(
-        SIGNATURE_DOMAIN + b"\n" + wl.canonical_bytes(), ec.ECDSA(hashes.SHA256())
-    )
-    document = {
-        "format": SIGNED_FORMAT,
-        "warninglist_toml": toml_text.decode("utf-8"),
-        "warninglist_hash": wl.hash().hex(),
-        "signer_key": key_fingerprint(ca_key.public_key()),
-        "signature": base64.b64encode(signature).decode("ascii"),
-    }
-    return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return sign_document(SIGNED_WARNINGLIST, toml_text, wl.canonical_bytes(), wl.hash(), ca_key)
 
 
 def read_signed_warninglist(data: bytes) -> tuple[Warninglist, str, bytes]:
     """(list, signer key fingerprint, signature) without checking the signature."""
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise _syntax("signed document is too large")
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise _syntax(f"not a signed warninglist document: {e}") from e
-    names = ("warninglist_toml", "warninglist_hash", "signer_key", "signature")
-    if (
-        not isinstance(doc, dict)
-        or doc.get("format") != SIGNED_FORMAT
-        or not all(isinstance(doc.get(n), str) for n in names)
-    ):
-        raise _syntax(f"not a {SIGNED_FORMAT} document with {', '.join(names)}")
-    wl = parse_warninglist_toml(doc["warninglist_toml"])
-    if doc["warninglist_hash"] != wl.hash().hex():
-        raise VerificationError(
-            "the stated warninglist hash is not its hash", rule=Rule.WARNINGLIST_SIGNATURE
-        )
-    try:
-        signature = base64.b64decode(doc["signature"], validate=True)
-    except ValueError as e:
-        raise _syntax("signature is not base64") from e
-    return wl, doc["signer_key"], signature
+    doc = read_document(SIGNED_WARNINGLIST, data)
+    wl = parse_warninglist_toml(doc.toml_text)
+    check_stated_hash(SIGNED_WARNINGLIST, doc, wl.hash())
+    return wl, doc.signer_key, doc.signature
 
 
 def verify_signed_warninglist(data: bytes, ca_public_key: ec.EllipticCurvePublicKey) -> Warninglist:
-    wl, signer, signature = read_signed_warninglist(data)
-    if signer != key_fingerprint(ca_public_key):
-        raise VerificationError(
-            "warninglist was not signed by the consortium CA", rule=Rule.WARNINGLIST_SIGNATURE
-        )
-    try:
-        ca_public_key.verify(
-            signature, SIGNATURE_DOMAIN + b"\n" + wl.canonical_bytes(), ec.ECDSA(hashes.SHA256())
-        )
-    except InvalidSignature as e:
-        raise VerificationError(
-            "warninglist signature does not verify with the consortium CA key",
-            rule=Rule.WARNINGLIST_SIGNATURE,
-        ) from e
+    doc = read_document(SIGNED_WARNINGLIST, data)
+    wl = parse_warninglist_toml(doc.toml_text)
+    check_stated_hash(SIGNED_WARNINGLIST, doc, wl.hash())
+    verify_document(SIGNED_WARNINGLIST, doc, wl.canonical_bytes(), ca_public_key)
     return wl

@@ -22,9 +22,8 @@ from node.runtime import Node, ca_public_key, node_clock
 from node.state.files import atomic_write, read_or_raise
 from protocol.errors import ConfigError, InputError, PolicyError
 from protocol.identity import load_revoked_serials
-from protocol.policy import (
-    Policy,
-    format_instant,
+from protocol.policy import Policy, format_instant
+from protocol.policy_document import (
     parse_policy_toml,
     read_signed_policy,
     sign_policy,

@@ -85,33 +85,8 @@ def run(workdir: Path | None, say: Say, *, live: bool | None = None) -> bool:
     data = generate(LABS)
     ok = True
     with Sandbox(root) as sandbox:
-        say("1. consortium CA, consortium key, a policy signed by the CA, three lab nodes")
-        policy = sandbox_policy(
-            policy_id="demo-consortium", min_interval=MIN_INTERVAL_SECONDS, suite=DEMO_SUITE
-        )
-        sandbox.create(LABS, policy=policy)
-        say(
-            f"   policy demo-consortium: every kind, at most one round per pair every "
-            f"{MIN_INTERVAL_SECONDS} s, suite {DEMO_SUITE} (reveal matches verified by DLEQ "
-            f"proofs), installed on {', '.join(LABS)}"
-        )
-        say("2. each lab imports its flagged signals (CSV, JSON lines, plain lines)")
-        for name, files in write_inputs(root, data).items():
-            for kind, path, opts in files:
-                out = run_cli("import", sandbox.labs[name].dir, path, "--kind", kind, *opts)
-                say(f"   {name}: {out.stdout.strip()}")
-        say("3. three daemons start on loopback with mutual TLS, metrics and schedules")
-        for lab in sandbox.labs.values():
-            lab.configure(schedule=SCHEDULE, metrics_listen="127.0.0.1:0")
-        sandbox.start_all()
-        sandbox.peer_all()
-        for a, b in combinations(LABS, 2):
-            for me, other in ((a, b), (b, a)):
-                sandbox.labs[me].schedule_peer(other, interval=INTERVAL_SECONDS)
-        for lab in sandbox.labs.values():
-            say(f"   {lab.name} serving on {lab.address}")
-        for a, b in combinations(LABS, 2):
-            say(f"   {a} <-> {b}: every {INTERVAL_SECONDS:g} s, started by {initiator_of(a, b)}")
+        _set_up(sandbox, root, data, say)
+        _start(sandbox, say)
         say(f"4. rounds happen by themselves until every pair completed {ROUNDS_PER_PAIR}")
         ok &= _watch(sandbox, say, live)
         say("5. what each lab learned in every round, against the known truth")
@@ -123,15 +98,7 @@ def run(workdir: Path | None, say: Say, *, live: bool | None = None) -> bool:
         ok &= _show_case(sandbox, data, root, say)
         sandbox.stop_all()
         say("7. every lab's audit log verifies offline")
-        for lab in sandbox.labs.values():
-            proc = run_cli("audit", "verify", lab.dir, check=False)
-            good = proc.returncode == 0
-            ok &= good
-            lines = proc.stdout.strip().splitlines()
-            say(
-                f"   {lab.name}: {'OK' if good else 'FAILED'} "
-                f"{lines[-1] if lines else proc.stderr.strip()}"
-            )
+        ok &= _verify_logs(sandbox, say)
     say(
         "demo "
         + (
@@ -141,6 +108,55 @@ def run(workdir: Path | None, say: Say, *, live: bool | None = None) -> bool:
             else "FAILED"
         )
     )
+    return ok
+
+
+def _set_up(sandbox: Sandbox, root: Path, data: Consortium, say: Say) -> None:
+    """Steps 1 and 2: the consortium with its policy, then each lab's signal imports."""
+    say("1. consortium CA, consortium key, a policy signed by the CA, three lab nodes")
+    policy = sandbox_policy(
+        policy_id="demo-consortium", min_interval=MIN_INTERVAL_SECONDS, suite=DEMO_SUITE
+    )
+    sandbox.create(LABS, policy=policy)
+    say(
+        f"   policy demo-consortium: every kind, at most one round per pair every "
+        f"{MIN_INTERVAL_SECONDS} s, suite {DEMO_SUITE} (reveal matches verified by DLEQ "
+        f"proofs), installed on {', '.join(LABS)}"
+    )
+    say("2. each lab imports its flagged signals (CSV, JSON lines, plain lines)")
+    for name, files in write_inputs(root, data).items():
+        for kind, path, opts in files:
+            out = run_cli("import", sandbox.labs[name].dir, path, "--kind", kind, *opts)
+            say(f"   {name}: {out.stdout.strip()}")
+
+
+def _start(sandbox: Sandbox, say: Say) -> None:
+    """Step 3: the daemons, peered with each other, each pair on a schedule."""
+    say("3. three daemons start on loopback with mutual TLS, metrics and schedules")
+    for lab in sandbox.labs.values():
+        lab.configure(schedule=SCHEDULE, metrics_listen="127.0.0.1:0")
+    sandbox.start_all()
+    sandbox.peer_all()
+    for a, b in combinations(LABS, 2):
+        for me, other in ((a, b), (b, a)):
+            sandbox.labs[me].schedule_peer(other, interval=INTERVAL_SECONDS)
+    for lab in sandbox.labs.values():
+        say(f"   {lab.name} serving on {lab.address}")
+    for a, b in combinations(LABS, 2):
+        say(f"   {a} <-> {b}: every {INTERVAL_SECONDS:g} s, started by {initiator_of(a, b)}")
+
+
+def _verify_logs(sandbox: Sandbox, say: Say) -> bool:
+    ok = True
+    for lab in sandbox.labs.values():
+        proc = run_cli("audit", "verify", lab.dir, check=False)
+        good = proc.returncode == 0
+        ok &= good
+        lines = proc.stdout.strip().splitlines()
+        say(
+            f"   {lab.name}: {'OK' if good else 'FAILED'} "
+            f"{lines[-1] if lines else proc.stderr.strip()}"
+        )
     return ok
 
 

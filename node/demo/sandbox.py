@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from node.config import NodePaths, load_config, save_config
 from node.runtime import CLOCK_OFFSET_ENV
 from protocol.errors import ConfigError, PeerUnavailableError
-from protocol.policy import ALL_KINDS, format_instant, parse_policy_toml
+from protocol.policy import ALL_KINDS, format_instant
+from protocol.policy_document import parse_policy_toml
 
 START_TIMEOUT = 30.0
 SANDBOX_NOT_BEFORE = datetime(2025, 1, 1, tzinfo=UTC)

@@ -33,90 +33,89 @@ def _label(rule: object) -> str:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.rounds = Counter(
+        counter, gauge = self._counter, self._gauge
+        self.rounds = counter(
             "crossmatch_rounds",
             "Rounds by peer, role and outcome (completed, aborted, refused).",
-            ["peer", "role", "outcome"],
-            registry=r,
+            "peer",
+            "role",
+            "outcome",
         )
         self.duration = Histogram(
             "crossmatch_round_duration_seconds",
             "Wall time of rounds that reached the exchange.",
             ["role", "outcome"],
             buckets=DURATION_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
-        self.elements = Counter(
+        self.elements = counter(
             "crossmatch_elements_processed",
             "Elements of completed rounds (own and peer sets), by kind.",
-            ["kind"],
-            registry=r,
+            "kind",
         )
-        self.refusals = Counter(
+        self.refusals = counter(
             "crossmatch_refusals",
             "Rounds refused by this responder, by rule (recorded one by one or not).",
-            ["rule"],
-            registry=r,
+            "rule",
         )
-        self.aborts = Counter(
-            "crossmatch_round_aborts", "Aborted rounds by rule.", ["rule"], registry=r
-        )
-        self.in_flight = Gauge(
-            "crossmatch_rounds_in_flight", "Rounds running now.", ["role"], registry=r
-        )
-        self.purged = Counter(
-            "crossmatch_matches_purged", "Matches deleted by retention.", registry=r
-        )
-        self.last_success = Gauge(
+        self.aborts = counter("crossmatch_round_aborts", "Aborted rounds by rule.", "rule")
+        self.in_flight = gauge("crossmatch_rounds_in_flight", "Rounds running now.", "role")
+        self.purged = counter("crossmatch_matches_purged", "Matches deleted by retention.")
+        self._add_peer_gauges()
+        self._add_health()
+        self._started: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(name, doc, list(labels), registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(name, doc, list(labels), registry=self.registry)
+
+    def _add_peer_gauges(self) -> None:
+        self.last_success = self._gauge(
             "crossmatch_peer_last_success_timestamp_seconds",
             "When the last round with the peer completed.",
-            ["peer"],
-            registry=r,
+            "peer",
         )
-        self.next_round = Gauge(
+        self.next_round = self._gauge(
             "crossmatch_peer_next_round_timestamp_seconds",
             "When this node will next start a round with the peer.",
-            ["peer"],
-            registry=r,
+            "peer",
         )
-        self.failures = Gauge(
+        self.failures = self._gauge(
             "crossmatch_peer_consecutive_failures",
             "Scheduled rounds with the peer that failed in a row.",
-            ["peer"],
-            registry=r,
+            "peer",
         )
-        self.cert_expiry = Gauge(
+
+    def _add_health(self) -> None:
+        counter, gauge = self._counter, self._gauge
+        """The daemon's own health: expiries, liveness, refusals it could not record."""
+        self.cert_expiry = gauge(
             "crossmatch_certificate_expiry_timestamp_seconds",
             "When this node's TLS certificate expires.",
-            registry=r,
         )
-        self.policy_expiry = Gauge(
+        self.policy_expiry = gauge(
             "crossmatch_policy_expiry_timestamp_seconds",
             "When the installed consortium policy expires.",
-            registry=r,
         )
-        self.up = Gauge("crossmatch_up", "1 while the daemon serves.", registry=r)
-        self.refusals_unrecorded = Counter(
+        self.up = gauge("crossmatch_up", "1 while the daemon serves.")
+        self.refusals_unrecorded = counter(
             "crossmatch_refusals_unrecorded",
             "Refusals counted but not written one by one (outsiders, or over a caller's "
             "allowance); summarised in refusals_summarised records.",
-            ["rule"],
-            registry=r,
+            "rule",
         )
-        self.peer_busy = Counter(
+        self.peer_busy = counter(
             "crossmatch_calls_rejected_busy",
             "Calls answered RESOURCE_EXHAUSTED because the caller held its share of workers.",
-            registry=r,
         )
-        self.log_dropped = Gauge(
+        self.log_dropped = gauge(
             "crossmatch_log_lines_dropped",
             "Application log lines dropped because the log writer could not keep up.",
-            registry=r,
         )
         self.log_dropped.set_function(lambda: float(dropped_lines()))
-        self._started: dict[str, tuple[str, float]] = {}
-        self._lock = threading.Lock()
 
     # -- fed by the node ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import hmac
 import re
 import secrets
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -142,144 +142,172 @@ def _csrf_ok(session: Session, form: Any) -> bool:
     return hmac.compare_digest(str(form.get("csrf", "")).encode(), session.csrf.encode())
 
 
+def _ui(request: Request) -> UiState:
+    state: UiState = request.app.state.ui
+    return state
+
+
+def authed(handler: Any) -> Any:
+    """The handler gets the request's session; without one the browser goes to /login."""
+
+    async def wrapper(request: Request) -> Response:
+        session = _session(_ui(request), request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        return await handler(request, session)
+
+    return wrapper
+
+
+async def login_form(request: Request) -> Response:
+    state = _ui(request)
+    token = secrets.token_urlsafe(24)
+    response = state.page(
+        "login.html",
+        request,
+        None,
+        login_csrf=token,
+        error=request.query_params.get("error", ""),
+    )
+    response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", path="/login")
+    return response
+
+
+async def login(request: Request) -> Response:
+    state = _ui(request)
+    form = await request.form()
+    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    if not cookie or not hmac.compare_digest(str(form.get("csrf", "")).encode(), cookie.encode()):
+        return HTMLResponse("refused: missing or wrong CSRF token", status_code=403)
+    analyst, secret = str(form.get("analyst", "")).strip(), str(form.get("password", ""))
+    try:
+        check_analyst(analyst)
+    except CrossmatchError:
+        return RedirectResponse("/login?error=name", status_code=303)
+    sid = await run_in_threadpool(state.sessions.login, analyst, secret)
+    if sid is None:
+        known = analyst in state.config.users
+        state.audit(analyst if known else "(unknown)", "login_failed")
+        return RedirectResponse("/login?error=denied", status_code=303)
+    state.audit(analyst, "login")
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/")
+    response.delete_cookie(LOGIN_COOKIE, path="/login")
+    return response
+
+
+@authed
+async def logout(request: Request, session: Session) -> Response:
+    state = _ui(request)
+    form = await request.form()
+    if not _csrf_ok(session, form):
+        return HTMLResponse("refused: missing or wrong CSRF token", status_code=403)
+    state.audit(session.analyst, "logout")
+    state.sessions.logout(request.cookies.get(COOKIE))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+def _node_page(template: str, view: Callable[[Node], dict[str, Any]]) -> Any:
+    """A page that shows ``view(node)`` and takes no parameters."""
+
+    @authed
+    async def handler(request: Request, session: Session) -> Response:
+        state = _ui(request)
+        data = await run_in_threadpool(view, state.node)
+        return state.page(template, request, session, **data)
+
+    return handler
+
+
+dashboard = _node_page("dashboard.html", views.dashboard)
+audit = _node_page("audit.html", views.audit_page)
+
+
+@authed
+async def cases(request: Request, session: Session) -> Response:
+    state = _ui(request)
+    q = request.query_params
+    page = int(q["page"]) if q.get("page", "").isdigit() and int(q["page"]) > 0 else 1
+    data = await run_in_threadpool(
+        lambda: views.cases_page(
+            state.node,
+            state=q.get("state") or None,
+            peer=q.get("peer") or None,
+            sort=q.get("sort", "score"),
+            page=page,
+        )
+    )
+    return state.page("cases.html", request, session, **data)
+
+
+@authed
+async def case(request: Request, session: Session) -> Response:
+    state = _ui(request)
+    case_id = request.path_params["case_id"]
+    try:
+        data = await run_in_threadpool(views.case_page, state.node, case_id)
+    except CrossmatchError as e:
+        return state.page("error.html", request, session, 404, message=e.message)
+    return state.page(
+        "case.html",
+        request,
+        session,
+        done=request.query_params.get("done"),
+        error=request.query_params.get("error"),
+        decisions=DECISIONS,
+        **data,
+    )
+
+
+@authed
+async def case_decide(request: Request, session: Session) -> Response:
+    state = _ui(request)
+    case_id = request.path_params["case_id"]
+    form = await request.form()
+    if not _csrf_ok(session, form):
+        return HTMLResponse("refused: missing or wrong CSRF token", status_code=403)
+    decision, note = str(form.get("decision", "")), str(form.get("note", ""))
+    try:
+        await run_in_threadpool(decide, state.node, case_id, decision, session.analyst, note)
+    except CrossmatchError as e:
+        return state.page(
+            "error.html", request, session, 400, message=e.message, back=f"/cases/{case_id}"
+        )
+    state.audit(session.analyst, decision, case_id)
+    state.sweep_hooks_later()
+    return RedirectResponse(f"/cases/{case_id}?done={decision}", status_code=303)
+
+
+@authed
+async def audit_report(request: Request, session: Session) -> Response:
+    state = _ui(request)
+    page = await run_in_threadpool(views.report_html, state.node)
+    return HTMLResponse(page, headers={"Content-Security-Policy": report_csp(page)})
+
+
+async def stylesheet(request: Request) -> Response:
+    return FileResponse(HERE / "static" / "ui.css", media_type="text/css")
+
+
+ROUTES = [
+    Route("/login", login_form, methods=["GET"]),
+    Route("/login", login, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/", dashboard),
+    Route("/cases", cases),
+    Route("/cases/{case_id}", case),
+    Route("/cases/{case_id}/decide", case_decide, methods=["POST"]),
+    Route("/audit", audit),
+    Route("/audit/report", audit_report),
+    Route("/static/ui.css", stylesheet),
+    Route("/favicon.ico", lambda request: Response(status_code=204)),
+]
+
+
 def build_app(node_dir: Path) -> Starlette:
     state = UiState(node_dir)
-
-    def authed(handler: Any) -> Any:
-        async def wrapper(request: Request) -> Response:
-            session = _session(state, request)
-            if session is None:
-                return RedirectResponse("/login", status_code=303)
-            return await handler(request, session)
-
-        return wrapper
-
-    async def login_form(request: Request) -> Response:
-        token = secrets.token_urlsafe(24)
-        response = state.page(
-            "login.html",
-            request,
-            None,
-            login_csrf=token,
-            error=request.query_params.get("error", ""),
-        )
-        response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", path="/login")
-        return response
-
-    async def login(request: Request) -> Response:
-        form = await request.form()
-        cookie = request.cookies.get(LOGIN_COOKIE, "")
-        if not cookie or not hmac.compare_digest(
-            str(form.get("csrf", "")).encode(), cookie.encode()
-        ):
-            return HTMLResponse("refused: missing or wrong CSRF token", status_code=403)
-        analyst, secret = str(form.get("analyst", "")).strip(), str(form.get("password", ""))
-        try:
-            check_analyst(analyst)
-        except CrossmatchError:
-            return RedirectResponse("/login?error=name", status_code=303)
-        sid = await run_in_threadpool(state.sessions.login, analyst, secret)
-        if sid is None:
-            known = analyst in state.config.users
-            state.audit(analyst if known else "(unknown)", "login_failed")
-            return RedirectResponse("/login?error=denied", status_code=303)
-        state.audit(analyst, "login")
-        response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/")
-        response.delete_cookie(LOGIN_COOKIE, path="/login")
-        return response
-
-    @authed
-    async def logout(request: Request, session: Session) -> Response:
-        form = await request.form()
-        if not _csrf_ok(session, form):
-            return HTMLResponse("refused: missing or wrong CSRF token", status_code=403)
-        state.audit(session.analyst, "logout")
-        state.sessions.logout(request.cookies.get(COOKIE))
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/")
-        return response
-
-    @authed
-    async def dashboard(request: Request, session: Session) -> Response:
-        data = await run_in_threadpool(views.dashboard, state.node)
-        return state.page("dashboard.html", request, session, **data)
-
-    @authed
-    async def cases(request: Request, session: Session) -> Response:
-        q = request.query_params
-        page = int(q["page"]) if q.get("page", "").isdigit() and int(q["page"]) > 0 else 1
-        data = await run_in_threadpool(
-            lambda: views.cases_page(
-                state.node,
-                state=q.get("state") or None,
-                peer=q.get("peer") or None,
-                sort=q.get("sort", "score"),
-                page=page,
-            )
-        )
-        return state.page("cases.html", request, session, **data)
-
-    @authed
-    async def case(request: Request, session: Session) -> Response:
-        case_id = request.path_params["case_id"]
-        try:
-            data = await run_in_threadpool(views.case_page, state.node, case_id)
-        except CrossmatchError as e:
-            return state.page("error.html", request, session, 404, message=e.message)
-        return state.page(
-            "case.html",
-            request,
-            session,
-            done=request.query_params.get("done"),
-            error=request.query_params.get("error"),
-            decisions=DECISIONS,
-            **data,
-        )
-
-    @authed
-    async def case_decide(request: Request, session: Session) -> Response:
-        case_id = request.path_params["case_id"]
-        form = await request.form()
-        if not _csrf_ok(session, form):
-            return HTMLResponse("refused: missing or wrong CSRF token", status_code=403)
-        decision, note = str(form.get("decision", "")), str(form.get("note", ""))
-        try:
-            await run_in_threadpool(decide, state.node, case_id, decision, session.analyst, note)
-        except CrossmatchError as e:
-            return state.page(
-                "error.html", request, session, 400, message=e.message, back=f"/cases/{case_id}"
-            )
-        state.audit(session.analyst, decision, case_id)
-        state.sweep_hooks_later()
-        return RedirectResponse(f"/cases/{case_id}?done={decision}", status_code=303)
-
-    @authed
-    async def audit(request: Request, session: Session) -> Response:
-        data = await run_in_threadpool(views.audit_page, state.node)
-        return state.page("audit.html", request, session, **data)
-
-    @authed
-    async def audit_report(request: Request, session: Session) -> Response:
-        page = await run_in_threadpool(views.report_html, state.node)
-        return HTMLResponse(page, headers={"Content-Security-Policy": report_csp(page)})
-
-    async def stylesheet(request: Request) -> Response:
-        return FileResponse(HERE / "static" / "ui.css", media_type="text/css")
-
-    routes = [
-        Route("/login", login_form, methods=["GET"]),
-        Route("/login", login, methods=["POST"]),
-        Route("/logout", logout, methods=["POST"]),
-        Route("/", dashboard),
-        Route("/cases", cases),
-        Route("/cases/{case_id}", case),
-        Route("/cases/{case_id}/decide", case_decide, methods=["POST"]),
-        Route("/audit", audit),
-        Route("/audit/report", audit_report),
-        Route("/static/ui.css", stylesheet),
-        Route("/favicon.ico", lambda request: Response(status_code=204)),
-    ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -287,7 +315,7 @@ def build_app(node_dir: Path) -> Starlette:
         state.node.close()
 
     app = Starlette(
-        routes=routes,
+        routes=ROUTES,
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(TrustedHostMiddleware, allowed_hosts=ALLOWED_HOSTS),

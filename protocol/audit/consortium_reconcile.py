@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.audit.canonical import encode_canonical
-from protocol.audit.reconcile import Discrepancy
+from protocol.audit.reconcile import Discrepancy, Findings
 from protocol.audit.verify import VerifyReport
 from protocol.consortium.receipts import verify_receipt
 from protocol.errors import InputError, VerificationError
@@ -33,27 +33,20 @@ HEADER_FIELDS = ("hub", "participants", "policy_hash", "k", "reveal_count", "kin
 
 
 @dataclass
-class ConsortiumReconcileReport:
+class ConsortiumReconcileReport(Findings):
     labs: list[str]
     rounds_compared: int = 0
     receipts_checked: int = 0
     notes: list[str] = field(default_factory=list)
     discrepancies: list[Discrepancy] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return not self.discrepancies
-
     def summary_lines(self) -> list[str]:
-        verdict = "AGREE" if self.ok else f"DISAGREE: {len(self.discrepancies)} discrepancies"
-        lines = [
-            f"{', '.join(self.labs)}: {verdict}",
+        return [
+            f"{', '.join(self.labs)}: {self.verdict()}",
             f"  consortium rounds compared: {self.rounds_compared}",
             f"  receipts checked: {self.receipts_checked}",
+            *self.finding_lines(),
         ]
-        lines += [f"  note: {n}" for n in self.notes]
-        lines += [f"  DISCREPANCY {d.line()}" for d in self.discrepancies]
-        return lines
 
 
 def _records(
@@ -140,6 +133,24 @@ def _check_lab(
         )
         return
     expected = {k: v for k, v in own.items() if k != "sig"}
+    _check_receipt_claims(rid, lab, hub, body, expected, out)
+    signers = [(own, lab, expected), (from_hub, hub, {**expected, "signer": hub})]
+    for signed, signer, want in signers:
+        if signer in by_lab:
+            _check_signature(rid, lab, signed, signer, want, by_lab[signer], out)
+    if hub_body is not None:
+        _check_against_hub(rid, lab, body, own, from_hub, hub_body, out)
+
+
+def _check_receipt_claims(
+    rid: str,
+    lab: str,
+    hub: str,
+    body: dict[str, Any],
+    expected: dict[str, Any],
+    out: ConsortiumReconcileReport,
+) -> None:
+    """The lab's own receipt says what its record says: this round, lab, hub and counts."""
     claims = {
         "round_id": rid,
         "lab": lab,
@@ -157,23 +168,40 @@ def _check_lab(
                 f"{lab}'s own receipt differs from its record in {', '.join(wrong)}",
             )
         )
-    signers = [(own, lab, expected), (from_hub, hub, {**expected, "signer": hub})]
-    for signed, signer, want in signers:
-        if signer not in by_lab:
-            continue
-        try:
-            verify_receipt(signed, by_lab[signer].public_key, expected=want)
-            out.receipts_checked += 1
-        except VerificationError as e:
-            out.discrepancies.append(
-                Discrepancy(
-                    rid,
-                    Rule.CONSORTIUM_RECEIPT,
-                    f"the receipt {lab} logged, signed by {signer}: {e.message}",
-                )
+
+
+def _check_signature(
+    rid: str,
+    lab: str,
+    signed: dict[str, Any],
+    signer: str,
+    want: dict[str, Any],
+    signer_log: VerifyReport,
+    out: ConsortiumReconcileReport,
+) -> None:
+    try:
+        verify_receipt(signed, signer_log.public_key, expected=want)
+        out.receipts_checked += 1
+    except VerificationError as e:
+        out.discrepancies.append(
+            Discrepancy(
+                rid,
+                Rule.CONSORTIUM_RECEIPT,
+                f"the receipt {lab} logged, signed by {signer}: {e.message}",
             )
-    if hub_body is None:
-        return
+        )
+
+
+def _check_against_hub(
+    rid: str,
+    lab: str,
+    body: dict[str, Any],
+    own: dict[str, Any],
+    from_hub: dict[str, Any],
+    hub_body: dict[str, Any],
+    out: ConsortiumReconcileReport,
+) -> None:
+    """The hub logged the same two receipts and the same result counts for this lab."""
     for name, kept in (("lab_receipts", own), ("hub_receipts", from_hub)):
         if encode_canonical(hub_body.get(name, {}).get(lab)) != encode_canonical(kept):
             out.discrepancies.append(

@@ -49,8 +49,27 @@ class Discrepancy:
         return f"{where}: {self.detail} [rule: {self.rule}]"
 
 
+class Findings:
+    """What a reconciliation report ends with: its notes and discrepancies, and the verdict."""
+
+    notes: list[str]
+    discrepancies: list[Discrepancy]
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+    def verdict(self) -> str:
+        return "AGREE" if self.ok else f"DISAGREE: {len(self.discrepancies)} discrepancies"
+
+    def finding_lines(self) -> list[str]:
+        return [f"  note: {n}" for n in self.notes] + [
+            f"  DISCREPANCY {d.line()}" for d in self.discrepancies
+        ]
+
+
 @dataclass
-class ReconcileReport:
+class ReconcileReport(Findings):
     lab_a: str
     lab_b: str
     log_a: str
@@ -60,20 +79,13 @@ class ReconcileReport:
     notes: list[str] = field(default_factory=list)
     discrepancies: list[Discrepancy] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return not self.discrepancies
-
     def summary_lines(self) -> list[str]:
-        verdict = "AGREE" if self.ok else f"DISAGREE: {len(self.discrepancies)} discrepancies"
-        lines = [
-            f"{self.lab_a} ({self.log_a}) and {self.lab_b} ({self.log_b}): {verdict}",
+        return [
+            f"{self.lab_a} ({self.log_a}) and {self.lab_b} ({self.log_b}): {self.verdict()}",
             f"  rounds completed in both logs and compared: {self.rounds_compared}",
             f"  peer receipts checked against the signer's current log: {self.receipts_anchored}",
+            *self.finding_lines(),
         ]
-        lines.extend(f"  note: {n}" for n in self.notes)
-        lines.extend(f"  DISCREPANCY {d.line()}" for d in self.discrepancies)
-        return lines
 
 
 @dataclass

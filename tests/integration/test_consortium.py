@@ -181,7 +181,7 @@ class HostileLab:
         from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
         policy = json.loads(self.sandbox.labs[HUB].paths.policy.read_text())
-        from protocol.policy import parse_policy_toml
+        from protocol.policy_document import parse_policy_toml
 
         policy_hash = parse_policy_toml(policy["policy_toml"]).hash()
         self.outbox.put(

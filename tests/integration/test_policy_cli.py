@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from node.demo.sandbox import Sandbox, run_cli, sandbox_policy
-from protocol.policy import parse_policy_toml
+from protocol.policy_document import parse_policy_toml
 from tests.integration.conftest import audit_ok, import_values, rounds_json
 
 

@@ -13,7 +13,8 @@ from protocol.consortium import messages as m
 from protocol.consortium.policy import ConsortiumPolicy, parse_consortium
 from protocol.consortium.receipts import parse_receipt
 from protocol.errors import InputError, PolicyError, ProtocolError
-from protocol.policy import Policy, parse_policy_toml
+from protocol.policy import Policy
+from protocol.policy_document import parse_policy_toml
 from protocol.rules import Rule
 from tests.consortium_simulator import Simulation
 

@@ -8,7 +8,7 @@ import pytest
 
 from protocol.errors import CrossmatchError
 from protocol.feedback import MAX_OPINIONS, MIN_SECONDS_BETWEEN, Opinion, check_batch, verdict_of
-from protocol.policy import parse_policy_toml
+from protocol.policy_document import parse_policy_toml
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 GOOD = Opinion("r1", "email", b"\x01" * 32, "confirmed")

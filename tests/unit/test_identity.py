@@ -19,7 +19,7 @@ from node.ops.report import _key_name
 from protocol.audit.records import make_log_id, parse_log_id
 from protocol.errors import ConfigError, InputError, PolicyError, VerificationError
 from protocol.identity import is_valid_lab_id, key_fingerprint, validate_lab_id
-from protocol.policy import parse_policy_toml
+from protocol.policy_document import parse_policy_toml
 from protocol.rollback import check_crl_update, check_policy_update, crl_number
 from tests.audit_simulator import fixed_key
 

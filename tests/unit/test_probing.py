@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import CrossmatchError, InputError, PolicyError, ProtocolError
-from protocol.policy import parse_policy_toml
+from protocol.policy_document import parse_policy_toml
 from protocol.psi import Engine
 from protocol.round import RoundSide
 from protocol.transcript import RoundHeader

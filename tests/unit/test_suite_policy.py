@@ -12,7 +12,8 @@ from node.cli.policy import template
 from node.ops.suites import check_temp_dir, ensure_suite
 from node.state.epochs import CACHE_FILE, EpochStore, key_name
 from protocol.errors import ConfigError, InputError, PolicyError
-from protocol.policy import DEFAULT_POLICY, parse_policy_toml
+from protocol.policy import DEFAULT_POLICY
+from protocol.policy_document import parse_policy_toml
 from protocol.suites import DEFAULT_SUITE, SUITES
 from protocol.suites import ristretto255 as r255
 from tests.unit.test_policy import BASE
