@@ -20,6 +20,22 @@ from protocol.timestamps import epoch_us, parse_utc
 
 ROUND_STATUSES = frozenset({"completed", "aborted", "refused"})
 
+# AUTOINCREMENT (schema 2): a match id is never handed out twice, even after retention
+# purged the newest matches, so "matches above id N" stays a sound incremental cursor.
+MATCHES_SCHEMA = (
+    """CREATE TABLE matches (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        round_id TEXT NOT NULL REFERENCES rounds (round_id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        fingerprint BLOB NOT NULL CHECK (length(fingerprint) = 32),
+        matched_at TEXT NOT NULL,
+        matched_us INTEGER NOT NULL,
+        UNIQUE (round_id, kind, fingerprint)
+    )""",
+    "CREATE INDEX matches_by_time ON matches (matched_us)",
+    "CREATE INDEX matches_by_signal ON matches (kind, fingerprint)",
+)
+
 SCHEMA = (
     """CREATE TABLE rounds (
         round_id TEXT PRIMARY KEY,
@@ -40,18 +56,23 @@ SCHEMA = (
     )""",
     "CREATE INDEX rounds_by_peer ON rounds (peer, started_us)",
     "CREATE INDEX rounds_by_start ON rounds (started_us)",
-    """CREATE TABLE matches (
-        id INTEGER PRIMARY KEY,
-        round_id TEXT NOT NULL REFERENCES rounds (round_id) ON DELETE CASCADE,
-        kind TEXT NOT NULL,
-        fingerprint BLOB NOT NULL CHECK (length(fingerprint) = 32),
-        matched_at TEXT NOT NULL,
-        matched_us INTEGER NOT NULL,
-        UNIQUE (round_id, kind, fingerprint)
-    )""",
-    "CREATE INDEX matches_by_time ON matches (matched_us)",
-    "CREATE INDEX matches_by_signal ON matches (kind, fingerprint)",
+    *MATCHES_SCHEMA,
 )
+
+_MATCH_COLUMNS = "id, round_id, kind, fingerprint, matched_at, matched_us"
+
+
+def migrate_matches_to_autoincrement(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2 in the caller's transaction: rebuild ``matches`` with AUTOINCREMENT,
+    keeping every id (SQLite cannot add AUTOINCREMENT to an existing table)."""
+    db.execute("ALTER TABLE matches RENAME TO matches_v1")
+    db.execute("DROP INDEX matches_by_time")
+    db.execute("DROP INDEX matches_by_signal")
+    for statement in MATCHES_SCHEMA:
+        db.execute(statement)
+    # Copying explicit ids sets sqlite_sequence to the highest one kept.
+    db.execute(f"INSERT INTO matches ({_MATCH_COLUMNS}) SELECT {_MATCH_COLUMNS} FROM matches_v1")
+    db.execute("DROP TABLE matches_v1")
 
 
 @dataclass

@@ -3,9 +3,10 @@ and their matches, one table module each (``signals``, ``prompts``, ``rounds``).
 
 One file per node (``:memory:`` for tests), opened by ``node.state.sqlite.open_sqlite``:
 created 0600, WAL journal, synchronous FULL, foreign keys on, schema versioned by
-``PRAGMA user_version``. One connection behind a lock serves every thread (the gRPC
-server's pool, the scheduler, the CLI); each write is one transaction, so an import or a
-round is stored whole or not at all.
+``PRAGMA user_version`` (an older file is upgraded in place, in one transaction, when
+opened: schema 2 gave ``matches`` AUTOINCREMENT ids). One connection behind a lock
+serves every thread (the gRPC server's pool, the scheduler, the CLI); each write is one
+transaction, so an import or a round is stored whole or not at all.
 
 Timestamps are passed in by the caller as timezone-aware ISO 8601 text and come back
 exactly as given. The store holds raw identifiers (the lab's own data, needed to act on a
@@ -38,9 +39,10 @@ __all__ = [
     "Store",
 ]
 
-SCHEMA_VERSION = 1
-# Order matters only for the bytes of a fresh file; it is the order of version 1.
+SCHEMA_VERSION = 2
 _SCHEMA = (*signals.SCHEMA, *rounds.SCHEMA, *prompts.SCHEMA)
+# In-place upgrades, each in the transaction that opens the file: version -> step to version + 1.
+_MIGRATIONS = {1: rounds.migrate_matches_to_autoincrement}
 
 
 class Store(SignalTables, RoundTables, PromptTables):
@@ -76,6 +78,12 @@ class Store(SignalTables, RoundTables, PromptTables):
                     f"store {self.path} has schema version {version}; this crossmatch "
                     f"understands up to {SCHEMA_VERSION}: upgrade crossmatch"
                 )
+            if version in _MIGRATIONS:
+                while version < SCHEMA_VERSION:
+                    _MIGRATIONS[version](db)
+                    version += 1
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                return
             tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
             if version != 0 or tables:
                 raise ConfigError(f"{self.path} is not a crossmatch store (schema {version})")

@@ -239,6 +239,50 @@ class TestRounds:
         with pytest.raises(InputError, match="timezone"):
             store.purge_matches_before("2025-02-01")
 
+    def test_match_ids_are_not_reused_after_the_newest_are_purged(self, store):
+        store.save_round(a_round("r1", finished_at="2025-01-01T00:00:00Z"), [("email", fp("a"))])
+        store.save_round(a_round("r2", finished_at="2025-02-01T00:00:00Z"), [("email", fp("b"))])
+        ids = lambda: [r[0] for r in store._db.execute("SELECT id FROM matches ORDER BY id")]  # noqa: E731
+        assert ids() == [1, 2]
+        store.purge_matches_before("2025-03-01T00:00:00Z")  # the newest match goes too
+        store.save_round(a_round("r3", finished_at="2025-04-01T00:00:00Z"), [("email", fp("c"))])
+        assert ids() == [3]
+
+
+def test_a_schema_1_store_is_upgraded_in_place_keeping_match_ids(tmp_path):
+    from node.state import store as store_module
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:  # a file of the schema before AUTOINCREMENT on matches
+        for statement in store_module._SCHEMA:
+            db.execute(statement.replace(" AUTOINCREMENT", ""))
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO rounds VALUES ('r1', 'lab-b', 'initiator', 'full', '[\"email\"]',"
+            " '{}', '{}', '{}', 'completed', '', '2025-01-01T00:00:00Z', 0,"
+            " '2025-01-01T00:00:05Z', '', '')"
+        )
+        db.executemany(
+            "INSERT INTO matches (id, round_id, kind, fingerprint, matched_at, matched_us)"
+            " VALUES (?, 'r1', 'email', ?, '2025-01-01T00:00:05Z', 0)",
+            [(7, fp("a")), (9, fp("b"))],
+        )
+    with Store(path) as upgraded:
+        assert upgraded.schema_version == 2
+        db = upgraded._db
+        sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'matches'").fetchone()[0]
+        assert "AUTOINCREMENT" in sql
+        rows = db.execute("SELECT id, fingerprint FROM matches ORDER BY id").fetchall()
+        assert rows == [(7, fp("a")), (9, fp("b"))]
+        assert [m.round_id for m in upgraded.matches()] == ["r1", "r1"]
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        upgraded.purge_matches_before("2026-01-01T00:00:00Z")
+        upgraded.save_round(a_round("r2"), [("email", fp("c"))])
+        assert db.execute("SELECT id FROM matches").fetchall() == [(10,)]  # 9 is not reused
+    with Store(path) as reopened:  # a second open changes nothing
+        assert reopened.schema_version == 2
+        assert len(reopened.matches()) == 1
+
 
 class TestConcurrency:
     def test_threads_importing_and_reading_do_not_corrupt(self, store):
@@ -272,7 +316,7 @@ class TestConcurrency:
 
 class TestLifecycle:
     def test_schema_version_and_pragmas(self, store):
-        assert store.schema_version == 1
+        assert store.schema_version == 2
         assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
     def test_closed_store_refuses_work(self, store):
