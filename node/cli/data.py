@@ -14,6 +14,7 @@ from node.data.prompt_import import import_prompts
 from node.data.warninglists import screen_for
 from node.ops.progress import terminal_progress
 from node.runtime import Node
+from node.state.store import ImportResult
 from protocol.errors import InputError
 from protocol.policy import ALL_KINDS
 
@@ -97,46 +98,70 @@ def import_(
         if kind == "prompt":
             if (fmt or "jsonl") != "jsonl" or column:
                 raise InputError("prompts are read from JSON lines (--field, default 'text')")
-            result = import_prompts(
-                node.store,
-                file,
-                node.consortium_key,
-                field=field or "text",
-                campaign_field=campaign_field,
-                account_field=account_field,
-                campaign=campaign,
-            )
+            fields = (field or "text", campaign_field, account_field)
+            result = _import_prompts(node, file, *fields, campaign)
             what = f"{result.received} prompts as {result.added} new tokens"
         else:
-            result = import_file(
-                node.store,
-                file,
-                kind,
-                node.consortium_key,
-                fmt=fmt,
-                column=column,
-                field=field,
-                default_region=node.config.default_region,
-                progress=terminal_progress(f"import {file.name}"),
-                screen=screen_for(node),
-            )
+            result = _import_signals(node, file, kind, fmt, column, field)
             what = f"{result.added} new {kind} signals"
             if result.held_back:
                 what += f" ({result.held_back} held back from rounds by warninglists)"
-        node.log(
-            "signals_imported",
-            {
-                "kind": kind,
-                "added": result.added,
-                "already_held": result.already_held,
-                "total": result.total,
-                "source_sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
-            },
-        )
+        _log_signals(node, kind, result, file_sha256(file))
     click.echo(
         f"imported {what} from {file} "
         f"({result.already_held} already held, {result.received} read, "
         f"{result.total} held)"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read in blocks (an import file may be gigabytes)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _import_prompts(
+    node: Node, file: Path, field: str, campaign_field: str, account: str, campaign: str | None
+) -> ImportResult:
+    return import_prompts(
+        node.store,
+        file,
+        node.consortium_key,
+        field=field,
+        campaign_field=campaign_field,
+        account_field=account,
+        campaign=campaign,
+    )
+
+
+def _import_signals(
+    node: Node, file: Path, kind: str, fmt: str | None, column: str | None, field: str | None
+) -> ImportResult:
+    where = {"fmt": fmt, "column": column, "field": field}
+    progress = terminal_progress(f"import {file.name}")
+    region = node.config.default_region
+    return import_file(
+        node.store,
+        file,
+        kind,
+        node.consortium_key,
+        **where,
+        default_region=region,
+        progress=progress,
+        screen=screen_for(node),
+    )
+
+
+def _log_signals(node: Node, kind: str, result: ImportResult, source: str) -> None:
+    node.log(
+        "signals_imported",
+        {
+            "kind": kind,
+            "added": result.added,
+            "already_held": result.already_held,
+            "total": result.total,
+            "source_sha256": source,
+        },
     )
 
 
@@ -154,18 +179,9 @@ def _import_entities(
             default_region=node.config.default_region,
             screen=screen_for(node),
         )
-        source = hashlib.sha256(file.read_bytes()).hexdigest()
+        source = file_sha256(file)
         for kind, r in sorted(result.signals.items()):
-            node.log(
-                "signals_imported",
-                {
-                    "kind": kind,
-                    "added": r.added,
-                    "already_held": r.already_held,
-                    "total": r.total,
-                    "source_sha256": source,
-                },
-            )
+            _log_signals(node, kind, r, source)
         node.log(
             "entities_imported",
             {

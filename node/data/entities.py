@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 
-from node.data.importer import MAX_REPORTED_LINES, _choose_format, _csv_next, _decoded_lines
-from node.state.cases_store import EntityRecord, ensure_schema, hold_back, write_entities
+from node.data.importer import Problems, _choose_format, _csv_next, _decoded_lines, store_staged
+from node.state.cases_store import ensure_schema, store_staged_entities
+from node.state.sqlite import stored_time
+from node.state.staging import CHUNK_ROWS, EntityRow, Stage, staging
 from node.state.store import ImportResult, SignalInput, Store
 from protocol.cases.clusters import network_key
 from protocol.errors import InputError
@@ -80,35 +84,14 @@ def parse_maps(maps: Sequence[str]) -> dict[str, str]:
 def read_entities(
     path: Path, *, fmt: str | None = None, key_column: str = "account", maps: Sequence[str] = ()
 ) -> list[_Entity]:
-    """Every entity of the file, rows of one key merged; InputError listing bad lines."""
-    mapping = parse_maps(maps)
+    """Every entity of a small file at once, rows of one key merged (import_entities streams);
+    InputError listing bad lines."""
+    problems = Problems(Path(path))
     merged: dict[str, _Entity] = {}
-    problems: list[tuple[int, str]] = []
-    bad = 0
-    chosen = _choose_format(path, fmt)
-    if chosen == "lines":
-        raise InputError(f"{path}: entities are read from CSV or JSON lines (--format)")
-    rows = _csv_rows(path) if chosen == "csv" else _jsonl_rows(path)
-    for line, row, reason in rows:
-        entity = None
-        if reason is None:
-            assert row is not None
-            try:
-                entity = _entity(line, row, key_column, mapping)
-            except InputError as e:
-                reason = e.message
-        if entity is None:
-            bad += 1
-            if len(problems) < MAX_REPORTED_LINES:
-                problems.append((line, reason or "unreadable"))
-            continue
+    for entity, _ in _valid_rows(Path(path), fmt, key_column, parse_maps(maps), "US", problems):
         _merge(merged, entity)
-    if bad:
-        listed = [f"  {path}:{n}: {why}" for n, why in problems]
-        if bad > len(problems):
-            listed.append(f"  ... and {bad - len(problems)} more")
-        header = f"{bad} bad line{'s' if bad != 1 else ''} of entities; nothing was imported"
-        raise InputError("\n".join([header, *listed]), where=f"{path}:{problems[0][0]}")
+    if problems:
+        raise problems.error("of entities")
     return list(merged.values())
 
 
@@ -124,79 +107,109 @@ def import_entities(
     screen: Screen | None = None,
     now: str | None = None,
 ) -> EntityImportResult:
-    """Read, normalize, fingerprint, then store signals and entities in one transaction."""
+    """Read, normalize and fingerprint the file in one streaming pass that stages its rows
+    chunk by chunk; only a file without a bad line is then stored, in one transaction."""
     path = Path(path)
-    entities = read_entities(path, fmt=fmt, key_column=key_column, maps=maps)
-    signals, records, held = _prepare(path, entities, key, default_region, screen)
+    mapping = parse_maps(maps)
+    at = stored_time(now, "now")
     ensure_schema(store)
+    problems = Problems(path)
     counts: dict[str, int] = {}
 
-    def link(db: object, at: str) -> None:
-        counts["added"] = write_entities(db, records, at)  # type: ignore[arg-type]
-        hold_back(db, held)  # type: ignore[arg-type]
+    def link(db: sqlite3.Connection) -> None:
+        counts["read"], counts["added"] = store_staged_entities(db, at)
 
-    results = store.add_signals(signals, now=now, then=link)
-    added = counts.get("added", 0)
-    return EntityImportResult(len(entities), added, len(records) - added, results, len(held))
+    with staging(store) as stage:
+        rows = _valid_rows(path, fmt, key_column, mapping, default_region, problems)
+        for seq, chunk in _chunks(rows):
+            if not problems:  # after a bad line, only look for more of them
+                _stage_chunk(stage, path, seq, chunk, key, screen)
+        if problems:
+            raise problems.error("of entities")
+        store_staged(store, stage, at, then=link)
+    read, added = counts["read"], counts["added"]
+    return EntityImportResult(read, added, read - added, stage.results, stage.held)
 
 
-# -- preparing ----------------------------------------------------------------------------
+# -- staging ------------------------------------------------------------------------------
+
+# A good row: the entity it names and its identifiers as (kind, raw, normalized).
+_Identifier = tuple[str, str, str]
+_Valid = tuple[_Entity, list[_Identifier]]
 
 
-def _prepare(
-    path: Path, entities: list[_Entity], key: bytes, default_region: str, screen: Screen | None
-) -> tuple[list[SignalInput], list[EntityRecord], list[tuple[str, bytes, str]]]:
-    by_kind: dict[str, list[tuple[int, str, str]]] = {}  # kind -> (entity index, raw, norm)
-    problems: list[tuple[int, str]] = []
-    for index, entity in enumerate(entities):
-        for kind, raw in entity.identifiers:
-            try:
-                norm = normalize(kind, raw, default_region=default_region)
-            except InputError as e:
-                problems.append((entity.line, f"{kind}: {e.message}"))
-                continue
-            by_kind.setdefault(kind, []).append((index, raw.strip(), norm))
-    if problems:
-        listed = [f"  {path}:{n}: {why}" for n, why in problems[:MAX_REPORTED_LINES]]
-        raise InputError(
-            "\n".join(
-                [f"{len(problems)} bad identifier(s) in entities; nothing was imported", *listed]
-            ),
-            where=f"{path}:{problems[0][0]}",
-        )
-    signals: list[SignalInput] = []
-    held: list[tuple[str, bytes, str]] = []
-    owned: list[list[tuple[str, bytes]]] = [[] for _ in entities]
-    links: list[set[str]] = [set() for _ in entities]
-    for kind, items in by_kind.items():
-        fps = fingerprint_many(key, kind, [norm for _, _, norm in items])
-        for (index, raw, norm), fp in zip(items, fps, strict=True):
-            signals.append(SignalInput(kind, raw, norm, fp, f"{path}:{entities[index].line}"))
-            owned[index].append((kind, fp))
-            held_by = screen(kind, norm) if screen is not None else None
-            if held_by is not None:
-                held.append((kind, fp, held_by))
-            elif kind == "ip" and (net := network_key(norm)) is not None:
-                links[index].add("net:" + net)
-    records = []
-    for index, entity in enumerate(entities):
-        if entity.meta["campaign"]:
-            links[index].add("campaign:" + entity.meta["campaign"])
+def _valid_rows(
+    path: Path,
+    fmt: str | None,
+    key_column: str,
+    mapping: dict[str, str],
+    default_region: str,
+    problems: Problems,
+) -> Iterator[_Valid]:
+    """Every good row of the file; every bad one goes to ``problems`` (FILE:LINE, no value)."""
+    chosen = _choose_format(path, fmt)
+    if chosen == "lines":
+        raise InputError(f"{path}: entities are read from CSV or JSON lines (--format)")
+    for line, row, reason in _csv_rows(path) if chosen == "csv" else _jsonl_rows(path):
+        if row is None:
+            problems.add(line, reason or "unreadable")
+            continue
+        try:
+            entity = _entity(line, row, key_column, mapping)
+        except InputError as e:
+            problems.add(line, e.message)
+            continue
+        normalized, bad = _normalized(entity, default_region)
+        for reason in bad:
+            problems.add(line, reason)
+        if not bad:
+            yield entity, normalized
+
+
+def _normalized(entity: _Entity, default_region: str) -> tuple[list[_Identifier], list[str]]:
+    good: list[_Identifier] = []
+    bad: list[str] = []
+    for kind, raw in entity.identifiers:
+        try:
+            good.append((kind, raw.strip(), normalize(kind, raw, default_region=default_region)))
+        except InputError as e:
+            bad.append(f"{kind}: {e.message}")
+    return good, bad
+
+
+def _chunks(rows: Iterator[_Valid]) -> Iterator[tuple[int, list[_Valid]]]:
+    """``(seq of the chunk's first row, rows)``, CHUNK_ROWS rows at a time."""
+    seq = 0
+    while chunk := list(islice(rows, CHUNK_ROWS)):
+        yield seq, chunk
+        seq += len(chunk)
+
+
+def _stage_chunk(
+    stage: Stage, path: Path, seq: int, chunk: list[_Valid], key: bytes, screen: Screen | None
+) -> None:
+    by_kind: dict[str, list[tuple[int, _Entity, str, str]]] = {}  # kind -> (seq, entity, raw, norm)
+    links: list[tuple[int, str]] = []
+    entity_rows: list[EntityRow] = []
+    for number, (entity, identifiers) in enumerate(chunk, start=seq):
         m = entity.meta
-        records.append(
-            EntityRecord(
-                entity.key,
-                m["first_seen"],
-                m["last_seen"],
-                m["reason"],
-                m["campaign"],
-                m["severity"],
-                f"{path}:{entity.line}",
-                tuple(dict.fromkeys(owned[index])),
-                tuple(sorted(links[index])),
-            )
-        )
-    return signals, records, held
+        meta = (m["first_seen"], m["last_seen"], m["reason"], m["campaign"], m["severity"])
+        entity_rows.append((number, entity.key, *meta, f"{path}:{entity.line}"))
+        if m["campaign"]:
+            links.append((number, "campaign:" + m["campaign"]))
+        for kind, raw, norm in identifiers:
+            by_kind.setdefault(kind, []).append((number, entity, raw, norm))
+    staged = []
+    for kind, items in by_kind.items():
+        fps = fingerprint_many(key, kind, [norm for *_, norm in items])
+        for (number, entity, raw, norm), fp in zip(items, fps, strict=True):
+            held_by = screen(kind, norm) if screen is not None else None
+            if held_by is None and kind == "ip" and (net := network_key(norm)) is not None:
+                links.append((number, "net:" + net))
+            signal = SignalInput(kind, raw, norm, fp, f"{path}:{entity.line}")
+            staged.append((signal, number, held_by))
+    stage.signals(staged)
+    stage.entities(entity_rows, links)
 
 
 def _merge(merged: dict[str, _Entity], entity: _Entity) -> None:

@@ -1,5 +1,9 @@
 """Import flagged identifiers from files: read, normalize, fingerprint, store in one go.
 
+The file is read once, in chunks staged outside the store (``node.state.staging``),
+so memory stays bounded; only a file without a bad line is then stored, in one
+transaction.
+
 Three formats, chosen by extension unless ``fmt`` says otherwise:
 
 - ``csv`` (``.csv``): a header row is required; ``column`` names the column to read.
@@ -16,12 +20,14 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from node.state.cases_store import ensure_schema, hold_back
+from node.state.cases_store import ensure_schema, hold_back_staged
+from node.state.sqlite import stored_time
+from node.state.staging import CHUNK_ROWS, Stage, staging
 from node.state.store import ImportResult, SignalInput, Store
 from protocol.errors import InputError
 from protocol.fingerprints import IDENTIFIER_KINDS, fingerprint_many, normalize
@@ -50,7 +56,33 @@ def read_values(
         yield line, value
 
 
-def prepare_signals(
+class Problems:
+    """The bad lines of one file: all counted, the first few kept (reasons, never values)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.count = 0
+        self.listed: list[tuple[int, str]] = []
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def add(self, line: int, reason: str) -> None:
+        self.count += 1
+        if len(self.listed) < MAX_REPORTED_LINES:
+            self.listed.append((line, reason))
+
+    def error(self, what: str) -> InputError:
+        """One InputError naming every listed FILE:LINE; ``what`` follows "N bad lines"."""
+        listed = [f"  {self.path}:{line}: {reason}" for line, reason in self.listed]
+        if self.count > len(self.listed):
+            listed.append(f"  ... and {self.count - len(self.listed)} more")
+        noun = "line" if self.count == 1 else "lines"
+        header = f"{self.count} bad {noun} {what}; nothing was imported"
+        return InputError("\n".join([header, *listed]), where=f"{self.path}:{self.listed[0][0]}")
+
+
+def signal_chunks(
     path: Path,
     kind: str,
     key: bytes,
@@ -60,45 +92,50 @@ def prepare_signals(
     field: str | None = None,
     default_region: str = "US",
     progress: Callable[[int, int], None] | None = None,
-) -> list[SignalInput]:
-    """Read, normalize and fingerprint every value of a file, or report every bad line.
+) -> Iterator[list[SignalInput]]:
+    """Read, normalize and fingerprint a file's values, a chunk at a time, in one pass.
 
+    Once a line is bad nothing more is yielded, the rest is still read for its bad
+    lines, and the end raises one :class:`InputError` naming them: a consumer that
+    stages the chunks and stores them only when this ends cleanly is all or nothing.
     ``progress(lines_read, 0)`` is called every few thousand lines (total unknown).
     """
-    path = Path(path)
     if kind not in IDENTIFIER_KINDS:
         known = ", ".join(sorted(IDENTIFIER_KINDS))
         raise InputError(f"unknown identifier kind {kind!r} (known: {known})")
     fingerprint_many(key, kind, [])  # a bad key fails before the file is read
-    lines: list[int] = []
-    raws: list[str] = []
-    normalized: list[str] = []
-    problems: list[tuple[int, str]] = []
-    bad_lines = 0
+    problems = Problems(path)
+    pending: list[tuple[int, str, str]] = []  # (line, raw, normalized)
+    good = 0
     for line, value, reason in _records(path, fmt, column, field):
         if progress is not None and line % PROGRESS_EVERY == 0:
             progress(line, 0)
         if reason is None:
             assert value is not None
             try:
-                normalized.append(normalize(kind, value, default_region=default_region))
-                lines.append(line)
-                raws.append(value.strip())
-                continue
+                norm = normalize(kind, value, default_region=default_region)
+                pending.append((line, value.strip(), norm))
             except InputError as e:
                 reason = e.message
-        bad_lines += 1
-        if len(problems) < MAX_REPORTED_LINES:
-            problems.append((line, reason))
-    if bad_lines:
-        raise _bad_lines_error(path, kind, problems, bad_lines)
-    fingerprints = fingerprint_many(key, kind, normalized)
+        if reason is not None:
+            problems.add(line, reason)
+            pending.clear()
+        elif len(pending) >= CHUNK_ROWS and not problems:
+            good += len(pending)
+            yield _fingerprinted(path, kind, key, pending)
+            pending = []
+    if problems:
+        raise problems.error(f"for kind {kind}")
+    if pending:
+        good += len(pending)
+        yield _fingerprinted(path, kind, key, pending)
     if progress is not None:
-        progress(len(lines), len(lines))
-    return [
-        SignalInput(kind, raw, norm, fp, f"{path}:{line}")
-        for line, raw, norm, fp in zip(lines, raws, normalized, fingerprints, strict=True)
-    ]
+        progress(good, good)
+
+
+def prepare_signals(path: Path, kind: str, key: bytes, **opts: Any) -> list[SignalInput]:
+    """Every signal of a small file at once, or every bad line (import_file streams)."""
+    return [signal for chunk in signal_chunks(Path(path), kind, key, **opts) for signal in chunk]
 
 
 def import_file(
@@ -111,36 +148,46 @@ def import_file(
     screen: Callable[[str, str], str | None] | None = None,
     **opts: Any,
 ) -> ImportResult:
-    """Prepare every signal of ``path``, then store them in one transaction.
+    """Stage every signal of ``path`` (one pass, bounded memory), then store them in one
+    transaction; a bad line anywhere means nothing is stored.
 
     ``screen(kind, normalized)`` names the warninglist that holds a value back from
     rounds (or None); those signals are flagged in the same transaction.
     """
-    signals = prepare_signals(path, kind, key, **opts)
-    held = [
-        (s.kind, s.fingerprint, name)
-        for s in signals
-        if screen is not None and (name := screen(s.kind, s.normalized)) is not None
-    ]
-    if held:
-        ensure_schema(store)
-    results = store.add_signals(
-        signals, now=now, then=(lambda db, _at: hold_back(db, held)) if held else None
+    at = stored_time(now, "now")
+    with staging(store) as stage:
+        for chunk in signal_chunks(Path(path), kind, key, **opts):
+            held_by = screen or (lambda _kind, _normalized: None)
+            stage.signals((s, None, held_by(s.kind, s.normalized)) for s in chunk)
+        store_staged(store, stage, at)
+    return stage.results.get(kind) or ImportResult(
+        kind, 0, 0, store.signal_counts().get(kind, 0), received=0
     )
-    if kind in results:
-        return replace(results[kind], held_back=len(held))
-    return ImportResult(kind, 0, 0, store.signal_counts().get(kind, 0), received=0)
 
 
-def _bad_lines_error(
-    path: Path, kind: str, problems: list[tuple[int, str]], bad_lines: int
-) -> InputError:
-    listed = [f"  {path}:{line}: {reason}" for line, reason in problems]
-    if bad_lines > len(problems):
-        listed.append(f"  ... and {bad_lines - len(problems)} more")
-    noun = "line" if bad_lines == 1 else "lines"
-    header = f"{bad_lines} bad {noun} for kind {kind}; nothing was imported"
-    return InputError("\n".join([header, *listed]), where=f"{path}:{problems[0][0]}")
+def store_staged(
+    store: Store, stage: Stage, at: str, then: Callable[[sqlite3.Connection], None] | None = None
+) -> None:
+    """Move what ``stage`` holds into the store in one transaction (``stage.results``);
+    the case tables are made first if a staged signal is held back by a warninglist."""
+    if stage.held:
+        ensure_schema(store)
+    with store.transaction() as db:
+        stage.store_signals(at)
+        if stage.held:
+            hold_back_staged(db)
+        if then is not None:
+            then(db)
+
+
+def _fingerprinted(
+    path: Path, kind: str, key: bytes, pending: list[tuple[int, str, str]]
+) -> list[SignalInput]:
+    fingerprints = fingerprint_many(key, kind, [norm for _, _, norm in pending])
+    return [
+        SignalInput(kind, raw, norm, fp, f"{path}:{line}")
+        for (line, raw, norm), fp in zip(pending, fingerprints, strict=True)
+    ]
 
 
 # -- formats ------------------------------------------------------------------------------

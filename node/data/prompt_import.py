@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from node.data.importer import MAX_REPORTED_LINES, _decoded_lines
+from node.data.importer import Problems, _decoded_lines
 from node.state.store import ImportResult, PromptInput, Store
 from protocol.errors import InputError
 from protocol.fingerprints.prompts import (
@@ -62,8 +62,7 @@ def prepare_prompts(
     """Every prompt of ``path`` with its tokens, or one InputError listing the bad lines."""
     path = Path(path)
     good: list[tuple[int, str, str, str]] = []
-    problems: list[tuple[int, str]] = []
-    bad = 0
+    problems = Problems(path)
     for number, text, reason in _decoded_lines(path):
         if reason is None and text is not None and not text.strip():
             reason = "empty line"
@@ -77,18 +76,9 @@ def prepare_prompts(
                 continue
             except InputError as e:
                 reason = e.message
-        bad += 1
-        if len(problems) < MAX_REPORTED_LINES:
-            problems.append((number, reason or "unreadable"))
-    if bad:
-        listed = [f"  {path}:{line}: {why}" for line, why in problems]
-        if bad > len(problems):
-            listed.append(f"  ... and {bad - len(problems)} more")
-        noun = "line" if bad == 1 else "lines"
-        raise InputError(
-            "\n".join([f"{bad} bad {noun} of prompts; nothing was imported", *listed]),
-            where=f"{path}:{problems[0][0]}",
-        )
+        problems.add(number, reason or "unreadable")
+    if problems:
+        raise problems.error("of prompts")
     tokens = iter_prompt_tokens(key, [g[1] for g in good], params)
     return [
         PromptInput(text, label, account, f"{path}:{line}", tuple(t))

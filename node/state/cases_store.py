@@ -18,13 +18,11 @@ but have their own schema step: ``ensure_schema`` creates them once and records
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
+from node.state.staging import CHUNK_ROWS, STAGED_SIGNAL
 from node.state.store import Store
 
 CASES_SCHEMA_VERSION = 2
-_IN_CHUNK = 900
 
 _SCHEMA = (
     """CREATE TABLE entities (
@@ -105,21 +103,6 @@ _SCHEMA_V2 = (
 )
 
 
-@dataclass(frozen=True)
-class EntityRecord:
-    """One entity to store: metadata, its signals as (kind, fingerprint), derived link keys."""
-
-    key: str
-    first_seen: str
-    last_seen: str
-    reason: str
-    campaign: str
-    severity: str
-    source: str
-    signals: tuple[tuple[str, bytes], ...]
-    links: tuple[str, ...]
-
-
 def ensure_schema(store: Store) -> None:
     """Create the case tables once per store file (idempotent, one transaction)."""
     if getattr(store, "_cases_schema_ready", False):
@@ -179,66 +162,61 @@ def cases_need_refresh(db: sqlite3.Connection) -> bool:
 # -- entities ---------------------------------------------------------------------------------
 
 
-def write_entities(db: sqlite3.Connection, records: Sequence[EntityRecord], at: str) -> int:
-    """Upsert entities and their links inside the caller's transaction; returns how many
-    were new. A re-imported entity takes the new metadata (first/last seen widen) and
-    keeps every signal it held before."""
-    before = db.execute("SELECT COUNT(*) FROM entities").fetchone()[0]
-    db.executemany(
-        "INSERT INTO entities (key, first_seen, last_seen, reason, campaign, severity, source,"
-        " imported_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET"
-        " first_seen = CASE WHEN excluded.first_seen != '' AND (first_seen = ''"
-        "   OR excluded.first_seen < first_seen) THEN excluded.first_seen ELSE first_seen END,"
-        " last_seen = MAX(last_seen, excluded.last_seen),"
-        " reason = excluded.reason, campaign = excluded.campaign,"
-        " severity = excluded.severity, source = excluded.source,"
-        " updated_at = excluded.updated_at",
-        (
-            (r.key, r.first_seen, r.last_seen, r.reason, r.campaign, r.severity, r.source, at, at)
-            for r in records
-        ),
+_UPSERT_ENTITY = (
+    "INSERT INTO entities (key, first_seen, last_seen, reason, campaign, severity, source,"
+    " imported_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET"
+    " first_seen = CASE WHEN excluded.first_seen != '' AND (first_seen = ''"
+    "   OR excluded.first_seen < first_seen) THEN excluded.first_seen ELSE first_seen END,"
+    " last_seen = MAX(last_seen, excluded.last_seen),"
+    " reason = COALESCE(NULLIF(excluded.reason, ''), reason),"
+    " campaign = COALESCE(NULLIF(excluded.campaign, ''), campaign),"
+    " severity = COALESCE(NULLIF(excluded.severity, ''), severity),"
+    " source = excluded.source, updated_at = excluded.updated_at"
+)
+# Each staged entity row beside the stored entity of its key.
+_STAGED_ENTITY = "JOIN stage_entities se ON se.seq = {}.entity JOIN entities e ON e.key = se.key"
+
+
+def store_staged_entities(db: sqlite3.Connection, at: str) -> tuple[int, int]:
+    """Upsert the staged entities (``node.state.staging``) and link them to their staged
+    signals and link keys, in the caller's transaction, after ``Stage.store_signals``.
+
+    Rows are applied in file order, each one as a re-import would: non-empty metadata
+    replaces what is held, first/last seen widen, signals and links are only added.
+    Returns (distinct entities staged, how many of them are new)."""
+    before = int(db.execute("SELECT COUNT(*) FROM entities").fetchone()[0])
+    staged = db.execute(
+        "SELECT key, first_seen, last_seen, reason, campaign, severity, source"
+        " FROM stage_entities ORDER BY seq"
     )
-    ids = entity_ids(db, [r.key for r in records])
-    db.executemany(
-        "INSERT INTO entity_signals (entity_id, signal_id)"
-        " SELECT ?, id FROM signals WHERE kind = ? AND fingerprint = ? ON CONFLICT DO NOTHING",
-        ((ids[r.key], kind, fp) for r in records for kind, fp in r.signals),
+    while chunk := staged.fetchmany(CHUNK_ROWS):
+        db.executemany(_UPSERT_ENTITY, ((*row, at, at) for row in chunk))
+    db.execute(
+        "INSERT INTO entity_signals (entity_id, signal_id) SELECT e.id, s.id"
+        f" {STAGED_SIGNAL} {_STAGED_ENTITY.format('st')}"
+        " WHERE true ORDER BY st.seq ON CONFLICT DO NOTHING"
     )
-    link_names = sorted({link for r in records for link in r.links})
-    db.executemany(
-        "INSERT INTO link_keys (key) VALUES (?) ON CONFLICT (key) DO NOTHING",
-        ((name,) for name in link_names),
+    db.execute(
+        "INSERT INTO link_keys (key) SELECT DISTINCT link FROM stage_links"
+        " WHERE true ORDER BY link ON CONFLICT (key) DO NOTHING"
     )
-    db.executemany(
-        "INSERT INTO entity_links (entity_id, link_id)"
-        " SELECT ?, id FROM link_keys WHERE key = ? ON CONFLICT DO NOTHING",
-        ((ids[r.key], link) for r in records for link in r.links),
+    db.execute(
+        "INSERT INTO entity_links (entity_id, link_id) SELECT e.id, lk.id"
+        f" FROM stage_links sl {_STAGED_ENTITY.format('sl')}"
+        " JOIN link_keys lk ON lk.key = sl.link WHERE true ON CONFLICT DO NOTHING"
     )
     bump(db, "entities_generation")
-    return int(db.execute("SELECT COUNT(*) FROM entities").fetchone()[0]) - int(before)
+    distinct = int(db.execute("SELECT COUNT(DISTINCT key) FROM stage_entities").fetchone()[0])
+    added = int(db.execute("SELECT COUNT(*) FROM entities").fetchone()[0]) - before
+    return distinct, added
 
 
-def entity_ids(db: sqlite3.Connection, keys: Iterable[str]) -> dict[str, int]:
-    wanted = list(dict.fromkeys(keys))
-    found: dict[str, int] = {}
-    for start in range(0, len(wanted), _IN_CHUNK):
-        chunk = wanted[start : start + _IN_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        found.update(
-            (key, int(i))
-            for i, key in db.execute(f"SELECT id, key FROM entities WHERE key IN ({marks})", chunk)
-        )
-    return found
-
-
-def hold_back(db: sqlite3.Connection, held: Iterable[tuple[str, bytes, str]]) -> None:
-    """Flag signals ``(kind, fingerprint, list name)`` as held back from rounds."""
-    db.executemany(
-        "INSERT INTO held_back (signal_id, list) SELECT id, ? FROM signals"
-        " WHERE kind = ? AND fingerprint = ?"
-        " ON CONFLICT (signal_id) DO UPDATE SET list = excluded.list",
-        ((name, kind, fp) for kind, fp, name in held),
+def hold_back_staged(db: sqlite3.Connection) -> None:
+    """Flag the staged signals a warninglist holds back from rounds (caller's transaction)."""
+    db.execute(
+        f"INSERT INTO held_back (signal_id, list) SELECT s.id, st.held {STAGED_SIGNAL}"
+        " WHERE st.held IS NOT NULL ON CONFLICT (signal_id) DO UPDATE SET list = excluded.list"
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from node.state.sqlite import Database, stored_time
+from node.state.sqlite import Database
 from protocol.errors import InputError
 
 FINGERPRINT_SIZE = 32
@@ -64,57 +64,6 @@ class ImportResult:
 
 
 class SignalTables(Database):
-    def add_signals(
-        self,
-        signals: Sequence[SignalInput],
-        *,
-        now: str | None = None,
-        then: Callable[[sqlite3.Connection, str], None] | None = None,
-    ) -> dict[str, ImportResult]:
-        """Import a batch in one transaction: all of it, or nothing if anything is wrong.
-
-        A (kind, fingerprint) already held is not duplicated; a new original spelling
-        of it is kept as an extra value. ``then(db, imported_at)`` runs inside the same
-        transaction after the signals are in (entity import links them there).
-        """
-        imported_at = stored_time(now, "now")
-        for signal in signals:
-            _check_signal(signal)
-        received: dict[str, int] = {}
-        distinct: dict[str, set[bytes]] = {}
-        for signal in signals:
-            received[signal.kind] = received.get(signal.kind, 0) + 1
-            distinct.setdefault(signal.kind, set()).add(signal.fingerprint)
-        # Fingerprint order turns random B-tree inserts into nearly sequential ones (about
-        # 2x faster at 1M); the sort is stable, so spellings of one value keep file order.
-        ordered = sorted(signals, key=lambda s: (s.kind, s.fingerprint))
-        with self.transaction() as db:
-            before = {kind: count_signals(db, kind) for kind in distinct}
-            db.executemany(
-                "INSERT INTO signals (kind, fingerprint, normalized, first_source, imported_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, fingerprint) DO NOTHING",
-                ((s.kind, s.fingerprint, s.normalized, s.source, imported_at) for s in ordered),
-            )
-            db.executemany(
-                "INSERT INTO signal_values (signal_id, value, source, imported_at)"
-                " SELECT id, ?, ?, ? FROM signals WHERE kind = ? AND fingerprint = ?"
-                " ON CONFLICT (signal_id, value) DO NOTHING",
-                ((s.value, s.source, imported_at, s.kind, s.fingerprint) for s in ordered),
-            )
-            if then is not None:
-                then(db, imported_at)
-            after = {kind: count_signals(db, kind) for kind in distinct}
-        return {
-            kind: ImportResult(
-                kind=kind,
-                added=after[kind] - before[kind],
-                already_held=len(fingerprints) - (after[kind] - before[kind]),
-                total=after[kind],
-                received=received[kind],
-            )
-            for kind, fingerprints in distinct.items()
-        }
-
     def fingerprints(self, kind: str) -> list[bytes]:
         """Distinct fingerprints of ``kind``, sorted by value.
 
@@ -160,7 +109,7 @@ def count_signals(db: sqlite3.Connection, kind: str) -> int:
     return int(db.execute("SELECT COUNT(*) FROM signals WHERE kind = ?", (kind,)).fetchone()[0])
 
 
-def _check_signal(signal: SignalInput) -> None:
+def check_signal(signal: SignalInput) -> None:
     if not isinstance(signal.kind, str) or not _KIND_PATTERN.fullmatch(signal.kind):
         raise InputError(f"bad signal kind {signal.kind!r}", where=signal.source)
     if not isinstance(signal.fingerprint, bytes) or len(signal.fingerprint) != FINGERPRINT_SIZE:

@@ -24,6 +24,7 @@ from node.state.prompts import PromptHit, PromptInput, PromptTables
 from node.state.rounds import ROUND_STATUSES, MatchRow, RoundRow, RoundTables
 from node.state.signals import FINGERPRINT_SIZE, ImportResult, SignalInput, SignalTables
 from node.state.sqlite import open_sqlite
+from node.state.staging import ImportTables
 from protocol.errors import ConfigError
 
 __all__ = [
@@ -45,7 +46,7 @@ _SCHEMA = (*signals.SCHEMA, *rounds.SCHEMA, *prompts.SCHEMA)
 _MIGRATIONS = {1: rounds.migrate_matches_to_autoincrement}
 
 
-class Store(SignalTables, RoundTables, PromptTables):
+class Store(ImportTables, SignalTables, RoundTables, PromptTables):
     """SQLite store of one node. Use as a context manager or call :meth:`close`."""
 
     def __init__(self, path: str | Path):

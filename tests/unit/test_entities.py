@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from node.data.entities import import_entities, parse_maps, read_entities
 from node.state.cases_store import ensure_schema, round_fingerprints
+from node.state.staging import CHUNK_ROWS
 from node.state.store import Store
 from protocol.errors import InputError
 from protocol.fingerprints import fingerprint, normalize
@@ -210,3 +211,38 @@ def test_any_bytes_parse_or_fail_with_a_line(tmp_path, data):
         read_entities(path)
     except InputError as e:
         assert e.where is None or e.where.startswith(str(path))
+
+
+def test_a_file_of_many_chunks_is_stored_whole_or_not_at_all(tmp_path, store):
+    # u0 appears in the first and the last chunk: its rows merge as they do within a chunk.
+    lines = [f"u{i},u{i}@x.com,,reason-{i}" for i in range(2 * CHUNK_ROWS + 10)]
+    lines.append("u0,,DEV-0,")
+    header = "account,email,device_id,reason\n"
+    bad = write(tmp_path, "bad.csv", header + "\n".join([*lines, "u9,not-an-email,,"]) + "\n")
+    with pytest.raises(InputError, match=rf"(?s)1 bad line of entities.*bad\.csv:{len(lines) + 2}"):
+        import_entities(store, bad, KEY, now=NOW)
+    assert rows(store, "SELECT COUNT(*) FROM entities") == [(0,)]
+    assert store.signal_counts() == {}
+    good = write(tmp_path, "good.csv", header + "\n".join(lines) + "\n")
+    result = import_entities(store, good, KEY, now=NOW)
+    assert (result.read, result.entities_added, result.entities_updated) == (
+        len(lines) - 1,
+    ) * 2 + (0,)
+    assert rows(store, "SELECT reason, source FROM entities WHERE key = 'u0'") == [
+        ("reason-0", f"{good}:{len(lines) + 1}")
+    ]
+    linked = rows(
+        store,
+        "SELECT s.kind FROM entity_signals es JOIN entities e ON e.id = es.entity_id"
+        " JOIN signals s ON s.id = es.signal_id WHERE e.key = 'u0' ORDER BY s.kind",
+    )
+    assert linked == [("device_id",), ("email",)]
+
+
+def test_a_reimport_with_empty_cells_keeps_the_metadata_held(tmp_path, store):
+    first = write(tmp_path, "a.csv", "account,email,reason,severity\nu1,a@x.com,distill,high\n")
+    import_entities(store, first, KEY, now=NOW)
+    second = write(tmp_path, "b.csv", "account,email,reason,severity\nu1,a@x.com,,\n")
+    result = import_entities(store, second, KEY, now=NOW)
+    assert (result.entities_added, result.entities_updated) == (0, 1)
+    assert rows(store, "SELECT reason, severity FROM entities") == [("distill", "high")]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from node.data.importer import import_file, prepare_signals, read_values
+from node.state.staging import CHUNK_ROWS
 from node.state.store import ImportResult, Store
 from protocol.errors import ConfigError, InputError
 from protocol.fingerprints import fingerprint, normalize
@@ -273,3 +274,24 @@ def test_progress_is_reported_while_reading_and_at_the_end(tmp_path):
     )
     assert calls == [(5000, 0), (10000, 0), (12_001, 12_001)]
     assert len(signals) == 12_001
+
+
+def test_a_file_of_many_chunks_is_stored_whole_or_not_at_all(tmp_path, store):
+    # Three chunks of staged rows; a value repeated in the first and last chunk is one signal.
+    lines = [f"acct-{i}" for i in range(2 * CHUNK_ROWS + 10)] + ["acct-0"]
+    bad = write(tmp_path, "bad.txt", "\n".join([*lines, "", "acct-x"]) + "\n")
+    with pytest.raises(
+        InputError, match=rf"(?s)1 bad line for kind account_id.*bad\.txt:{len(lines) + 1}"
+    ):
+        import_file(store, bad, "account_id", KEY, now=NOW)
+    assert store.signal_counts() == {}
+    good = write(tmp_path, "good.txt", "\n".join(lines) + "\n")
+    result = import_file(store, good, "account_id", KEY, now=NOW)
+    distinct = len(lines) - 1
+    assert result == ImportResult("account_id", distinct, 0, distinct, received=len(lines))
+    held = fingerprint(KEY, "account_id", "acct-0")
+    assert store.values_for("account_id", [held]) == {held: ["acct-0"]}
+    with store.reading() as db:  # the first spelling's line is the signal's first source
+        source = db.execute("SELECT first_source FROM signals WHERE fingerprint = ?", (held,))
+        assert source.fetchone()[0] == f"{good}:1"
+        assert db.execute("SELECT name FROM temp.sqlite_master").fetchall() == []
