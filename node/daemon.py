@@ -50,6 +50,7 @@ from node.schedule.scheduler import (
     state_document,
 )
 from node.state import disclosures
+from node.state.cases_store import purge_entities_before
 from node.state.files import atomic_write
 from protocol.errors import ConfigError, PolicyError
 from protocol.rules import Rule
@@ -277,22 +278,20 @@ class Daemon:
 
 
 def purge_matches(node: Node) -> int:
-    """Retention: delete matches older than the policy allows; the purge is itself audited."""
+    """Retention: delete matches, and entities neither imported nor seen, older than the
+    policy allows; each purge is itself audited (counts and the cut-off only)."""
     policy = node.policy
     now = node.now()
-    cutoff = now - timedelta(days=policy.retention_days)
-    count = node.store.purge_matches_before(iso(cutoff))
+    cutoff = iso(now - timedelta(days=policy.retention_days))
+    count = node.store.purge_matches_before(cutoff)
     disclosures.purge(node.paths.root, policy.retention_days, now.timestamp())
+    why = {"before": cutoff, "retention_days": policy.retention_days}
+    why["policy_hash"] = policy.hash().hex()
     if count:
-        node.log(
-            "matches_purged",
-            {
-                "count": count,
-                "before": iso(cutoff),
-                "retention_days": policy.retention_days,
-                "policy_hash": policy.hash().hex(),
-            },
-        )
+        node.log("matches_purged", {"count": count, **why})
+    entities, links = purge_entities_before(node.store, cutoff)
+    if entities:
+        node.log("entities_purged", {"entities": entities, "links": links, **why})
     return count
 
 

@@ -162,21 +162,9 @@ def _hits(db: sqlite3.Connection, since: int, only: set[int] | None = None) -> d
 def _write_cases(
     db: sqlite3.Connection, key: bytes, acc: dict[int, _Acc], now: datetime, stamp: str
 ) -> list[tuple[str, str, int]]:
-    db.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS label_case (label INTEGER PRIMARY KEY,"
-        " case_id TEXT NOT NULL)"
-    )
-    db.execute("DELETE FROM label_case")
-    db.executemany(
-        "INSERT INTO label_case (label, case_id) VALUES (?, '')", ((label,) for label in acc)
-    )
-    members = db.execute(
-        "SELECT c.label, COUNT(*), MIN(e.key), MIN(NULLIF(e.first_seen, '')), MAX(e.last_seen)"
-        " FROM label_case l JOIN entity_clusters c ON c.label = l.label"
-        " JOIN entities e ON e.id = c.entity_id GROUP BY c.label"
-    ).fetchall()
+    """Upsert one case per matched cluster, then move entities between cases."""
     reopened: list[tuple[str, str, int]] = []
-    for label, count, smallest, first_seen, last_seen in members:
+    for label, count, smallest, first_seen, last_seen in _members(db, acc):
         one = acc[label]
         cid = case_id(key, smallest)
         days = (now - datetime.fromisoformat(one.last_at)).total_seconds() / 86400
@@ -190,39 +178,65 @@ def _write_cases(
             "rounds": len(one.rounds),
             "terms": score.terms(),
         }
-        row = db.execute(
-            "SELECT state, decided_pairs, last_match_us FROM cases WHERE case_id = ?", (cid,)
-        ).fetchone()
-        state = "new" if row is None else row[0]
-        if row is not None and (
-            (state in DECIDED and len(one.pairs) > row[1])
-            or state == "merged"
-            or (state == "expired" and one.last_us > row[2])
-        ):
-            reopened.append((cid, state, len(one.pairs) - int(row[1])))
-            state = "new"
-        db.execute(
-            "INSERT INTO cases (case_id, state, entity_count, score, summary, last_match_at,"
-            " last_match_us, pairs, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (case_id) DO UPDATE SET state = excluded.state,"
-            " entity_count = excluded.entity_count, score = excluded.score,"
-            " summary = excluded.summary, last_match_at = excluded.last_match_at,"
-            " last_match_us = excluded.last_match_us, pairs = excluded.pairs,"
-            " merged_into = '', updated_at = excluded.updated_at",
-            (
-                cid,
-                state,
-                count,
-                score.score,
-                json.dumps(summary, sort_keys=True),
-                one.last_at,
-                one.last_us,
-                len(one.pairs),
-                stamp,
-                stamp,
-            ),
-        )
+        state = _next_state(db, cid, one, reopened)
+        values = (cid, state, count, score.score, json.dumps(summary, sort_keys=True))
+        db.execute(_UPSERT_CASE, (*values, one.last_at, one.last_us, len(one.pairs), stamp, stamp))
         db.execute("UPDATE label_case SET case_id = ? WHERE label = ?", (cid, label))
+    _move_entities(db, stamp)
+    return reopened
+
+
+_UPSERT_CASE = (
+    "INSERT INTO cases (case_id, state, entity_count, score, summary, last_match_at,"
+    " last_match_us, pairs, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (case_id) DO UPDATE SET state = excluded.state,"
+    " entity_count = excluded.entity_count, score = excluded.score,"
+    " summary = excluded.summary, last_match_at = excluded.last_match_at,"
+    " last_match_us = excluded.last_match_us, pairs = excluded.pairs,"
+    " merged_into = '', updated_at = excluded.updated_at"
+)
+
+
+def _members(db: sqlite3.Connection, acc: dict[int, _Acc]) -> list[tuple]:
+    """(label, entities, smallest key, first seen, last seen) of each matched cluster, with
+    the clusters in TEMP ``label_case`` (their case ids filled in as cases are written)."""
+    db.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS label_case (label INTEGER PRIMARY KEY,"
+        " case_id TEXT NOT NULL)"
+    )
+    db.execute("DELETE FROM label_case")
+    db.executemany(
+        "INSERT INTO label_case (label, case_id) VALUES (?, '')", ((label,) for label in acc)
+    )
+    return db.execute(
+        "SELECT c.label, COUNT(*), MIN(e.key), MIN(NULLIF(e.first_seen, '')), MAX(e.last_seen)"
+        " FROM label_case l JOIN entity_clusters c ON c.label = l.label"
+        " JOIN entities e ON e.id = c.entity_id GROUP BY c.label"
+    ).fetchall()
+
+
+def _next_state(
+    db: sqlite3.Connection, cid: str, one: _Acc, reopened: list[tuple[str, str, int]]
+) -> str:
+    """The case's state after this build: re-opened (and listed) when new pairs arrived
+    after a decision, when it had been merged away, or when it expired and matched again."""
+    row = db.execute(
+        "SELECT state, decided_pairs, last_match_us FROM cases WHERE case_id = ?", (cid,)
+    ).fetchone()
+    if row is None:
+        return "new"
+    state, decided_pairs, last_us = row
+    if (
+        (state in DECIDED and len(one.pairs) > decided_pairs)
+        or state == "merged"
+        or (state == "expired" and one.last_us > last_us)
+    ):
+        reopened.append((cid, state, len(one.pairs) - int(decided_pairs)))
+        return "new"
+    return str(state)
+
+
+def _move_entities(db: sqlite3.Connection, stamp: str) -> None:
     # Entities leaving a case for another mark the old one merged into the new one.
     db.execute(
         "UPDATE cases SET state = 'merged', merged_into = moved.new_id, updated_at = ?"
@@ -239,7 +253,6 @@ def _write_cases(
         " FROM label_case l JOIN entity_clusters c ON c.label = l.label"
         " ON CONFLICT (entity_id) DO UPDATE SET case_id = excluded.case_id"
     )
-    return reopened
 
 
 def _retire_orphans(db: sqlite3.Connection, stamp: str) -> None:

@@ -219,6 +219,11 @@ def _event_detail(event: str, b: dict[str, Any]) -> str:
         )
     if event == "matches_purged":
         return f"{b.get('count')} stored matches older than {b.get('before')} deleted"
+    if event == "entities_purged":
+        return (
+            f"{b.get('entities')} entities neither imported nor seen since {b.get('before')}"
+            f" deleted, with {b.get('links')} links"
+        )
     if event in ("node_started", "node_stopped"):
         return f"lab {b.get('lab')}, version {b.get('version')}"
     if event == "log_created":

@@ -21,6 +21,7 @@ import sqlite3
 
 from node.state.staging import CHUNK_ROWS, STAGED_SIGNAL
 from node.state.store import Store
+from protocol.timestamps import parse_utc
 
 CASES_SCHEMA_VERSION = 2
 
@@ -218,6 +219,40 @@ def hold_back_staged(db: sqlite3.Connection) -> None:
         f"INSERT INTO held_back (signal_id, list) SELECT s.id, st.held {STAGED_SIGNAL}"
         " WHERE st.held IS NOT NULL ON CONFLICT (signal_id) DO UPDATE SET list = excluded.list"
     )
+
+
+_PAST_RETENTION = (
+    "SELECT id FROM entities WHERE julianday(updated_at) < julianday(:cutoff)"
+    " AND (last_seen = '' OR julianday(last_seen) < julianday(:cutoff))"
+)
+
+
+def purge_entities_before(store: Store, cutoff_iso: str) -> tuple[int, int]:
+    """Retention: delete entities neither imported nor seen since ``cutoff_iso``, with
+    their links to signals and derived link keys; returns (entities, links) deleted.
+
+    Their signals stay (they are the lab's imported data, purged by no policy);
+    cases lose the entities, and the next recompute re-clusters and expires
+    cases left without any."""
+    parse_utc(cutoff_iso, "cutoff")
+    ensure_schema(store)
+    past = {"cutoff": cutoff_iso}
+    with store.transaction() as db:
+        links = sum(
+            _count(db, f"SELECT COUNT(*) FROM {table} WHERE entity_id IN ({_PAST_RETENTION})", past)
+            for table in ("entity_signals", "entity_links")
+        )
+        db.execute(f"DELETE FROM entity_clusters WHERE entity_id IN ({_PAST_RETENTION})", past)
+        # entity_signals, entity_links and case_entities go with them (ON DELETE CASCADE).
+        entities = db.execute(f"DELETE FROM entities WHERE id IN ({_PAST_RETENTION})", past)
+        if entities.rowcount:
+            db.execute("DELETE FROM link_keys WHERE id NOT IN (SELECT link_id FROM entity_links)")
+            bump(db, "entities_generation")
+    return entities.rowcount, links
+
+
+def _count(db: sqlite3.Connection, query: str, params: dict[str, str]) -> int:
+    return int(db.execute(query, params).fetchone()[0])
 
 
 def round_fingerprints(store: Store, kind: str) -> list[bytes]:

@@ -75,6 +75,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
     "refusals_summarised": frozenset({"counts", "total", "window_seconds"}),
     "log_resumed": frozenset({"error"}),
     "matches_purged": frozenset({"before", "count"}),
+    "entities_purged": frozenset({"before", "entities", "links"}),
     # The consortium round (protocol/consortium): a participant's or the hub's record.
     "consortium_completed": frozenset(
         {

@@ -151,7 +151,10 @@ def test_retention_purge_runs_in_the_daemon_and_is_audited(pair):
     a = pair.labs["lab-a"]
     assert matches_json(a.dir)
     a.stop()
-    a.set_clock_offset(91 * 86400)  # the sandbox policy keeps matches 90 days
+    accounts = a.dir.parent / "accounts.csv"  # two flagged accounts, imported today
+    accounts.write_text(f"account,email\nacct-1,{SHARED[0]}\nacct-2,{SHARED[1]}\n")
+    run_cli("import", a.dir, accounts, "--entities")
+    a.set_clock_offset(91 * 86400)  # the sandbox policy keeps matches (and entities) 90 days
     a.start()
     a.stop()
     assert matches_json(a.dir) == []
@@ -163,4 +166,12 @@ def test_retention_purge_runs_in_the_daemon_and_is_audited(pair):
     ]
     assert len(purges) == 1 and purges[0]["body"]["count"] == 6
     assert purges[0]["body"]["retention_days"] == 90
+    (entities,) = [
+        json.loads(line)["body"]
+        for line in (a.dir / "audit.log").read_text().splitlines()
+        if '"entities_purged"' in line
+    ]
+    assert (entities["entities"], entities["links"]) == (2, 2)
+    assert entities["before"] == purges[0]["body"]["before"]
+    assert "acct-1" not in (a.dir / "audit.log").read_text()  # counts, never accounts
     audit_ok(a.dir)

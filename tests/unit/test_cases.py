@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from node.data.case_build import recompute
 from node.data.cases import get_case, list_cases
 from node.data.entities import import_entities
+from node.state.cases_store import purge_entities_before
 from node.state.store import RoundRow, Store
 from protocol.cases.clusters import cluster_labels, network_key
 from protocol.cases.ids import case_id
@@ -140,6 +141,32 @@ def test_loner_is_its_own_case_and_expires(store):
     assert report.expired == 1
     assert list_cases(store, state="expired").total == 1
     assert list_cases(store, state="open").total == 0
+
+
+def test_retention_deletes_entities_past_it_with_their_links(store, tmp_path):
+    save_round(store, "r-b", "lab-b", [("email", fp("email", "u3@example.com"))])
+    build(store)
+    seen = tmp_path / "seen.csv"  # acct-00 was seen after the cut-off: it stays
+    seen.write_text("account,last_seen\nacct-00,2027-03-01\n")
+    import_entities(store, seen, KEY, now="2026-11-29T00:00:00Z")
+    signals = store.signal_counts()
+    assert purge_entities_before(store, "2026-11-28T00:00:00Z") == (0, 0)
+
+    def count(query: str) -> int:
+        with store.reading() as db:
+            return int(db.execute(query).fetchone()[0])
+
+    others = "(SELECT id FROM entities WHERE key != 'acct-00')"
+    links = count(f"SELECT COUNT(*) FROM entity_signals WHERE entity_id IN {others}")
+    links += count(f"SELECT COUNT(*) FROM entity_links WHERE entity_id IN {others}")
+    assert purge_entities_before(store, "2027-01-01T00:00:00+01:00") == (12, links)
+    assert count("SELECT COUNT(*) FROM entities") == 1
+    assert count("SELECT COUNT(*) FROM link_keys") == 0  # the /24s had no other holder
+    assert store.signal_counts() == signals  # the imported signals themselves stay
+    build(store)  # the case lost the entity its match came through: expired
+    assert list_cases(store, state="open").total == 0
+    with pytest.raises(InputError, match="cutoff"):
+        purge_entities_before(store, "2027-01-01")
 
 
 def test_held_back_signals_do_not_link(tmp_path):
