@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import sys
 from pathlib import Path
 
 import click
 
-from node.cli.common import node_dir_argument, print_json, print_table
+from node.cli.common import (
+    listing_format_option,
+    node_dir_argument,
+    print_json,
+    print_rows,
+    print_table,
+)
 from node.data.cases import CaseSummary, cases_stale, decide, get_case, list_cases, recompute_cases
 from node.runtime import Node
 from protocol.cases.lifecycle import STATES
@@ -28,12 +32,6 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value: object) -> str:
-    text = ";".join(value) if isinstance(value, list) else str(value)
-    # A cell starting with = + - @ is a formula in spreadsheet programs: defuse it.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _open(node_dir: Path) -> Node:
     node = Node(node_dir)
     if cases_stale(node.store):
@@ -51,13 +49,7 @@ def _open(node_dir: Path) -> Node:
 @click.option("--peer", help="Only cases matched with this lab.")
 @click.option("--page", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--per-page", default=50, show_default=True, type=click.IntRange(1, 1000))
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-)
+@listing_format_option
 def cases(
     node_dir: Path, state: str | None, peer: str | None, page: int, per_page: int, fmt: str
 ) -> None:
@@ -76,29 +68,24 @@ def cases(
                 "cases": [c.to_dict() for c in result.cases],
             }
         )
-    elif fmt == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(CSV_COLUMNS)
-        for c in result.cases:
-            writer.writerow([_cell(c.to_dict()[name]) for name in CSV_COLUMNS])
-    else:
-        print_table(
-            ["CASE", "STATE", "SCORE", "ACCOUNTS", "PEERS", "KINDS", "LAST MATCH"],
-            [
-                (
-                    c.case_id,
-                    c.state,
-                    c.score,
-                    c.entities,
-                    ",".join(c.peers),
-                    ",".join(c.kinds),
-                    c.last_match_at[:19],
-                )
-                for c in result.cases
-            ],
-        )
-        shown = len(result.cases)
-        click.echo(f"{shown} of {result.total} case(s), page {page}")
+        return
+    print_rows(
+        [c.to_dict() for c in result.cases],
+        fmt,
+        csv_columns=CSV_COLUMNS,
+        headers=("CASE", "STATE", "SCORE", "ACCOUNTS", "PEERS", "KINDS", "LAST MATCH"),
+        row=lambda c: (
+            c["case_id"],
+            c["state"],
+            c["score"],
+            c["entities"],
+            ",".join(c["peers"]),
+            ",".join(c["kinds"]),
+            c["last_match_at"][:19],
+        ),
+    )
+    if fmt == "table":
+        click.echo(f"{len(result.cases)} of {result.total} case(s), page {page}")
 
 
 @click.group("case")

@@ -3,16 +3,59 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
+
+from node.ops.csvsafe import SafeWriter
 
 NODE_DIR = click.Path(file_okay=False, path_type=Path)
 
 
 def node_dir_argument(f):  # type: ignore[no-untyped-def]
     return click.argument("node_dir", type=NODE_DIR)(f)
+
+
+def listing_format_option(f):  # type: ignore[no-untyped-def]
+    """``--format table|json|csv`` of the commands that list rows (``print_rows``)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json", "csv"]),
+        default="table",
+        show_default=True,
+    )(f)
+
+
+Record = Mapping[str, Any]
+
+
+def print_rows(
+    records: Sequence[Record],
+    fmt: str,
+    *,
+    csv_columns: Sequence[str],
+    headers: Sequence[str],
+    row: Callable[[Record], Sequence[object]],
+) -> None:
+    """``records`` as JSON, as formula-safe CSV of ``csv_columns`` (lists joined by ';'),
+    or as a table of ``headers`` with ``row(record)`` per record."""
+    if fmt == "json":
+        print_json(list(records))
+    elif fmt == "csv":
+        w = SafeWriter(sys.stdout)
+        w.writerow(csv_columns)
+        for r in records:
+            w.writerow([_csv_value(r[name]) for name in csv_columns])
+    else:
+        print_table(headers, [row(r) for r in records])
+
+
+def _csv_value(value: object) -> object:
+    return ";".join(map(str, value)) if isinstance(value, list) else value
 
 
 def table_lines(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:

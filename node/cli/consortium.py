@@ -7,8 +7,7 @@ from typing import Any
 
 import click
 
-from node.cli.common import node_dir_argument, print_json, sizes_text
-from node.ops.csvsafe import SafeWriter
+from node.cli.common import node_dir_argument, print_json, print_rows, sizes_text
 from node.runtime import HUB_MARKER, Node
 from node.state.files import atomic_write
 
@@ -96,9 +95,6 @@ def register(group: click.Group) -> None:
 
 def consortium_matches(node_dir: Path, round_id: str | None, kind: str | None, fmt: str) -> None:
     """`crossmatch matches --consortium`: own values held by >= k labs, per committed round."""
-    import sys
-
-    from node.cli.common import print_table
     from node.config import load_config
     from node.state.consortium_store import ConsortiumStore
     from node.state.store import Store
@@ -120,21 +116,18 @@ def consortium_matches(node_dir: Path, round_id: str | None, kind: str | None, f
                     "at_least": k_of.get(x.round_id),
                 }
             )
-    if fmt == "json":
-        print_json(records)
-    elif fmt == "csv":
-        w = SafeWriter(sys.stdout)
-        w.writerow(["round_id", "kind", "value", "labs", "at_least"])
-        for r in records:
-            w.writerow([r["round_id"], r["kind"], r["value"], r["labs"], r["at_least"]])
-    else:
-        print_table(
-            ["KIND", "VALUE", "LABS", "ROUND"],
-            [
-                (r["kind"], r["value"], r["labs"] or f">= {r['at_least']}", r["round_id"][:12])
-                for r in records
-            ],
-        )
+    print_rows(
+        records,
+        fmt,
+        csv_columns=("round_id", "kind", "value", "labs", "at_least"),
+        headers=("KIND", "VALUE", "LABS", "ROUND"),
+        row=lambda r: (
+            r["kind"],
+            r["value"],
+            r["labs"] or f">= {r['at_least']}",
+            r["round_id"][:12],
+        ),
+    )
 
 
 @click.command(

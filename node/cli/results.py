@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from node.cli.common import node_dir_argument, print_json, print_table, sizes_text
+from node.cli.common import (
+    listing_format_option,
+    node_dir_argument,
+    print_json,
+    print_rows,
+    print_table,
+    sizes_text,
+)
 from node.config import load_config
 from node.data.campaigns import group_campaigns
 from node.ops.csvsafe import SafeWriter
@@ -28,13 +35,7 @@ def _store(node_dir: Path) -> Store:
     is_flag=True,
     help="Own signals that committed consortium rounds found held by >= k labs.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-)
+@listing_format_option
 def matches(
     node_dir: Path,
     peer: str | None,
@@ -71,21 +72,13 @@ def matches(
         }
         for r in rows
     ]
-    if fmt == "json":
-        print_json(records)
-    elif fmt == "csv":
-        w = SafeWriter(sys.stdout)
-        w.writerow(["round_id", "peer", "kind", "value", "matched_at"])
-        for r in records:
-            w.writerow([r["round_id"], r["peer"], r["kind"], r["value"], r["matched_at"]])
-    else:
-        print_table(
-            ["PEER", "KIND", "VALUE", "ROUND", "MATCHED AT"],
-            [
-                (r["peer"], r["kind"], r["value"], r["round_id"][:12], r["matched_at"])
-                for r in records
-            ],
-        )
+    print_rows(
+        records,
+        fmt,
+        csv_columns=("round_id", "peer", "kind", "value", "matched_at"),
+        headers=("PEER", "KIND", "VALUE", "ROUND", "MATCHED AT"),
+        row=lambda r: (r["peer"], r["kind"], r["value"], r["round_id"][:12], r["matched_at"]),
+    )
 
 
 def _prompt_campaigns(node_dir: Path, peer: str | None, round_id: str | None, fmt: str) -> None:

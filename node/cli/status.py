@@ -54,31 +54,8 @@ def collect(node_dir: Path) -> dict[str, Any]:
         address = _read_text(node.paths.address_file)
         serving = bool(address) and _reachable(address)
         warnings: list[str] = []
-        cert = pki.summarize_certificate(node.tls_cert_pem)
-        cert_days = _days(cert.not_after, now)
-        if cert_days < 0:
-            warnings.append(f"certificate EXPIRED {-cert_days:.0f} days ago: peers refuse it")
-        elif cert_days < CERT_WARN_DAYS:
-            warnings.append(
-                f"certificate expires in {cert_days:.0f} days: renew it "
-                "(`crossmatch cert request`, `ca issue`, `cert install`)"
-            )
-        policy: dict[str, Any] = {"installed": not node.policy_problem}
-        if node.policy_problem:
-            warnings.append(node.policy_problem)
-        else:
-            p = node.policy
-            policy.update(
-                policy_id=p.policy_id, version=p.version, hash=p.hash().hex(), not_after=p.not_after
-            )
-            expires = p.expires()
-            if expires is not None:
-                days = _days(expires, now)
-                policy["days_left"] = round(days, 1)
-                if days < 0:
-                    warnings.append(f"policy {p.policy_id} EXPIRED: every round is refused")
-                elif days < POLICY_WARN_DAYS:
-                    warnings.append(f"policy {p.policy_id} expires in {days:.0f} days")
+        certificate = _certificate(node, now, warnings)
+        policy = _policy(node, now, warnings)
         schedule = _schedule(node.paths.schedule_state) if serving else {}
         peers = [
             _peer_row(node, p.lab, p.scheduled, schedule.get(p.lab, {}), serving)
@@ -91,16 +68,49 @@ def collect(node_dir: Path) -> dict[str, Any]:
         "serving": serving,
         "address": address if serving else "",
         "metrics": _read_text(node.paths.metrics_address_file) if serving else "",
-        "certificate": {
-            "serial": str(cert.serial),
-            "not_after": format_utc(cert.not_after, timespec="seconds"),
-            "days_left": round(cert_days, 1),
-        },
+        "certificate": certificate,
         "policy": policy,
         "revoked_serials": revoked,
         "peers": peers,
         "warnings": warnings,
     }
+
+
+def _certificate(node: Node, now: datetime, warnings: list[str]) -> dict[str, Any]:
+    cert = pki.summarize_certificate(node.tls_cert_pem)
+    cert_days = _days(cert.not_after, now)
+    if cert_days < 0:
+        warnings.append(f"certificate EXPIRED {-cert_days:.0f} days ago: peers refuse it")
+    elif cert_days < CERT_WARN_DAYS:
+        warnings.append(
+            f"certificate expires in {cert_days:.0f} days: renew it "
+            "(`crossmatch cert request`, `ca issue`, `cert install`)"
+        )
+    return {
+        "serial": str(cert.serial),
+        "not_after": format_utc(cert.not_after, timespec="seconds"),
+        "days_left": round(cert_days, 1),
+    }
+
+
+def _policy(node: Node, now: datetime, warnings: list[str]) -> dict[str, Any]:
+    policy: dict[str, Any] = {"installed": not node.policy_problem}
+    if node.policy_problem:
+        warnings.append(node.policy_problem)
+        return policy
+    p = node.policy
+    policy.update(
+        policy_id=p.policy_id, version=p.version, hash=p.hash().hex(), not_after=p.not_after
+    )
+    expires = p.expires()
+    if expires is not None:
+        days = _days(expires, now)
+        policy["days_left"] = round(days, 1)
+        if days < 0:
+            warnings.append(f"policy {p.policy_id} EXPIRED: every round is refused")
+        elif days < POLICY_WARN_DAYS:
+            warnings.append(f"policy {p.policy_id} expires in {days:.0f} days")
+    return policy
 
 
 def _schedule(path: Path) -> dict[str, Any]:

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from node.data.case_build import RecomputeReport, recompute
 from node.runtime import Node, iso
@@ -168,62 +170,54 @@ def list_cases(
     return CasePage([_summary(r) for r in rows], total, page, per_page)
 
 
+_ENTITIES_SQL = (
+    "SELECT e.key, e.first_seen, e.last_seen, e.reason, e.campaign, e.severity"
+    " FROM case_entities ce JOIN entities e ON e.id = ce.entity_id"
+    " WHERE ce.case_id = ? ORDER BY e.key LIMIT ?"
+)
+_MATCHES_SQL = (
+    "SELECT e.key, s.kind, s.normalized, r.peer, m.round_id, m.matched_at"
+    " FROM case_entities ce JOIN entities e ON e.id = ce.entity_id"
+    " JOIN entity_signals es ON es.entity_id = e.id"
+    " JOIN signals s ON s.id = es.signal_id"
+    " JOIN matches m ON m.kind = s.kind AND m.fingerprint = s.fingerprint"
+    " JOIN rounds r ON r.round_id = m.round_id WHERE ce.case_id = ?"
+    " ORDER BY m.matched_us DESC, e.key, s.kind LIMIT 10000"
+)
+_CAMPAIGNS_SQL = (
+    "SELECT p.campaign, r.peer, m.round_id, COUNT(DISTINCT p.id)"
+    " FROM case_entities ce JOIN entities e ON e.id = ce.entity_id"
+    " JOIN prompts p ON p.account = e.key JOIN prompt_tokens t ON t.prompt_id = p.id"
+    " JOIN matches m ON m.kind = 'prompt' AND m.fingerprint = t.token"
+    " JOIN rounds r ON r.round_id = m.round_id WHERE ce.case_id = ?"
+    " GROUP BY p.campaign, r.peer, m.round_id ORDER BY r.peer"
+)
+_EVENTS_SQL = (
+    "SELECT at, analyst, decision, state_from, state_to, note FROM case_events"
+    " WHERE case_id = ? ORDER BY id"
+)
+
+
+def _rows(
+    db: sqlite3.Connection, names: tuple[str, ...], sql: str, params: tuple[object, ...]
+) -> list[dict[str, Any]]:
+    """The rows of ``sql`` as dicts keyed by ``names`` (one name per selected column)."""
+    return [dict(zip(names, r, strict=True)) for r in db.execute(sql, params)]
+
+
 def get_case(store: Store, cid: str, *, max_entities: int = 1000) -> CaseDetail:
     ensure_schema(store)
     with store.reading() as db:
         row = db.execute(f"SELECT {_COLUMNS} FROM cases WHERE case_id = ?", (cid,)).fetchone()
         if row is None:
             raise InputError(f"no case {cid!r}", rule=Rule.CASE_UNKNOWN)
-        entities = [
-            dict(
-                zip(
-                    ("key", "first_seen", "last_seen", "reason", "campaign", "severity"),
-                    r,
-                    strict=True,
-                )
-            )
-            for r in db.execute(
-                "SELECT e.key, e.first_seen, e.last_seen, e.reason, e.campaign, e.severity"
-                " FROM case_entities ce JOIN entities e ON e.id = ce.entity_id"
-                " WHERE ce.case_id = ? ORDER BY e.key LIMIT ?",
-                (cid, max_entities),
-            )
-        ]
-        matches = [
-            dict(zip(("entity", "kind", "value", "peer", "round_id", "matched_at"), r, strict=True))
-            for r in db.execute(
-                "SELECT e.key, s.kind, s.normalized, r.peer, m.round_id, m.matched_at"
-                " FROM case_entities ce JOIN entities e ON e.id = ce.entity_id"
-                " JOIN entity_signals es ON es.entity_id = e.id"
-                " JOIN signals s ON s.id = es.signal_id"
-                " JOIN matches m ON m.kind = s.kind AND m.fingerprint = s.fingerprint"
-                " JOIN rounds r ON r.round_id = m.round_id WHERE ce.case_id = ?"
-                " ORDER BY m.matched_us DESC, e.key, s.kind LIMIT 10000",
-                (cid,),
-            )
-        ]
-        campaigns = [
-            {"label": label, "peer": p, "round_id": rid, "prompts": n}
-            for label, p, rid, n in db.execute(
-                "SELECT p.campaign, r.peer, m.round_id, COUNT(DISTINCT p.id)"
-                " FROM case_entities ce JOIN entities e ON e.id = ce.entity_id"
-                " JOIN prompts p ON p.account = e.key JOIN prompt_tokens t ON t.prompt_id = p.id"
-                " JOIN matches m ON m.kind = 'prompt' AND m.fingerprint = t.token"
-                " JOIN rounds r ON r.round_id = m.round_id WHERE ce.case_id = ?"
-                " GROUP BY p.campaign, r.peer, m.round_id ORDER BY r.peer",
-                (cid,),
-            )
-        ]
-        events = [
-            dict(
-                zip(("at", "analyst", "decision", "state_from", "state_to", "note"), r, strict=True)
-            )
-            for r in db.execute(
-                "SELECT at, analyst, decision, state_from, state_to, note FROM case_events"
-                " WHERE case_id = ? ORDER BY id",
-                (cid,),
-            )
-        ]
+        entity_names = ("key", "first_seen", "last_seen", "reason", "campaign", "severity")
+        entities = _rows(db, entity_names, _ENTITIES_SQL, (cid, max_entities))
+        match_names = ("entity", "kind", "value", "peer", "round_id", "matched_at")
+        matches = _rows(db, match_names, _MATCHES_SQL, (cid,))
+        campaigns = _rows(db, ("label", "peer", "round_id", "prompts"), _CAMPAIGNS_SQL, (cid,))
+        event_names = ("at", "analyst", "decision", "state_from", "state_to", "note")
+        events = _rows(db, event_names, _EVENTS_SQL, (cid,))
     return CaseDetail(_summary(row), entities, matches, campaigns, events, len(entities))
 
 

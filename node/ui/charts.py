@@ -48,6 +48,12 @@ def bar_chart(chart_id: str, title: str, counts: Mapping[str, int], *, unit: str
     return "".join(parts)
 
 
+_COLUMN_X = {"account": 150, "signal": 420, "peer": 650}
+_ROW = 22
+_DIAGRAM_WIDTH = 760
+Position = dict[tuple[str, str], tuple[float, float]]
+
+
 def cluster_diagram(accounts: Sequence[str], links: Sequence[tuple[str, str, str]]) -> str:
     """Our accounts (left), the signals of theirs that matched (middle, by kind), and the
     peers that hold them (right). ``links`` are (account, "kind: value", peer)."""
@@ -57,26 +63,38 @@ def cluster_diagram(accounts: Sequence[str], links: Sequence[tuple[str, str, str
     peers = sorted({p for a, s, p in links if a in shown_accounts and s in signals})
     if not shown_accounts:
         return '<p class="empty" id="cluster-empty">No accounts in this case.</p>'
-    row = 22
-    height = 30 + row * max(len(shown_accounts), len(signals), len(peers), 1)
-    width = 760
-    xs = {"account": 150, "signal": 420, "peer": 650}
-
-    def y_of(index: int, count: int) -> float:
-        return 20 + (height - 30) * (index + 0.5) / max(count, 1)
-
-    pos = {
-        ("account", a): (xs["account"], y_of(i, len(shown_accounts)))
-        for i, a in enumerate(shown_accounts)
-    }
-    pos |= {("signal", s): (xs["signal"], y_of(i, len(signals))) for i, s in enumerate(signals)}
-    pos |= {("peer", p): (xs["peer"], y_of(i, len(peers))) for i, p in enumerate(peers)}
+    columns = {"account": shown_accounts, "signal": signals, "peer": peers}
+    height = 30 + _ROW * max(len(shown_accounts), len(signals), len(peers), 1)
+    pos = _layout(columns, height)
+    width = _DIAGRAM_WIDTH
     parts = [
         f'<svg id="cluster" xmlns="http://www.w3.org/2000/svg" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
         'aria-labelledby="cluster-title"><title id="cluster-title">Accounts, matched '
-        "signals and peers of this case</title>"
+        "signals and peers of this case</title>",
+        *_edges(links, pos),
+        *_nodes(pos),
     ]
+    more = len(set(accounts)) - len(shown_accounts)
+    if more > 0:
+        parts.append(
+            f'<text class="tick" x="10" y="{height - 4}">and {more} more account(s)</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _layout(columns: dict[str, list[str]], height: int) -> Position:
+    """Each column's labels spread evenly down the diagram, in order."""
+    pos: Position = {}
+    for group, labels in columns.items():
+        for i, label in enumerate(labels):
+            pos[group, label] = (_COLUMN_X[group], 20 + (height - 30) * (i + 0.5) / len(labels))
+    return pos
+
+
+def _edges(links: Sequence[tuple[str, str, str]], pos: Position) -> list[str]:
+    parts = []
     for a, s, p in links:
         if ("account", a) in pos and ("signal", s) in pos:
             (x1, y1), (x2, y2), (x3, y3) = pos["account", a], pos["signal", s], pos["peer", p]
@@ -85,6 +103,11 @@ def cluster_diagram(accounts: Sequence[str], links: Sequence[tuple[str, str, str
                 f'<line class="edge peer" x1="{x2}" y1="{y2:.1f}" x2="{x3}" '
                 f'y2="{y3:.1f}"/>'
             )
+    return parts
+
+
+def _nodes(pos: Position) -> list[str]:
+    parts = []
     for (group, label), (x, y) in pos.items():
         anchor, dx = {"account": ("end", -10), "signal": ("middle", 0), "peer": ("start", 10)}[
             group
@@ -95,13 +118,7 @@ def cluster_diagram(accounts: Sequence[str], links: Sequence[tuple[str, str, str
             f'<title>{esc(label)}</title></circle><text class="tick" x="{x + dx}" '
             f'y="{y + dy:.1f}" text-anchor="{anchor}">{esc(_short(label))}</text>'
         )
-    more = len(set(accounts)) - len(shown_accounts)
-    if more > 0:
-        parts.append(
-            f'<text class="tick" x="10" y="{height - 4}">and {more} more account(s)</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+    return parts
 
 
 def _short(label: str, limit: int = 34) -> str:
