@@ -32,7 +32,8 @@ from node.state.files import atomic_write
 from protocol.audit.canonical import encode_canonical
 from protocol.audit.proofs import build_consistency_proof, build_inclusion_proof, check_proof
 from protocol.audit.reconcile import reconcile as reconcile_reports
-from protocol.audit.verify import LogVerifier, VerifyReport, check_log_bytes
+from protocol.audit.verify import LogVerifier, check_log_bytes
+from protocol.audit.verify_report import VerifyReport
 from protocol.errors import ConfigError, InputError, VerificationError
 from protocol.identity import is_valid_lab_id, key_fingerprint
 from protocol.rules import Rule

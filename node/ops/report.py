@@ -20,7 +20,7 @@ from node.ops.report_chart import Point, chart
 from protocol.audit.canonical import encode_canonical
 from protocol.audit.checkpoint import parse_checkpoint
 from protocol.audit.records import public_key_from_hex
-from protocol.audit.verify import VerifyReport
+from protocol.audit.verify_report import VerifyReport
 from protocol.errors import VerificationError
 from protocol.exports import safe_cell
 from protocol.identity import key_fingerprint

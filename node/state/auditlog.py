@@ -45,7 +45,8 @@ from protocol.audit.records import (
     genesis_body,
     sign_record,
 )
-from protocol.audit.verify import LogVerifier, VerifyReport, split_lines, verify_log_bytes
+from protocol.audit.verify import LogVerifier, split_lines, verify_log_bytes
+from protocol.audit.verify_report import VerifyReport
 from protocol.errors import InputError, VerificationError
 from protocol.rules import Rule
 

@@ -23,7 +23,7 @@ from node.runtime import Node
 from node.state.auditlog import checkpoint_path, verify_log
 from node.ui.charts import bar_chart, cluster_diagram
 from protocol.audit.reconcile import reconcile
-from protocol.audit.verify import VerifyReport
+from protocol.audit.verify_report import VerifyReport
 from protocol.cases.lifecycle import STATES
 from protocol.errors import CrossmatchError, VerificationError
 from protocol.rules import Rule

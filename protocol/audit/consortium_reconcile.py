@@ -23,7 +23,7 @@ from typing import Any
 
 from protocol.audit.canonical import encode_canonical
 from protocol.audit.reconcile import Discrepancy, Findings
-from protocol.audit.verify import VerifyReport
+from protocol.audit.verify_report import VerifyReport
 from protocol.consortium.receipts import verify_receipt
 from protocol.errors import InputError, VerificationError
 from protocol.rules import Rule

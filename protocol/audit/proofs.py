@@ -24,7 +24,7 @@ from protocol.audit import merkle
 from protocol.audit.canonical import parse_canonical
 from protocol.audit.checkpoint import Checkpoint, parse_checkpoint, verify_checkpoint
 from protocol.audit.records import HEX32_RE, key_fingerprint, parse_log_id, verify_record_signature
-from protocol.audit.verify import VerifyReport
+from protocol.audit.verify_report import VerifyReport
 from protocol.errors import CrossmatchError, VerificationError
 from protocol.rules import Rule
 

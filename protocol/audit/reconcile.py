@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.audit.canonical import encode_canonical
-from protocol.audit.verify import VerifyReport
+from protocol.audit.verify_report import VerifyReport
 from protocol.errors import InputError, VerificationError
 from protocol.receipts import verify_receipt
 from protocol.rules import Rule

@@ -122,6 +122,11 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+def record_error(n: int, message: str, rule: Rule) -> VerificationError:
+    """The failure of record ``n`` (``where="record N"``), naming the rule it broke."""
+    return VerificationError(message, where=f"record {n}", rule=rule)
+
+
 def make_log_id(lab: str, key: Ed25519PublicKey) -> str:
     if not is_valid_lab_id(lab):
         raise InputError(f"lab id {lab!r} is not a DNS label", rule=Rule.LOG_ID)

@@ -1,6 +1,6 @@
 """Shapes of the audit bodies the verifier checks beyond their required members.
 
-``round_completed`` is checked in ``verify.round_body_problem`` (receipts and
+``round_completed`` is checked in ``round_checks.round_body_problem`` (receipts and
 all); these are the other events a peer can cause: aborted and refused rounds
 and the periodic summary of refusals not recorded one by one. Text members are
 bounded: a record quotes a peer, it never carries what the peer sent in full.

@@ -16,7 +16,8 @@ from protocol.audit.canonical import encode_canonical, parse_canonical
 from protocol.audit.checkpoint import make_checkpoint, sign_checkpoint
 from protocol.audit.merkle import leaf_hash
 from protocol.audit.records import build_record, encode_record, make_log_id, sign_record
-from protocol.audit.verify import KEY_EMBEDDED, KEY_SUPPLIED, verify_log_bytes
+from protocol.audit.verify import verify_log_bytes
+from protocol.audit.verify_report import KEY_EMBEDDED, KEY_SUPPLIED
 from protocol.errors import VerificationError
 from protocol.receipts import sign_receipt
 from tests.audit_simulator import T0, fixed_key, memory_lab, populate
