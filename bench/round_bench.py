@@ -321,8 +321,8 @@ def bench_policy(config: str, version: int) -> str:
 
 
 def bench_one(n: int, args: argparse.Namespace, root: Path) -> Result:
-    from node.config import read_consortium_key
     from node.demo.sandbox import Sandbox, run_cli
+    from node.pki.keys import read_consortium_key
 
     res = Result(n)
     sandbox = Sandbox(root / f"n{n}")

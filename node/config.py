@@ -37,8 +37,6 @@ from protocol.identity import validate_lab_id
 from protocol.messages import MODES
 from protocol.padding import parse_padding
 
-CONSORTIUM_KEY_HEADER = "crossmatch-consortium-key-v1:"
-
 
 def check_lab(lab: str) -> str:
     return validate_lab_id(lab)
@@ -397,23 +395,3 @@ def _load_metrics(m: dict[str, object]) -> str | None:
 
 def save_config(cfg: NodeConfig) -> None:
     atomic_write(cfg.paths.config, tomli_w.dumps(cfg.to_toml()).encode("utf-8"))
-
-
-def read_consortium_key(path: Path) -> bytes:
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read consortium key {path}: {e}") from e
-    if not text.startswith(CONSORTIUM_KEY_HEADER):
-        raise ConfigError(f"{path} is not a crossmatch consortium key file")
-    try:
-        key = bytes.fromhex(text[len(CONSORTIUM_KEY_HEADER) :])
-    except ValueError as e:
-        raise ConfigError(f"{path}: consortium key is not hex") from e
-    if len(key) != 32:
-        raise ConfigError(f"{path}: consortium key must be 32 bytes, got {len(key)}")
-    return key
-
-
-def format_consortium_key(key: bytes) -> bytes:
-    return (CONSORTIUM_KEY_HEADER + key.hex() + "\n").encode("ascii")

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node import pki
-from node.config import NodeConfig, load_config, read_consortium_key
+from node.config import NodeConfig, load_config
+from node.pki.keys import read_consortium_key
 from node.state.auditlog import AuditLog
 from node.state.files import atomic_write, check_private, read_or_raise, read_secret
 from node.state.store import Store

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "node.cli.results",
     "node.cli.rounds",
     "node.cli.audit",
+    "node.cli.audit_compare",
     "node.cli.disclosure",
     "node.cli.demo",
     "node.cli.policy",

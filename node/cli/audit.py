@@ -31,12 +31,10 @@ from node.state.auditlog import checkpoint_path, read_bytes
 from node.state.files import atomic_write
 from protocol.audit.canonical import encode_canonical
 from protocol.audit.proofs import build_consistency_proof, build_inclusion_proof, check_proof
-from protocol.audit.reconcile import reconcile as reconcile_reports
 from protocol.audit.verify import LogVerifier, check_log_bytes
 from protocol.audit.verify_report import VerifyReport
 from protocol.errors import ConfigError, InputError, VerificationError
 from protocol.identity import is_valid_lab_id, key_fingerprint
-from protocol.rules import Rule
 
 EXISTING = click.Path(exists=True, path_type=Path)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -121,7 +119,7 @@ def verified(
     return report
 
 
-def _key_line(target: Target, report: VerifyReport) -> str:
+def key_line(target: Target, report: VerifyReport) -> str:
     if target.key is None:
         return (
             f"  key: {report.key_fingerprint}, embedded in the log (pass --key to check it "
@@ -201,7 +199,7 @@ def verify_command(
         return
     lines = report.summary_lines()
     click.echo(lines[0])
-    click.echo(_key_line(resolved, report))
+    click.echo(key_line(resolved, report))
     for line in lines[1:]:
         click.echo(line)
 
@@ -298,75 +296,6 @@ def export_command(target: Path, fmt: str, key_file: Path | None, out: Path | No
             writer.writerows(csv_row(row) for row in rows)
     if out is not None:
         click.echo(f"wrote {len(rows)} rows to {out}", err=True)
-
-
-@audit.command("reconcile", short_help="Compare two labs' logs round by round.")
-@click.argument("log_a", type=EXISTING)
-@click.argument("log_b", type=EXISTING)
-@click.option("--key-a", type=EXISTING_FILE, help="Audit public key of lab A (PEM).")
-@click.option("--key-b", type=EXISTING_FILE, help="Audit public key of lab B (PEM).")
-@click.option(
-    "--checkpoint-a",
-    type=EXISTING_FILE,
-    multiple=True,
-    help="A checkpoint of A's log kept by someone else. Repeatable.",
-)
-@click.option(
-    "--checkpoint-b",
-    type=EXISTING_FILE,
-    multiple=True,
-    help="A checkpoint of B's log kept by someone else. Repeatable.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def reconcile_command(
-    log_a: Path,
-    log_b: Path,
-    key_a: Path | None,
-    key_b: Path | None,
-    checkpoint_a: tuple[Path, ...],
-    checkpoint_b: tuple[Path, ...],
-    as_json: bool,
-) -> None:
-    """Compare two labs' logs (files or node directories) round by round.
-
-    Lists rounds present in one log only, records that disagree, receipts that do not match,
-    and logs rewritten after the fact (a receipt the peer holds names another root).
-    Exit 0 when they agree; exit 3 listing every discrepancy.
-    """
-    target_a = resolve_target(log_a, key_a, checkpoint_a)
-    target_b = resolve_target(log_b, key_b, checkpoint_b)
-    reports = []
-    for name, target in (("A", target_a), ("B", target_b)):
-        try:
-            reports.append(verified(target))
-        except VerificationError as e:
-            raise VerificationError(
-                f"log {name} does not verify: {e.message}", where=e.where, rule=e.rule
-            ) from e
-    result = reconcile_reports(reports[0], reports[1])
-    if as_json:
-        print_json(
-            {
-                "ok": result.ok,
-                "lab_a": result.lab_a,
-                "lab_b": result.lab_b,
-                "rounds_compared": result.rounds_compared,
-                "receipts_anchored": result.receipts_anchored,
-                "notes": result.notes,
-                "discrepancies": [d.__dict__ for d in result.discrepancies],
-            }
-        )
-    else:
-        for line in result.summary_lines():
-            click.echo(line)
-        for name, target, report in (("A", target_a, reports[0]), ("B", target_b, reports[1])):
-            click.echo(_key_line(target, report).replace("  key:", f"  key of {name}:", 1))
-    if not result.ok:
-        raise VerificationError(
-            f"{len(result.discrepancies)} discrepancies between the logs of {result.lab_a} "
-            f"and {result.lab_b}",
-            rule=Rule.RECONCILE,
-        )
 
 
 @audit.command("report", short_help="Self-contained HTML report for a reviewer.")

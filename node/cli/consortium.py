@@ -86,11 +86,8 @@ def consortium_round(node_dir: Path, as_json: bool) -> None:
 
 
 def register(group: click.Group) -> None:
-    from node.cli.audit import audit
-
     group.add_command(hub)
     group.add_command(consortium_round)
-    audit.add_command(reconcile_consortium_command)
 
 
 def consortium_matches(node_dir: Path, round_id: str | None, kind: str | None, fmt: str) -> None:
@@ -128,49 +125,3 @@ def consortium_matches(node_dir: Path, round_id: str | None, kind: str | None, f
             r["round_id"][:12],
         ),
     )
-
-
-@click.command(
-    "reconcile-consortium",
-    short_help="Compare participants' and the hub's logs over consortium rounds.",
-)
-@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def reconcile_consortium_command(logs: tuple[Path, ...], as_json: bool) -> None:
-    """Verify each log (node or hub directories, or log files), then check that they tell
-    one story about every consortium round: same header, receipts that verify with each
-    signer's key and match the other party's copy, result counts as the hub logged them.
-
-    Exit 0 when they agree; exit 3 listing every discrepancy."""
-    from node.cli.audit import resolve_target, verified
-    from protocol.audit.consortium_reconcile import reconcile_consortium
-    from protocol.errors import VerificationError
-
-    reports = []
-    for path in logs:
-        try:
-            reports.append(verified(resolve_target(path, None)))
-        except VerificationError as e:
-            raise VerificationError(
-                f"log {path} does not verify: {e.message}", where=e.where, rule=e.rule
-            ) from e
-    result = reconcile_consortium(reports)
-    if as_json:
-        print_json(
-            {
-                "ok": result.ok,
-                "labs": result.labs,
-                "notes": result.notes,
-                "rounds_compared": result.rounds_compared,
-                "receipts_checked": result.receipts_checked,
-                "discrepancies": [d.__dict__ for d in result.discrepancies],
-            }
-        )
-    else:
-        for line in result.summary_lines():
-            click.echo(line)
-    if not result.ok:
-        raise VerificationError(
-            f"{len(result.discrepancies)} discrepancies between the logs",
-            rule=result.discrepancies[0].rule,
-        )

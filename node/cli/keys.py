@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from node.config import format_consortium_key
+from node.pki.keys import format_consortium_key
 from node.state.files import write_secret
 from protocol.errors import ConfigError
 

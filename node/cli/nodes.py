@@ -18,11 +18,10 @@ from node.config import (
     PeerConfig,
     check_address,
     check_lab,
-    format_consortium_key,
     load_config,
-    read_consortium_key,
     save_config,
 )
+from node.pki.keys import format_consortium_key, read_consortium_key
 from node.runtime import Node, audit_log_id, utc_now
 from node.state.auditlog import AuditLog
 from node.state.files import atomic_write, write_secret

@@ -1,5 +1,6 @@
 """Private key files: TLS keys (ECDSA P-256) written 0600, loaded only when not group/world
-readable, and audit public keys read from either half of a PEM pair."""
+readable, audit public keys read from either half of a PEM pair, and the consortium's
+shared fingerprint key (``crossmatch-consortium-key-v1:`` and 64 hex digits)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from node.state.files import atomic_write, read_or_raise
 from protocol.errors import ConfigError
 from protocol.rules import Rule
+
+CONSORTIUM_KEY_HEADER = "crossmatch-consortium-key-v1:"
 
 
 def generate_tls_key() -> ec.EllipticCurvePrivateKey:
@@ -72,3 +75,23 @@ def load_audit_public_key(path: Path) -> ed25519.Ed25519PublicKey:
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise ConfigError("audit key must be Ed25519", where=str(path))
     return key
+
+
+def read_consortium_key(path: Path) -> bytes:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read consortium key {path}: {e}") from e
+    if not text.startswith(CONSORTIUM_KEY_HEADER):
+        raise ConfigError(f"{path} is not a crossmatch consortium key file")
+    try:
+        key = bytes.fromhex(text[len(CONSORTIUM_KEY_HEADER) :])
+    except ValueError as e:
+        raise ConfigError(f"{path}: consortium key is not hex") from e
+    if len(key) != 32:
+        raise ConfigError(f"{path}: consortium key must be 32 bytes, got {len(key)}")
+    return key
+
+
+def format_consortium_key(key: bytes) -> bytes:
+    return (CONSORTIUM_KEY_HEADER + key.hex() + "\n").encode("ascii")

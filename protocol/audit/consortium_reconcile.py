@@ -40,6 +40,14 @@ class ConsortiumReconcileReport(Findings):
     notes: list[str] = field(default_factory=list)
     discrepancies: list[Discrepancy] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labs": self.labs,
+            "rounds_compared": self.rounds_compared,
+            "receipts_checked": self.receipts_checked,
+            **self.findings_dict(),
+        }
+
     def summary_lines(self) -> list[str]:
         return [
             f"{', '.join(self.labs)}: {self.verdict()}",

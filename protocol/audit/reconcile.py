@@ -67,6 +67,13 @@ class Findings:
             f"  DISCREPANCY {d.line()}" for d in self.discrepancies
         ]
 
+    def findings_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "notes": self.notes,
+            "discrepancies": [d.__dict__ for d in self.discrepancies],
+        }
+
 
 @dataclass
 class ReconcileReport(Findings):
@@ -78,6 +85,15 @@ class ReconcileReport(Findings):
     receipts_anchored: int = 0
     notes: list[str] = field(default_factory=list)
     discrepancies: list[Discrepancy] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lab_a": self.lab_a,
+            "lab_b": self.lab_b,
+            "rounds_compared": self.rounds_compared,
+            "receipts_anchored": self.receipts_anchored,
+            **self.findings_dict(),
+        }
 
     def summary_lines(self) -> list[str]:
         return [

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from node.config import read_consortium_key
 from node.demo.sandbox import Sandbox, run_cli, sandbox_policy
 from node.net.feedback import send_opinions
+from node.pki.keys import read_consortium_key
 from node.runtime import Node
 from protocol.errors import CrossmatchError
 from protocol.feedback import Opinion
