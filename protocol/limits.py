@@ -1,7 +1,7 @@
 """Bounds on what a peer may send, and how a peer's text may be quoted.
 
 Every field of every wire message has a size limit here, checked (by
-``node/net/bounds.py``) before the message is logged, stored or used to size
+``node/net/wire.py``) before the message is logged, stored or used to size
 anything. A peer's string never reaches the audit log, the store, a log line or
 a metric label as sent: :func:`peer_text` quotes a bounded, escaped prefix and
 the full length; a rule a peer names is kept only through ``protocol.rules.parse_rule``.

@@ -46,12 +46,8 @@ from protocol.psi import (
     ELEMENT_BYTES,
     PackedElements,
     RandomSource,
-    TableSource,
     count_points,
     has_duplicates,
-    match_packed,
-    packed_elements,
-    sections,
     shuffle_packed_within_sections,
 )
 from protocol.round_work import (
@@ -61,6 +57,9 @@ from protocol.round_work import (
     RoundCache,
     RoundOutcome,
     RoundWork,
+    cache_update,
+    match_sections,
+    matched_rows,
 )
 from protocol.rules import Rule
 from protocol.suites.base import WorkerEngine
@@ -270,19 +269,8 @@ class RoundSide:
         """
         if not self._keep or self._outcome is None:
             return None
-        return CacheUpdate(
-            own=TableSource(
-                packed_elements(self._own),
-                ELEMENT_BYTES,
-                self._own_blinded,
-                self._w,
-            ),
-            peer=TableSource(
-                self._peer_blinded,
-                self._w,
-                self._peer_double,
-                self._w,
-            ),
+        return cache_update(
+            self._own, self._own_blinded, self._peer_blinded, self._peer_double, self._w
         )
 
     def release(self) -> None:
@@ -399,16 +387,12 @@ class RoundSide:
         """What the proofs of a verified round are over (after :meth:`result`)."""
         if not self.verified or self._outcome is None:
             raise ValueError("proofs are for a matched round with verified matches")
-        own_positions = [
-            start + np.asarray(self._outcome.matched_positions.get(kind, []), np.int64)
-            for kind, (start, _) in zip(self.header.kinds, sections(self.own_sizes), strict=True)
-        ]
         return verified.Material(
             sent=self._own_blinded,
             returned=self._own_double,
             received=self._peer_blinded,
             reblinded=self._peer_double,
-            matched=np.concatenate(own_positions),
+            matched=matched_rows(self.header.kinds, self.own_sizes, self._outcome),
             found=sum(self._outcome.intersection_sizes.values()),
             peer_total=self._peer_total,
             width=self._w,
@@ -511,21 +495,13 @@ class RoundSide:
     # -- matching ----------------------------------------------------------
 
     def _match(self) -> RoundOutcome:
-        own_double, peer_double = self._own_double, self._peer_double
-        sizes: dict[str, int] = {}
-        positions: dict[str, list[int]] = {}
-        # Sections line up by kind: the peer's section i holds the same kind as ours.
-        for kind, (start, end), (pstart, pend) in zip(
-            self.header.kinds, sections(self.own_sizes), sections(self.peer_sizes), strict=True
-        ):
-            found = match_packed(
-                own_double[start * self._w : end * self._w],
-                peer_double[pstart * self._w : pend * self._w],
-                self._w,
-            )
-            sizes[kind] = len(found)
-            if self.header.mode == "reveal":
-                positions[kind] = found
+        sizes, positions = match_sections(
+            self.header,
+            self.role,
+            self._own_double,
+            self._peer_double,
+            self._w,
+        )
         if not self.verified:  # no longer needed (a cache or a proof would need them)
             if not self._keep:
                 self._peer_double = _buffer(0, self._w)

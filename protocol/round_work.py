@@ -25,10 +25,13 @@ from protocol.psi import (
     PackedTable,
     TableSource,
     fill_rows,
+    match_packed,
     packed_elements,
     rows,
+    sections,
 )
 from protocol.suites.base import WorkerEngine
+from protocol.transcript import RoundHeader
 
 
 @dataclass
@@ -218,3 +221,57 @@ class CachedWork:
         future = self.submissions.blind(misses) if misses else None
         known = rows(blinded, self._w)[start:end]
         return Chunk(known, f, future)
+
+
+# -- what a complete round yields -------------------------------------------------------------
+
+
+def match_sections(
+    header: RoundHeader, role: str, own_double: np.ndarray, peer_double: np.ndarray, width: int
+) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Intersection size per kind, and (reveal mode) the matching positions within each of
+    our kind sections. Sections line up by kind: the peer's section i holds the same kind
+    as ours."""
+    sizes: dict[str, int] = {}
+    positions: dict[str, list[int]] = {}
+    other = "responder" if role == "initiator" else "initiator"
+    ours, theirs = header.sizes(role), header.sizes(other)
+    for kind, (start, end), (pstart, pend) in zip(
+        header.kinds, sections(ours), sections(theirs), strict=True
+    ):
+        found = match_packed(
+            own_double[start * width : end * width],
+            peer_double[pstart * width : pend * width],
+            width,
+        )
+        sizes[kind] = len(found)
+        if header.mode == "reveal":
+            positions[kind] = found
+    return sizes, positions
+
+
+def matched_rows(
+    kinds: Sequence[str], own_sizes: Sequence[int], outcome: RoundOutcome
+) -> np.ndarray:
+    """The matching positions of every kind as rows of our whole element list."""
+    return np.concatenate(
+        [
+            start + np.asarray(outcome.matched_positions.get(kind, []), np.int64)
+            for kind, (start, _) in zip(kinds, sections(own_sizes), strict=True)
+        ]
+    )
+
+
+def cache_update(
+    own: Sequence[bytes],
+    own_blinded: np.ndarray,
+    peer_blinded: np.ndarray,
+    peer_double: np.ndarray,
+    width: int,
+) -> CacheUpdate:
+    """This round's values as the next round's cache: own element -> its blinding, the
+    peer's point -> our re-blinding of it."""
+    return CacheUpdate(
+        own=TableSource(packed_elements(own), ELEMENT_BYTES, own_blinded, width),
+        peer=TableSource(peer_blinded, width, peer_double, width),
+    )

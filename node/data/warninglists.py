@@ -5,7 +5,7 @@ the CA at install and again at every load); the local list, unsigned, in
 ``NODE_DIR/warninglist.local.toml``. A value a list covers is flagged
 ``held_back`` in the store at import, and when a list is installed every held
 signal is screened again; rounds leave flagged signals out
-(``node.net.exchange.prepare_side``) and name the lists in force in their audit
+(``node.net.prepare.prepare_side``) and name the lists in force in their audit
 record.
 """
 

@@ -13,16 +13,16 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
-from node.net.bounds import check_exchange_message
+from node.net.wire import ExchangeMessage, decode_exchange
 from protocol.errors import ProtocolError
 from protocol.rules import Rule
-from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 
 
 def first_message(
-    requests: Iterator[pb.ExchangeMessage], context: grpc.ServicerContext, seconds: float
-) -> pb.ExchangeMessage:
-    """The stream's Start, within ``seconds``; ProtocolError otherwise (the stream is cut)."""
+    requests: Iterator[ExchangeMessage], context: grpc.ServicerContext, seconds: float
+) -> str:
+    """The round id of the stream's Start, within ``seconds``; ProtocolError otherwise
+    (the stream is cut)."""
     timer = threading.Timer(seconds, context.cancel)
     timer.daemon = True
     timer.start()
@@ -34,10 +34,10 @@ def first_message(
         timer.cancel()
     if first is None and not context.is_active():
         raise ProtocolError(f"no Start message within {seconds:g} s", rule=Rule.TIMEOUT)
-    if first is None or first.WhichOneof("body") != "start":
+    start = decode_exchange(first) if first is not None else None
+    if start is None or start.body != "start" or not isinstance(start.value, str):
         raise ProtocolError("stream must begin with Start", rule=Rule.MESSAGE_ORDER)
-    check_exchange_message(first)
-    return first
+    return start.value
 
 
 class Watchdog:

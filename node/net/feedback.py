@@ -14,16 +14,14 @@ from datetime import UTC, datetime
 
 import grpc
 
+from node.net import wire
 from node.net.grpc_status import error_from_rpc
 from node.runtime import Node, iso
 from node.state.cases_store import ensure_schema, meta, set_meta
 from protocol.errors import CrossmatchError
 from protocol.feedback import MAX_OPINIONS, Opinion, check_batch
-from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
-TO_PB = {"confirmed": pb.VERDICT_CONFIRMED, "false_positive": pb.VERDICT_FALSE_POSITIVE}
-FROM_PB = {v: k for k, v in TO_PB.items()}
 SEND_TIMEOUT = 30.0
 _KNOWN = (
     "SELECT 1 FROM matches m JOIN rounds r ON r.round_id = m.round_id"
@@ -33,15 +31,12 @@ _KNOWN = (
 
 
 def counts(opinions: Sequence[Opinion]) -> dict[str, int]:
-    return {v: sum(1 for o in opinions if o.verdict == v) for v in TO_PB}
+    return {v: sum(1 for o in opinions if o.verdict == v) for v in wire.VERDICT_CODES}
 
 
-def receive_opinions(node: Node, peer_lab: str, batch: pb.OpinionBatch) -> pb.OpinionAck:
+def receive_opinions(node: Node, peer_lab: str, batch: wire.OpinionBatch) -> wire.OpinionAck:
     """Check, store and audit a peer's batch; CrossmatchError (audited) if refused."""
-    opinions = [
-        Opinion(o.round_id[:64], o.kind[:32], bytes(o.fingerprint[:64]), FROM_PB.get(o.verdict, ""))
-        for o in batch.opinions[: MAX_OPINIONS + 1]
-    ]
+    opinions, sent = wire.opinions_from_pb(batch, MAX_OPINIONS + 1)
     store = node.store
     ensure_schema(store)
     now = node.now()
@@ -75,31 +70,21 @@ def receive_opinions(node: Node, peer_lab: str, batch: pb.OpinionBatch) -> pb.Op
             "opinions_refused",
             {
                 "peer": peer_lab,
-                "count": len(batch.opinions),
+                "count": sent,
                 "reason": e.message,
                 "rule": e.rule or "",
             },
         )
         raise
     node.log("opinions_received", {"peer": peer_lab, "count": len(opinions), **counts(opinions)})
-    return pb.OpinionAck(accepted=len(opinions))
+    return wire.opinion_ack(len(opinions))
 
 
 def send_opinions(
     node: Node, peer_lab: str, opinions: Sequence[Opinion], *, case_id: str = ""
 ) -> int:
     """Send one batch to ``peer_lab`` over mutual TLS and audit it; the count accepted."""
-    batch = pb.OpinionBatch(
-        opinions=[
-            pb.Opinion(
-                round_id=o.round_id,
-                kind=o.kind,
-                fingerprint=o.fingerprint,
-                verdict=TO_PB[o.verdict],
-            )
-            for o in opinions
-        ]
-    )
+    batch = wire.opinions_to_pb(opinions)
     from node.net.initiator import open_channel  # here: initiator imports the service
 
     with open_channel(node, peer_lab) as channel:

@@ -12,11 +12,12 @@ import grpc
 
 from node import pki
 from node.net import proof, wire
-from node.net.bounds import check_open_response
 from node.net.deadlines import Watchdog
-from node.net.exchange import END, ExchangeSession, PreparedSide, prepare_side
+from node.net.exchange import END, ExchangeSession
 from node.net.grpc_status import error_from_rpc
+from node.net.prepare import PreparedSide, prepare_side
 from node.net.recorder import RoundFacts, RoundRecorder
+from node.net.round_deps import SessionDeps
 from node.runtime import Node, iso
 from protocol import PROTOCOL_VERSION
 from protocol.admission import admit_response
@@ -27,7 +28,6 @@ from protocol.policy import Policy
 from protocol.responder_proof import NONCE_BYTES
 from protocol.rules import Rule
 from protocol.transcript import RoundHeader
-from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("crossmatch.initiator")
@@ -86,22 +86,10 @@ def run_round(
     with open_channel(node, peer_lab) as channel:
         stub = pb_grpc.CrossmatchStub(channel)
         answer, peer = _open(node, stub, proposal, policy, started)
-        header = RoundHeader(
-            round_id=proposal.round_id,
-            initiator=node.lab,
-            responder=peer_lab,
-            mode=mode,
-            kinds=proposal.kinds,
-            initiator_sizes=proposal.sizes,
-            responder_sizes=answer.sizes,
-            policy_hash=proposal.policy_hash,
-            initiator_commitment=proposal.input_commitment,
-            responder_commitment=answer.input_commitment,
-            prompt_params=proposal.prompt_params,
-            suite=policy.suite,
-            verified_matches=policy.verified_matches,
+        header = _agreed(proposal, answer, policy)
+        session = ExchangeSession(
+            SessionDeps.of(node), header, "initiator", prepared, peer, started
         )
-        session = ExchangeSession(node, header, "initiator", prepared, peer, started)
         try:
             _exchange(node, stub, session, cancel, progress)
         except CrossmatchError as e:
@@ -110,10 +98,33 @@ def run_round(
             raise
         finally:
             session.close()
+    return _summary(header, session)
+
+
+def _agreed(proposal: Proposal, answer: ProposalResponse, policy: Policy) -> RoundHeader:
+    """The round both sides agreed on: our proposal and the responder's admitted answer."""
+    return RoundHeader(
+        round_id=proposal.round_id,
+        initiator=proposal.initiator,
+        responder=proposal.responder,
+        mode=proposal.mode,
+        kinds=proposal.kinds,
+        initiator_sizes=proposal.sizes,
+        responder_sizes=answer.sizes,
+        policy_hash=proposal.policy_hash,
+        initiator_commitment=proposal.input_commitment,
+        responder_commitment=answer.input_commitment,
+        prompt_params=proposal.prompt_params,
+        suite=policy.suite,
+        verified_matches=policy.verified_matches,
+    )
+
+
+def _summary(header: RoundHeader, session: ExchangeSession) -> RoundSummary:
     return RoundSummary(
         round_id=header.round_id,
-        peer=peer_lab,
-        mode=mode,
+        peer=header.responder,
+        mode=header.mode,
         kinds=list(header.kinds),
         own_sizes=dict(zip(header.kinds, header.initiator_sizes, strict=True)),
         peer_sizes=dict(zip(header.kinds, header.responder_sizes, strict=True)),
@@ -163,8 +174,7 @@ def _open(
     request = wire.proposal_to_pb(proposal)
     try:
         response = stub.OpenRound(request, timeout=OPEN_TIMEOUT)
-        check_open_response(response)  # field sizes, before any field is used
-        answer = wire.response_from_pb(response)
+        answer = wire.response_from_pb(response)  # field sizes, before any field is used
         # TLS checked that the responder's certificate names the peer, but not the CRL,
         # and the certificate TLS saw is out of our reach. So the responder presents
         # one (chain, lab, validity, revocation checked here) and proves it holds its
@@ -208,8 +218,8 @@ def _exchange(
     cancel: threading.Event | None = None,
     progress: Progress | None = None,
 ) -> None:
-    def requests() -> Iterator[pb.ExchangeMessage]:
-        yield pb.ExchangeMessage(start=pb.Start(round_id=session.header.round_id))
+    def requests() -> Iterator[wire.ExchangeMessage]:
+        yield wire.start(session.header.round_id)
         while True:
             item = session.outbox.get()
             if item is END:
@@ -217,7 +227,6 @@ def _exchange(
             watchdog.seen()
             yield item  # type: ignore[misc]
 
-    peer = session.header.responder
     responses = stub.Exchange(requests(), timeout=node.config.round_timeout)
     silence = node.config.limits.peer_silence_seconds
 
@@ -234,30 +243,11 @@ def _exchange(
             name="round-cancel",
             daemon=True,
         ).start()
-    h = session.header
-    total = sum(h.responder_sizes) + sum(h.initiator_sizes)
-    width = session.engine.point_bytes
-    received = 0
     session.start()
     try:
-        for msg in responses:
-            watchdog.seen()
-            if progress is not None and msg.WhichOneof("body") in ("own_blinded", "peer_reblinded"):
-                chunk = getattr(msg, msg.WhichOneof("body"))
-                received += len(chunk.points) // width
-                progress(min(received, total), total)
-            if session.handle(msg):
-                return
-            if session.side.error is not None:
-                break
-        session.side.settle(5.0)
-        error = session.side.error or ProtocolError(
-            "stream ended early: " + session.side.missing(), rule=Rule.STREAM_ENDED
-        )
-        raise error
+        _receive(session, responses, watchdog, progress)
     except grpc.RpcError as e:
-        error = session.side.error or error_from_rpc(e, peer)
-        _abort(session, error)
+        _abort(session, session.side.error or error_from_rpc(e, session.header.responder))
     except CrossmatchError as e:
         _abort(session, e)
     finally:
@@ -265,6 +255,34 @@ def _exchange(
         watchdog.stop()
         session.outbox.put(END)
         responses.cancel()
+
+
+def _receive(
+    session: ExchangeSession,
+    responses: Iterator[wire.ExchangeMessage],
+    watchdog: Watchdog,
+    progress: Progress | None,
+) -> None:
+    """The responder's messages into the session until the round is over; raises the
+    round's error when the stream ends before that."""
+    h = session.header
+    total = sum(h.responder_sizes) + sum(h.initiator_sizes)
+    width = session.engine.point_bytes
+    received = 0
+    for msg in responses:
+        watchdog.seen()
+        points = wire.points_in(msg) // width if progress is not None else 0
+        if points and progress is not None:
+            received += points
+            progress(min(received, total), total)
+        if session.handle(msg):
+            return
+        if session.side.error is not None:
+            break
+    session.side.settle(5.0)
+    raise session.side.error or ProtocolError(
+        "stream ended early: " + session.side.missing(), rule=Rule.STREAM_ENDED
+    )
 
 
 def _cancel_on(

@@ -21,14 +21,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from node.net import proof, wire
-from node.net.bounds import check_open_request
 from node.net.deadlines import Watchdog, first_message
-from node.net.exchange import END, ExchangeSession, PreparedSide, prepare_side
+from node.net.exchange import END, ExchangeSession
 from node.net.feedback import receive_opinions
 from node.net.grpc_status import abort_with
+from node.net.prepare import PreparedSide, prepare_side
 from node.net.recorder import RoundFacts, RoundRecorder
 from node.net.refusals import RefusalLedger
-from node.pki import PeerIdentity
+from node.net.round_deps import SessionDeps
+from node.pki import PeerIdentity, peer_certificate_from_grpc_context
 from node.runtime import Node, iso
 from protocol.admission import Flight, admit_proposal
 from protocol.errors import (
@@ -42,7 +43,6 @@ from protocol.limits import peer_text
 from protocol.messages import MODES, Proposal, ProposalResponse, prompt_param_set_id
 from protocol.rules import Rule
 from protocol.transcript import RoundHeader
-from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("crossmatch.service")
@@ -82,10 +82,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
     # -- identity --------------------------------------------------------------
 
     def _authenticate(self, context: grpc.ServicerContext) -> PeerIdentity:
-        certs = context.auth_context().get("x509_pem_cert")
-        if not certs:
-            raise PolicyError("no client certificate", rule=Rule.IDENTITY)
-        identity = self.node.peer_identity(certs[0])
+        identity = self.node.peer_identity(peer_certificate_from_grpc_context(context))
         if identity.lab not in {p.lab for p in self.node.config.peers}:
             self.node.reload_config()  # `peer add` may have run while we serve
         if identity.lab not in {p.lab for p in self.node.config.peers}:
@@ -96,13 +93,13 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
 
     # -- OpenRound ---------------------------------------------------------------
 
-    def OpenRound(self, request: pb.OpenRoundRequest, context: grpc.ServicerContext):
+    def OpenRound(self, request: wire.OpenRoundRequest, context: grpc.ServicerContext):
         peer_lab = ""
-        proposal = wire.proposal_from_pb(request)
+        proposal = wire.refused_proposal(request)  # what a refusal may record of it
         try:
             peer = self._authenticate(context)
             peer_lab = peer.lab
-            check_open_request(request)  # before any field is quoted, stored or used
+            proposal = wire.proposal_from_pb(request)  # sizes checked before anything else
             self.node.require_audit()
             header, prepared = self._accept(proposal, peer)
         except CrossmatchError as e:
@@ -135,8 +132,8 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         return response
 
     def SendOpinions(
-        self, request: pb.OpinionBatch, context: grpc.ServicerContext
-    ) -> pb.OpinionAck:
+        self, request: wire.OpinionBatch, context: grpc.ServicerContext
+    ) -> wire.OpinionAck:
         """Peer feedback on matches of reveal rounds between us (node/net/feedback.py)."""
         try:
             peer = self._authenticate(context)
@@ -251,18 +248,18 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
     # -- Exchange ----------------------------------------------------------------
 
     def Exchange(
-        self, request_iterator: Iterator[pb.ExchangeMessage], context: grpc.ServicerContext
+        self, request_iterator: Iterator[wire.ExchangeMessage], context: grpc.ServicerContext
     ):
         try:
             peer = self._authenticate(context)
-            first = first_message(request_iterator, context, self.limits.first_message_seconds)
+            round_id = first_message(request_iterator, context, self.limits.first_message_seconds)
             with self._lock:
-                pending = self._pending.get(first.start.round_id)
+                pending = self._pending.get(round_id)
                 if pending is None or pending.peer.lab != peer.lab:
                     raise PolicyError(
                         "no accepted round with that id for this peer", rule=Rule.UNKNOWN_ROUND
                     )
-                del self._pending[first.start.round_id]
+                del self._pending[round_id]
         except CrossmatchError as e:
             abort_with(context, e)
             return
@@ -276,11 +273,11 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
     def _run(
         self,
         pending: PendingRound,
-        requests: Iterator[pb.ExchangeMessage],
+        requests: Iterator[wire.ExchangeMessage],
         context: grpc.ServicerContext,
-    ) -> Iterator[pb.ExchangeMessage]:
+    ) -> Iterator[wire.ExchangeMessage]:
         session = ExchangeSession(
-            self.node,
+            SessionDeps.of(self.node),
             pending.header,
             "responder",
             pending.prepared,
@@ -294,7 +291,6 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 else ProtocolError("stream cancelled by peer", rule=Rule.STREAM_ENDED)
             )
         )
-
         silence = self.limits.peer_silence_seconds
 
         def on_silence() -> None:
@@ -304,53 +300,57 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             context.cancel()
 
         watchdog = Watchdog(silence, on_silence)
-
-        def read() -> None:
-            try:
-                for msg in requests:
-                    watchdog.seen()
-                    if session.handle(msg):
-                        return
-                session.side.settle(5.0)
-                raise session.side.error or ProtocolError(
-                    "stream ended early: " + session.side.missing(), rule=Rule.STREAM_ENDED
-                )
-            except CrossmatchError as e:
-                session.abort(e, session.stage())
-            except grpc.RpcError as e:
-                session.abort(
-                    ProtocolError(f"stream broken: {e}", rule=Rule.STREAM_ENDED), session.stage()
-                )
-            except Exception as e:  # never let a peer's stream kill the server thread silently
-                log.exception("round %s failed", pending.header.round_id)
-                session.abort(
-                    ProtocolError(f"internal error: {type(e).__name__}", rule=Rule.INTERNAL),
-                    session.stage(),
-                )
-
-        reader = threading.Thread(target=read, name="exchange-read", daemon=True)
+        reader = threading.Thread(
+            target=_read, args=(session, requests, watchdog), name="exchange-read", daemon=True
+        )
         session.start()
         reader.start()
         watchdog.start()
         try:
-            while True:
-                try:
-                    item = session.outbox.get(timeout=IDLE_TIMEOUT)
-                except queue.Empty:
-                    session.abort(
-                        ProtocolError("peer idle too long", rule=Rule.TIMEOUT), session.stage()
-                    )
-                    break
-                if item is END:
-                    break
-                watchdog.seen()  # our own progress counts: we may be the one working
-                yield cast(pb.ExchangeMessage, item)
             # Not joining the reader: it only ends once this RPC ends, i.e. after we return.
-            if not session.recorded.is_set():
-                err = session.side.error or ProtocolError(
-                    "stream ended early", rule=Rule.STREAM_ENDED
-                )
-                session.abort(err, session.stage())
+            yield from _write(session, watchdog)
         finally:
             watchdog.stop()
             session.close()
+
+
+def _read(
+    session: ExchangeSession, requests: Iterator[wire.ExchangeMessage], watchdog: Watchdog
+) -> None:
+    """The reader thread: the initiator's messages into the session, until the round ends."""
+    try:
+        for msg in requests:
+            watchdog.seen()
+            if session.handle(msg):
+                return
+        session.side.settle(5.0)
+        raise session.side.error or ProtocolError(
+            "stream ended early: " + session.side.missing(), rule=Rule.STREAM_ENDED
+        )
+    except CrossmatchError as e:
+        session.abort(e, session.stage())
+    except grpc.RpcError as e:
+        session.abort(ProtocolError(f"stream broken: {e}", rule=Rule.STREAM_ENDED), session.stage())
+    except Exception as e:  # never let a peer's stream kill the server thread silently
+        log.exception("round %s failed", session.header.round_id)
+        session.abort(
+            ProtocolError(f"internal error: {type(e).__name__}", rule=Rule.INTERNAL),
+            session.stage(),
+        )
+
+
+def _write(session: ExchangeSession, watchdog: Watchdog) -> Iterator[wire.ExchangeMessage]:
+    """The response stream: the session's outbox, until END; an unfinished round aborts."""
+    while True:
+        try:
+            item = session.outbox.get(timeout=IDLE_TIMEOUT)
+        except queue.Empty:
+            session.abort(ProtocolError("peer idle too long", rule=Rule.TIMEOUT), session.stage())
+            break
+        if item is END:
+            break
+        watchdog.seen()  # our own progress counts: we may be the one working
+        yield cast(wire.ExchangeMessage, item)
+    if not session.recorded.is_set():
+        err = session.side.error or ProtocolError("stream ended early", rule=Rule.STREAM_ENDED)
+        session.abort(err, session.stage())

@@ -125,14 +125,21 @@ def layering_offenders(path: Path, source: str, module: str) -> list[str]:
     if own is None:
         return []
     out = []
-    for n in ast.walk(ast.parse(source, filename=str(path))):
-        names = []
-        if isinstance(n, ast.Import):
-            names = [a.name for a in n.names]
-        elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
-            names = [n.module] + [f"{n.module}.{a.name}" for a in n.names]
+    for lineno, names in imported_names(path, source):
         higher = {g for g in map(node_group, names) if g and NODE_RANKS[g] > NODE_RANKS[own]}
-        out += [f"{path}:{n.lineno} ({own}) imports {g}" for g in sorted(higher)]
+        out += [f"{path}:{lineno} ({own}) imports {g}" for g in sorted(higher)]
+    return out
+
+
+def imported_names(path: Path, source: str) -> list[tuple[int, list[str]]]:
+    """(line, names) of each absolute import: ``import a.b`` names a.b; ``from a import
+    b`` names a and a.b (b may be a module or a name in one)."""
+    out = []
+    for n in ast.walk(ast.parse(source, filename=str(path))):
+        if isinstance(n, ast.Import):
+            out.append((n.lineno, [a.name for a in n.names]))
+        elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
+            out.append((n.lineno, [n.module] + [f"{n.module}.{a.name}" for a in n.names]))
     return out
 
 
@@ -163,3 +170,38 @@ def test_the_node_scanner_flags_an_upward_import():
     bad = "from node.cli.common import run\nimport node.net.service\n"
     found = layering_offenders(Path("node/state/x.py"), bad, "node.state.x")
     assert len(found) == 2 and "node.cli" in found[0]
+
+
+# Inside node/net, only the serde module reads or builds the generated messages (the
+# generated stubs, crossmatch_pb2_grpc, are the transport itself and may be used anywhere).
+PB_MODULE = "protocol.wire.crossmatch.v1.crossmatch_pb2"
+PB_ALLOWED = {"node.net.wire"}
+
+
+def pb_offenders(path: Path, source: str, module: str) -> list[str]:
+    if not module.startswith("node.net") or module in PB_ALLOWED:
+        return []
+    return [
+        f"{path}:{lineno} imports {PB_MODULE}"
+        for lineno, names in imported_names(path, source)
+        if PB_MODULE in names
+    ]
+
+
+def test_only_the_wire_module_of_node_net_touches_the_generated_messages():
+    offenders = [
+        line
+        for path, module in node_sources()
+        for line in pb_offenders(path.relative_to(ROOT), path.read_text(), module)
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_pb_scanner_flags_both_import_forms():
+    bad = (
+        "from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb\n"
+        "import protocol.wire.crossmatch.v1.crossmatch_pb2\n"
+        "from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc\n"
+    )
+    assert len(pb_offenders(Path("node/net/x.py"), bad, "node.net.x")) == 2
+    assert pb_offenders(Path("node/net/wire.py"), bad, "node.net.wire") == []

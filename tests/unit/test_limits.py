@@ -1,4 +1,4 @@
-"""Bounds on peer input (protocol.limits, node.net.bounds), the refusal ledger, and
+"""Bounds on peer input (protocol.limits, node.net.wire), the refusal ledger, and
 formula-safe CSV: what a peer sends is quoted bounded, or refused by field and size."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.net.bounds import check_exchange_message, check_open_request, check_open_response
 from node.net.refusals import MAX_KEYS, RefusalLedger
+from node.net.wire import check_exchange_message, check_open_request, check_open_response
 from node.ops.csvsafe import SafeWriter, safe_cell
 from protocol.errors import ProtocolError
 from protocol.limits import peer_text
