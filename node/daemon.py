@@ -52,6 +52,7 @@ from node.schedule.scheduler import (
 from node.state import disclosures
 from node.state.cases_store import purge_entities_before
 from node.state.files import atomic_write
+from protocol.audit.events import EntitiesPurged, MatchesPurged, NodeStarted, NodeStopped
 from protocol.errors import ConfigError, PolicyError
 from protocol.rules import Rule
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
@@ -138,9 +139,7 @@ class Daemon:
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.metrics.up.set(1)
-        self.node.log(
-            "node_started", {"lab": self.node.lab, "version": _version(), "address": self.address}
-        )
+        self.node.record(NodeStarted(lab=self.node.lab, version=_version(), address=self.address))
         try:
             self.housekeeping()
         except Exception:  # serve anyway; the loop retries and the log says why
@@ -178,7 +177,7 @@ class Daemon:
         self.metrics.up.set(0)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
-        self.node.log("node_stopped", {"lab": self.node.lab, "version": _version()})
+        self.node.record(NodeStopped(lab=self.node.lab, version=_version()))
         if self.node.audit is not None:
             self.node.audit.checkpoint(now=self.node.now())
         self.node.paths.address_file.unlink(missing_ok=True)
@@ -285,13 +284,22 @@ def purge_matches(node: Node) -> int:
     cutoff = iso(now - timedelta(days=policy.retention_days))
     count = node.store.purge_matches_before(cutoff)
     disclosures.purge(node.paths.root, policy.retention_days, now.timestamp())
-    why = {"before": cutoff, "retention_days": policy.retention_days}
-    why["policy_hash"] = policy.hash().hex()
+    days, policy_hash = policy.retention_days, policy.hash().hex()
     if count:
-        node.log("matches_purged", {"count": count, **why})
+        node.record(
+            MatchesPurged(count=count, before=cutoff, retention_days=days, policy_hash=policy_hash)
+        )
     entities, links = purge_entities_before(node.store, cutoff)
     if entities:
-        node.log("entities_purged", {"entities": entities, "links": links, **why})
+        node.record(
+            EntitiesPurged(
+                entities=entities,
+                links=links,
+                before=cutoff,
+                retention_days=days,
+                policy_hash=policy_hash,
+            )
+        )
     return count
 
 

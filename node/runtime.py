@@ -20,6 +20,7 @@ from node.pki.keys import read_consortium_key
 from node.state.auditlog import AuditLog
 from node.state.files import atomic_write, check_private, read_or_raise, read_secret
 from node.state.store import Store
+from protocol.audit.events import EventBody
 from protocol.audit.records import make_log_id
 from protocol.errors import ConfigError, CrossmatchError, PolicyError
 from protocol.policy import DEFAULT_POLICY, Policy
@@ -234,6 +235,10 @@ class Node:
 
                 logging.getLogger("crossmatch.node").exception("observer failed on %s", event)
         return record
+
+    def record(self, body: EventBody) -> dict[str, object]:
+        """Append a typed audit body (``protocol/audit/events.py``) as its event."""
+        return self.log(body.EVENT, body.to_body())
 
     def require_audit(self) -> None:
         """PolicyError (rule disk-full or write_failed) while the audit log cannot be written:

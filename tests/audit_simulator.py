@@ -19,6 +19,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol.audit.canonical import parse_canonical
 from protocol.audit.checkpoint import make_checkpoint, sign_checkpoint
+from protocol.audit.events import (
+    NodeStarted,
+    RoundAborted,
+    RoundCompleted,
+    RoundRefused,
+    SignalsImported,
+)
 from protocol.audit.records import (
     GENESIS_EVENT,
     build_record,
@@ -165,26 +172,23 @@ def run_round(
         (initiator, responder, "initiator", sizes[0], sizes[1]),
         (responder, initiator, "responder", sizes[1], sizes[0]),
     ):
-        lab.log.append(
-            "round_completed",
-            {
-                "round_id": round_id,
-                "role": role,
-                "peer": peer.name,
-                "mode": mode,
-                "kinds": kinds,
-                "own_sizes": own,
-                "peer_sizes": theirs,
-                "intersection_sizes": intersection,
-                "policy_hash": _hex("policy:v1"),
-                "own_commitment": commitments[lab.name],
-                "peer_commitment": commitments[peer.name],
-                "transcript_hash": transcript.hex(),
-                "own_receipt": receipts[lab.name],
-                "peer_receipt": receipts[peer.name],
-            },
-            now=lab.now(),
+        completed = RoundCompleted(
+            round_id=round_id,
+            role=role,
+            peer=peer.name,
+            mode=mode,
+            kinds=kinds,
+            own_sizes=own,
+            peer_sizes=theirs,
+            intersection_sizes=intersection,
+            policy_hash=_hex("policy:v1"),
+            own_commitment=commitments[lab.name],
+            peer_commitment=commitments[peer.name],
+            transcript_hash=transcript.hex(),
+            own_receipt=receipts[lab.name],
+            peer_receipt=receipts[peer.name],
         )
+        lab.log.append(completed.EVENT, completed.to_body(), now=lab.now())
         if checkpoint:
             lab.log.checkpoint(now=lab.now())
 
@@ -196,33 +200,30 @@ def round_id(n: int) -> str:
 def populate(a: Lab, b: Lab, *, rounds: int = 3) -> None:
     """A realistic little history: starts, imports, rounds both ways, an abort, a refusal."""
     for lab in (a, b):
-        lab.log.append("node_started", {"lab": lab.name, "version": "0.1.0"}, now=lab.now())
-        lab.log.append(
-            "signals_imported",
-            {
-                "kind": "email",
-                "added": 120,
-                "already_held": 0,
-                "total": 120,
-                "source_sha256": _hex(lab.name),
-            },
-            now=lab.now(),
+        started = NodeStarted(lab=lab.name, version="0.1.0")
+        imported = SignalsImported(
+            kind="email", added=120, already_held=0, total=120, source_sha256=_hex(lab.name)
         )
+        for body in (started, imported):
+            lab.log.append(body.EVENT, body.to_body(), now=lab.now())
     for n in range(rounds):
         first, second = (a, b) if n % 2 == 0 else (b, a)
         run_round(first, second, round_id=round_id(n), mode="reveal" if n % 3 else "count")
-    a.log.append(
-        "round_aborted",
-        {"round_id": round_id(99), "role": "initiator", "peer": b.name, "stage": "connect",
-         "reason": "peer unavailable: connection refused"},
-        now=a.now(),
-    )  # fmt: skip
-    b.log.append(
-        "round_refused",
-        {"peer": "unknown", "claimed_lab": "lab-x", "reason": "certificate from another CA",
-         "rule": "peer-certificate"},
-        now=b.now(),
-    )  # fmt: skip
+    aborted = RoundAborted(
+        round_id=round_id(99),
+        role="initiator",
+        peer=b.name,
+        stage="connect",
+        reason="peer unavailable: connection refused",
+    )
+    a.log.append(aborted.EVENT, aborted.to_body(), now=a.now())
+    refused = RoundRefused(
+        peer="unknown",
+        claimed_lab="lab-x",
+        reason="certificate from another CA",
+        rule="peer-certificate",
+    )
+    b.log.append(refused.EVENT, refused.to_body(), now=b.now())
 
 
 def forge_log(

@@ -17,6 +17,7 @@ from node.act.exportset import ExportSet, export_key, signals_from_matches, to_c
 from node.data.cases import CaseSummary, cases_stale, get_case, list_cases, recompute_cases
 from node.runtime import Node, iso
 from protocol import exports
+from protocol.audit.events import ExportWritten
 from protocol.errors import InputError
 from protocol.rules import Rule
 
@@ -100,18 +101,17 @@ def render(export: ExportSet, fmt: str) -> tuple[str, int]:
 def run_export(node: Node, request: ExportRequest) -> str:
     export = gather(node, request)
     text, objects = render(export, request.fmt)
-    node.log(
-        "export_written",
-        {
-            "format": request.fmt,
-            "values": export.values,
-            "tlp": export.tlp,
-            "pap": export.pap,
-            "peer": request.peer or "",
-            "case_id": request.case_id or "",
-            "objects": objects,
-            "signals": len(export.signals),
-            "sha256": hashlib.sha256(text.encode()).hexdigest(),
-        },
+    node.record(
+        ExportWritten(
+            format=request.fmt,
+            values=export.values,
+            tlp=export.tlp,
+            pap=export.pap,
+            peer=request.peer or "",
+            case_id=request.case_id or "",
+            objects=objects,
+            signals=len(export.signals),
+            sha256=hashlib.sha256(text.encode()).hexdigest(),
+        )
     )
     return text

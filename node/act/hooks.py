@@ -39,6 +39,7 @@ from typing import Any
 
 from node.state.files import append_private_line
 from protocol import hooks as rules
+from protocol.audit.events import HookDelivery
 from protocol.errors import ConfigError
 from protocol.timestamps import format_utc
 
@@ -306,22 +307,20 @@ class Dispatcher:
         return attempt, count
 
     def _audit_delivery(self, hook: HookConfig, event: CaseEvent, result: DeliveryResult) -> None:
-        self.audit(
-            "hook_delivery",
-            {
-                "hook": hook.name,
-                "transport": hook.transport,
-                "case_id": event.case_id,
-                "state": event.state,
-                "values": hook.values,
-                "idempotency_key": result.idempotency_key,
-                "payload_sha256": result.payload_sha256,
-                "outcome": result.outcome,
-                "attempts": result.attempts,
-                "status": result.status,
-                "error": result.error,
-            },
+        delivery = HookDelivery(
+            hook=hook.name,
+            transport=hook.transport,
+            case_id=event.case_id,
+            state=event.state,
+            values=hook.values,
+            idempotency_key=result.idempotency_key,
+            payload_sha256=result.payload_sha256,
+            outcome=result.outcome,
+            attempts=result.attempts,
+            status=result.status,
+            error=result.error,
         )
+        self.audit(delivery.EVENT, delivery.to_body())
 
     def _attempt(
         self, hook: HookConfig, secret: bytes, key: str, event: CaseEvent, body: bytes

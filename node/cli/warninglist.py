@@ -18,6 +18,7 @@ from node.cli.common import node_dir_argument, print_json
 from node.data.warninglists import install, installed_lists, local_list_path, rescreen
 from node.runtime import Node, ca_public_key
 from node.state.files import atomic_write, read_or_raise
+from protocol.audit.events import WarninglistInstalled
 from protocol.errors import ConfigError
 from protocol.warninglist import (
     Screen,
@@ -65,10 +66,7 @@ def install_cmd(node_dir: Path, file: Path, force: bool) -> None:
     """Verify a signed list against the CA, install it, re-screen every held signal."""
     with Node(node_dir) as node:
         wl, held = install(node, read_or_raise(file, "warninglist"), force=force)
-        node.log(
-            "warninglist_installed",
-            {"list": wl.name, "list_hash": wl.hash().hex(), "held_back": held},
-        )
+        node.record(WarninglistInstalled(list=wl.name, list_hash=wl.hash().hex(), held_back=held))
     click.echo(f"installed warninglist {wl.name}; {held} held signal(s) now kept out of rounds")
 
 
@@ -82,10 +80,7 @@ def local(node_dir: Path, file: Path) -> None:
     with Node(node_dir) as node:
         atomic_write(local_list_path(node_dir), text)
         held = rescreen(node.store, Screen(installed_lists(node)))
-        node.log(
-            "warninglist_installed",
-            {"list": wl.name, "list_hash": wl.hash().hex(), "held_back": held},
-        )
+        node.record(WarninglistInstalled(list=wl.name, list_hash=wl.hash().hex(), held_back=held))
     click.echo(
         f"installed local warninglist {wl.name}; {held} held signal(s) now kept out of rounds"
     )

@@ -36,6 +36,7 @@ from node.data.case_build import RecomputeReport, recompute
 from node.runtime import Node, iso
 from node.state.cases_store import cases_need_refresh, ensure_schema
 from node.state.store import Store
+from protocol.audit.events import CaseDecision
 from protocol.cases.ids import entities_digest, entity_hash, note_hash
 from protocol.cases.lifecycle import DECIDED, STATES, check_analyst, check_note, next_state
 from protocol.errors import ConfigError, InputError
@@ -254,20 +255,20 @@ def decide(node: Node, cid: str, decision: str, analyst: str, note: str = "") ->
             (after, decided, at, cid),
         )
         hashes = [entity_hash(key, k) for k in keys]
-        body: dict[str, object] = {
-            "case_id": cid,
-            "decision": decision,
-            "analyst": analyst,
-            "state_from": before,
-            "state_to": after,
-            "entities": len(keys),
-            "entities_digest": entities_digest(hashes),
-            "entity_hashes": sorted(hashes)[:MAX_AUDIT_HASHES],
-        }
-        if note:
-            body["note_hmac"] = note_hash(key, note)
         # Logged inside the transaction: if the audit append fails, the decision is not stored.
-        node.log("case_decision", body)
+        node.record(
+            CaseDecision(
+                case_id=cid,
+                decision=decision,
+                analyst=analyst,
+                state_from=before,
+                state_to=after,
+                entities=len(keys),
+                entities_digest=entities_digest(hashes),
+                entity_hashes=sorted(hashes)[:MAX_AUDIT_HASHES],
+                note_hmac=note_hash(key, note) if note else None,
+            )
+        )
     return get_case(store, cid, max_entities=0).summary
 
 

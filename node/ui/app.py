@@ -39,6 +39,7 @@ from node.data.cases import decide
 from node.runtime import Node
 from node.ui import views
 from node.ui.auth import Session, Sessions, load_ui_config
+from protocol.audit.events import UiAction
 from protocol.cases.lifecycle import DECISIONS, check_analyst
 from protocol.errors import CrossmatchError
 
@@ -102,9 +103,8 @@ class UiState:
         self._sweeping = threading.Lock()
 
     def audit(self, analyst: str, action: str, case_id: str = "", **extra: object) -> None:
-        self.node.log(
-            "ui_action",
-            {"analyst": analyst, "action": action, "case_id": case_id, "via": "web-ui", **extra},
+        self.node.record(
+            UiAction(analyst=analyst, action=action, case_id=case_id, via="web-ui", extra=extra)
         )
 
     def sweep_hooks_later(self) -> None:

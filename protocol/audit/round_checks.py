@@ -10,7 +10,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from protocol.audit.records import HEX32_RE, record_error
+from protocol.audit.events import RoundCompleted, shape_problem
+from protocol.audit.records import record_error
 from protocol.errors import VerificationError
 from protocol.receipts import check_receipt_claims, verify_receipt
 from protocol.rules import Rule
@@ -79,33 +80,9 @@ def _check_own_head(n: int, own: dict[str, Any], log_id: str, roots: Sequence[by
         )
 
 
-def _is_counts(value: Any) -> bool:
-    return isinstance(value, dict) and all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value.values()
-    )
-
-
 def round_body_problem(body: dict[str, Any]) -> str | None:
     """Types of the round_completed members that verification relies on, or None."""
-    checks = (
-        ("round_id", isinstance(body["round_id"], str)),
-        ("peer", isinstance(body["peer"], str)),
-        ("role", body["role"] in ("initiator", "responder")),
-        ("mode", isinstance(body["mode"], str)),
-        ("kinds", isinstance(body["kinds"], list)
-            and all(isinstance(k, str) for k in body["kinds"])),
-        ("own_sizes", _is_counts(body["own_sizes"])),
-        ("peer_sizes", _is_counts(body["peer_sizes"])),
-        ("intersection_sizes", _is_counts(body["intersection_sizes"])),
-        ("transcript_hash", isinstance(body["transcript_hash"], str)
-            and HEX32_RE.match(body["transcript_hash"]) is not None),
-        ("own_receipt", isinstance(body["own_receipt"], dict)),
-        ("peer_receipt", isinstance(body["peer_receipt"], dict)),
-    )  # fmt: skip
-    for name, ok in checks:
-        if not ok:
-            return f"member {name!r} has the wrong type or form"
-    return None
+    return shape_problem(RoundCompleted, body)
 
 
 def _sorted_counts(value: Any) -> Any:

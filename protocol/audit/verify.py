@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocol.audit.canonical import parse_canonical
 from protocol.audit.checkpoint import Checkpoint, verify_checkpoint
+from protocol.audit.events import body_shape_problem
 from protocol.audit.merkle import EMPTY_ROOT, TreeFrontier, leaf_hash
 from protocol.audit.records import (
     GENESIS_EVENT,
@@ -57,7 +58,6 @@ from protocol.audit.records import (
     verify_record_signature,
 )
 from protocol.audit.round_checks import check_round_completed
-from protocol.audit.shapes import body_shape_problem
 from protocol.audit.verify_report import KEY_EMBEDDED, KEY_SUPPLIED, VerifyReport
 from protocol.errors import CrossmatchError, VerificationError
 from protocol.rules import Rule
