@@ -24,6 +24,7 @@ hash) || frame(prover role), so a proof is bound to one round and direction.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,6 +131,7 @@ def check(
     ctx: bytes,
     proof: bytes,
     asked: np.ndarray | None = None,
+    sums: Sums | None = None,
 ) -> None:
     """ProtocolError (``proof-invalid``) unless ``proof`` shows that every returned value at
     the positions we asked about (default: all our matches) is our point times the peer's
@@ -139,13 +141,28 @@ def check(
         if proof:
             raise ProtocolError("peer sent a proof for no positions", rule=Rule.PROOF_INVALID)
         return
-    cs, ds = _pairs(m.sent, m.returned, asked, m.width)
-    if not _proofs(engine).verify(peer_key, cs, ds, ctx, proof):
+    if sums is None:
+        sums = start_sums(engine, m, peer_key, ctx, asked)
+    cs, ds, summed = sums
+    if not _proofs(engine).verify(peer_key, cs, ds, ctx, proof, summed=summed, own_cs=True):
         raise ProtocolError(
             f"peer's proof over its re-blinding of our {len(asked)} matching elements "
             "does not verify: a returned value is not our point times its committed key",
             rule=Rule.PROOF_INVALID,
         )
+
+
+# The verifier's pairs and its pending (M, Z) over them (protocol/suites/dleq.py).
+Sums = tuple[list[bytes], list[bytes], Callable[[], tuple[bytes, bytes]]]
+
+
+def start_sums(
+    engine: WorkerEngine, m: Material, peer_key: bytes, ctx: bytes, asked: np.ndarray
+) -> Sums:
+    """Start summing what the peer's proof over ``asked`` will be checked against: the
+    sums need only our pairs and the context, so they overlap the peer's proving."""
+    cs, ds = _pairs(m.sent, m.returned, asked, m.width)
+    return cs, ds, _proofs(engine).start_sums(peer_key, cs, ds, ctx)
 
 
 def _proofs(engine: WorkerEngine) -> RistrettoEngine:
@@ -185,6 +202,7 @@ class ProofExchange:
         # Pairs proven in earlier rounds of the epoch, under that peer key.
         self._known = known
         self._asked: np.ndarray | None = None
+        self._sums: tuple[bytes, bytes, Sums] | None = None
         self._answered = threading.Event()
         self._checked = threading.Event()
         self.verified_positions = 0  # our matches, all proven (now or earlier)
@@ -197,9 +215,16 @@ class ProofExchange:
     def wait(self, timeout: float | None) -> bool:
         return self._answered.wait(timeout) and self._checked.wait(timeout)
 
-    def our_request(self, m: Material, peer_key: bytes = b"") -> bytes:
+    def our_request(
+        self, m: Material, peer_key: bytes = b"", transcript_hash: bytes | None = None
+    ) -> bytes:
+        """Our ProofRequest; with ``transcript_hash`` the checking sums start now, on the
+        workers, while the peer proves (the check itself then costs four multiplies)."""
         known = self._known[1] if self._known and self._known[0] == peer_key else None
         self._asked = unproven(m, known)
+        if transcript_hash is not None and peer_key and len(self._asked):
+            ctx = context(transcript_hash, self._peer_role)
+            self._sums = (peer_key, ctx, start_sums(self._engine, m, peer_key, ctx, self._asked))
         return encode_positions(self._asked)
 
     def answer_peer(self, m: Material, data: bytes, transcript_hash: bytes) -> bytes:
@@ -226,8 +251,10 @@ class ProofExchange:
             raise ProtocolError("second match proof", rule=Rule.MESSAGE_ORDER)
         if self._asked is None:
             raise ProtocolError("match proof before our request", rule=Rule.MESSAGE_ORDER)
-        check(
-            self._engine, m, peer_key, context(transcript_hash, self._peer_role), proof, self._asked
-        )
+        ctx = context(transcript_hash, self._peer_role)
+        sums = None
+        if self._sums is not None and self._sums[:2] == (peer_key, ctx):
+            sums = self._sums[2]  # summed over the same pairs under the same key and context
+        check(self._engine, m, peer_key, ctx, proof, self._asked, sums)
         self.verified_positions, self.proven_now = len(m.matched), len(self._asked)
         self._checked.set()

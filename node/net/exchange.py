@@ -158,7 +158,7 @@ class ExchangeSession:
             outcome = self.side.result(self.deps.settings.round_timeout)
             if self.proofs is not None:
                 positions = self.proofs.our_request(
-                    self.side.proof_material(), self.side.peer_public_key
+                    self.side.proof_material(), self.side.peer_public_key, outcome.transcript_hash
                 )
                 self.outbox.put(wire.proof_request(positions))
             if self.role == "responder":

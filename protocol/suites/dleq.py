@@ -88,6 +88,24 @@ def composites(
     parts: int = 2,
 ) -> tuple[bytes, bytes]:
     """(M, Z) of the pairs; Z is the identity unless ``with_z`` (the prover skips it)."""
+    return start_composites(
+        public_key, cs, ds, context, with_z=with_z, submit=submit, parts=parts
+    )()
+
+
+def start_composites(
+    public_key: bytes,
+    cs: Sequence[bytes],
+    ds: Sequence[bytes],
+    context: bytes,
+    *,
+    with_z: bool,
+    submit: Submit | None = None,
+    parts: int = 2,
+) -> Callable[[], tuple[bytes, bytes]]:
+    """Queue the work of :func:`composites` and return what waits for it: a verifier
+    knows its pairs and the weights' seed before the proof arrives, so it can sum
+    while the peer is still proving (the weights do not depend on the proof)."""
     if len(cs) != len(ds) or not cs:
         raise ProtocolError("a proof needs a non-empty list of pairs", rule=Rule.PROOF_INVALID)
     s = seed(public_key, context)
@@ -96,14 +114,18 @@ def composites(
     jobs = []
     for start, c_run, d_run in runs:
         args = (s, start, c_run, d_run, with_z)
-        jobs.append(submit(_run, *args) if submit is not None else _done(_run(*args)))
-    lib = sodium()
-    m = z = IDENTITY
-    for job in jobs:
-        pm, pz = job.result()
-        m = lib.crypto_core_ristretto255_add(m, pm)
-        z = lib.crypto_core_ristretto255_add(z, pz)
-    return m, z
+        jobs.append(submit(_run, *args) if submit is not None else _inline(_run, *args))
+
+    def result() -> tuple[bytes, bytes]:
+        lib = sodium()
+        m = z = IDENTITY
+        for job in jobs:
+            pm, pz = job.result()
+            m = lib.crypto_core_ristretto255_add(m, pm)
+            z = lib.crypto_core_ristretto255_add(z, pz)
+        return m, z
+
+    return result
 
 
 def _run(
@@ -124,9 +146,14 @@ def _run(
     return m, z
 
 
-def _done(value: Any) -> Future[Any]:
+def _inline(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run now, and hold the outcome as a worker's Future would: an element that does not
+    decode fails where the sums are read (inside verify), not where they were queued."""
     f: Future[Any] = Future()
-    f.set_result(value)
+    try:
+        f.set_result(fn(*args))
+    except Exception as e:  # noqa: BLE001 - re-raised by Future.result()
+        f.set_exception(e)
     return f
 
 
@@ -165,8 +192,14 @@ def verify(
     *,
     submit: Submit | None = None,
     parts: int = 2,
+    summed: Callable[[], tuple[bytes, bytes]] | None = None,
+    own_cs: bool = False,
 ) -> bool:
-    """Whether ``proof`` shows ds[i] = k*cs[i] for the k behind ``public_key``."""
+    """Whether ``proof`` shows ds[i] = k*cs[i] for the k behind ``public_key``.
+
+    ``summed``: the pending (M, Z) of these very pairs from :func:`start_composites`
+    (with_z). ``own_cs``: the cs are the verifier's own points, valid by construction,
+    so only the ds (the prover's) are decoded and checked."""
     if len(proof) != PROOF_BYTES or len(public_key) != POINT_BYTES or public_key == IDENTITY:
         return False
     c, s = proof[:SCALAR_BYTES], proof[SCALAR_BYTES:]
@@ -174,9 +207,13 @@ def verify(
         return False  # a non-canonical scalar would make the proof malleable
     lib = sodium()
     try:
-        for point in (public_key, *cs, *ds):
+        for point in (public_key, *ds) if own_cs else (public_key, *cs, *ds):
             check_point(point)
-        m, z = composites(public_key, cs, ds, context, with_z=True, submit=submit, parts=parts)
+        if summed is None:
+            summed = start_composites(
+                public_key, cs, ds, context, with_z=True, submit=submit, parts=parts
+            )
+        m, z = summed()
         mult0 = lib.crypto_scalarmult_ristretto255_allow_scalar_zero
         t2 = lib.crypto_core_ristretto255_add(
             lib.crypto_scalarmult_ristretto255_base_allow_scalar_zero(s), mult0(c, public_key)

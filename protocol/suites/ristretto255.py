@@ -24,7 +24,7 @@ start-up through :func:`load`), never when this module is imported: importing
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -166,11 +166,39 @@ class RistrettoEngine(WorkerEngine):
         )
 
     def verify(
-        self, public: bytes, cs: Sequence[bytes], ds: Sequence[bytes], context: bytes, proof: bytes
+        self,
+        public: bytes,
+        cs: Sequence[bytes],
+        ds: Sequence[bytes],
+        context: bytes,
+        proof: bytes,
+        *,
+        summed: Callable[[], tuple[bytes, bytes]] | None = None,
+        own_cs: bool = False,
     ) -> bool:
         from protocol.suites import dleq
 
-        return dleq.verify(public, cs, ds, context, proof, submit=self.submit, parts=self.workers)
+        return dleq.verify(
+            public,
+            cs,
+            ds,
+            context,
+            proof,
+            submit=self.submit,
+            parts=self.workers,
+            summed=summed,
+            own_cs=own_cs,
+        )
+
+    def start_sums(
+        self, public: bytes, cs: Sequence[bytes], ds: Sequence[bytes], context: bytes
+    ) -> Callable[[], tuple[bytes, bytes]]:
+        """The verifier's (M, Z) of a proof still to come, summed on the workers now."""
+        from protocol.suites import dleq
+
+        return dleq.start_composites(
+            public, cs, ds, context, with_z=True, submit=self.submit, parts=self.workers
+        )
 
 
 class Ristretto255Suite(Suite):

@@ -164,3 +164,22 @@ def test_the_weights_depend_on_position(batch):
     assert dleq.verify(
         public, cs[::-1], ds[::-1], CTX, dleq.prove(k, cs[::-1], ds[::-1], CTX, os.urandom(64))
     )
+
+
+def test_sums_started_before_the_proof_arrives_check_the_same(batch):
+    """The verifier's early sums (start_composites, as a verified round does) accept
+    exactly what the plain verifier accepts, and still decode every prover point."""
+    k, public, cs, ds, proof = batch
+
+    def early(ds_, proof_, ctx=CTX):
+        summed = dleq.start_composites(public, cs, ds_, ctx, with_z=True)
+        return dleq.verify(public, cs, ds_, ctx, proof_, summed=summed, own_cs=True)
+
+    assert early(ds, proof)
+    swapped = list(ds)
+    swapped[2], swapped[5] = swapped[5], swapped[2]
+    assert not early(swapped, proof)
+    assert not early(ds, proof, ctx=CTX + b"!")
+    high = ds[:-1] + [ds[-1][:31] + bytes([ds[-1][31] | 0x80])]  # libsodium alone accepts it
+    assert not early(high, proof)
+    assert not early(ds[:-1] + [r255.IDENTITY], proof)

@@ -104,18 +104,21 @@ class Round:
             for side in self.sides.values():
                 side.join(5)
 
-    def prove(self, *, answer_b=None):
+    def prove(self, *, answer_b=None, early=True):
         """The proof exchange, both ways; returns each side's ProofExchange. ``answer_b``
-        replaces B's proof (a hostile prover)."""
+        replaces B's proof (a hostile prover). ``early``: each verifier starts its sums
+        with its request, as node/net/exchange.py does; else it sums when the proof comes."""
         a, b = self.sides["a"], self.sides["b"]
         pa = ProofExchange(self.engines["a"], "initiator", "responder", random.Random(1))
         pb = ProofExchange(self.engines["b"], "responder", "initiator", random.Random(2))
         ma, mb = a.proof_material(), b.proof_material()
         ta, tb = a.result(0).transcript_hash, b.result(0).transcript_hash
-        proof_for_a = pb.answer_peer(mb, pa.our_request(ma), tb)
+        ask_a = (a.peer_public_key, ta) if early else ()
+        ask_b = (b.peer_public_key, tb) if early else ()
+        proof_for_a = pb.answer_peer(mb, pa.our_request(ma, *ask_a), tb)
         if answer_b is not None:
             proof_for_a = answer_b(proof_for_a)
-        proof_for_b = pa.answer_peer(ma, pb.our_request(mb), ta)
+        proof_for_b = pa.answer_peer(ma, pb.our_request(mb, *ask_b), ta)
         pb.check_peer(mb, b.peer_public_key, proof_for_b, tb)
         pa.check_peer(ma, a.peer_public_key, proof_for_a, ta)
         return pa, pb
@@ -232,7 +235,8 @@ def expect_abort(r: Round, rule: str, *, at_proof: bool) -> None:
         r.close()
 
 
-def test_a_swap_that_relabels_a_match_is_caught_by_the_proof():
+@pytest.mark.parametrize("early", [True, False], ids=["sums-early", "sums-late"])
+def test_a_swap_that_relabels_a_match_is_caught_by_the_proof(early):
     own_a, own_b = sets()
     i, k = a_position(own_a, own_b, True), a_position(own_a, own_b, False)
 
@@ -244,7 +248,7 @@ def test_a_swap_that_relabels_a_match_is_caught_by_the_proof():
     oa, _ = r.run()
     assert own_a[k] in matched(oa, own_a)  # without the proof A would store a false match
     with pytest.raises(ProtocolError) as e:
-        r.prove()
+        r.prove(early=early)
     assert e.value.rule == "proof-invalid"
     r.close()
 
@@ -315,12 +319,13 @@ def test_a_peer_that_rekeys_against_its_commitment_is_caught_by_the_proof():
     ],
     ids=["empty", "random", "zero-s", "s-plus-order"],
 )
-def test_a_forged_proof_is_refused(forge):
+@pytest.mark.parametrize("early", [True, False], ids=["sums-early", "sums-late"])
+def test_a_forged_proof_is_refused(forge, early):
     r, _, _ = honest()
     r.run()
     try:
         with pytest.raises(ProtocolError) as e:
-            r.prove(answer_b=forge)
+            r.prove(answer_b=forge, early=early)
         assert e.value.rule == "proof-invalid"
     finally:
         r.close()
@@ -333,7 +338,9 @@ def test_a_proof_from_another_round_does_not_carry_over():
     pa = ProofExchange(r.engines["a"], "initiator", "responder", random.Random(1))
     pb = ProofExchange(r.engines["b"], "responder", "initiator", random.Random(2))
     mb = r.sides["b"].proof_material()
-    proof = pb.answer_peer(mb, pa.our_request(ma), b"\x00" * 32)  # another transcript
+    th = r.sides["a"].result(0).transcript_hash
+    request = pa.our_request(ma, r.sides["a"].peer_public_key, th)  # sums start early
+    proof = pb.answer_peer(mb, request, b"\x00" * 32)  # another transcript
     with pytest.raises(ProtocolError) as e:
         pa.check_peer(
             ma, r.sides["a"].peer_public_key, proof, r.sides["a"].result(0).transcript_hash
