@@ -43,13 +43,11 @@ import numpy as np
 from protocol import verified
 from protocol.errors import CrossmatchError, ProtocolError
 from protocol.psi import (
-    ELEMENT_BYTES,
-    PackedElements,
     RandomSource,
-    count_points,
     has_duplicates,
     shuffle_packed_within_sections,
 )
+from protocol.round_streams import PointStream, check_opening, empty_buffer
 from protocol.round_work import (
     CachedWork,
     CacheUpdate,
@@ -58,6 +56,7 @@ from protocol.round_work import (
     RoundOutcome,
     RoundWork,
     cache_update,
+    check_side_inputs,
     match_sections,
     matched_rows,
 )
@@ -74,10 +73,6 @@ __all__ = ["CacheUpdate", "RoundCache", "RoundOutcome", "RoundSide", "RoundWork"
 
 def _send_nothing(kind: str, seq: int, packed: bytes) -> None:
     pass
-
-
-def _buffer(points: int, width: int) -> np.ndarray:
-    return np.zeros(points * width, np.uint8)
 
 
 class RoundSide:
@@ -110,7 +105,7 @@ class RoundSide:
         # Verified matches keep what a proof is over: our points and what came back, the
         # peer's points and our re-blinding of them (VerifiedState, protocol/verified.py).
         self.verified = header.verified_matches and header.mode == "reveal"
-        caching = self._check_inputs(own, engine, cache, keep_cache)
+        caching = check_side_inputs(header, role, own, engine, cache, keep_cache)
         self._own = own
         self._engine = engine
         # The engine behind the cache; its queued work is cancelled when the round fails.
@@ -126,59 +121,28 @@ class RoundSide:
         self._init_streams(caching, peer_window, min_chunk)
         self._init_sync()
 
-    def _check_inputs(
-        self,
-        own: Sequence[bytes],
-        engine: WorkerEngine,
-        cache: RoundCache | None,
-        keep_cache: bool,
-    ) -> bool:
-        """ValueError on inputs that cannot make this round; whether it uses a cache."""
-        header = self.header
-        if len(own) != sum(self.own_sizes):
-            raise ValueError("own elements do not match the announced sizes")
-        if engine.suite_name != header.suite:
-            raise ValueError(f"a {engine.suite_name} engine for a {header.suite} round")
-        for table in (cache.own, cache.peer) if cache else ():
-            if table is not None and table.value_size not in (0, self._w):
-                raise ValueError(
-                    f"a cache of {table.value_size}-byte points for a {header.suite} round"
-                )
-        caching = cache is not None and cache.own is not None or keep_cache
-        if caching and not (
-            isinstance(own, PackedElements)
-            and own.width == ELEMENT_BYTES
-            or all(len(x) == ELEMENT_BYTES for x in own)
-        ):
-            raise ValueError(f"a cache needs own elements of {ELEMENT_BYTES} bytes")
-        return caching
-
     def _init_streams(self, caching: bool, peer_window: int, min_chunk: int) -> None:
-        self._own_total = sum(self.own_sizes)
-        self._peer_total = sum(self.peer_sizes)
-        self._peer_received = 0
-        self._own_double_count = 0
+        own, peer, w = sum(self.own_sizes), sum(self.peer_sizes), self._w
+        self._own_total, self._peer_total = own, peer
         self._own_blinded_count = 0
         self._peer_double_count = 0
         # Every stream of points lands in one buffer of its final size (announced, and
-        # enforced as chunks arrive): no lists of chunks, no joined copies. np.zeros
-        # maps zero pages, so memory is only committed as it is written.
-        self._own_double = _buffer(self._own_total, self._w)  # in our order
-        self._peer_double = _buffer(self._peer_total, self._w)  # in the peer's order
+        # enforced as chunks arrive): no lists of chunks, no joined copies.
+        self._peer_double = empty_buffer(peer, w)  # our re-blinding, in the peer's order
+        # The peer's points, and its re-blinding of ours (in our order).
+        self._from_peer = PointStream(
+            "own_blinded", peer, w, min_chunk=min_chunk, keep=self._keep or self.verified,
+            overrun=f"peer sent more than the {peer} elements it announced",
+        )  # fmt: skip
+        self._returned = PointStream(
+            "peer_reblinded", own, w, min_chunk=min_chunk, keep=True,
+            overrun=f"peer returned more than our {own} elements",
+        )  # fmt: skip
         # Kept for the next cache, or for the proofs.
-        self._own_blinded = _buffer(self._own_total if caching or self.verified else 0, self._w)
-        self._peer_blinded = _buffer(
-            self._peer_total if self._keep or self.verified else 0, self._w
-        )
+        self._own_blinded = empty_buffer(own if caching or self.verified else 0, w)
         # Flow control: at most peer_window of the peer's chunks wait for our workers; a
         # fuller queue blocks the reader, and so (through HTTP/2) the peer. 0: unbounded.
         self._reblind_queue: queue.Queue[Chunk | None] = queue.Queue(max(0, peer_window))
-        # A peer may not split its streams into tiny chunks (each costs objects and work):
-        # each stream gets the chunks of min_chunk elements its size needs, plus a few.
-        self._chunk_budget = {
-            "own_blinded": -(-self._peer_total // max(1, min_chunk)) + 4,
-            "peer_reblinded": -(-self._own_total // max(1, min_chunk)) + 4,
-        }
 
     def _init_sync(self) -> None:
         self._reblind_done = threading.Event()
@@ -270,7 +234,7 @@ class RoundSide:
         if not self._keep or self._outcome is None:
             return None
         return cache_update(
-            self._own, self._own_blinded, self._peer_blinded, self._peer_double, self._w
+            self._own, self._own_blinded, self._from_peer.buffer, self._peer_double, self._w
         )
 
     def release(self) -> None:
@@ -278,8 +242,10 @@ class RoundSide:
         cache are no longer needed), rather than whenever a garbage collection finds
         the reference cycles of a finished round's threads and callbacks."""
         self._compute.cache = RoundCache()
-        for name in ("_own_double", "_peer_double", "_own_blinded", "_peer_blinded"):
-            setattr(self, name, _buffer(0, self._w))
+        self._returned.drop()
+        self._from_peer.drop()
+        self._peer_double = empty_buffer(0, self._w)
+        self._own_blinded = empty_buffer(0, self._w)
         self._own = []
         # The callbacks are the transport's bound methods: a reference cycle to break.
         self._send = _send_nothing
@@ -295,13 +261,6 @@ class RoundSide:
         self.peer_public_key = key
         self.transcript.public_key(self.peer_role, key)
 
-    def _spend_chunk(self, stream: str) -> None:
-        self._chunk_budget[stream] -= 1
-        if self._chunk_budget[stream] < 0:
-            raise ProtocolError(
-                f"peer split its {stream} stream into too many small chunks", rule=Rule.CHUNK_SIZE
-            )
-
     def _enqueue(self, chunk: Chunk | None) -> None:
         while not self._failed.is_set():
             try:
@@ -313,22 +272,10 @@ class RoundSide:
     def on_own_blinded(self, packed: bytes) -> None:
         if self.verified and not self.peer_public_key:
             raise ProtocolError("peer sent points before its public key", rule=Rule.MESSAGE_ORDER)
-        n = count_points(packed, self._w)
-        if n == 0:
-            raise ProtocolError("empty element chunk", rule=Rule.MALFORMED_ELEMENT)
-        self._spend_chunk("own_blinded")
-        if self._peer_received + n > self._peer_total:
-            raise ProtocolError(
-                f"peer sent more than the {self._peer_total} elements it announced",
-                rule=Rule.SIZE_ANNOUNCED,
-            )
-        if len(self._peer_blinded):
-            at = self._peer_received * self._w
-            self._peer_blinded[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
-        self._peer_received += n
+        self._from_peer.take(packed, self._from_peer.points(packed))
         self.transcript.absorb(f"{self.peer_role}_blinded", packed)
         self._enqueue(self._compute.reblind(packed))
-        if self._peer_received == self._peer_total:
+        if self._from_peer.complete:
             self._compute.cache.peer = None  # every lookup is done: let it go
             self._enqueue(None)
 
@@ -345,42 +292,28 @@ class RoundSide:
         self.transcript.commit(self.peer_role, commitment)
         self._peer_committed.set()
         if self._own_total == 0:
-            self._check_opening()
+            self._opened()
 
     def on_peer_reblinded(self, packed: bytes) -> None:
-        n = count_points(packed, self._w)
-        if n == 0:
-            raise ProtocolError("empty element chunk", rule=Rule.MALFORMED_ELEMENT)
+        n = self._returned.points(packed)
         if self._peer_commitment is None:
             raise ProtocolError(
                 "peer released re-blinded points before committing to them", rule=Rule.MESSAGE_ORDER
             )
-        self._spend_chunk("peer_reblinded")
-        if self._own_double_count + n > self._own_total:
-            raise ProtocolError(
-                f"peer returned more than our {self._own_total} elements", rule=Rule.SIZE_ANNOUNCED
-            )
-        at = self._own_double_count * self._w
-        self._own_double[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
-        self._own_double_count += n
+        self._returned.take(packed, n)
         self.transcript.absorb(f"{self.peer_role}_reblinded", packed)
-        if self._own_double_count == self._own_total:
-            self._check_opening()
+        if self._returned.complete:
+            self._opened()
 
-    def _check_opening(self) -> None:
-        """The whole re-blinding of our points is in: it must open the peer's commitment
-        and, our points being distinct, hold no point twice."""
-        stream = self._own_double[: self._own_total * self._w]
-        opened = reblind_commitment(self.header.round_id, self.peer_role, stream.data)
-        if opened != self._peer_commitment:
-            raise ProtocolError(
-                "peer's re-blinded points do not open the commitment it sent before them",
-                rule=Rule.REBLIND_COMMITMENT,
-            )
-        if has_duplicates(stream, self._w):
-            raise ProtocolError(
-                "peer returned the same re-blinded point twice", rule=Rule.DUPLICATE_POINT
-            )
+    def _opened(self) -> None:
+        """The whole re-blinding of our points is in, and opens the peer's commitment."""
+        check_opening(
+            self.header.round_id,
+            self.peer_role,
+            self._returned.buffer,
+            self._peer_commitment,
+            self._w,
+        )
         self._own_double_done.set()
 
     def proof_material(self) -> verified.Material:
@@ -389,8 +322,8 @@ class RoundSide:
             raise ValueError("proofs are for a matched round with verified matches")
         return verified.Material(
             sent=self._own_blinded,
-            returned=self._own_double,
-            received=self._peer_blinded,
+            returned=self._returned.buffer,
+            received=self._from_peer.buffer,
             reblinded=self._peer_double,
             matched=matched_rows(self.header.kinds, self.own_sizes, self._outcome),
             found=sum(self._outcome.intersection_sizes.values()),
@@ -401,8 +334,8 @@ class RoundSide:
     def missing(self) -> str:
         """What has not arrived yet, for a precise 'stream ended early' message."""
         return (
-            f"received {self._peer_received}/{self._peer_total} peer elements and "
-            f"{self._own_double_count}/{self._own_total} re-blinded own elements"
+            f"received {self._from_peer.count}/{self._peer_total} peer elements and "
+            f"{self._returned.count}/{self._own_total} re-blinded own elements"
         )
 
     def _blind_chunks(self) -> list[tuple[int, int]]:
@@ -498,12 +431,12 @@ class RoundSide:
         sizes, positions = match_sections(
             self.header,
             self.role,
-            self._own_double,
+            self._returned.buffer,
             self._peer_double,
             self._w,
         )
         if not self.verified:  # no longer needed (a cache or a proof would need them)
             if not self._keep:
-                self._peer_double = _buffer(0, self._w)
-            self._own_double = _buffer(0, self._w)
+                self._peer_double = empty_buffer(0, self._w)
+            self._returned.drop()
         return RoundOutcome(self.transcript.digest(), sizes, positions)

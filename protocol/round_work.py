@@ -22,6 +22,7 @@ import numpy as np
 from protocol.psi import (
     BLOCK_ROWS,
     ELEMENT_BYTES,
+    PackedElements,
     PackedTable,
     TableSource,
     fill_rows,
@@ -221,6 +222,35 @@ class CachedWork:
         future = self.submissions.blind(misses) if misses else None
         known = rows(blinded, self._w)[start:end]
         return Chunk(known, f, future)
+
+
+def check_side_inputs(
+    header: RoundHeader,
+    role: str,
+    own: Sequence[bytes],
+    engine: WorkerEngine,
+    cache: RoundCache | None,
+    keep_cache: bool,
+) -> bool:
+    """ValueError on inputs that cannot make this side of the round; whether it uses a
+    cache (which needs own elements of ELEMENT_BYTES)."""
+    if len(own) != sum(header.sizes(role)):
+        raise ValueError("own elements do not match the announced sizes")
+    if engine.suite_name != header.suite:
+        raise ValueError(f"a {engine.suite_name} engine for a {header.suite} round")
+    for table in (cache.own, cache.peer) if cache else ():
+        if table is not None and table.value_size not in (0, engine.point_bytes):
+            raise ValueError(
+                f"a cache of {table.value_size}-byte points for a {header.suite} round"
+            )
+    caching = cache is not None and cache.own is not None or keep_cache
+    if caching and not (
+        isinstance(own, PackedElements)
+        and own.width == ELEMENT_BYTES
+        or all(len(x) == ELEMENT_BYTES for x in own)
+    ):
+        raise ValueError(f"a cache needs own elements of {ELEMENT_BYTES} bytes")
+    return caching
 
 
 # -- what a complete round yields -------------------------------------------------------------

@@ -82,7 +82,7 @@ class ReceiptSession:
     proofs: bool = False
     receipt_sent: bool = False
     peer_receipt: dict[str, Any] | None = None
-    committed: bool = False
+    committed: bool = False  # decided to commit (recording it may still fail, and abort)
 
     def __post_init__(self) -> None:
         if self.role not in ("initiator", "responder"):

@@ -22,6 +22,7 @@ MAX_KEYS = 32  # distinct (caller, rule) pairs a summary names; the rest are "ot
 OUTSIDER_RULES = frozenset(
     {
         Rule.IDENTITY,
+        Rule.CERTIFICATE_MISSING,
         Rule.UNKNOWN_PEER,
         Rule.CERTIFICATE_REVOKED,
         Rule.CERTIFICATE_EXPIRED,

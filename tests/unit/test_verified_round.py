@@ -269,7 +269,7 @@ def test_one_rekeyed_value_only_hides_its_match():
     other = RISTRETTO255.key_from_random(os.urandom(64))
 
     def rekey(stream, w, side):
-        x = rows(side._peer_blinded, w)[i].tobytes()
+        x = rows(side._from_peer.buffer, w)[i].tobytes()
         stream[i * w : (i + 1) * w] = r255.multiply(other, x)
 
     r = Round(own_a, own_b, side_b=bending(rekey))
