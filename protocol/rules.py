@@ -91,6 +91,7 @@ class Rule(StrEnum):
     CONSORTIUM_JOINED_TWICE = "consortium-joined-twice"
     CONSORTIUM_PARTICIPANT_LEFT = "consortium-participant-left"
     CONSORTIUM_JOIN_TIMEOUT = "consortium-join-timeout"
+    CONSORTIUM_STAGE_TIMEOUT = "consortium-stage-timeout"
     CONSORTIUM_ROSTER = "consortium-roster"
     CONSORTIUM_KINDS = "consortium-kinds"
     CONSORTIUM_SIZE = "consortium-size"

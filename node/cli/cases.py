@@ -29,7 +29,13 @@ CSV_COLUMNS = (
     "last_seen",
     "last_match_at",
     "pairs",
+    "consortium",
 )
+
+
+def seen_by(c: CaseSummary) -> str:
+    """The case's consortium evidence in a few words ("-" if none)."""
+    return f"seen by {c.consortium['seen_by']}" if c.consortium else "-"
 
 
 def _open(node_dir: Path) -> Node:
@@ -69,11 +75,21 @@ def cases(
             }
         )
         return
+    # CSV and table cells name the evidence in words; JSON (above) keeps its object.
     print_rows(
-        [c.to_dict() for c in result.cases],
+        [{**c.to_dict(), "consortium": c.consortium.get("seen_by", "")} for c in result.cases],
         fmt,
         csv_columns=CSV_COLUMNS,
-        headers=("CASE", "STATE", "SCORE", "ACCOUNTS", "PEERS", "KINDS", "LAST MATCH"),
+        headers=(
+            "CASE",
+            "STATE",
+            "SCORE",
+            "ACCOUNTS",
+            "PEERS",
+            "KINDS",
+            "LAST MATCH",
+            "CONSORTIUM",
+        ),
         row=lambda c: (
             c["case_id"],
             c["state"],
@@ -82,6 +98,7 @@ def cases(
             ",".join(c["peers"]),
             ",".join(c["kinds"]),
             c["last_match_at"][:19],
+            f"seen by {c['consortium']}" if c["consortium"] else "-",
         ),
     )
     if fmt == "table":
@@ -159,6 +176,12 @@ def _print_summary(s: CaseSummary) -> None:
         f"{len(t['kind_families'])} kind famil(ies) -> {t['kinds_points']}, "  # type: ignore[arg-type]
         f"x recency {t['recency']} ({t['days_since_last_match']} days)"
     )
+    if s.consortium:
+        e = s.consortium
+        click.echo(
+            f"  consortium: {seen_by(s)} ({e['signals']} signal(s): "
+            f"{', '.join(e['kinds'])}; {e['rounds']} round(s)); beside the score, not in it"  # type: ignore[arg-type]
+        )
     click.echo(
         f"  first seen {s.first_seen or '-'}, last seen {s.last_seen or '-'}, "
         f"last match {s.last_match_at[:19]}, {s.rounds} round(s)"

@@ -14,6 +14,7 @@ import logging
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -47,6 +48,8 @@ class HubCoordinator:
         self.session: HubSession | None = None
         self._outboxes: dict[str, queue.Queue[Any]] = {}
         self._timers: list[threading.Timer] = []
+        self._last_progress = 0.0  # time.monotonic() of the last message that moved it on
+        self._watching: HubSession | None = None  # the session the stall watch is armed for
 
     def join(self, peer: PeerIdentity, msg: pb.ConsortiumMessage) -> queue.Queue[Any]:
         """Admit a participant's stream. An outsider or a second stream of a lab is refused
@@ -163,8 +166,36 @@ class HubCoordinator:
             self._fail(session, e)
             return
         self._deliver(sends)
+        self._last_progress = time.monotonic()
         if session.state == "done":
             self._completed(session)
+        elif session.state != "joining" and self._watching is not session:
+            self._watching = session
+            self._watch(session, self._stage_timeout())
+
+    def _stage_timeout(self) -> float:
+        rules = self.node.require_policy().consortium
+        assert rules is not None
+        return float(rules.stage_timeout_seconds)
+
+    def _watch(self, session: HubSession, seconds: float) -> None:
+        timer = threading.Timer(seconds, self._check_stall, (session,))
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+
+    def _check_stall(self, session: HubSession) -> None:
+        """Abort a round no message moved on for the policy's stage timeout; else watch on."""
+        with self._lock:
+            if self.session is not session or session.state in ("done", "aborted"):
+                return
+            limit = self._stage_timeout()
+            idle = time.monotonic() - self._last_progress
+            if idle < limit:
+                self._watch(session, limit - idle)
+                return
+            reason = f"no participant moved the {session.state} stage on for {limit:g} s"
+            self._fail(session, PolicyError(reason, rule=Rule.CONSORTIUM_STAGE_TIMEOUT))
 
     def _deliver(self, sends: list[m.Send]) -> None:
         for send in sends:

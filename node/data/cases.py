@@ -19,7 +19,8 @@ Stable interface (other modules rely on it; extend, do not change):
 ``recompute_cases(node, *, full=False) -> RecomputeReport``
     Rebuild cases after imports or rounds (``node.data.case_build``).
 
-``CaseSummary.to_dict()`` / ``CaseDetail.to_dict()`` give JSON-ready values.
+``CaseSummary.to_dict()`` / ``CaseDetail.to_dict()`` give JSON-ready values;
+``CaseSummary.consortium`` is the case's consortium evidence ("seen by >= k labs").
 Everything here is local: cases name our own accounts and never leave the node.
 """
 
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from node.data.case_build import RecomputeReport, recompute
+from node.data.case_consortium import consortium_evidence
 from node.runtime import Node, iso
 from node.state.cases_store import cases_need_refresh, ensure_schema
 from node.state.store import Store
@@ -69,6 +71,9 @@ class CaseSummary:
     merged_into: str
     created_at: str
     updated_at: str
+    # Its signals found held by >= k labs in consortium rounds (node.data.case_consortium);
+    # empty if none.
+    consortium: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -168,7 +173,8 @@ def list_cases(
             " ORDER BY score DESC, last_match_us DESC, case_id LIMIT ? OFFSET ?",
             (*params, per_page, (page - 1) * per_page),
         ).fetchall()
-    return CasePage([_summary(r) for r in rows], total, page, per_page)
+        evidence = consortium_evidence(db, [r[0] for r in rows])
+    return CasePage([_summary(r, evidence) for r in rows], total, page, per_page)
 
 
 _ENTITIES_SQL = (
@@ -219,7 +225,8 @@ def get_case(store: Store, cid: str, *, max_entities: int = 1000) -> CaseDetail:
         campaigns = _rows(db, ("label", "peer", "round_id", "prompts"), _CAMPAIGNS_SQL, (cid,))
         event_names = ("at", "analyst", "decision", "state_from", "state_to", "note")
         events = _rows(db, event_names, _EVENTS_SQL, (cid,))
-    return CaseDetail(_summary(row), entities, matches, campaigns, events, len(entities))
+        evidence = consortium_evidence(db, [cid])
+    return CaseDetail(_summary(row, evidence), entities, matches, campaigns, events, len(entities))
 
 
 def decide(node: Node, cid: str, decision: str, analyst: str, note: str = "") -> CaseSummary:
@@ -272,7 +279,7 @@ def decide(node: Node, cid: str, decision: str, analyst: str, note: str = "") ->
     return get_case(store, cid, max_entities=0).summary
 
 
-def _summary(row: tuple) -> CaseSummary:
+def _summary(row: tuple, evidence: dict[str, dict]) -> CaseSummary:
     cid, state, count, score, summary, last_at, pairs, merged, created, updated = row
     s = json.loads(summary)
     return CaseSummary(
@@ -292,4 +299,5 @@ def _summary(row: tuple) -> CaseSummary:
         merged,
         created,
         updated,
+        evidence.get(cid, {}),
     )

@@ -327,13 +327,15 @@ def consortium_section(
     max_set_size: int = 1_000_000,
     reveal_count: bool = False,
     join_timeout: int = 60,
+    stage_timeout: int | None = None,
 ) -> str:
     """A ``[consortium]`` policy section, to append to :func:`sandbox_policy`."""
     names = ", ".join(f'"{p}"' for p in participants)
     kind_list = ", ".join(f'"{x}"' for x in kinds)
+    stage = f"stage_timeout_seconds = {stage_timeout}\n" if stage_timeout is not None else ""
     return (
         f'\n[consortium]\nhub = "{hub}"\nparticipants = [{names}]\nk = {k}\n'
         f"kinds = [{kind_list}]\nmax_set_size = {max_set_size}\n"
         f"reveal_count = {'true' if reveal_count else 'false'}\n"
-        f"join_timeout_seconds = {join_timeout}\n"
+        f"join_timeout_seconds = {join_timeout}\n{stage}"
     )

@@ -20,7 +20,8 @@ MIN_PARTICIPANTS = 3
 MAX_PARTICIPANTS = 64  # counts travel as one byte per position; far above any real ISAC
 _LAB = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _KEYS = {"hub", "participants", "k", "kinds", "max_set_size", "reveal_count",
-         "interval_seconds", "join_timeout_seconds"}  # fmt: skip
+         "interval_seconds", "join_timeout_seconds", "stage_timeout_seconds"}  # fmt: skip
+DEFAULT_STAGE_TIMEOUT = 300
 _REQUIRED = ("hub", "participants", "k", "kinds", "max_set_size")
 
 
@@ -36,8 +37,14 @@ class ConsortiumPolicy:
     reveal_count: bool = False  # False: a lab learns only "held by >= k labs"
     interval_seconds: int = 0  # scheduled rounds; 0 means on demand only
     join_timeout_seconds: int = 120
+    # The longest the hub waits, once every lab joined, without a message that moves the
+    # round on (each one restarts the clock, so it holds at any set size): a lab that
+    # announced more than it sends is cut off after this, not after the round timeout.
+    stage_timeout_seconds: int = DEFAULT_STAGE_TIMEOUT
 
     def to_dict(self) -> dict[str, object]:
+        # Present only when set, so the policies signed before it keep their hash.
+        stage = {"stage_timeout_seconds": self.stage_timeout_seconds}
         return {
             "hub": self.hub,
             "participants": list(self.participants),
@@ -47,6 +54,7 @@ class ConsortiumPolicy:
             "reveal_count": self.reveal_count,
             "interval_seconds": self.interval_seconds,
             "join_timeout_seconds": self.join_timeout_seconds,
+            **(stage if self.stage_timeout_seconds != DEFAULT_STAGE_TIMEOUT else {}),
         }
 
     def index_of(self, lab: str) -> int:
@@ -129,4 +137,5 @@ def parse_consortium(table: Any) -> ConsortiumPolicy | None:
         reveal_count=reveal,
         interval_seconds=_integer(table, "interval_seconds", 0, 0),
         join_timeout_seconds=_integer(table, "join_timeout_seconds", 120, 1),
+        stage_timeout_seconds=_integer(table, "stage_timeout_seconds", DEFAULT_STAGE_TIMEOUT, 1),
     )

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -25,6 +26,7 @@ from tests.integration.conftest import audit_ok, import_values
 LABS = ["lab-a", "lab-b", "lab-c", "lab-d", "lab-e"]
 HUB = "isac"
 K = 3
+STAGE_TIMEOUT = 20  # seconds the hub waits without progress (a honest round needs far less)
 
 
 def holdings() -> dict[str, list[str]]:
@@ -42,11 +44,17 @@ def count(email: str) -> int:
     return int(email[4])
 
 
+def holders(email: str) -> str:
+    """The last letters of the labs holding it: "abd" for lab-a, lab-b and lab-d."""
+    return email.split("-")[1].split("@")[0]
+
+
 @pytest.fixture(scope="module")
 def consortium(tmp_path_factory):
     root = tmp_path_factory.mktemp("consortium")
     sandbox = Sandbox(root / "c")
-    policy = sandbox_policy() + consortium_section(HUB, LABS, k=K, max_set_size=40)
+    section = consortium_section(HUB, LABS, k=K, max_set_size=40, stage_timeout=STAGE_TIMEOUT)
+    policy = sandbox_policy() + section
     sandbox.create(LABS, policy=policy)
     sandbox.add_hub(HUB)
     sandbox.install_policy(policy, {HUB: sandbox.labs[HUB]})
@@ -154,6 +162,48 @@ def test_every_log_verifies_and_the_logs_reconcile(consortium, completed):
     assert "AGREE" in proc.stdout
 
 
+def test_cases_show_the_consortium_evidence_of_their_accounts(consortium, completed, tmp_path):
+    """lab-a's accounts of one email held by 3 labs and one held by 2, both also matched
+    pairwise with lab-b: only the first case is "seen by >= 3 labs"."""
+    a, b = consortium.labs["lab-a"], consortium.labs["lab-b"]
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text(
+        "account,email\nacct-k,held3-abc@example.com\nacct-2,held2-ab@example.com\n"
+    )
+    run_cli("import", a.dir, accounts, "--entities")
+    run_cli("peer", "add", b.dir, "--lab", "lab-a", "--address", "127.0.0.1:9")  # never dialled
+    b.start()
+    try:
+        run_cli("peer", "add", a.dir, "--lab", "lab-b", "--address", b.address)
+        run_cli("round", a.dir, "--peer", "lab-b")
+    finally:
+        b.stop()
+    cases = json.loads(run_cli("cases", a.dir, "--format", "json").stdout)["cases"]
+    evidence = {}
+    for c in cases:
+        shown = json.loads(run_cli("case", "show", a.dir, c["case_id"], "--format", "json").stdout)
+        (entity,) = shown["entities"]
+        evidence[entity["key"]] = c["consortium"]
+        text = run_cli("case", "show", a.dir, c["case_id"]).stdout
+        assert ("consortium: seen by >= 3 labs" in text) == (entity["key"] == "acct-k")
+    assert evidence == {
+        "acct-k": {
+            "signals": 1,
+            "kinds": ["email"],
+            "rounds": 1,
+            "labs": None,
+            "at_least": K,
+            "seen_by": f">= {K} labs",
+        },
+        "acct-2": {},
+    }
+    table = run_cli("cases", a.dir).stdout
+    assert table.count("seen by >= 3 labs") == 1
+    csv_out = run_cli("cases", a.dir, "--format", "csv").stdout.splitlines()
+    assert csv_out[0].endswith(",consortium")
+    assert sorted(row.split(",")[-1] for row in csv_out[1:]) == ["", f">= {K} labs"]
+
+
 # -- hostile participants, built from the generated stubs ------------------------------------
 
 
@@ -245,6 +295,12 @@ def hostile_round(
     sandbox: Sandbox, hostile: HostileLab, sizes: int, points: bytes, leave_at: str = ""
 ) -> dict[str, subprocess.CompletedProcess]:
     """The four honest labs join first (seen in the hub's log), then the hostile one."""
+    return honest_labs_then(sandbox, lambda: hostile.run(sizes, points, leave_at))
+
+
+def honest_labs_then(
+    sandbox: Sandbox, act: Callable[[], object]
+) -> dict[str, subprocess.CompletedProcess]:
     before = hub_log_joins(sandbox)
     result: dict[str, dict] = {}
     runner = threading.Thread(target=lambda: result.update(out=run_round(sandbox, LABS[:4])))
@@ -252,7 +308,7 @@ def hostile_round(
     deadline = time.monotonic() + 60
     while hub_log_joins(sandbox) < before + 4 and time.monotonic() < deadline:
         time.sleep(0.1)
-    hostile.run(sizes, points, leave_at)
+    act()
     runner.join(300)
     return result["out"]
 
@@ -300,6 +356,66 @@ def test_a_participant_leaving_mid_round_aborts_it_for_everyone(consortium, comp
     out = hostile_round(consortium, hostile, len(points) // 33, points, leave_at="reblind")
     assert hostile.received[0] == "roster"
     assert_aborted_everywhere(consortium, out, "consortium-participant-left")
+
+
+def test_a_lab_sending_less_than_it_announced_is_cut_off_by_the_stage_timeout(
+    consortium, completed
+):
+    hostile = HostileLab(consortium)
+    points = blinded_own_set(consortium, hostile)
+    started = time.monotonic()
+    out = hostile_round(consortium, hostile, len(points) // 33 + 3, points)  # 3 never sent
+    assert hostile.received[0] == "roster" and hostile.received[-1] == "abort"
+    assert time.monotonic() - started < 10 * STAGE_TIMEOUT  # not the hour of the round timeout
+    assert_aborted_everywhere(consortium, out, "consortium-stage-timeout")
+
+
+def rekeying_participant(sandbox: Sandbox, lab: str = "lab-e") -> object:
+    """``lab`` as a real participant (its own node, session and receipts) that re-blinds
+    every other lab's points under a key of its own making instead of its round key."""
+    import functools
+
+    from node.consortium import client
+    from node.runtime import Node
+    from protocol.consortium import messages as m
+    from protocol.consortium.participant import ParticipantSession
+    from protocol.psi import Engine
+    from tests.consortium_simulator import new_psi_key
+
+    class Rekeying(client._Client):
+        def _handle(self, message):  # type: ignore[no-untyped-def]
+            if not isinstance(message, m.Reblind):
+                return super()._handle(message)
+            with self._lock:
+                self.session.reblind_request(message)
+            future = other_key.submit_reblind(message.points)
+            future.add_done_callback(functools.partial(self._answer, message))
+            return None
+
+    other_key = Engine(new_psi_key(), workers=1)
+    with Node(sandbox.labs[lab].dir) as node:
+        policy = node.require_policy()
+        assert policy.consortium is not None
+        own = client.prepare_own(node, policy.consortium.kinds)
+        session = ParticipantSession(policy, lab=node.lab, sizes=own.sizes, key=node.audit_key)
+        try:
+            return Rekeying(node, session, own).run()
+        finally:
+            other_key.close()
+
+
+def test_a_rekeying_participant_only_hides_the_matches_it_takes_part_in(consortium, completed):
+    # Re-keyed points are still valid points: nothing can tell them apart (ADR 0011). Every
+    # other lab's set passes it under the same wrong key, so their elements still meet each
+    # other; only its own copies match nothing. No lab learns a false positive.
+    out = honest_labs_then(consortium, lambda: rekeying_participant(consortium))
+    for lab, proc in out.items():
+        assert proc.returncode == 0, f"{lab}: {proc.stderr}"
+        honest = [e for e in holdings()[lab] if len(holders(e).replace("e", "")) >= K]
+        assert json.loads(proc.stdout)["result_counts"] == {"email": len(honest)}, lab
+        assert consortium_rows(consortium.labs[lab].dir)[0] == 2
+    for lab in [*LABS[:4], HUB]:
+        audit_ok(consortium.labs[lab].dir)
 
 
 def test_serve_runs_scheduled_consortium_rounds(tmp_path):

@@ -15,6 +15,7 @@ from node.data.case_build import recompute
 from node.data.cases import get_case, list_cases
 from node.data.entities import import_entities
 from node.state.cases_store import purge_entities_before
+from node.state.consortium_store import ConsortiumMatch, ConsortiumRound, ConsortiumStore
 from node.state.store import RoundRow, Store
 from protocol.cases.clusters import cluster_labels, network_key
 from protocol.cases.ids import case_id
@@ -167,6 +168,44 @@ def test_retention_deletes_entities_past_it_with_their_links(store, tmp_path):
     assert list_cases(store, state="open").total == 0
     with pytest.raises(InputError, match="cutoff"):
         purge_entities_before(store, "2027-01-01")
+
+
+def consortium_round(rid: str, k: int, reveal: bool) -> ConsortiumRound:
+    stamp = "2026-11-30T12:00:00Z"
+    labs = ["lab-a", "lab-b", "lab-c", "lab-d"]
+    return ConsortiumRound(
+        rid, "isac", labs, k, reveal, ["email"], {}, {}, "00", "11", stamp, stamp
+    )
+
+
+def test_a_case_shows_its_consortium_evidence(store, tmp_path):
+    save_round(store, "r-b", "lab-b", [("email", fp("email", "u3@example.com"))])
+    save_round(store, "r-c", "lab-c", [("ip", fp("ip", "198.51.100.1"))])  # the loner's case
+    build(store)
+    assert [c.consortium for c in list_cases(store).cases] == [{}, {}]  # no consortium tables
+    with ConsortiumStore(tmp_path / "node.sqlite") as rounds:
+        flagged = ConsortiumMatch("c1", "email", fp("email", "u5@example.com"), None)
+        rounds.save_round(consortium_round("c1", 3, False), [flagged])
+        actor = get_case(store, case_id(CASE_KEY, "acct-00")).summary
+        assert actor.consortium["seen_by"] == ">= 3 labs"  # the policy hid the count
+        counted = [
+            ConsortiumMatch("c2", "email", fp("email", "u5@example.com"), 4),
+            ConsortiumMatch("c2", "device_id", fp("device_id", "dev-7"), 3),
+        ]
+        rounds.save_round(consortium_round("c2", 3, True), counted)
+    actor = get_case(store, case_id(CASE_KEY, "acct-00")).summary
+    assert actor.consortium == {
+        "signals": 2,
+        "kinds": ["device_id", "email"],
+        "rounds": 2,
+        "labs": 4,
+        "at_least": 3,
+        "seen_by": "4 labs",
+    }
+    loner = get_case(store, case_id(CASE_KEY, "loner")).summary
+    assert loner.consortium == {}
+    page = {c.case_id: c.consortium for c in list_cases(store).cases}
+    assert page == {actor.case_id: actor.consortium, loner.case_id: {}}
 
 
 def test_held_back_signals_do_not_link(tmp_path):

@@ -255,6 +255,15 @@ def test_the_section_parses_and_changes_the_policy_hash():
     assert Policy().hash() != Policy(consortium=parse_consortium(SECTION)).hash()
 
 
+def test_the_stage_timeout_enters_the_hash_only_when_set():
+    default = parse_consortium(SECTION)
+    assert default.stage_timeout_seconds == 300
+    assert "stage_timeout_seconds" not in default.to_dict()  # older policies keep their hash
+    short = parse_consortium({**SECTION, "stage_timeout_seconds": 20})
+    assert short.to_dict()["stage_timeout_seconds"] == 20
+    assert Policy(consortium=default).hash() != Policy(consortium=short).hash()
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -268,6 +277,8 @@ def test_the_section_parses_and_changes_the_policy_hash():
         {"surprise": 1},
         {"max_set_size": 0},
         {"participants": ["lab-a", "lab-a", "lab-b"]},
+        {"stage_timeout_seconds": 0},
+        {"stage_timeout_seconds": "soon"},
     ],
 )
 def test_a_bad_section_names_the_problem(change):
