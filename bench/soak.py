@@ -14,7 +14,12 @@ what is running and stop, and the soak checks:
   two-generals window of docs/protocol.md, counted, not hidden);
 - no match is stored for a round that is not completed on both sides;
 - no round is duplicated (one outcome per round id in each log) and none lost
-  (an exchange one side started is recorded by the other).
+  (an exchange one side started is recorded by the other);
+- every node's store and log tell one story: each round outcome in the log is a
+  row with that status in the store and the other way round, and no round is
+  left started-but-unfinished once every node was opened again (as a restart
+  does: rounds a SIGKILLed process left open are closed then, rule
+  node-restarted; the number closed that way is reported).
 
 Exit 0 when logs verify and nothing is duplicated or lost; the figures are printed.
 """
@@ -36,6 +41,7 @@ from pathlib import Path
 
 from bench.faultproxy import FaultProxy
 from node.demo.sandbox import Lab, Sandbox, run_cli
+from node.runtime import Node
 
 SOAK_LIMITS = dict(pending_ttl_seconds=15.0, first_message_seconds=5.0, peer_silence_seconds=15.0)
 
@@ -115,7 +121,44 @@ class Soak:
         finally:
             db.close()
 
+    def unfinished(self, name: str) -> list[str]:
+        """Rounds with a start row and no outcome in the node's store."""
+        db = sqlite3.connect(self.sandbox.labs[name].paths.db)
+        try:
+            return [r for (r,) in db.execute("SELECT round_id FROM round_starts")]
+        finally:
+            db.close()
+
+    def reopen(self) -> int:
+        """Open every (stopped) node once, as its next start would: rounds a killed process
+        left open are closed now. Returns how many were."""
+        closed = 0
+        for name in self.names:
+            with Node(self.sandbox.labs[name].dir) as node:
+                closed += len(node.recovered)
+        return closed
+
+    def log_outcomes(self, name: str) -> Counter[tuple[str, str]]:
+        """(round id, status) of every round outcome in the node's audit log."""
+        out: Counter[tuple[str, str]] = Counter()
+        for line in self.sandbox.labs[name].paths.audit_log.read_text().splitlines():
+            record = json.loads(line)
+            if record["event"] in ("round_completed", "round_aborted"):
+                status = record["event"].removeprefix("round_")
+                out[(record["body"]["round_id"], status)] += 1
+        return out
+
+    def trace_mismatches(self, name: str, rows: dict[str, dict]) -> int:
+        """Rounds whose store row and audit outcome disagree, or that have only one."""
+        logged = self.log_outcomes(name)
+        stored = Counter(
+            (rid, row["status"]) for rid, row in rows.items() if row["status"] != "refused"
+        )
+        return sum((logged - stored).values()) + sum((stored - logged).values())
+
     def check(self) -> dict[str, object]:
+        unfinished_at_stop = sum(len(self.unfinished(n)) for n in self.names)
+        closed_at_restart = self.reopen()
         verified = {
             n: run_cli("audit", "verify", self.sandbox.labs[n].dir, check=False).returncode == 0
             for n in self.names
@@ -138,6 +181,7 @@ class Soak:
                 discrepancies[d.get("rule", "?")] += 1
         unsafe_matches, lost = 0, 0
         statuses: Counter[str] = Counter()
+        mismatched = sum(self.trace_mismatches(n, rounds[n]) for n in self.names)
         for n in self.names:
             for rid, row in rounds[n].items():
                 statuses[row["status"]] += 1
@@ -155,6 +199,10 @@ class Soak:
             "discrepancies": dict(discrepancies),
             "matches_without_both_completed": unsafe_matches,
             "lost_rounds": lost,
+            "store_log_mismatches": mismatched,
+            "unfinished_at_stop": unfinished_at_stop,
+            "closed_at_restart": closed_at_restart,
+            "unfinished_after_restart": sum(len(self.unfinished(n)) for n in self.names),
         }
 
 
@@ -200,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     ok = (
         all(result["verified"].values())  # type: ignore[attr-defined]
         and result["lost_rounds"] == 0
-        and "round_duplicate" not in result["discrepancies"]
+        and result["store_log_mismatches"] == 0
+        and result["unfinished_after_restart"] == 0
+        and "round-duplicate" not in result["discrepancies"]
     )
     return 0 if ok else 1
 

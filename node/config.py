@@ -19,6 +19,7 @@ NODE_DIR/
   run/metrics            the address of its Prometheus endpoint, if enabled
   run/schedule.json      the scheduler's view of every peer (read by `crossmatch status`)
   run/serve.log          the daemon's output when started by the sandbox (demo and tests)
+  run/leases/            one flock'ed file per live process that opened the node (recovery)
 """
 
 from __future__ import annotations
@@ -108,6 +109,10 @@ class NodePaths:
     @property
     def metrics_address_file(self) -> Path:
         return self.root / "run" / "metrics"
+
+    @property
+    def leases(self) -> Path:
+        return self.root / "run" / "leases"
 
     @property
     def schedule_state(self) -> Path:

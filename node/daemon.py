@@ -170,6 +170,7 @@ class Daemon:
         )
         scheduler_done.start()
         self.server.stop(grace).wait()
+        self.service.abort_pending()  # opened, never streamed: recorded now, not at restart
         scheduler_done.join()
         self.cases.stop()
         self.hooks.stop()
@@ -267,6 +268,7 @@ class Daemon:
 
     def housekeeping(self) -> None:
         self.service.flush_refusals()
+        self.node.close_interrupted_rounds()  # a CLI round killed while we serve
         self.node.refresh_policy()
         expires = self.node.policy.expires()
         if expires is not None:

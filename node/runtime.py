@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -19,6 +20,8 @@ from node.config import NodeConfig, load_config
 from node.pki.keys import read_consortium_key
 from node.state.auditlog import AuditLog
 from node.state.files import atomic_write, check_private, read_or_raise, read_secret
+from node.state.leases import ProcessLease
+from node.state.recovery import recover_rounds
 from node.state.store import Store
 from protocol.audit.events import EventBody
 from protocol.audit.records import make_log_id
@@ -123,6 +126,13 @@ class Node:
             self.audit = AuditLog.open(
                 self.paths.audit_log, self.audit_key, log_id=self.log_id, now=clock()
             )
+        # Rounds this process starts name its lease; rounds a dead process left open
+        # are closed now, before this process runs any (node.state.recovery).
+        self.lease: ProcessLease | None = None
+        self.recovered: list[str] = []
+        if self.audit is not None:  # only a node that can log can run (or close) a round
+            self.lease = ProcessLease(self.paths.leases)
+            self.recovered = self.close_interrupted_rounds()
 
     def reload_config(self) -> None:
         self.config = load_config(self.paths.root)
@@ -231,8 +241,6 @@ class Node:
             try:
                 observe(event, dict(body))
             except Exception:  # noqa: BLE001 - an observer bug must not fail a round
-                import logging
-
                 logging.getLogger("crossmatch.node").exception("observer failed on %s", event)
         return record
 
@@ -250,6 +258,21 @@ class Node:
                 rule=Rule.DISK_FULL,
             )
 
+    def close_interrupted_rounds(self) -> list[str]:
+        """Close (aborted, rule node-restarted) the rounds of processes that died mid-round:
+        at open, and on the daemon's housekeeping for a CLI round killed next to it."""
+        if self.audit is None:
+            return []
+        closed = recover_rounds(self.store, self.audit, self.paths.leases, self.now)
+        if closed:
+            logging.getLogger("crossmatch.node").warning(
+                "closed %d round(s) left open by a process that stopped mid-round "
+                "(aborted, rule node-restarted): %s",
+                len(closed),
+                ", ".join(closed),
+            )
+        return closed
+
     def round_started(self, round_id: str, role: str) -> None:
         """Tell observers a round began (for durations and in-flight gauges)."""
         for hook in self.round_hooks:
@@ -259,6 +282,8 @@ class Node:
         if self.audit is not None:
             self.audit.close()
         self.store.close()
+        if self.lease is not None:
+            self.lease.release()
 
     def __enter__(self) -> Node:
         return self

@@ -71,6 +71,7 @@ class Rule(StrEnum):
     STREAM_ENDED = "stream-ended"
     TIMEOUT = "timeout"
     SHUTDOWN = "shutdown"
+    NODE_RESTARTED = "node-restarted"
     PEER_ABORT = "peer-abort"
     CLOSED = "closed"
     INTERNAL = "internal"

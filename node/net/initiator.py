@@ -82,6 +82,7 @@ def run_round(
     with rule ``shutdown``, nothing stored.
     """
     policy, prepared, proposal, started = _propose(node, peer_lab, mode, kinds)
+    RoundRecorder.for_node(node).started(_proposal_facts(proposal, started))  # before OpenRound
     node.round_started(proposal.round_id, "initiator")
     with open_channel(node, peer_lab) as channel:
         stub = pb_grpc.CrossmatchStub(channel)
@@ -195,10 +196,9 @@ def _open(
     return answer, peer
 
 
-def _record_unopened(node: Node, proposal: Proposal, started: str, error: CrossmatchError) -> None:
-    """A round that never opened (refused, unreachable, a bad answer): aborted at open."""
-    p = proposal
-    facts = RoundFacts(
+def _proposal_facts(p: Proposal, started: str) -> RoundFacts:
+    """What the initiator knows of a round before the responder answers."""
+    return RoundFacts(
         round_id=p.round_id,
         role="initiator",
         peer=p.responder,
@@ -208,7 +208,11 @@ def _record_unopened(node: Node, proposal: Proposal, started: str, error: Crossm
         policy_hash=p.policy_hash,
         started_at=started,
     )
-    RoundRecorder.for_node(node).aborted(facts, error, stage="open")
+
+
+def _record_unopened(node: Node, proposal: Proposal, started: str, error: CrossmatchError) -> None:
+    """A round that never opened (refused, unreachable, a bad answer): aborted at open."""
+    RoundRecorder.for_node(node).aborted(_proposal_facts(proposal, started), error, stage="open")
 
 
 def _exchange(

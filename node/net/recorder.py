@@ -1,4 +1,5 @@
-"""The one place a round is written down when it ends: completed, aborted or refused.
+"""The one place a round is written down: when it starts (a start row in the store), and
+when it ends: completed, aborted or refused.
 
 Each outcome is one audit record (``round_completed``, ``round_aborted``,
 ``round_refused``) and one row in the store, built from the same :class:`RoundFacts`,
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from node.runtime import iso
+from node.state.round_starts import StartedRound
 from node.state.rounds import RoundRow
 from protocol.errors import CrossmatchError
 from protocol.transcript import RoundHeader
@@ -70,12 +72,19 @@ class Completion:
 
 
 class RoundRecorder:
-    def __init__(self, store: Store, log: Log, now: Callable[[], datetime]):
+    def __init__(self, store: Store, log: Log, now: Callable[[], datetime], owner: str = ""):
         self._store, self._log, self._now = store, log, now
+        self._owner = owner  # this process's lease: recovery leaves its rounds alone
 
     @classmethod
     def for_node(cls, node: Node) -> RoundRecorder:
-        return cls(node.store, node.log, node.now)
+        return cls(node.store, node.log, node.now, node.lease.token if node.lease else "")
+
+    def started(self, f: RoundFacts) -> None:
+        """A durable start row, before any element leaves: if this process dies mid-round,
+        the next one to open the node closes the round (node.state.recovery)."""
+        row = self._row(f, "aborted", "", {}, b"")  # as it would be stored; its start fields
+        self._store.start_round(StartedRound.of(row, self._owner))
 
     def completed(self, f: RoundFacts, c: Completion, matches: list[tuple[str, bytes]]) -> None:
         self._log(

@@ -106,10 +106,17 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
             self._refused(proposal, peer_lab, e)
             abort_with(context, e)
             raise AssertionError("unreachable") from e  # context.abort raises
-        ttl = self.limits.pending_ttl_seconds
+        ttl, started_at = self.limits.pending_ttl_seconds, iso(self.node.now())
+        try:  # durable before the answer: a restart closes the round if we die mid-way
+            self.recorder.started(RoundFacts.of(header, "responder", started_at))
+        except BaseException:
+            self._flight.release(peer.lab)
+            with self._lock:
+                self._claimed.discard(header.round_id)
+            raise
         with self._lock:
             self._pending[header.round_id] = PendingRound(
-                header, prepared, peer, iso(self.node.now()), time.monotonic() + ttl
+                header, prepared, peer, started_at, time.monotonic() + ttl
             )
         self.node.round_started(header.round_id, "responder")
         log.info("round %s accepted from %s (%s)", header.round_id, peer.lab, header.mode)
@@ -174,7 +181,9 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         with self._lock:
             if round_id in self._claimed:
                 return True
-        return self.node.store.get_round(round_id) is not None
+        # Started by another process of this node (a CLI round next to serve) counts too.
+        store = self.node.store
+        return store.get_round(round_id) is not None or store.is_started(round_id)
 
     def _last_round_start(self, peer_lab: str) -> datetime | None:
         """Start of the last round with the peer that got past OpenRound (either role)."""
@@ -235,6 +244,24 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         finally:
             with self._lock:
                 self._claimed.discard(round_id)
+
+    def abort_pending(self) -> None:
+        """At shutdown: rounds accepted and never streamed end now, logged (rule shutdown)."""
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+        for p in pending:
+            self._flight.release(p.peer.lab)
+            try:
+                self.recorder.aborted(
+                    RoundFacts.of(p.header, "responder", p.started_at),
+                    RoundAbortedError("this node is shutting down", rule=Rule.SHUTDOWN),
+                    stage="open",
+                )
+            except (CrossmatchError, OSError) as e:  # its start row closes it at restart
+                log.error("round %s: its abort could not be recorded: %s", p.header.round_id, e)
+            finally:
+                with self._lock:
+                    self._claimed.discard(p.header.round_id)
 
     def _record_expired(self, pending: PendingRound) -> None:
         """An accepted round the initiator never streamed: aborted at stage open, logged."""

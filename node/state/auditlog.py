@@ -132,6 +132,22 @@ class AuditLog:
             self._catch_up(now)
             return self._write_record(event, body, now)
 
+    def append_outcome(
+        self, event: str, body: dict[str, Any], *, now: datetime
+    ) -> tuple[str, dict[str, Any] | None]:
+        """Append the outcome of ``body["round_id"]`` unless the log already has one.
+
+        Returns (the event that ends the round in the log, the record written or None).
+        The check and the write happen under the file lock, after reading what other
+        processes appended: two recoveries of one round write one record between them.
+        """
+        with self._exclusive(now):
+            self._catch_up(now)
+            logged = self._verifier.outcome_of(body["round_id"])
+            if logged is not None:
+                return logged, None
+            return event, self._write_record(event, body, now)
+
     def head(self) -> tuple[int, bytes]:
         """(tree size, Merkle root) of the records written so far, by any process."""
         with self._exclusive():

@@ -1,5 +1,7 @@
 """Finished rounds (completed, aborted or refused) and the matches of completed ones.
 
+Storing a round's outcome also deletes its start row (``node.state.round_starts``).
+
 A round and its matches are stored in one transaction, so a round is stored whole or not
 at all. Times are kept exactly as the caller gave them; ordering and retention use an
 integer copy in microseconds since the epoch, so mixed spellings still compare correctly.
@@ -129,29 +131,7 @@ class RoundTables(Database):
         match_rows = _match_rows(row, matches, finished_us)
         with self.transaction() as db:
             try:
-                db.execute(
-                    "INSERT INTO rounds (round_id, peer, role, mode, kinds, own_sizes, peer_sizes,"
-                    " intersection_sizes, status, reason, started_at, started_us, finished_at,"
-                    " policy_hash, transcript_hash)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        row.round_id,
-                        row.peer,
-                        row.role,
-                        row.mode,
-                        _to_json(row.kinds),
-                        _to_json(row.own_sizes),
-                        _to_json(row.peer_sizes),
-                        _to_json(row.intersection_sizes),
-                        row.status,
-                        row.reason,
-                        row.started_at,
-                        started_us,
-                        row.finished_at,
-                        row.policy_hash,
-                        row.transcript_hash,
-                    ),
-                )
+                _insert_round(db, row, started_us)
             except sqlite3.IntegrityError as e:
                 raise InputError(f"round {row.round_id} is already stored") from e
             db.executemany(
@@ -159,6 +139,18 @@ class RoundTables(Database):
                 " VALUES (?, ?, ?, ?, ?)",
                 match_rows,
             )
+            db.execute("DELETE FROM round_starts WHERE round_id = ?", (row.round_id,))
+
+    def close_interrupted(self, row: RoundRow) -> None:
+        """Recovery: store an interrupted round's outcome (no matches) unless another
+        process already did, and forget its start row, in one transaction."""
+        started_us = _epoch_us_of(row.started_at, "started_at")
+        _check_round(row)
+        with self.transaction() as db:
+            stored = db.execute("SELECT 1 FROM rounds WHERE round_id = ?", (row.round_id,))
+            if stored.fetchone() is None:
+                _insert_round(db, row, started_us)
+            db.execute("DELETE FROM round_starts WHERE round_id = ?", (row.round_id,))
 
     def rounds(self, peer: str | None = None) -> list[RoundRow]:
         """Stored rounds, newest first, optionally of one peer."""
@@ -243,6 +235,32 @@ def _check_round(row: RoundRow) -> None:
     # Kinds are recorded as given: a refused round keeps what the peer asked for, odd or not.
     if not all(isinstance(kind, str) for kind in row.kinds):
         raise InputError(f"round {row.round_id}: kinds must be text")
+
+
+def _insert_round(db: sqlite3.Connection, row: RoundRow, started_us: int) -> None:
+    db.execute(
+        "INSERT INTO rounds (round_id, peer, role, mode, kinds, own_sizes, peer_sizes,"
+        " intersection_sizes, status, reason, started_at, started_us, finished_at,"
+        " policy_hash, transcript_hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            row.round_id,
+            row.peer,
+            row.role,
+            row.mode,
+            _to_json(row.kinds),
+            _to_json(row.own_sizes),
+            _to_json(row.peer_sizes),
+            _to_json(row.intersection_sizes),
+            row.status,
+            row.reason,
+            row.started_at,
+            started_us,
+            row.finished_at,
+            row.policy_hash,
+            row.transcript_hash,
+        ),
+    )
 
 
 def _round_from_row(r: tuple) -> RoundRow:

@@ -1,12 +1,14 @@
-"""The node's SQLite store (``crossmatch.db``): imported signals, prompts, finished rounds
-and their matches, one table module each (``signals``, ``prompts``, ``rounds``).
+"""The node's SQLite store (``crossmatch.db``): imported signals, prompts, rounds begun,
+finished rounds and their matches, one table module each (``signals``, ``prompts``,
+``round_starts``, ``rounds``).
 
 One file per node (``:memory:`` for tests), opened by ``node.state.sqlite.open_sqlite``:
 created 0600, WAL journal, synchronous FULL, foreign keys on, schema versioned by
 ``PRAGMA user_version`` (an older file is upgraded in place, in one transaction, when
-opened: schema 2 gave ``matches`` AUTOINCREMENT ids). One connection behind a lock
-serves every thread (the gRPC server's pool, the scheduler, the CLI); each write is one
-transaction, so an import or a round is stored whole or not at all.
+opened: schema 2 gave ``matches`` AUTOINCREMENT ids, schema 3 added ``round_starts``).
+One connection behind a lock serves every thread (the gRPC server's pool, the scheduler,
+the CLI); each write is one transaction, so an import or a round is stored whole or not
+at all.
 
 Timestamps are passed in by the caller as timezone-aware ISO 8601 text and come back
 exactly as given. The store holds raw identifiers (the lab's own data, needed to act on a
@@ -19,8 +21,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from node.state import prompts, rounds, signals
+from node.state import prompts, round_starts, rounds, signals
 from node.state.prompts import PromptHit, PromptInput, PromptTables
+from node.state.round_starts import RoundStartTables, StartedRound
 from node.state.rounds import ROUND_STATUSES, MatchRow, RoundRow, RoundTables
 from node.state.signals import FINGERPRINT_SIZE, ImportResult, SignalInput, SignalTables
 from node.state.sqlite import open_sqlite
@@ -37,16 +40,21 @@ __all__ = [
     "PromptInput",
     "RoundRow",
     "SignalInput",
+    "StartedRound",
     "Store",
 ]
 
-SCHEMA_VERSION = 2
-_SCHEMA = (*signals.SCHEMA, *rounds.SCHEMA, *prompts.SCHEMA)
+SCHEMA_VERSION = 3
+_SCHEMA = (*signals.SCHEMA, *rounds.SCHEMA, *prompts.SCHEMA)  # the tables of schema 2
+_FRESH = (*_SCHEMA, *round_starts.SCHEMA)  # a new file: schema 3
 # In-place upgrades, each in the transaction that opens the file: version -> step to version + 1.
-_MIGRATIONS = {1: rounds.migrate_matches_to_autoincrement}
+_MIGRATIONS = {
+    1: rounds.migrate_matches_to_autoincrement,
+    2: round_starts.add_round_starts,  # a durable record of every round begun (ADR 0007)
+}
 
 
-class Store(ImportTables, SignalTables, RoundTables, PromptTables):
+class Store(ImportTables, SignalTables, RoundTables, RoundStartTables, PromptTables):
     """SQLite store of one node. Use as a context manager or call :meth:`close`."""
 
     def __init__(self, path: str | Path):
@@ -88,6 +96,6 @@ class Store(ImportTables, SignalTables, RoundTables, PromptTables):
             tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
             if version != 0 or tables:
                 raise ConfigError(f"{self.path} is not a crossmatch store (schema {version})")
-            for statement in _SCHEMA:
+            for statement in _FRESH:
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

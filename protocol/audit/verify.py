@@ -96,7 +96,12 @@ class LogVerifier:
         self.records: list[dict[str, Any]] = []
         self.lines: list[bytes] = []
         self.leaf_hashes: list[bytes] = []
-        self._outcomes: dict[str, int] = {}  # round id -> record of its outcome
+        self._outcomes: dict[str, tuple[int, str]] = {}  # round id -> (record, event)
+
+    def outcome_of(self, round_id: str) -> str | None:
+        """The event that ended ``round_id`` in the records fed so far, or None."""
+        found = self._outcomes.get(round_id)
+        return found[1] if found else None
 
     @property
     def size(self) -> int:
@@ -225,17 +230,17 @@ class LogVerifier:
         if problem:
             raise record_error(n, f"{event} {problem}", Rule.BODY_SCHEMA)
         if event in ("round_completed", "round_aborted"):
-            self._check_one_outcome(n, body["round_id"])
+            self._check_one_outcome(n, body["round_id"], event)
 
-    def _check_one_outcome(self, n: int, round_id: str) -> None:
+    def _check_one_outcome(self, n: int, round_id: str, event: str) -> None:
         """A round ends once: a second outcome for one round id is a desynchronised log."""
         if round_id in self._outcomes:
             raise record_error(
                 n,
-                f"round {round_id} already has an outcome (record {self._outcomes[round_id]})",
+                f"round {round_id} already has an outcome (record {self._outcomes[round_id][0]})",
                 Rule.ROUND_OUTCOME,
             )
-        self._outcomes[round_id] = n
+        self._outcomes[round_id] = (n, event)
 
     def _check_checkpoint_record(self, n: int, body: dict[str, Any]) -> None:
         note = body["checkpoint"]

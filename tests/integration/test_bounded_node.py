@@ -347,6 +347,45 @@ def test_finding_6_memory_tiny_chunks_are_refused_and_rss_stays_bounded(trio):
     still_serving(trio, initiator="lab-c")
 
 
+def test_finding_6_flow_control_window_holds_a_fast_peer_back(trio):
+    """Full-size chunks (within the chunk budget) pushed as fast as the peer can: at most
+    [limits] window_chunks of them wait for lab-b's workers, the reader blocks, HTTP/2
+    stops the peer. lab-b's RSS stays flat however much the peer tries to push."""
+    channel, stub = b_stub(trio, "lab-c")
+    with Engine(pki_key()) as e:
+        point = e.blind([os.urandom(32)])
+    chunk = point * 256  # [limits] min_chunk_elements: no chunk-size refusal
+    pushed, peak = [0], [0]
+    flooding = threading.Event()
+    before = serve_rss_kb(trio)
+    with channel:
+        size = pb.KindSize(kind="email", size=1_000_000)
+        request = open_request(initiator="lab-c", sizes=[size])
+        stub.OpenRound(request, timeout=10)
+
+        def flood():
+            yield pb.ExchangeMessage(start=pb.Start(round_id=request.round_id))
+            for seq in range(3_900):  # 1M elements' worth of chunks; the call ends first
+                pushed[0] += 1
+                flooding.set()
+                yield pb.ExchangeMessage(own_blinded=pb.Chunk(seq=seq, points=chunk))
+
+        call = stub.Exchange(flood(), timeout=60)
+        threading.Thread(target=drain, args=(call,), daemon=True).start()
+        assert flooding.wait(10)
+        for _ in range(20):  # 4 s of flooding, RSS sampled as it goes
+            time.sleep(0.2)
+            peak[0] = max(peak[0], serve_rss_kb(trio))
+        call.cancel()
+    # Unbounded, lab-b would have read (and queued the work of) everything offered;
+    # bounded, the peer got only a fraction of its 32 MB through in 4 s.
+    assert pushed[0] < 3_900, pushed[0]
+    assert peak[0] - before < 30_000, (peak[0] - before, pushed[0])
+    row = wait_for(lambda: rows_of(trio, request.round_id), what="the aborted round")[0]
+    assert row["status"] == "aborted" and "[rule: stream-ended]" in row["reason"], row
+    still_serving(trio, initiator="lab-c")
+
+
 def test_finding_7_secret_files_are_private_and_loose_ones_refused(trio):
     b = trio.labs["lab-b"]
     p = b.paths

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 import tomllib
@@ -31,7 +32,13 @@ from node.demo.sandbox import (
 from node.schedule.scheduler import initiator_of
 from protocol.psi import Engine
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
-from tests.integration.conftest import audit_ok, import_values, matches_json, rounds_json
+from tests.integration.conftest import (
+    after_min_interval,
+    audit_ok,
+    import_values,
+    matches_json,
+    rounds_json,
+)
 from tests.integration.test_hostile_peers import open_request, pki_key, refused, stub_as
 
 FAST = {"jitter_seconds": 0.0, "retry_base_seconds": 0.4, "retry_max_seconds": 3.0}
@@ -196,6 +203,37 @@ def kill_mid_round(sandbox: Sandbox, victim: Lab) -> None:
     victim.kill()
 
 
+def unfinished(lab: Lab) -> list[str]:
+    """Round ids with a start row and no outcome yet in the lab's store."""
+    db = sqlite3.connect(lab.paths.db)
+    try:
+        return [rid for (rid,) in db.execute("SELECT round_id FROM round_starts")]
+    finally:
+        db.close()
+
+
+def closed_once(sandbox: Sandbox, me: str, other: str, rid: str) -> None:
+    """`me` closed round `rid` at restart: one outcome in its log (aborted, node-restarted),
+    the same in its store, no start row left; reconcile (which verifies both logs) agrees."""
+    lab = sandbox.labs[me]
+    [row] = [r for r in rounds_json(lab.dir) if r["round_id"] == rid]
+    assert row["status"] == "aborted" and "node-restarted" in row["reason"], row
+    records = [json.loads(line) for line in lab.paths.audit_log.read_text().splitlines()]
+    outcomes = [
+        r
+        for r in records
+        if r["event"] in ("round_completed", "round_aborted") and r["body"]["round_id"] == rid
+    ]
+    assert [(r["event"], r["body"].get("rule")) for r in outcomes] == [
+        ("round_aborted", "node-restarted")
+    ]
+    assert rid not in unfinished(lab)
+    proc = run_cli("audit", "reconcile", lab.dir, sandbox.labs[other].dir, "--json", check=False)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, report["discrepancies"]
+    assert any(rid in note and f"{me} and {other}" in note for note in report["notes"]), report
+
+
 def test_responder_killed_mid_stream(big_pair):
     sandbox = big_pair
     a, b = sandbox.labs["lab-a"], sandbox.labs["lab-b"]
@@ -214,10 +252,10 @@ def test_responder_killed_mid_stream(big_pair):
     assert aborted[0]["intersection_sizes"] == {}
     assert matches_json(a.dir, "--round", rid) == []
     assert all(r["round_id"] != rid or r["status"] != "completed" for r in rounds_json(b.dir))
-    b.start()
+    assert rid in unfinished(b)  # killed: b's round has a start row and no outcome
+    b.start()  # closes it before it serves
     repeer(sandbox, "lab-a", "lab-b")
-    audit_ok(a.dir)
-    audit_ok(b.dir)
+    closed_once(sandbox, "lab-b", "lab-a", rid)
     # The scheduler retries (backoff) and the next round completes on both sides.
     done = wait_for(
         lambda: [r for r in completed(sandbox, "lab-a", "lab-b") if r["round_id"] not in before],
@@ -246,12 +284,14 @@ def test_initiator_killed_mid_round(big_pair):
         30,
         "lab-b to record the abort",
     )
-    assert matches_json(b.dir, "--round", aborted[0]["round_id"]) == []
+    rid = aborted[0]["round_id"]
+    assert matches_json(b.dir, "--round", rid) == []
     assert "stream" in aborted[0]["reason"]
     audit_ok(b.dir)
+    assert rid in unfinished(a)
     a.start()  # still scheduled; the last completed round is old, so due at once
     repeer(sandbox, "lab-b", "lab-a")
-    audit_ok(a.dir)
+    closed_once(sandbox, "lab-a", "lab-b", rid)
     done = wait_for(
         lambda: [r for r in completed(sandbox, "lab-b", "lab-a") if r["round_id"] not in before],
         60,
@@ -261,6 +301,44 @@ def test_initiator_killed_mid_round(big_pair):
     audit_ok(a.dir)
     audit_ok(b.dir)
     a.schedule_peer("lab-b")
+
+
+def test_initiator_cli_killed_mid_round_is_closed_by_the_next_round(big_pair):
+    """`crossmatch round` SIGKILLed mid-round next to lab-a's serve: serve leaves the CLI's
+    round alone while the CLI lives (its lease), the next round closes it first."""
+    sandbox = big_pair
+    a, b = sandbox.labs["lab-a"], sandbox.labs["lab-b"]
+    a.stop()  # restarted unscheduled: no round of its own may race the CLI's
+    a.start()
+    repeer(sandbox, "lab-b", "lab-a")
+    wait_for(lambda: not in_flight(b, "responder"), 30, "lab-b idle")
+    before = {r["round_id"] for r in rounds_json(b.dir)}
+    after_min_interval()
+    cli = subprocess.Popen(
+        cli_command("round", a.dir, "--peer", "lab-b"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: in_flight(b, "responder"), 30, "the CLI's round in flight at lab-b")
+        time.sleep(0.8)
+    finally:
+        cli.kill()
+        cli.wait()
+    aborted = wait_for(
+        lambda: [r for r in with_peer(sandbox, "lab-b", "lab-a") if r["round_id"] not in before],
+        30,
+        "lab-b to record the abort",
+    )
+    rid = aborted[0]["round_id"]
+    assert aborted[0]["status"] == "aborted"
+    assert unfinished(a) == [rid]
+    assert rid not in {r["round_id"] for r in rounds_json(a.dir)}
+    after_min_interval()
+    run_cli("round", a.dir, "--peer", "lab-b")  # opens the node: closes rid, then runs
+    closed_once(sandbox, "lab-a", "lab-b", rid)
+    assert unfinished(a) == [] and unfinished(b) == []
+    assert len(list(a.paths.leases.iterdir())) == 1  # serve's own; the dead CLI's was swept
 
 
 def test_sigterm_mid_round_finishes_or_aborts_within_the_grace(big_pair):
@@ -288,6 +366,23 @@ def test_sigterm_mid_round_finishes_or_aborts_within_the_grace(big_pair):
     assert row_b[0]["status"] in ("aborted", "completed")
     assert "serving" not in run_cli("status", a.dir).stdout.splitlines()[0]
     audit_ok(a.dir)
+    audit_ok(b.dir)
+
+
+def test_a_round_opened_and_never_streamed_is_recorded_at_sigterm(big_pair):
+    """The responder's pending round ends at a graceful stop (rule shutdown), not at restart."""
+    sandbox = big_pair
+    a, b = sandbox.labs["lab-a"], sandbox.labs["lab-b"]
+    after_min_interval()
+    channel, stub = stub_as(a.dir, "lab-b", b.address)
+    with channel:
+        request = open_request(sizes=[pb.KindSize(kind="device_id", size=BIG)])
+        stub.OpenRound(request, timeout=10)
+    assert request.round_id in unfinished(b)
+    assert b.stop(signal.SIGTERM) == 0
+    [row] = [r for r in rounds_json(b.dir) if r["round_id"] == request.round_id]
+    assert row["status"] == "aborted" and "[rule: shutdown]" in row["reason"], row
+    assert unfinished(b) == []
     audit_ok(b.dir)
 
 

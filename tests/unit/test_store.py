@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from node.state.store import ImportResult, MatchRow, RoundRow, SignalInput, Store
+from node.state.store import SCHEMA_VERSION, ImportResult, MatchRow, RoundRow, SignalInput, Store
 from protocol.errors import ConfigError, InputError
 
 NOW = "2025-03-01T10:00:00Z"
@@ -268,7 +268,7 @@ def test_a_schema_1_store_is_upgraded_in_place_keeping_match_ids(tmp_path):
             [(7, fp("a")), (9, fp("b"))],
         )
     with Store(path) as upgraded:
-        assert upgraded.schema_version == 2
+        assert upgraded.schema_version == SCHEMA_VERSION == 3
         db = upgraded._db
         sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'matches'").fetchone()[0]
         assert "AUTOINCREMENT" in sql
@@ -280,7 +280,7 @@ def test_a_schema_1_store_is_upgraded_in_place_keeping_match_ids(tmp_path):
         upgraded.save_round(a_round("r2"), [("email", fp("c"))])
         assert db.execute("SELECT id FROM matches").fetchall() == [(10,)]  # 9 is not reused
     with Store(path) as reopened:  # a second open changes nothing
-        assert reopened.schema_version == 2
+        assert reopened.schema_version == SCHEMA_VERSION
         assert len(reopened.matches()) == 1
 
 
@@ -316,7 +316,7 @@ class TestConcurrency:
 
 class TestLifecycle:
     def test_schema_version_and_pragmas(self, store):
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
     def test_closed_store_refuses_work(self, store):
