@@ -26,6 +26,7 @@ from node.state.leases import lease_held, sweep_leases
 from node.state.round_starts import StartedRound, start_fields
 from node.state.rounds import RoundRow
 from node.state.store import Store
+from protocol.audit.events import RoundAborted
 from protocol.errors import RoundAbortedError
 from protocol.rules import Rule
 from protocol.timestamps import format_utc
@@ -43,15 +44,15 @@ def recover_rounds(
         if lease_held(leases, started.owner):
             continue  # another live process (serve, a CLI round) is running it
         error = RoundAbortedError(REASON, rule=Rule.NODE_RESTARTED)
-        body: dict[str, object] = {
-            "round_id": started.round_id,
-            "role": started.role,
-            "peer": started.peer,
-            "stage": STAGE,
-            "reason": error.message,
-            "rule": Rule.NODE_RESTARTED,
-        }
-        event, _ = audit.append_outcome("round_aborted", body, now=now())
+        body = RoundAborted(
+            round_id=started.round_id,
+            role=started.role,
+            peer=started.peer,
+            stage=STAGE,
+            reason=error.message,
+            rule=Rule.NODE_RESTARTED,
+        )
+        event, _ = audit.append_outcome(body.EVENT, body.to_body(), now=now())
         store.close_interrupted(_outcome_row(started, event, error, format_utc(now())))
         closed.append(started.round_id)
     sweep_leases(leases)
