@@ -155,9 +155,9 @@ def import_file(
     rounds (or None); those signals are flagged in the same transaction.
     """
     at = stored_time(now, "now")
+    held_by = screen or (lambda _kind, _normalized: None)
     with staging(store) as stage:
         for chunk in signal_chunks(Path(path), kind, key, **opts):
-            held_by = screen or (lambda _kind, _normalized: None)
             stage.signals((s, None, held_by(s.kind, s.normalized)) for s in chunk)
         store_staged(store, stage, at)
     return stage.results.get(kind) or ImportResult(
