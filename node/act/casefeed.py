@@ -103,6 +103,7 @@ def export_case(detail: CaseDetail, *, key: bytes, values: str) -> ExportCase:
         description=(
             f"{s.entities} of our accounts; peers {', '.join(s.peers)}; kinds "
             f"{', '.join(s.kinds)}; {len(s.campaigns)} prompt campaign(s)."
+            + (f" Seen by {s.consortium['seen_by']} in consortium rounds." if s.consortium else "")
         ),
     )
 

@@ -1,4 +1,4 @@
-"""The web UI's case page shows a case's consortium evidence (rendered from the real template)."""
+"""A case's consortium evidence on the web UI's case page (the real template) and in exports."""
 
 from __future__ import annotations
 
@@ -39,3 +39,14 @@ def test_the_case_page_shows_seen_by_k_labs():
         " beside the score, not in it)</dd>" in page
     )
     assert '<dd id="consortium">-</dd>' in render(a_case())
+
+
+def test_an_exported_case_says_it_was_seen_by_k_labs():
+    from node.act.casefeed import export_case
+    from node.data.cases import CaseDetail
+
+    seen = a_case(signals=1, kinds=["email"], rounds=1, labs=4, at_least=3, seen_by="4 labs")
+    exported = export_case(CaseDetail(seen, [], [], [], []), key=b"k" * 32, values="hashed")
+    assert exported.description.endswith("Seen by 4 labs in consortium rounds.")
+    plain = export_case(CaseDetail(a_case(), [], [], [], []), key=b"k" * 32, values="hashed")
+    assert "consortium" not in plain.description
