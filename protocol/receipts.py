@@ -26,9 +26,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from protocol.audit.canonical import encode_canonical, parse_canonical
+from protocol.audit.canonical import encode_canonical, parse_bounded
 from protocol.audit.records import HEX32_RE, HEX64_RE, parse_log_id
-from protocol.errors import CrossmatchError, InputError, ProtocolError, VerificationError
+from protocol.errors import InputError, ProtocolError, VerificationError
 from protocol.identity import is_valid_lab_id, key_fingerprint
 from protocol.messages import MODES
 from protocol.rules import Rule
@@ -143,16 +143,7 @@ def receipt_bytes(signed: dict[str, Any]) -> bytes:
 
 def parse_receipt(data: bytes) -> dict[str, Any]:
     """A signed receipt from the wire; ProtocolError on anything malformed (signature unchecked)."""
-    if len(data) > MAX_RECEIPT_BYTES:
-        raise ProtocolError(
-            f"receipt is {len(data)} bytes, above {MAX_RECEIPT_BYTES}", rule=Rule.RECEIPT_FORMAT
-        )
-    try:
-        receipt = parse_canonical(data)
-    except CrossmatchError as e:
-        raise ProtocolError(
-            f"receipt is not canonical JSON: {e.message}", rule=Rule.RECEIPT_FORMAT
-        ) from e
+    receipt = parse_bounded(data, what="receipt", limit=MAX_RECEIPT_BYTES, rule=Rule.RECEIPT_FORMAT)
     problem = _shape_problem(receipt, signed=True)
     if problem:
         raise ProtocolError(f"receipt is malformed: {problem}", rule=Rule.RECEIPT_FORMAT)

@@ -13,14 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from node import pki
 from node.cli.common import node_dir_argument
 from node.config import NodePaths
 from node.runtime import Node, ca_public_key, node_clock
 from node.state.files import atomic_write, read_or_raise
-from protocol.errors import ConfigError, InputError, PolicyError
+from protocol.errors import InputError, PolicyError
 from protocol.identity import load_revoked_serials
 from protocol.policy import Policy, format_instant
 from protocol.policy_document import (
@@ -124,13 +123,9 @@ def policy_template() -> None:
 )
 def policy_sign(ca_dir: Path, policy_file: Path, out: Path) -> None:
     """Check POLICY_FILE (TOML) and sign it with the consortium CA key in CA_DIR."""
-    key = pki.load_private_key(ca_dir / pki.CA_KEY_FILE)
-    ca_key = ca_public_key(_read(ca_dir / pki.CA_CERT_FILE, "CA certificate"))
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != ca_key:
-        raise ConfigError("CA key does not match the CA certificate", where=str(ca_dir))
-    signed = sign_policy(_read(policy_file, "policy"), key)
-    atomic_write(out, signed)
-    policy = parse_policy_toml(_read(policy_file, "policy"))
+    text = _read(policy_file, "policy")
+    policy = parse_policy_toml(text)
+    atomic_write(out, sign_policy(text, pki.ca_signing_key(ca_dir)))
     click.echo(
         f"signed policy {policy.policy_id} v{policy.version} "
         f"({policy.hash().hex()[:16]}…) -> {out}; publish it to every lab"

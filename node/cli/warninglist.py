@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from node import pki
 from node.cli.common import node_dir_argument, print_json
@@ -19,7 +18,6 @@ from node.data.warninglists import install, installed_lists, local_list_path, re
 from node.runtime import Node, ca_public_key
 from node.state.files import atomic_write, read_or_raise
 from protocol.audit.events import WarninglistInstalled
-from protocol.errors import ConfigError
 from protocol.warninglist import (
     Screen,
     Warninglist,
@@ -48,13 +46,9 @@ def warninglist() -> None:
 )
 def sign(ca_dir: Path, list_file: Path, out: Path) -> None:
     """Check LIST_FILE (TOML) and sign it with the consortium CA key in CA_DIR."""
-    key = pki.load_private_key(ca_dir / pki.CA_KEY_FILE)
-    ca_key = ca_public_key(read_or_raise(ca_dir / pki.CA_CERT_FILE, "CA certificate"))
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != ca_key:
-        raise ConfigError("CA key does not match the CA certificate", where=str(ca_dir))
     text = read_or_raise(list_file, "warninglist")
-    atomic_write(out, sign_warninglist(text, key))
     wl = parse_warninglist_toml(text)
+    atomic_write(out, sign_warninglist(text, pki.ca_signing_key(ca_dir)))
     click.echo(f"signed warninglist {wl.name} ({wl.hash().hex()[:16]}…) -> {out}")
 
 

@@ -285,12 +285,18 @@ class Sandbox:
         for lab in self.labs.values():
             lab.start()
 
+    def peer(self, me: str, other: str) -> None:
+        """Lab ``me`` learns lab ``other``'s current address (a restarted daemon binds anew)."""
+        run_cli(
+            "peer", "add", self.labs[me].dir, "--lab", other, "--address", self.labs[other].address
+        )
+
     def peer_all(self) -> None:
         """Every lab learns every other lab's current address."""
-        for lab in self.labs.values():
-            for other in self.labs.values():
-                if other is not lab:
-                    run_cli("peer", "add", lab.dir, "--lab", other.name, "--address", other.address)
+        for me in self.labs:
+            for other in self.labs:
+                if other != me:
+                    self.peer(me, other)
 
     def stop_all(self) -> None:
         for lab in self.labs.values():

@@ -93,6 +93,12 @@ def _load_ca(ca_dir: Path) -> _CA:
     return _CA(key=key, cert=cert)
 
 
+def ca_signing_key(ca_dir: Path) -> ec.EllipticCurvePrivateKey:
+    """The consortium CA's private key, after checking it belongs to the CA certificate
+    (what signs policies and warninglists)."""
+    return _load_ca(ca_dir).key
+
+
 @contextlib.contextmanager
 def _ca_locked(ca_dir: Path) -> Iterator[None]:
     # Issue and revoke rewrite the index and the CRL: one at a time.

@@ -25,7 +25,7 @@ import json
 import re
 from typing import Any
 
-from protocol.errors import InputError
+from protocol.errors import CrossmatchError, InputError, ProtocolError
 from protocol.rules import Rule
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -184,3 +184,14 @@ def parse_canonical(data: bytes) -> Any:
             rule=Rule.CANONICAL_JSON,
         )
     return value
+
+
+def parse_bounded(data: bytes, *, what: str, limit: int, rule: Rule) -> Any:
+    """``data`` (at most ``limit`` bytes) as canonical JSON; ProtocolError naming ``what``
+    and ``rule`` otherwise: the size is checked before a byte is parsed."""
+    if len(data) > limit:
+        raise ProtocolError(f"{what} is {len(data)} bytes, above {limit}", rule=rule)
+    try:
+        return parse_canonical(data)
+    except CrossmatchError as e:
+        raise ProtocolError(f"{what} is not canonical JSON: {e.message}", rule=rule) from e

@@ -15,8 +15,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from protocol.audit.canonical import encode_canonical, parse_canonical
-from protocol.errors import CrossmatchError, ProtocolError, VerificationError
+from protocol.audit.canonical import encode_canonical, parse_bounded
+from protocol.errors import ProtocolError, VerificationError
 from protocol.rules import Rule
 
 RECEIPT_VERSION = "crossmatch-consortium-receipt/v1"
@@ -84,16 +84,9 @@ def _problem(receipt: Any) -> str | None:
 
 def parse_receipt(data: bytes) -> dict[str, Any]:
     """A signed receipt from the wire or a log; ProtocolError if malformed (signature unchecked)."""
-    if len(data) > MAX_RECEIPT_BYTES:
-        raise ProtocolError(
-            f"receipt is {len(data)} bytes, above {MAX_RECEIPT_BYTES}", rule=Rule.CONSORTIUM_RECEIPT
-        )
-    try:
-        receipt = parse_canonical(data)
-    except CrossmatchError as e:
-        raise ProtocolError(
-            f"receipt is not canonical JSON: {e.message}", rule=Rule.CONSORTIUM_RECEIPT
-        ) from e
+    receipt = parse_bounded(
+        data, what="receipt", limit=MAX_RECEIPT_BYTES, rule=Rule.CONSORTIUM_RECEIPT
+    )
     problem = _problem(receipt)
     if problem:
         raise ProtocolError(

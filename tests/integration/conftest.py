@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +43,17 @@ def audit_ok(lab_dir: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def wait_for(check: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> Any:
+    """``check()``'s first truthy value, polled every 0.2 s; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     """Two serving, peered labs (lab-a, lab-b) plus a CA-certified outsider lab-c (not peered)."""
@@ -49,15 +62,7 @@ def pair(tmp_path_factory):
     sandbox.create(["lab-a", "lab-b", "lab-c"])
     sandbox.labs["lab-a"].start()
     sandbox.labs["lab-b"].start()
-    for me, other in (("lab-a", "lab-b"), ("lab-b", "lab-a")):
-        run_cli(
-            "peer",
-            "add",
-            sandbox.labs[me].dir,
-            "--lab",
-            other,
-            "--address",
-            sandbox.labs[other].address,
-        )
+    sandbox.peer("lab-a", "lab-b")
+    sandbox.peer("lab-b", "lab-a")
     yield sandbox
     sandbox.stop_all()

@@ -29,7 +29,7 @@ from node.demo.sandbox import Sandbox, cli_command, run_cli, sandbox_policy
 from protocol.psi import Engine
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
-from tests.integration.conftest import audit_ok, import_values, rounds_json
+from tests.integration.conftest import audit_ok, import_values, rounds_json, wait_for
 from tests.integration.test_hostile_peers import open_request, pki_key, stub_as
 
 LIMITS = dict(
@@ -95,16 +95,6 @@ def health(trio, as_lab: str = "lab-c", timeout: float = 5.0) -> int:
             .Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
             .status
         )
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def drain(call) -> list:

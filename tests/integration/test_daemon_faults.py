@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import time
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -38,20 +37,11 @@ from tests.integration.conftest import (
     import_values,
     matches_json,
     rounds_json,
+    wait_for,
 )
 from tests.integration.test_hostile_peers import open_request, pki_key, refused, stub_as
 
 FAST = {"jitter_seconds": 0.0, "retry_base_seconds": 0.4, "retry_max_seconds": 3.0}
-
-
-def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def with_peer(sandbox: Sandbox, me: str, other: str) -> list[dict]:
@@ -64,15 +54,7 @@ def completed(sandbox: Sandbox, me: str, other: str) -> list[dict]:
 
 def repeer(sandbox: Sandbox, me: str, other: str) -> None:
     """Tell `me` where `other` listens now (a restarted daemon binds a new port)."""
-    run_cli(
-        "peer",
-        "add",
-        sandbox.labs[me].dir,
-        "--lab",
-        other,
-        "--address",
-        sandbox.labs[other].address,
-    )
+    sandbox.peer(me, other)
 
 
 def emails(prefix: str, n: int) -> list[str]:

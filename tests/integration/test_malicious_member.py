@@ -37,16 +37,8 @@ def labs(tmp_path_factory):
     sandbox.create(["lab-a", "lab-b"])
     for lab in sandbox.labs.values():
         lab.start()
-    for me, other in (("lab-a", "lab-b"), ("lab-b", "lab-a")):
-        run_cli(
-            "peer",
-            "add",
-            sandbox.labs[me].dir,
-            "--lab",
-            other,
-            "--address",
-            sandbox.labs[other].address,
-        )
+    sandbox.peer("lab-a", "lab-b")
+    sandbox.peer("lab-b", "lab-a")
     data = root / "data"
     data.mkdir()
     import_values(

@@ -163,6 +163,18 @@ MUTATIONS = ("tampered", "copied", "swapped", "duplicated")
 FIXTURE_OK = [HealthCheck.function_scoped_fixture]
 
 
+def eight_a_side(engines, mode, tamper):
+    """Eight elements a side, the whole stream in one chunk, ``tamper`` on the wire."""
+    return Wire(
+        engines,
+        [fp(f"a{k}") for k in range(8)],
+        [fp(f"b{k}") for k in range(8)],
+        mode=mode,
+        chunk=8,
+        tamper=tamper,
+    )
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(
     how=st.sampled_from(MUTATIONS),
@@ -180,14 +192,7 @@ def test_any_single_changed_point_in_the_release_is_caught(engines, how, i, j, m
             return pack(_mutate(unpack(payload), how, i, j))
         return payload
 
-    wire = Wire(
-        engines,
-        [fp(f"a{k}") for k in range(8)],
-        [fp(f"b{k}") for k in range(8)],
-        mode=mode,
-        chunk=8,
-        tamper=tamper,
-    )
+    wire = eight_a_side(engines, mode, tamper)
     with pytest.raises(ProtocolError) as err:
         wire.run()
     assert err.value.rule == "reblind-commitment"
@@ -204,14 +209,7 @@ def test_any_duplicated_point_in_the_own_stream_is_caught(engines, i, j, mode):
             return pack(_mutate(unpack(payload), "duplicated", i, j))
         return payload
 
-    wire = Wire(
-        engines,
-        [fp(f"a{k}") for k in range(8)],
-        [fp(f"b{k}") for k in range(8)],
-        mode=mode,
-        chunk=8,
-        tamper=tamper,
-    )
+    wire = eight_a_side(engines, mode, tamper)
     with pytest.raises(ProtocolError) as err:
         wire.run()
     assert err.value.rule == "duplicate-point"
