@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.state.epochs import CACHE_FILE, EpochStore
-from protocol import psi
+from protocol import psi, tables
 from protocol.errors import ConfigError
 from protocol.padding import OFF, Padding, dummy_elements, parse_padding
 from protocol.psi import POINT_BYTES, PackedElements, PackedTable, TableSource
@@ -272,7 +272,7 @@ def test_numpy_is_not_holding_python_objects():
 
 
 def test_table_source_is_written_sorted_in_blocks(monkeypatch, tmp_path):
-    monkeypatch.setattr(psi, "BLOCK_ROWS", 7)  # several blocks, and a short last one
+    monkeypatch.setattr(tables, "BLOCK_ROWS", 7)  # several blocks, and a short last one
     keys = [hashlib.sha256(bytes([i])).digest() + b"\x01" for i in range(50)]
     values = [bytes([i]) * 4 for i in range(50)]
     source = TableSource(b"".join(keys), 33, b"".join(values), 4)
