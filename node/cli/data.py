@@ -15,6 +15,7 @@ from node.data.warninglists import screen_for
 from node.ops.progress import terminal_progress
 from node.runtime import Node
 from node.state.store import ImportResult
+from protocol.audit.events import SignalsImported
 from protocol.errors import InputError
 from protocol.policy import ALL_KINDS
 
@@ -153,15 +154,14 @@ def _import_signals(
 
 
 def _log_signals(node: Node, kind: str, result: ImportResult, source: str) -> None:
-    node.log(
-        "signals_imported",
-        {
-            "kind": kind,
-            "added": result.added,
-            "already_held": result.already_held,
-            "total": result.total,
-            "source_sha256": source,
-        },
+    node.record(
+        SignalsImported(
+            kind=kind,
+            added=result.added,
+            already_held=result.already_held,
+            total=result.total,
+            source_sha256=source,
+        )
     )
 
 

@@ -23,6 +23,7 @@ from node.consortium.hub_service import ConsortiumService
 from node.net.initiator import MAX_MESSAGE
 from node.runtime import Node
 from node.state.files import atomic_write
+from protocol.audit.events import NodeStopped
 from protocol.errors import ConfigError
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
@@ -85,7 +86,7 @@ def serve_hub(hub_dir: Path) -> None:
         while not stop.wait(0.5):
             pass
         server.stop(node.config.grace_seconds).wait()
-        node.log("node_stopped", {"lab": node.lab, "version": _version(), "role": "hub"})
+        node.record(NodeStopped(lab=node.lab, version=_version(), role="hub"))
         if node.audit is not None:
             node.audit.checkpoint(now=node.now())
         node.paths.address_file.unlink(missing_ok=True)
