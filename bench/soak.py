@@ -138,23 +138,8 @@ class Soak:
                 closed += len(node.recovered)
         return closed
 
-    def log_outcomes(self, name: str) -> Counter[tuple[str, str]]:
-        """(round id, status) of every round outcome in the node's audit log."""
-        out: Counter[tuple[str, str]] = Counter()
-        for line in self.sandbox.labs[name].paths.audit_log.read_text().splitlines():
-            record = json.loads(line)
-            if record["event"] in ("round_completed", "round_aborted"):
-                status = record["event"].removeprefix("round_")
-                out[(record["body"]["round_id"], status)] += 1
-        return out
-
     def trace_mismatches(self, name: str, rows: dict[str, dict]) -> int:
-        """Rounds whose store row and audit outcome disagree, or that have only one."""
-        logged = self.log_outcomes(name)
-        stored = Counter(
-            (rid, row["status"]) for rid, row in rows.items() if row["status"] != "refused"
-        )
-        return sum((logged - stored).values()) + sum((stored - logged).values())
+        return store_log_mismatches(self.sandbox.labs[name].paths.audit_log.read_text(), rows)
 
     def check(self) -> dict[str, object]:
         unfinished_at_stop = sum(len(self.unfinished(n)) for n in self.names)
@@ -204,6 +189,18 @@ class Soak:
             "closed_at_restart": closed_at_restart,
             "unfinished_after_restart": sum(len(self.unfinished(n)) for n in self.names),
         }
+
+
+def store_log_mismatches(audit_log: str, rows: dict[str, dict]) -> int:
+    """Rounds whose audit outcome and store row disagree, or that have only one of them
+    (``rows``: round id -> row, as `crossmatch rounds --format json` prints them)."""
+    logged: Counter[tuple[str, str]] = Counter()
+    for line in audit_log.splitlines():
+        record = json.loads(line)
+        if record["event"] in ("round_completed", "round_aborted"):
+            logged[(record["body"]["round_id"], record["event"].removeprefix("round_"))] += 1
+    stored = Counter((rid, r["status"]) for rid, r in rows.items() if r["status"] != "refused")
+    return sum((logged - stored).values()) + sum((stored - logged).values())
 
 
 def main(argv: list[str] | None = None) -> int:
