@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from node.runtime import iso
 from node.state.round_starts import StartedRound
 from node.state.rounds import RoundRow
+from protocol.audit.events import EventBody, RoundAborted, RoundCompleted, RoundRefused
 from protocol.errors import CrossmatchError
 from protocol.transcript import RoundHeader
 
@@ -87,25 +88,25 @@ class RoundRecorder:
         self._store.start_round(StartedRound.of(row, self._owner))
 
     def completed(self, f: RoundFacts, c: Completion, matches: list[tuple[str, bytes]]) -> None:
-        self._log(
-            "round_completed",
-            {
-                "round_id": f.round_id,
-                "role": f.role,
-                "peer": f.peer,
-                "mode": f.mode,
-                "kinds": list(f.kinds),
-                "own_sizes": f.own_sizes,
-                "peer_sizes": f.peer_sizes,
-                "intersection_sizes": c.intersection_sizes,
-                "policy_hash": f.policy_hash.hex(),
-                "own_commitment": c.own_commitment.hex(),
-                "peer_commitment": c.peer_commitment.hex(),
-                "transcript_hash": c.transcript_hash.hex(),
-                "own_receipt": c.own_receipt,
-                "peer_receipt": c.peer_receipt,
-                **c.extra,
-            },
+        self._record(
+            RoundCompleted(
+                round_id=f.round_id,
+                role=f.role,
+                peer=f.peer,
+                mode=f.mode,
+                kinds=list(f.kinds),
+                own_sizes=f.own_sizes,
+                peer_sizes=f.peer_sizes,
+                intersection_sizes=c.intersection_sizes,
+                policy_hash=f.policy_hash.hex(),
+                own_commitment=c.own_commitment.hex(),
+                peer_commitment=c.peer_commitment.hex(),
+                transcript_hash=c.transcript_hash.hex(),
+                # Written as held (a commit follows both receipts, so never None).
+                own_receipt=cast(dict, c.own_receipt),
+                peer_receipt=cast(dict, c.peer_receipt),
+                extra=c.extra,
+            )
         )
         self._store.save_round(
             self._row(f, "completed", "", c.intersection_sizes, c.transcript_hash), matches
@@ -120,17 +121,17 @@ class RoundRecorder:
         transcript_hash: bytes = b"",
         extra: Mapping[str, object] | None = None,
     ) -> None:
-        body: dict[str, object] = {
-            "round_id": f.round_id,
-            "role": f.role,
-            "peer": f.peer,
-            "stage": stage,
-            "reason": error.message,
-            **(extra or {}),
-        }
-        if error.rule:
-            body["rule"] = error.rule
-        self._log("round_aborted", body)
+        self._record(
+            RoundAborted(
+                round_id=f.round_id,
+                role=f.role,
+                peer=f.peer,
+                stage=stage,
+                reason=error.message,
+                rule=error.rule or None,
+                extra=extra or {},
+            )
+        )
         self._store.save_round(
             self._row(f, "aborted", error.diagnostics(), {}, transcript_hash), []
         )
@@ -140,17 +141,16 @@ class RoundRecorder:
     ) -> None:
         """A proposal refused at OpenRound; stored too when ``facts`` (a round id we can
         keep: the peer authenticated, the id well formed and new) are given."""
-        self._log(
-            "round_refused",
-            {
-                "peer": peer,
-                "claimed_lab": claimed_lab,
-                "reason": error.message,
-                "rule": error.rule or "",
-            },
+        self._record(
+            RoundRefused(
+                peer=peer, claimed_lab=claimed_lab, reason=error.message, rule=error.rule or ""
+            )
         )
         if facts is not None:
             self._store.save_round(self._row(facts, "refused", error.diagnostics(), {}, b""), [])
+
+    def _record(self, body: EventBody) -> None:
+        self._log(body.EVENT, body.to_body())
 
     def _row(
         self,

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 
+from protocol.audit.events import RefusalsSummarised
 from protocol.limits import peer_text
 from protocol.rules import Rule, parse_rule
 
@@ -63,7 +64,7 @@ class RefusalLedger:
                 self._recent = {k: v for k, v in self._recent.items() if v and now - v[-1] < 60}
             return False
 
-    def take_summary(self) -> dict[str, object] | None:
+    def take_summary(self) -> RefusalsSummarised | None:
         """The counts since the last summary (and reset them), or None if there were none."""
         with self._lock:
             now = self._clock()
@@ -71,8 +72,8 @@ class RefusalLedger:
             since, self._since = self._since, now
         if not counts:
             return None
-        return {
-            "counts": dict(sorted(counts.items())),
-            "total": sum(counts.values()),
-            "window_seconds": int(now - since),
-        }
+        return RefusalsSummarised(
+            counts=dict(sorted(counts.items())),
+            total=sum(counts.values()),
+            window_seconds=int(now - since),
+        )

@@ -230,7 +230,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         """Write the refusals counted since the last flush as one record."""
         summary = self.refusals.take_summary()
         if summary is not None:
-            self.node.log("refusals_summarised", summary)
+            self.node.record(summary)
 
     def _expire(self, round_id: str) -> None:
         """Timer: an accepted round the initiator never streamed is aborted at stage open."""

@@ -100,7 +100,7 @@ def test_ledger_records_a_peers_allowance_then_counts():
     assert not ledger.admit("", "unknown-peer")  # outsiders: always counted
     assert not ledger.admit("lab-c", "unknown-peer")
     summary = ledger.take_summary()
-    assert summary is not None and summary["total"] == 4
+    assert summary is not None and summary.total == 4
     assert ledger.take_summary() is None
     now[0] = 61.0
     assert ledger.admit("lab-a", "version")  # a new minute, a new allowance
@@ -111,7 +111,7 @@ def test_ledger_summary_names_a_bounded_number_of_callers():
     for i in range(500):
         ledger.admit("", "unknown-peer") if i % 2 else ledger.admit(f"lab-{i}" * 20, "x")
     summary = ledger.take_summary()
-    assert summary is not None and len(summary["counts"]) <= MAX_KEYS + 1  # type: ignore[arg-type]
+    assert summary is not None and len(summary.counts) <= MAX_KEYS + 1
 
 
 @pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1"])
