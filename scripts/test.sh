@@ -13,4 +13,6 @@ fi
 .venv/bin/ruff check protocol node tests scripts bench
 .venv/bin/ruff format --check --quiet protocol node tests scripts bench
 .venv/bin/mypy protocol node
-exec .venv/bin/python -m pytest "$@"
+# Two workers, one test file each at a time (a file's module fixtures stay in one
+# worker): most integration tests wait on real processes, not on a core.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
