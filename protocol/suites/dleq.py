@@ -77,22 +77,6 @@ def challenge(k: bytes, m: bytes, z: bytes, t2: bytes, t3: bytes, context: bytes
     return hash_to_scalar(PROOF_DOMAIN + b"challenge|" + body)
 
 
-def composites(
-    public_key: bytes,
-    cs: Sequence[bytes],
-    ds: Sequence[bytes],
-    context: bytes,
-    *,
-    with_z: bool,
-    submit: Submit | None = None,
-    parts: int = 2,
-) -> tuple[bytes, bytes]:
-    """(M, Z) of the pairs; Z is the identity unless ``with_z`` (the prover skips it)."""
-    return start_composites(
-        public_key, cs, ds, context, with_z=with_z, submit=submit, parts=parts
-    )()
-
-
 def start_composites(
     public_key: bytes,
     cs: Sequence[bytes],
@@ -103,7 +87,8 @@ def start_composites(
     submit: Submit | None = None,
     parts: int = 2,
 ) -> Callable[[], tuple[bytes, bytes]]:
-    """Queue the work of :func:`composites` and return what waits for it: a verifier
+    """Queue the sums (M, Z) of the pairs (Z is the identity unless ``with_z``: the
+    prover skips it) and return what waits for them: a verifier
     knows its pairs and the weights' seed before the proof arrives, so it can sum
     while the peer is still proving (the weights do not depend on the proof)."""
     if len(cs) != len(ds) or not cs:
@@ -152,7 +137,7 @@ def _inline(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     f: Future[Any] = Future()
     try:
         f.set_result(fn(*args))
-    except Exception as e:  # noqa: BLE001 - re-raised by Future.result()
+    except Exception as e:  # re-raised by Future.result()
         f.set_exception(e)
     return f
 
@@ -172,7 +157,7 @@ def prove(
         raise ValueError(f"a proof needs {RANDOM_BYTES} random bytes")
     lib = sodium()
     public = lib.crypto_scalarmult_ristretto255_base(key)
-    m, _ = composites(public, cs, ds, context, with_z=False, submit=submit, parts=parts)
+    m, _ = start_composites(public, cs, ds, context, with_z=False, submit=submit, parts=parts)()
     z = lib.crypto_scalarmult_ristretto255(key, m)
     r = lib.crypto_core_ristretto255_scalar_reduce(random)
     t2 = lib.crypto_scalarmult_ristretto255_base(r)

@@ -47,7 +47,7 @@ def main() -> None:
     kb = RISTRETTO255.public_key(b)
     seed = dleq.seed(kb, CONTEXT)
     proof = dleq.prove(b, cs, ds, CONTEXT, NONCE)
-    m, z = dleq.composites(kb, cs, ds, CONTEXT, with_z=True)
+    m, z = dleq.start_composites(kb, cs, ds, CONTEXT, with_z=True)()
     p256_key = P256.key_from_random(RANDOM_A)
     with P256.engine(p256_key, workers=1) as e:
         p256 = [e.blind([fp]).hex() for fp in FINGERPRINTS]
