@@ -1,5 +1,5 @@
-"""Who a lab is: the one lab-id rule, identity from a certificate, CSR vetting, the one
-audit-key fingerprint, and the update rules for the signed policy and the CRL.
+"""Who a lab is: the one lab-id rule, identity from a certificate, CSR vetting and the one
+audit-key fingerprint (the CRL is read in revocation.py, install rules are in rollback.py).
 
 Identity binding (everything else relies on it):
 
@@ -294,33 +294,6 @@ def days_until_expiry(cert_pem: bytes, *, now: datetime) -> float:
     return (cert.not_valid_after_utc - as_utc(now)).total_seconds() / 86400
 
 
-@dataclass(frozen=True)
-class CertificateSummary:
-    """What `crossmatch cert show` prints; parsed, not verified."""
-
-    lab: str
-    serial: int
-    issuer: str
-    not_before: datetime
-    not_after: datetime
-    fingerprint: str
-    audit_key_fingerprint: str
-
-
-def summarize_certificate(cert_pem: bytes) -> CertificateSummary:
-    cert = load_certificate(cert_pem, rule=Rule.CERTIFICATE_MALFORMED)
-    lab, audit_key = node_identity_fields(cert)
-    return CertificateSummary(
-        lab=lab,
-        serial=cert.serial_number,
-        issuer=cert.issuer.rfc4514_string(),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        fingerprint=certificate_fingerprint(cert),
-        audit_key_fingerprint=key_fingerprint(audit_key),
-    )
-
-
 # --- certificate requests ----------------------------------------------------------------------
 
 
@@ -375,23 +348,3 @@ def check_matches_request(identity: PeerIdentity, csr_pem: bytes, *, where: str)
             where=where,
             rule=Rule.CERTIFICATE_AUDIT_KEY_MISMATCH,
         )
-
-
-# --- revocation list ----------------------------------------------------------------------------
-
-
-def load_revoked_serials(crl_pem: bytes, ca_cert_pem: bytes) -> frozenset[int]:
-    """Serials revoked by a CRL, after checking the consortium CA signed it (ConfigError)."""
-    ca = load_ca_certificate(ca_cert_pem)
-    try:
-        crl = x509.load_pem_x509_crl(crl_pem)
-    except ValueError as e:
-        raise ConfigError(f"not a PEM CRL: {e}", rule=Rule.CRL_MALFORMED) from e
-    public_key = ca.public_key()
-    if crl.issuer != ca.subject or not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise ConfigError("CRL was not issued by the consortium CA", rule=Rule.CRL_WRONG_CA)
-    if not crl.is_signature_valid(public_key):
-        raise ConfigError(
-            "CRL signature does not verify with the consortium CA key", rule=Rule.CRL_WRONG_CA
-        )
-    return frozenset(entry.serial_number for entry in crl)

@@ -20,7 +20,6 @@ from node.config import NodePaths
 from node.runtime import Node, ca_public_key, node_clock
 from node.state.files import atomic_write, read_or_raise
 from protocol.errors import InputError, PolicyError
-from protocol.identity import load_revoked_serials
 from protocol.policy import Policy, format_instant
 from protocol.policy_document import (
     parse_policy_toml,
@@ -28,6 +27,7 @@ from protocol.policy_document import (
     sign_policy,
     verify_signed_policy,
 )
+from protocol.revocation import load_revoked_serials
 from protocol.rollback import check_crl_update, check_policy_update
 from protocol.rules import Rule
 

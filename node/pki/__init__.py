@@ -38,21 +38,20 @@ from node.pki.tls import (
     peer_certificate_from_grpc_context,
     server_credentials,
 )
+from protocol.certificate_summary import CertificateSummary, summarize_certificate
 from protocol.identity import (
     AUDIT_KEY_EXTENSION_OID,
     CLOCK_SKEW,
-    CertificateSummary,
     PeerIdentity,
     certificate_fingerprint,
     days_until_expiry,
     identity_from_certificate,
     is_valid_lab_id,
     key_fingerprint,
-    load_revoked_serials,
-    summarize_certificate,
     tls_server_name,
     validate_lab_id,
 )
+from protocol.revocation import load_revoked_serials
 
 __all__ = [
     "AUDIT_KEY_EXTENSION_OID",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-import node.config
+import node.config.paths
 from node.config import NodePaths
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,12 +23,12 @@ def node_files() -> dict[str, str]:
 
 
 def test_every_node_file_is_in_the_module_docstring_and_the_architecture() -> None:
-    docstring = node.config.__doc__ or ""
+    docstring = node.config.paths.__doc__ or ""
     architecture = (ROOT / "docs" / "architecture.md").read_text()
     for name, relative in node_files().items():
         shown = relative.replace("peers/lab.pub", "peers/<lab>.pub")
         leaf = shown.rsplit("/", 1)[-1]
-        assert leaf in docstring, f"NodePaths.{name} ({shown}) missing from node/config.py"
+        assert leaf in docstring, f"NodePaths.{name} ({shown}) missing from node/config/paths.py"
         assert f"`{shown}`" in architecture, f"NodePaths.{name} ({shown}) missing from the docs"
 
 
