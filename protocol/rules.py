@@ -8,8 +8,8 @@ refused with, is the rule table in docs/protocol.md; the category behind that st
 is in node/net/grpc_status.py. Tests keep the three in step.
 
 Logs and peers from before this module spelt some rules differently (``receipt_format``,
-``prompt.params``); :func:`parse_rule` reads those too. Inside a log body a rule is data:
-the verifier never requires it to be a member.
+``prompt.params``, the hub's ``identity``); :func:`parse_rule` reads those too. Inside a
+log body a rule is data: the verifier never requires it to be a member.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from enum import StrEnum
 
 class Rule(StrEnum):
     # -- who the peer is (OpenRound, before anything else) --------------------------------
-    IDENTITY = "identity"
     UNKNOWN_PEER = "unknown-peer"
     LAB_MISMATCH = "lab-mismatch"
     WRONG_RESPONDER = "wrong-responder"
@@ -221,6 +220,7 @@ class Rule(StrEnum):
 
 # Spellings written before this module: snake_case verifier rules and dotted prompt rules.
 _LEGACY = {r.value.replace("-", "_"): r for r in Rule} | {
+    "identity": Rule.CERTIFICATE_MISSING,  # the hub's name for it until it used the node's
     "prompt.params": Rule.PROMPT_PARAMS,
     "prompt.type": Rule.PROMPT_TYPE,
     "prompt.empty": Rule.PROMPT_EMPTY,

@@ -23,7 +23,7 @@ import grpc
 
 from node.consortium import wire
 from node.net.grpc_status import abort_with
-from node.pki import PeerIdentity
+from node.pki import PeerIdentity, peer_certificate_from_grpc_context
 from node.runtime import Node
 from protocol.consortium import messages as m
 from protocol.consortium.hub import HubSession
@@ -281,10 +281,7 @@ class ConsortiumService(pb_grpc.ConsortiumServicer):
         self, request_iterator: Iterator[pb.ConsortiumMessage], context: grpc.ServicerContext
     ) -> Iterator[pb.ConsortiumMessage]:
         try:
-            certs = context.auth_context().get("x509_pem_cert")
-            if not certs:
-                raise PolicyError("no client certificate", rule=Rule.IDENTITY)
-            peer = self.node.peer_identity(certs[0])
+            peer = self.node.peer_identity(peer_certificate_from_grpc_context(context))
             first = next(request_iterator, None)
             if first is None:
                 raise ProtocolError("stream ended before join", rule=Rule.MESSAGE_ORDER)

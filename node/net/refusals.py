@@ -22,7 +22,6 @@ MAX_KEYS = 32  # distinct (caller, rule) pairs a summary names; the rest are "ot
 # Refusals that say the caller is not (or no longer) someone we talk to: never one record each.
 OUTSIDER_RULES = frozenset(
     {
-        Rule.IDENTITY,
         Rule.CERTIFICATE_MISSING,
         Rule.UNKNOWN_PEER,
         Rule.CERTIFICATE_REVOKED,

@@ -210,12 +210,16 @@ def whoami_handler(ca_pem: bytes, revoked: frozenset[int]) -> grpc.GenericRpcHan
 
 
 @contextmanager
-def serving(node: Enrolled, revoked: frozenset[int] = frozenset()) -> Iterator[int]:
+def serving(
+    node: Enrolled,
+    revoked: frozenset[int] = frozenset(),
+    credentials: grpc.ServerCredentials | None = None,
+) -> Iterator[int]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
     server.add_generic_rpc_handlers([whoami_handler(node.ca, revoked)])
     port = server.add_secure_port(
-        "127.0.0.1:0", pki.server_credentials(node.key, node.cert, node.ca)
+        "127.0.0.1:0", credentials or pki.server_credentials(node.key, node.cert, node.ca)
     )
     server.start()
     try:
@@ -249,6 +253,24 @@ def test_correct_peers_connect_and_server_reads_client_lab(consortium: Path) -> 
         assert health_check(channel) == health_pb2.HealthCheckResponse.SERVING
         expected = f"alpha {pki.key_fingerprint(client.audit_key.public_key())}"
         assert whoami(channel) == expected
+
+
+def test_a_connection_without_a_client_certificate_is_certificate_missing(
+    consortium: Path,
+) -> None:
+    # Our servers require a client certificate at the handshake; this one does not, so the
+    # servicer's own check (shared by the node and the consortium hub) is what refuses.
+    server = Enrolled(consortium, "beta")
+    lax = grpc.ssl_server_credentials([(server.key, server.cert)], require_client_auth=False)
+    anonymous = grpc.ssl_channel_credentials(root_certificates=server.ca)
+    with serving(server, credentials=lax) as port:
+        with grpc.secure_channel(
+            f"127.0.0.1:{port}", anonymous, options=pki.channel_options("beta")
+        ) as channel:
+            with pytest.raises(grpc.RpcError) as excinfo:
+                whoami(channel)
+    assert excinfo.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "[rule: certificate-missing]" in excinfo.value.details()
 
 
 def test_client_with_certificate_from_another_ca_is_rejected(

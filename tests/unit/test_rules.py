@@ -144,6 +144,7 @@ def test_old_spellings_parse_to_the_one_spelling():
     assert parse_rule("prompt.params") is Rule.PROMPT_PARAMS
     assert parse_rule("prompt-params") is Rule.PROMPT_PARAMS
     assert parse_rule("lab-mismatch") is Rule.LAB_MISMATCH
+    assert parse_rule("identity") is Rule.CERTIFICATE_MISSING  # the hub's, before it used ours
     assert parse_rule("no-such-rule") is None and parse_rule("") is None
 
 
