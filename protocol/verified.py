@@ -14,6 +14,17 @@ comparison from its side. B proves at most as many positions as it found
 matching itself (rule ``proof-request``), so a peer cannot make it work over
 whole streams: the cost is proportional to the intersection, not the sets.
 
+Both proofs of a round weight each pair by its double-blinded value W (the Y_i
+of A's match and the a*P_j it equals; protocol/suites/dleq.py), from one weights
+context per round (WEIGHTS_CONTEXT || frame(transcript hash)). So A sums, once
+its matches are known, SX = sum w(W_i)*X_i and SP = sum w(W_i)*P_j(i) (P_j the
+peer point its match i found): SX is the M of B's proof to A, and a*SP is its Z
+(sum w*Y_i, since each Y_i = a*P_j(i)); SP is the M of A's own proof to B when B
+asks for the same matches, as an honest B does, and a*SP again its Z. Two sums
+a side instead of three, and the returned Y_i need no decoding (each equals a
+point A computed). A peer that asks for other positions gets a proof summed
+afresh over what it asked.
+
 Wire forms: ``ProofRequest.positions`` is the sorted, distinct positions (in
 the requester's element order, all kinds' sections together) as 4-byte
 big-endian integers; ``MatchProof.proof`` is the 64-byte proof, empty when no
@@ -38,6 +49,7 @@ from protocol.suites.ristretto255 import RistrettoEngine, check_point
 
 POSITION_BYTES = 4
 PROOF_CONTEXT = b"crossmatch/v1|verified-matches|"
+WEIGHTS_CONTEXT = PROOF_CONTEXT + b"weights|"
 
 
 def encode_positions(positions: np.ndarray | list[int]) -> bytes:
@@ -64,7 +76,13 @@ def decode_positions(data: bytes, total: int, limit: int) -> np.ndarray:
 
 
 def context(transcript_hash: bytes, prover_role: str) -> bytes:
+    """The challenge context of one direction's proof."""
     return PROOF_CONTEXT + dleq.frame(transcript_hash) + dleq.frame(prover_role.encode())
+
+
+def weights_seed(transcript_hash: bytes) -> bytes:
+    """The weights' seed, one per round: both directions' proofs share it."""
+    return dleq.seed(WEIGHTS_CONTEXT + dleq.frame(transcript_hash))
 
 
 @dataclass(frozen=True)
@@ -115,20 +133,69 @@ def proven_pairs(m: Material) -> TableSource:
     return TableSource(sent, m.width, returned, m.width)
 
 
-def answer(engine: WorkerEngine, m: Material, data: bytes, ctx: bytes, random: bytes) -> bytes:
-    """Our MatchProof for the peer's request ``data`` (``proof-request`` if it overreaches)."""
+@dataclass(frozen=True)
+class Sums:
+    """Our weighted sums over our asked matches (see the module docstring): ``keys``
+    their W values, sorted (to tell whether the peer asks for the same matches);
+    ``pending`` waits for (SX, SP)."""
+
+    transcript_hash: bytes
+    keys: np.ndarray
+    pending: Callable[[], tuple[bytes, ...]]
+
+
+def start_sums(
+    engine: WorkerEngine, m: Material, transcript_hash: bytes, asked: np.ndarray
+) -> Sums:
+    """Start SX and SP over ``asked`` on the workers: they need only our own buffers and
+    the transcript, so they overlap the peer's proving."""
+    w = m.width
+    keys = np.ascontiguousarray(rows(m.returned, w)[asked])
+    table = PackedTable(rows(m.reblinded, w), rows(m.received, w))
+    partners, found = table.lookup(keys)
+    if not bool(np.all(found)):
+        raise ValueError("a matching position without the peer point it matched")
+    pending = _proofs(engine).start_sums(
+        weights_seed(transcript_hash),
+        _split(keys),
+        _split(rows(m.sent, w)[asked]),
+        _split(partners),
+    )
+    return Sums(transcript_hash, _sorted_rows(keys), pending)
+
+
+def answer(
+    engine: WorkerEngine,
+    m: Material,
+    data: bytes,
+    transcript_hash: bytes,
+    role: str,
+    random: bytes,
+    sums: Sums | None = None,
+) -> bytes:
+    """Our MatchProof for the peer's request ``data`` (``proof-request`` if it overreaches):
+    over SP when it asks for exactly the matches we summed, else over a fresh sum."""
     positions = decode_positions(data, m.peer_total, m.found)
     if not len(positions):
         return b""
-    cs, ds = _pairs(m.received, m.reblinded, positions, m.width)
-    return _proofs(engine).prove(cs, ds, ctx, random)
+    proofs = _proofs(engine)
+    ds = np.ascontiguousarray(rows(m.reblinded, m.width)[positions])
+    if sums is not None and sums.transcript_hash == transcript_hash:
+        if np.array_equal(_sorted_rows(ds), sums.keys):
+            composite = sums.pending()[1]
+            return proofs.prove_sum(composite, context(transcript_hash, role), random)
+    _sorted_rows(ds)
+    cs = rows(m.received, m.width)[positions]
+    (composite,) = proofs.start_sums(weights_seed(transcript_hash), _split(ds), _split(cs))()
+    return proofs.prove_sum(composite, context(transcript_hash, role), random)
 
 
 def check(
     engine: WorkerEngine,
     m: Material,
     peer_key: bytes,
-    ctx: bytes,
+    transcript_hash: bytes,
+    peer_role: str,
     proof: bytes,
     asked: np.ndarray | None = None,
     sums: Sums | None = None,
@@ -141,10 +208,13 @@ def check(
         if proof:
             raise ProtocolError("peer sent a proof for no positions", rule=Rule.PROOF_INVALID)
         return
-    if sums is None:
-        sums = start_sums(engine, m, peer_key, ctx, asked)
-    cs, ds, summed = sums
-    if not _proofs(engine).verify(peer_key, cs, ds, ctx, proof, summed=summed, own_cs=True):
+    if sums is None or sums.transcript_hash != transcript_hash:
+        sums = start_sums(engine, m, transcript_hash, asked)
+    proofs = _proofs(engine)
+    own, peer = sums.pending()
+    # Z = sum w*Y_i = sum w*(a*P_j(i)) = a*SP: every asked Y_i is our re-blinding of P_j(i).
+    z = proofs.times_key(peer)
+    if not dleq.check_sums(peer_key, own, z, context(transcript_hash, peer_role), proof):
         raise ProtocolError(
             f"peer's proof over its re-blinding of our {len(asked)} matching elements "
             "does not verify: a returned value is not our point times its committed key",
@@ -152,33 +222,25 @@ def check(
         )
 
 
-# The verifier's pairs and its pending (M, Z) over them (protocol/suites/dleq.py).
-Sums = tuple[list[bytes], list[bytes], Callable[[], tuple[bytes, bytes]]]
+def _split(points: np.ndarray) -> list[bytes]:
+    return [r.tobytes() for r in points]
 
 
-def start_sums(
-    engine: WorkerEngine, m: Material, peer_key: bytes, ctx: bytes, asked: np.ndarray
-) -> Sums:
-    """Start summing what the peer's proof over ``asked`` will be checked against: the
-    sums need only our pairs and the context, so they overlap the peer's proving."""
-    cs, ds = _pairs(m.sent, m.returned, asked, m.width)
-    return cs, ds, _proofs(engine).start_sums(peer_key, cs, ds, ctx)
+def _sorted_rows(points: np.ndarray) -> np.ndarray:
+    """The rows sorted, as one value each; ProtocolError if one repeats (the weights are
+    by value: the round has already refused repeated points, this keeps the proofs safe
+    on their own)."""
+    points = np.ascontiguousarray(points)
+    values = np.sort(points.view(np.dtype((np.void, points.shape[1]))).ravel())
+    if len(values) > 1 and bool(np.any(values[1:] == values[:-1])):
+        raise ProtocolError("a proof over a repeated point", rule=Rule.DUPLICATE_POINT)
+    return values
 
 
 def _proofs(engine: WorkerEngine) -> RistrettoEngine:
     if not isinstance(engine, RistrettoEngine):
         raise ValueError(f"verified matches need a suite with proofs, not {engine.suite_name}")
     return engine
-
-
-def _pairs(
-    first: Packed,
-    second: Packed,
-    positions: np.ndarray,
-    width: int,
-) -> tuple[list[bytes], list[bytes]]:
-    a, b = rows(first, width)[positions], rows(second, width)[positions]
-    return [r.tobytes() for r in a], [r.tobytes() for r in b]
 
 
 class ProofExchange:
@@ -202,7 +264,7 @@ class ProofExchange:
         # Pairs proven in earlier rounds of the epoch, under that peer key.
         self._known = known
         self._asked: np.ndarray | None = None
-        self._sums: tuple[bytes, bytes, Sums] | None = None
+        self._sums: Sums | None = None
         self._answered = threading.Event()
         self._checked = threading.Event()
         self.verified_positions = 0  # our matches, all proven (now or earlier)
@@ -218,25 +280,20 @@ class ProofExchange:
     def our_request(
         self, m: Material, peer_key: bytes = b"", transcript_hash: bytes | None = None
     ) -> bytes:
-        """Our ProofRequest; with ``transcript_hash`` the checking sums start now, on the
-        workers, while the peer proves (the check itself then costs four multiplies)."""
+        """Our ProofRequest; with ``transcript_hash`` our sums start now, on the workers,
+        while the peer proves (checking its proof and making ours then cost a few
+        multiplies)."""
         known = self._known[1] if self._known and self._known[0] == peer_key else None
         self._asked = unproven(m, known)
-        if transcript_hash is not None and peer_key and len(self._asked):
-            ctx = context(transcript_hash, self._peer_role)
-            self._sums = (peer_key, ctx, start_sums(self._engine, m, peer_key, ctx, self._asked))
+        if transcript_hash is not None and len(self._asked):
+            self._sums = start_sums(self._engine, m, transcript_hash, self._asked)
         return encode_positions(self._asked)
 
     def answer_peer(self, m: Material, data: bytes, transcript_hash: bytes) -> bytes:
         if self._answered.is_set():
             raise ProtocolError("second proof request", rule=Rule.MESSAGE_ORDER)
-        proof = answer(
-            self._engine,
-            m,
-            data,
-            context(transcript_hash, self._role),
-            self._random.randbytes(dleq.RANDOM_BYTES),
-        )
+        random = self._random.randbytes(dleq.RANDOM_BYTES)
+        proof = answer(self._engine, m, data, transcript_hash, self._role, random, self._sums)
         self._answered.set()
         return proof
 
@@ -251,10 +308,9 @@ class ProofExchange:
             raise ProtocolError("second match proof", rule=Rule.MESSAGE_ORDER)
         if self._asked is None:
             raise ProtocolError("match proof before our request", rule=Rule.MESSAGE_ORDER)
-        ctx = context(transcript_hash, self._peer_role)
-        sums = None
-        if self._sums is not None and self._sums[:2] == (peer_key, ctx):
-            sums = self._sums[2]  # summed over the same pairs under the same key and context
-        check(self._engine, m, peer_key, ctx, proof, self._asked, sums)
+        check(
+            self._engine, m, peer_key, transcript_hash, self._peer_role, proof, self._asked,
+            self._sums,
+        )  # fmt: skip
         self.verified_positions, self.proven_now = len(m.matched), len(self._asked)
         self._checked.set()

@@ -150,6 +150,7 @@ def verify_dleq(
     ds: list[bytes],
     context: bytes,
     proof: bytes,
+    weights_context: bytes | None = None,
 ) -> bool:
     """Plain re-implementation of the batched DLEQ check (slow: for a few pairs)."""
     k_point = decode(public)
@@ -159,13 +160,16 @@ def verify_dleq(
     s = int.from_bytes(proof[32:], "little")
     if c >= L or s >= L:
         return False
-    seed = hashlib.sha512(_PROOF_DOMAIN + b"seed|" + _frame(public) + _frame(context)).digest()
+    if len(set(ds)) != len(ds):
+        return False  # weights are by D: a repeated D is no statement
+    wctx = context if weights_context is None else weights_context
+    seed = hashlib.sha512(_PROOF_DOMAIN + b"seed|" + _frame(wctx)).digest()
     m, z = IDENTITY, IDENTITY
-    for i, (ci, di) in enumerate(zip(cs, ds, strict=True)):
+    for ci, di in zip(cs, ds, strict=True):
         pc, pd = decode(ci), decode(di)
         if pc is None or pd is None:
             return False
-        w = hash_to_scalar(_PROOF_DOMAIN + b"composite|" + seed + i.to_bytes(8, "big") + ci + di)
+        w = hash_to_scalar(_PROOF_DOMAIN + b"composite|" + seed + di)
         m, z = add(m, mul(w, pc)), add(z, mul(w, pd))
     assert GENERATOR is not None
     t2 = add(mul(s, GENERATOR), mul(c, k_point))

@@ -6,9 +6,10 @@ D_i = k*C_i for every pair of a list, without revealing k. Byte for byte
 ``frame(x)`` = 2-byte big-endian length || x, and HashToScalar(x) = SHA-512(x)
 read little-endian, mod L:
 
-- seed = SHA-512(PROOF_DOMAIN || "seed|" || frame(K) || frame(context));
-- d_i = HashToScalar(PROOF_DOMAIN || "composite|" || seed || I2OSP(i, 8) ||
-  C_i || D_i) for i = 0..m-1 (8-byte index: a batch may exceed 65535);
+- seed = SHA-512(PROOF_DOMAIN || "seed|" || frame(weights context));
+- d_i = HashToScalar(PROOF_DOMAIN || "composite|" || seed || D_i): a pair's weight
+  is set by its D alone, so the D_i of a list must be distinct (a list with a
+  repeated D is refused);
 - M = sum d_i*C_i, Z = sum d_i*D_i (the prover computes Z = k*M);
 - prover: r from 64 random bytes (reduced mod L), t2 = r*G, t3 = r*M;
 - c = HashToScalar(PROOF_DOMAIN || "challenge|" || frame(K) || frame(M) ||
@@ -17,14 +18,23 @@ read little-endian, mod L:
 - verifier: t2 = s*G + c*K, t3 = s*M + c*Z, accept iff the recomputed c equals
   the proof's.
 
-The ``context`` binds a proof to one round and one direction (who proves what
-to whom), so a proof cannot be replayed into another round. A list that is
-wrong in any pair (copied, swapped, re-keyed, duplicated) passes only with
-probability about 1/L: the weights d_i are fixed before the prover can choose t2.
+Why weights by D rather than by position (protocol v3): in a verified round both
+sides prove over the same matches, and a match's double-blinded value W is the D
+of both proofs (it is what each side returned or computed for that element). With
+one weights context per round, both proofs then weight each match the same, so a
+side can reuse one sum for its own proof and for checking the peer's
+(protocol/verified.py): a third of the multiplies less. Soundness is that of the
+RFC's batching: the weights context must bind K and every C and D (a round's
+transcript hash binds both keys and all four streams), so the weights are fixed
+once the prover has chosen its values, and a list wrong in any pair (copied,
+swapped, re-keyed) passes with probability about 1/L; distinct D's give distinct,
+independent weights. The ``context`` of the challenge binds a proof to one round
+and one direction (who proves what to whom), so a proof cannot be replayed into
+another round.
 
 Cost (rbcl has no multi-scalar multiplication, every call decodes and encodes):
-the prover does m multiplies and m additions, the verifier 2m and 2m; both
-split the sums over the engine's worker threads.
+one weighted sum is m multiplies and m additions, split over the engine's worker
+threads; a prover needs one sum (M), a verifier two (M, Z).
 """
 
 from __future__ import annotations
@@ -64,12 +74,12 @@ def hash_to_scalar(data: bytes) -> bytes:
     return scalar_bytes(scalar_int(hashlib.sha512(data).digest()))
 
 
-def seed(public_key: bytes, context: bytes) -> bytes:
-    return hashlib.sha512(PROOF_DOMAIN + b"seed|" + frame(public_key) + frame(context)).digest()
+def seed(weights_context: bytes) -> bytes:
+    return hashlib.sha512(PROOF_DOMAIN + b"seed|" + frame(weights_context)).digest()
 
 
-def weight(seed_: bytes, i: int, c: bytes, d: bytes) -> bytes:
-    return hash_to_scalar(PROOF_DOMAIN + b"composite|" + seed_ + i.to_bytes(8, "big") + c + d)
+def weight(seed_: bytes, d: bytes) -> bytes:
+    return hash_to_scalar(PROOF_DOMAIN + b"composite|" + seed_ + d)
 
 
 def challenge(k: bytes, m: bytes, z: bytes, t2: bytes, t3: bytes, context: bytes) -> bytes:
@@ -77,58 +87,68 @@ def challenge(k: bytes, m: bytes, z: bytes, t2: bytes, t3: bytes, context: bytes
     return hash_to_scalar(PROOF_DOMAIN + b"challenge|" + body)
 
 
+def distinct(ds: Sequence[bytes]) -> bool:
+    """Whether no D repeats: a repeated D would give two pairs one weight."""
+    return len(set(ds)) == len(ds)
+
+
+def start_sums(
+    seed_: bytes,
+    keys: Sequence[bytes],
+    *lists: Sequence[bytes],
+    submit: Submit | None = None,
+    parts: int = 2,
+) -> Callable[[], tuple[bytes, ...]]:
+    """Queue, for each list, sum weight(seed, keys[i]) * list[i], and return what waits
+    for them. One pass computes each weight once for all lists; the caller knows its
+    lists before a proof arrives, so it can sum while the peer is still proving."""
+    if not keys or any(len(points) != len(keys) for points in lists):
+        raise ProtocolError("a proof needs a non-empty list of pairs", rule=Rule.PROOF_INVALID)
+    size = max(1, -(-len(keys) // max(1, parts)))
+    jobs = []
+    for a in range(0, len(keys), size):
+        args = (seed_, keys[a : a + size], [points[a : a + size] for points in lists])
+        jobs.append(submit(_run, *args) if submit is not None else _inline(_run, *args))
+
+    def result() -> tuple[bytes, ...]:
+        add = sodium().crypto_core_ristretto255_add
+        sums = [IDENTITY] * len(lists)
+        for job in jobs:
+            sums = [add(total, part) for total, part in zip(sums, job.result(), strict=True)]
+        return tuple(sums)
+
+    return result
+
+
 def start_composites(
-    public_key: bytes,
     cs: Sequence[bytes],
     ds: Sequence[bytes],
-    context: bytes,
+    weights_context: bytes,
     *,
     with_z: bool,
     submit: Submit | None = None,
     parts: int = 2,
 ) -> Callable[[], tuple[bytes, bytes]]:
     """Queue the sums (M, Z) of the pairs (Z is the identity unless ``with_z``: the
-    prover skips it) and return what waits for them: a verifier
-    knows its pairs and the weights' seed before the proof arrives, so it can sum
-    while the peer is still proving (the weights do not depend on the proof)."""
-    if len(cs) != len(ds) or not cs:
-        raise ProtocolError("a proof needs a non-empty list of pairs", rule=Rule.PROOF_INVALID)
-    s = seed(public_key, context)
-    size = max(1, -(-len(cs) // max(1, parts)))
-    runs = [(a, cs[a : a + size], ds[a : a + size]) for a in range(0, len(cs), size)]
-    jobs = []
-    for start, c_run, d_run in runs:
-        args = (s, start, c_run, d_run, with_z)
-        jobs.append(submit(_run, *args) if submit is not None else _inline(_run, *args))
+    prover skips it)."""
+    lists = (cs, ds) if with_z else (cs,)
+    pending = start_sums(seed(weights_context), ds, *lists, submit=submit, parts=parts)
 
     def result() -> tuple[bytes, bytes]:
-        lib = sodium()
-        m = z = IDENTITY
-        for job in jobs:
-            pm, pz = job.result()
-            m = lib.crypto_core_ristretto255_add(m, pm)
-            z = lib.crypto_core_ristretto255_add(z, pz)
-        return m, z
+        sums = pending()
+        return sums[0], sums[1] if with_z else IDENTITY
 
     return result
 
 
-def _run(
-    s: bytes,
-    start: int,
-    cs: Sequence[bytes],
-    ds: Sequence[bytes],
-    with_z: bool,
-) -> tuple[bytes, bytes]:
+def _run(s: bytes, keys: Sequence[bytes], lists: Sequence[Sequence[bytes]]) -> tuple[bytes, ...]:
     lib = sodium()
     mult, add = lib.crypto_scalarmult_ristretto255, lib.crypto_core_ristretto255_add
-    m = z = IDENTITY
-    for j, (c, d) in enumerate(zip(cs, ds, strict=True)):
-        w = weight(s, start + j, c, d)
-        m = add(m, mult(w, c))
-        if with_z:
-            z = add(z, mult(w, d))
-    return m, z
+    sums = [IDENTITY] * len(lists)
+    for j, key in enumerate(keys):
+        w = weight(s, key)
+        sums = [add(total, mult(w, points[j])) for total, points in zip(sums, lists, strict=True)]
+    return tuple(sums)
 
 
 def _inline(fn: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -142,22 +162,13 @@ def _inline(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     return f
 
 
-def prove(
-    key: bytes,
-    cs: Sequence[bytes],
-    ds: Sequence[bytes],
-    context: bytes,
-    random: bytes,
-    *,
-    submit: Submit | None = None,
-    parts: int = 2,
-) -> bytes:
-    """The 64-byte proof that ds[i] = key*cs[i] for all i (``random``: 64 fresh bytes)."""
+def prove_sum(key: bytes, m: bytes, context: bytes, random: bytes) -> bytes:
+    """The 64-byte proof that Z = key*M for the composite ``m`` (``random``: 64 fresh
+    bytes); Z itself the verifier sums or derives on its own."""
     if len(random) != RANDOM_BYTES:
         raise ValueError(f"a proof needs {RANDOM_BYTES} random bytes")
     lib = sodium()
     public = lib.crypto_scalarmult_ristretto255_base(key)
-    m, _ = start_composites(public, cs, ds, context, with_z=False, submit=submit, parts=parts)()
     z = lib.crypto_scalarmult_ristretto255(key, m)
     r = lib.crypto_core_ristretto255_scalar_reduce(random)
     t2 = lib.crypto_scalarmult_ristretto255_base(r)
@@ -168,6 +179,52 @@ def prove(
     return bytes(c) + bytes(s)
 
 
+def prove(
+    key: bytes,
+    cs: Sequence[bytes],
+    ds: Sequence[bytes],
+    context: bytes,
+    random: bytes,
+    *,
+    weights_context: bytes | None = None,
+    submit: Submit | None = None,
+    parts: int = 2,
+) -> bytes:
+    """The 64-byte proof that ds[i] = key*cs[i] for all i (``random``: 64 fresh bytes).
+    ``weights_context`` defaults to ``context``."""
+    if not distinct(ds):
+        raise ValueError("a proof's D values must be distinct")
+    wctx = context if weights_context is None else weights_context
+    m, _ = start_composites(cs, ds, wctx, with_z=False, submit=submit, parts=parts)()
+    return prove_sum(key, m, context, random)
+
+
+def well_formed(public_key: bytes, proof: bytes) -> bool:
+    """A proof of two canonical scalars under a public key that is not the identity."""
+    if len(proof) != PROOF_BYTES or len(public_key) != POINT_BYTES or public_key == IDENTITY:
+        return False
+    # A non-canonical scalar would make the proof malleable.
+    return scalar_int(proof[:SCALAR_BYTES]) < ORDER and scalar_int(proof[SCALAR_BYTES:]) < ORDER
+
+
+def check_sums(public_key: bytes, m: bytes, z: bytes, context: bytes, proof: bytes) -> bool:
+    """Whether ``proof`` shows Z = k*M for the k behind ``public_key``."""
+    if not well_formed(public_key, proof):
+        return False
+    c, s = proof[:SCALAR_BYTES], proof[SCALAR_BYTES:]
+    lib = sodium()
+    mult0 = lib.crypto_scalarmult_ristretto255_allow_scalar_zero
+    try:
+        check_point(public_key)
+        t2 = lib.crypto_core_ristretto255_add(
+            lib.crypto_scalarmult_ristretto255_base_allow_scalar_zero(s), mult0(c, public_key)
+        )
+        t3 = lib.crypto_core_ristretto255_add(mult0(s, m), mult0(c, z))
+    except (RuntimeError, ValueError, ProtocolError):
+        return False
+    return challenge(public_key, m, z, t2, t3, context) == c
+
+
 def verify(
     public_key: bytes,
     cs: Sequence[bytes],
@@ -175,6 +232,7 @@ def verify(
     context: bytes,
     proof: bytes,
     *,
+    weights_context: bytes | None = None,
     submit: Submit | None = None,
     parts: int = 2,
     summed: Callable[[], tuple[bytes, bytes]] | None = None,
@@ -182,28 +240,19 @@ def verify(
 ) -> bool:
     """Whether ``proof`` shows ds[i] = k*cs[i] for the k behind ``public_key``.
 
-    ``summed``: the pending (M, Z) of these very pairs from :func:`start_composites`
-    (with_z). ``own_cs``: the cs are the verifier's own points, valid by construction,
-    so only the ds (the prover's) are decoded and checked."""
-    if len(proof) != PROOF_BYTES or len(public_key) != POINT_BYTES or public_key == IDENTITY:
+    ``weights_context`` defaults to ``context``. ``summed``: the pending (M, Z) of these
+    very pairs from :func:`start_composites` (with_z). ``own_cs``: the cs are the
+    verifier's own points, valid by construction, so only the ds (the prover's) are
+    decoded and checked."""
+    if not cs or len(cs) != len(ds) or not distinct(ds) or not well_formed(public_key, proof):
         return False
-    c, s = proof[:SCALAR_BYTES], proof[SCALAR_BYTES:]
-    if scalar_int(c) >= ORDER or scalar_int(s) >= ORDER:
-        return False  # a non-canonical scalar would make the proof malleable
-    lib = sodium()
     try:
-        for point in (public_key, *ds) if own_cs else (public_key, *cs, *ds):
+        for point in ds if own_cs else (*cs, *ds):
             check_point(point)
         if summed is None:
-            summed = start_composites(
-                public_key, cs, ds, context, with_z=True, submit=submit, parts=parts
-            )
+            wctx = context if weights_context is None else weights_context
+            summed = start_composites(cs, ds, wctx, with_z=True, submit=submit, parts=parts)
         m, z = summed()
-        mult0 = lib.crypto_scalarmult_ristretto255_allow_scalar_zero
-        t2 = lib.crypto_core_ristretto255_add(
-            lib.crypto_scalarmult_ristretto255_base_allow_scalar_zero(s), mult0(c, public_key)
-        )
-        t3 = lib.crypto_core_ristretto255_add(mult0(s, m), mult0(c, z))
     except (RuntimeError, ValueError, ProtocolError):
         return False  # an element that does not decode: the pairs cannot be what was claimed
-    return challenge(public_key, m, z, t2, t3, context) == c
+    return check_sums(public_key, m, z, context, proof)

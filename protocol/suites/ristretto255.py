@@ -151,19 +151,38 @@ class RistrettoEngine(WorkerEngine):
         """k*G: what this side commits to before its points, for the peer's proof checks."""
         return RISTRETTO255.public_key(self._key)
 
+    def times_key(self, point: bytes) -> bytes:
+        """k*P for one point of our own making (a proof's composite)."""
+        return multiply(self._key, point)
+
     def prove(
         self,
         cs: Sequence[bytes],
         ds: Sequence[bytes],
         context: bytes,
         random: bytes,
+        *,
+        weights_context: bytes | None = None,
     ) -> bytes:
         """A batched DLEQ proof that ds[i] = k*cs[i] (protocol/suites/dleq.py), on the workers."""
         from protocol.suites import dleq  # dleq builds on this module
 
         return dleq.prove(
-            self._key, cs, ds, context, random, submit=self.submit, parts=self.workers
+            self._key,
+            cs,
+            ds,
+            context,
+            random,
+            weights_context=weights_context,
+            submit=self.submit,
+            parts=self.workers,
         )
+
+    def prove_sum(self, m: bytes, context: bytes, random: bytes) -> bytes:
+        """The proof that Z = k*M for a composite M already summed (dleq.prove_sum)."""
+        from protocol.suites import dleq
+
+        return dleq.prove_sum(self._key, m, context, random)
 
     def verify(
         self,
@@ -173,8 +192,7 @@ class RistrettoEngine(WorkerEngine):
         context: bytes,
         proof: bytes,
         *,
-        summed: Callable[[], tuple[bytes, bytes]] | None = None,
-        own_cs: bool = False,
+        weights_context: bytes | None = None,
     ) -> bool:
         from protocol.suites import dleq
 
@@ -184,21 +202,18 @@ class RistrettoEngine(WorkerEngine):
             ds,
             context,
             proof,
+            weights_context=weights_context,
             submit=self.submit,
             parts=self.workers,
-            summed=summed,
-            own_cs=own_cs,
         )
 
     def start_sums(
-        self, public: bytes, cs: Sequence[bytes], ds: Sequence[bytes], context: bytes
-    ) -> Callable[[], tuple[bytes, bytes]]:
-        """The verifier's (M, Z) of a proof still to come, summed on the workers now."""
+        self, seed: bytes, keys: Sequence[bytes], *lists: Sequence[bytes]
+    ) -> Callable[[], tuple[bytes, ...]]:
+        """Weighted sums of a proof (dleq.start_sums), summed on the workers now."""
         from protocol.suites import dleq
 
-        return dleq.start_composites(
-            public, cs, ds, context, with_z=True, submit=self.submit, parts=self.workers
-        )
+        return dleq.start_sums(seed, keys, *lists, submit=self.submit, parts=self.workers)
 
 
 class Ristretto255Suite(Suite):

@@ -58,18 +58,19 @@ def test_proof_vector_rederives_and_both_verifiers_accept_it():
     v, p = VECTORS, VECTORS["proof"]
     cs = [h(e["blinded_a"]) for e in v["elements"]]
     ds = [h(e["reblinded_b"]) for e in v["elements"]]
-    kb, ctx = h(v["public_b"]), h(p["context"])
-    seed = dleq.seed(kb, ctx)
+    kb, ctx, wctx = h(v["public_b"]), h(p["context"]), h(p["weights_context"])
+    seed = dleq.seed(wctx)
     assert seed.hex() == p["seed"]
-    assert [
-        dleq.weight(seed, i, c, d).hex() for i, (c, d) in enumerate(zip(cs, ds, strict=True))
-    ] == p["weights"]
-    sums = dleq.start_composites(kb, cs, ds, ctx, with_z=True)()
+    assert [dleq.weight(seed, d).hex() for d in ds] == p["weights"]
+    sums = dleq.start_composites(cs, ds, wctx, with_z=True)()
     assert [x.hex() for x in sums] == [p["M"], p["Z"]]
-    proof = dleq.prove(h(v["key_b"]), cs, ds, ctx, h(p["nonce_random"]))
+    proof = dleq.prove(h(v["key_b"]), cs, ds, ctx, h(p["nonce_random"]), weights_context=wctx)
     assert proof.hex() == p["proof"]
-    assert dleq.verify(kb, cs, ds, ctx, proof)
-    assert ref.verify_dleq(kb, cs, ds, ctx, proof)
+    assert dleq.verify(kb, cs, ds, ctx, proof, weights_context=wctx)
+    assert ref.verify_dleq(kb, cs, ds, ctx, proof, weights_context=wctx)
+    # The weights context is part of the statement: another one verifies nothing.
+    assert not dleq.verify(kb, cs, ds, ctx, proof)
+    assert not ref.verify_dleq(kb, cs, ds, ctx, proof)
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +100,10 @@ def test_a_copied_value_is_caught(batch):
     bent = list(ds)
     bent[3] = ds[7]
     assert not both_verify(public, cs, bent, proof)
-    # Even a fresh proof by the peer, which knows k, cannot cover a copied value.
-    assert not dleq.verify(public, cs, bent, CTX, dleq.prove(k, cs, bent, CTX, os.urandom(64)))
+    # Even the peer, which knows k, cannot prove a list with a copied value: a copy repeats
+    # a D, and weights are by D (a prover refuses, as both verifiers do).
+    with pytest.raises(ValueError):
+        dleq.prove(k, cs, bent, CTX, os.urandom(64))
 
 
 def test_a_swap_is_caught(batch):
@@ -158,13 +161,29 @@ def test_non_canonical_proof_scalars_and_elements_are_refused(batch):
     assert not dleq.verify(public, [], [], CTX, proof)
 
 
-def test_the_weights_depend_on_position(batch):
+def test_the_weights_depend_on_each_pair_not_its_position(batch):
     k, public, cs, ds, proof = batch
-    # Reordering pairs consistently is a different statement: the proof is for this order.
-    assert not both_verify(public, cs[::-1], ds[::-1], proof)
-    assert dleq.verify(
-        public, cs[::-1], ds[::-1], CTX, dleq.prove(k, cs[::-1], ds[::-1], CTX, os.urandom(64))
-    )
+    # Weights are by D, so a consistent reorder is the same statement (the same M and Z):
+    # what both sides of a verified round rely on to share one sum (protocol/verified.py).
+    assert both_verify(public, cs[::-1], ds[::-1], proof)
+    sums = dleq.start_composites(cs, ds, CTX, with_z=True)()
+    assert dleq.start_composites(cs[::-1], ds[::-1], CTX, with_z=True)() == sums
+    # Pairing a C with another pair's D is not: the swap test above, and here a rotation.
+    assert not both_verify(public, cs, ds[1:] + ds[:1], proof)
+    # A repeated D would give two pairs one weight: refused by prover and both verifiers.
+    twice = ds[:-1] + [ds[0]]
+    with pytest.raises(ValueError):
+        dleq.prove(k, cs, twice, CTX, os.urandom(64))
+    assert not both_verify(public, cs, twice, proof)
+
+
+def test_a_proof_over_sums_is_the_proof_over_the_pairs(batch):
+    k, public, cs, ds, _ = batch
+    m, z = dleq.start_composites(cs, ds, CTX, with_z=True)()
+    nonce = os.urandom(64)
+    assert dleq.prove_sum(k, m, CTX, nonce) == dleq.prove(k, cs, ds, CTX, nonce)
+    assert dleq.check_sums(public, m, z, CTX, dleq.prove_sum(k, m, CTX, nonce))
+    assert not dleq.check_sums(public, m, m, CTX, dleq.prove_sum(k, m, CTX, nonce))
 
 
 def test_sums_started_before_the_proof_arrives_check_the_same(batch):
@@ -173,7 +192,7 @@ def test_sums_started_before_the_proof_arrives_check_the_same(batch):
     k, public, cs, ds, proof = batch
 
     def early(ds_, proof_, ctx=CTX):
-        summed = dleq.start_composites(public, cs, ds_, ctx, with_z=True)
+        summed = dleq.start_composites(cs, ds_, ctx, with_z=True)
         return dleq.verify(public, cs, ds_, ctx, proof_, summed=summed, own_cs=True)
 
     assert early(ds, proof)

@@ -16,6 +16,7 @@ import random
 import numpy as np
 import pytest
 
+from protocol import verified
 from protocol.errors import CrossmatchError, ProtocolError
 from protocol.psi import rows
 from protocol.round import RoundCache, RoundSide
@@ -454,5 +455,34 @@ def test_pairs_proven_earlier_in_the_epoch_are_not_proven_again():
         with pytest.raises(ProtocolError) as e:
             pa.check_peer(ma, a.peer_public_key, b"", oa.transcript_hash)
         assert e.value.rule == "message-order"  # a second proof
+    finally:
+        r.close()
+
+
+def test_a_side_proves_over_its_shared_sum_exactly_as_afresh():
+    """The sum a side starts with its own request (SP) is the M of its proof when the peer
+    asks for the same matches; a request for others is summed afresh and still verifies."""
+    r, _, _ = honest()
+    try:
+        r.run()
+        a, b = r.sides["a"], r.sides["b"]
+        ma, mb = a.proof_material(), b.proof_material()
+        ta, tb = a.result(0).transcript_hash, b.result(0).transcript_hash
+        request_b = ProofExchange(r.engines["b"], "responder", "initiator", random.Random(2))
+        asked_by_b = request_b.our_request(mb)
+        shared = ProofExchange(r.engines["a"], "initiator", "responder", random.Random(1))
+        shared.our_request(ma, a.peer_public_key, ta)  # SX and SP start here
+        fresh = ProofExchange(r.engines["a"], "initiator", "responder", random.Random(1))
+        proof = shared.answer_peer(ma, asked_by_b, ta)
+        assert proof == fresh.answer_peer(ma, asked_by_b, ta)
+        request_b.check_peer(mb, b.peer_public_key, proof, tb)
+        fewer = decode_positions(asked_by_b, 40, 8)[:3]
+        again = ProofExchange(r.engines["a"], "initiator", "responder", random.Random(1))
+        again.our_request(ma, a.peer_public_key, ta)
+        partial = again.answer_peer(ma, encode_positions(fewer), ta)
+        verified.check(r.engines["b"], mb, b.peer_public_key, tb, "initiator", partial, fewer)
+        with pytest.raises(ProtocolError) as e:  # the partial proof is not one over all 8
+            verified.check(r.engines["b"], mb, b.peer_public_key, tb, "initiator", partial)
+        assert e.value.rule == "proof-invalid"
     finally:
         r.close()

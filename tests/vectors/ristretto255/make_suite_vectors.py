@@ -25,6 +25,7 @@ RANDOM_A = bytes(range(64))
 RANDOM_B = bytes(range(64, 128))
 NONCE = bytes([0x5A]) * 64
 CONTEXT = b"crossmatch suite vector context"
+WEIGHTS_CONTEXT = b"crossmatch suite vector weights context"
 
 
 def main() -> None:
@@ -45,9 +46,9 @@ def main() -> None:
     cs = [bytes.fromhex(e["blinded_a"]) for e in elements]
     ds = [bytes.fromhex(e["reblinded_b"]) for e in elements]
     kb = RISTRETTO255.public_key(b)
-    seed = dleq.seed(kb, CONTEXT)
-    proof = dleq.prove(b, cs, ds, CONTEXT, NONCE)
-    m, z = dleq.start_composites(kb, cs, ds, CONTEXT, with_z=True)()
+    seed = dleq.seed(WEIGHTS_CONTEXT)
+    proof = dleq.prove(b, cs, ds, CONTEXT, NONCE, weights_context=WEIGHTS_CONTEXT)
+    m, z = dleq.start_composites(cs, ds, WEIGHTS_CONTEXT, with_z=True)()
     p256_key = P256.key_from_random(RANDOM_A)
     with P256.engine(p256_key, workers=1) as e:
         p256 = [e.blind([fp]).hex() for fp in FINGERPRINTS]
@@ -63,12 +64,10 @@ def main() -> None:
         "elements": elements,
         "proof": {
             "context": CONTEXT.hex(),
+            "weights_context": WEIGHTS_CONTEXT.hex(),
             "nonce_random": NONCE.hex(),
             "seed": seed.hex(),
-            "weights": [
-                dleq.weight(seed, i, c, d).hex()
-                for i, (c, d) in enumerate(zip(cs, ds, strict=True))
-            ],
+            "weights": [dleq.weight(seed, d).hex() for d in ds],
             "M": m.hex(),
             "Z": z.hex(),
             "proof": proof.hex(),
