@@ -15,7 +15,7 @@ from node.data.warninglists import screen_for
 from node.ops.progress import terminal_progress
 from node.runtime import Node
 from node.state.store import ImportResult
-from protocol.audit.events import SignalsImported
+from protocol.audit.events import EntitiesImported, SignalsImported
 from protocol.errors import InputError
 from protocol.policy import ALL_KINDS
 
@@ -182,14 +182,13 @@ def _import_entities(
         source = file_sha256(file)
         for kind, r in sorted(result.signals.items()):
             _log_signals(node, kind, r, source)
-        node.log(
-            "entities_imported",
-            {
-                "added": result.entities_added,
-                "updated": result.entities_updated,
-                "held_back": result.held_back,
-                "source_sha256": source,
-            },
+        node.record(
+            EntitiesImported(
+                added=result.entities_added,
+                updated=result.entities_updated,
+                held_back=result.held_back,
+                source_sha256=source,
+            )
         )
     signals = ", ".join(f"{r.added} new {k}" for k, r in sorted(result.signals.items()))
     click.echo(

@@ -26,6 +26,7 @@ from node.runtime import Node, audit_log_id, utc_now
 from node.state.auditlog import AuditLog
 from node.state.files import atomic_write, write_secret
 from node.state.store import Store
+from protocol.audit.events import NodeInitialized, PeerAdded
 from protocol.errors import ConfigError
 
 
@@ -149,7 +150,7 @@ def _populate(
     log = AuditLog.open(
         paths.audit_log, audit_key, log_id=audit_log_id(lab, audit_key.public_key()), now=now
     )
-    log.append("node_initialized", {"lab": lab}, now=now)
+    log.append(NodeInitialized.EVENT, NodeInitialized(lab=lab).to_body(), now=now)
     log.checkpoint(now=now)
     log.close()
     return issued
@@ -178,7 +179,7 @@ def peer_add(node_dir: Path, lab: str, address: str) -> None:
         cfg.peers.append(PeerConfig(lab, address))
     save_config(cfg)
     with Node(node_dir) as node:
-        node.log("peer_added", {"lab": lab, "address": address})
+        node.record(PeerAdded(lab=lab, address=address))
     click.echo(f"{'updated' if existing else 'added'} peer {lab} at {address}")
 
 

@@ -19,6 +19,7 @@ from node.cli.common import node_dir_argument
 from node.config import NodePaths
 from node.runtime import Node, ca_public_key, node_clock
 from node.state.files import atomic_write, read_or_raise
+from protocol.audit.events import CrlInstalled, PolicyInstalled
 from protocol.errors import InputError, PolicyError
 from protocol.policy import Policy, format_instant
 from protocol.policy_document import (
@@ -181,14 +182,13 @@ def policy_install(node_dir: Path, file: Path, force: bool) -> None:
         current = node.policy if not node.policy_problem else None
         check_policy_update(policy.policy, current, now=node_clock()(), force=force)
         atomic_write(paths.policy, data)
-        node.log(
-            "policy_installed",
-            {
-                "policy_id": policy.policy.policy_id,
-                "version": policy.policy.version,
-                "policy_hash": policy.policy.hash().hex(),
-                "not_after": policy.policy.not_after,
-            },
+        node.record(
+            PolicyInstalled(
+                policy_id=policy.policy.policy_id,
+                version=policy.policy.version,
+                policy_hash=policy.policy.hash().hex(),
+                not_after=policy.policy.not_after,
+            )
         )
     click.echo(
         f"installed policy {policy.policy.policy_id} v{policy.policy.version} "
@@ -220,7 +220,7 @@ def crl_install(node_dir: Path, crl_file: Path) -> None:
     number = check_crl_update(data, installed)
     atomic_write(paths.crl, data)
     with Node(node_dir) as node:
-        node.log("crl_installed", {"crl_number": number, "revoked": len(serials)})
+        node.record(CrlInstalled(crl_number=number, revoked=len(serials)))
     click.echo(f"installed CRL number {number} ({len(serials)} revoked) in {paths.crl}")
 
 

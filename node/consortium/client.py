@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from node.consortium import wire
+from node.consortium import records, wire
 from node.net.grpc_status import error_from_rpc
 from node.net.initiator import open_channel
 from node.runtime import Node, iso
@@ -86,16 +86,14 @@ def run_consortium_round(node: Node) -> ConsortiumSummary:
         outcome = client.run()
     except CrossmatchError as e:
         stage = session.state
-        node.log(
-            "consortium_aborted",
-            {
-                "round_id": session.header.round_id if session.header else "",
-                "role": "participant",
-                "hub": rules.hub,
-                "stage": stage,
-                "reason": e.message[:300],
-                "rule": e.rule or Rule.INTERNAL,
-            },
+        node.record(
+            records.aborted(
+                e,
+                round_id=session.header.round_id if session.header else "",
+                role="participant",
+                hub=rules.hub,
+                stage=stage,
+            )
         )
         raise RoundAbortedError(
             f"consortium round aborted at stage {stage}: {e.message}", rule=e.rule
@@ -237,23 +235,14 @@ def _record(node: Node, own: OwnSet, outcome: Outcome, started: str) -> None:
             labs = int(values[start + i]) if h.reveal_count else None
             matches.append(ConsortiumMatch(h.round_id, kind, own.elements[start + i], labs))
         start += size
-    node.log(
-        "consortium_completed",
-        {
-            "round_id": h.round_id,
-            "role": "participant",
-            "hub": h.hub,
-            "participants": list(h.participants),
-            "policy_hash": h.policy_hash.hex(),
-            "k": h.k,
-            "reveal_count": h.reveal_count,
-            "kinds": list(h.kinds),
-            "sizes": h.all_sizes(),
-            "result_counts": outcome.result_counts,
-            "transcript_hash": h.transcript_hash().hex(),
-            "own_receipt": parse_receipt(outcome.own_receipt),
-            "hub_receipt": parse_receipt(outcome.hub_receipt),
-        },
+    node.record(
+        records.completed(
+            h,
+            role="participant",
+            result_counts=outcome.result_counts,
+            own_receipt=parse_receipt(outcome.own_receipt),
+            hub_receipt=parse_receipt(outcome.hub_receipt),
+        )
     )
     with ConsortiumStore(node.paths.db) as store:
         store.save_round(

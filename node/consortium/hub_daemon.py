@@ -23,7 +23,7 @@ from node.consortium.hub_service import ConsortiumService
 from node.net.initiator import MAX_MESSAGE
 from node.runtime import Node
 from node.state.files import atomic_write
-from protocol.audit.events import NodeStopped
+from protocol.audit.events import NodeStarted, NodeStopped
 from protocol.errors import ConfigError
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
@@ -75,10 +75,7 @@ def serve_hub(hub_dir: Path) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with open_hub(hub_dir) as node:
         server, address = start_hub(node)
-        node.log(
-            "node_started",
-            {"lab": node.lab, "version": _version(), "address": address, "role": "hub"},
-        )
+        node.record(NodeStarted(lab=node.lab, version=_version(), address=address, role="hub"))
         atomic_write(node.paths.address_file, (address + "\n").encode())
         print(f"crossmatch: hub {node.lab} serving on {address}", flush=True)
         if node.policy_problem:

@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from node.consortium import wire
+from node.consortium import records, wire
 from node.net.grpc_status import abort_with
 from node.pki import PeerIdentity, peer_certificate_from_grpc_context
 from node.runtime import Node
@@ -214,41 +214,30 @@ class HubCoordinator:
             if lab != gone:
                 outbox.put(abort)
         self._close_streams()
-        body = {
-            "round_id": session.round_id,
-            "role": "hub",
-            "hub": session.hub,
-            "stage": stage,
-            "reason": error.message[:300],
-            "rule": error.rule or Rule.INTERNAL,
-            "participants": sorted(self._joined(session)),
-        }
-        self.node.log("consortium_aborted", body)
+        self.node.record(
+            records.aborted(
+                error,
+                round_id=session.round_id,
+                role="hub",
+                hub=session.hub,
+                stage=stage,
+                participants=sorted(self._joined(session)),
+            )
+        )
         log.warning("consortium round %s aborted: %s", session.round_id, error.diagnostics())
 
     def _completed(self, session: HubSession) -> None:
         h = session.header
         assert h is not None
         self._close_streams()
-        self.node.log(
-            "consortium_completed",
-            {
-                "round_id": h.round_id,
-                "role": "hub",
-                "hub": h.hub,
-                "participants": list(h.participants),
-                "policy_hash": h.policy_hash.hex(),
-                "k": h.k,
-                "reveal_count": h.reveal_count,
-                "kinds": list(h.kinds),
-                "sizes": h.all_sizes(),
-                "result_counts": session.result_counts,
-                "transcript_hash": h.transcript_hash().hex(),
-                "lab_receipts": {
-                    lab: parse_receipt(r) for lab, r in session.lab_receipts().items()
-                },
-                "hub_receipts": {lab: parse_receipt(r) for lab, r in session.hub_receipts.items()},
-            },
+        self.node.record(
+            records.completed(
+                h,
+                role="hub",
+                result_counts=session.result_counts,
+                lab_receipts={lab: parse_receipt(r) for lab, r in session.lab_receipts().items()},
+                hub_receipts={lab: parse_receipt(r) for lab, r in session.hub_receipts.items()},
+            )
         )
         if self.node.audit is not None:
             self.node.audit.checkpoint(now=self.node.now())

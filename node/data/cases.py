@@ -38,7 +38,7 @@ from node.data.case_consortium import consortium_evidence
 from node.runtime import Node, iso
 from node.state.cases_store import cases_need_refresh, ensure_schema
 from node.state.store import Store
-from protocol.audit.events import CaseDecision
+from protocol.audit.events import CaseDecision, CaseReopened
 from protocol.cases.ids import entities_digest, entity_hash, note_hash
 from protocol.cases.lifecycle import DECIDED, STATES, check_analyst, check_note, next_state
 from protocol.errors import ConfigError, InputError
@@ -130,9 +130,7 @@ def recompute_cases(node: Node, *, full: bool = False) -> RecomputeReport:
     )
     for cid, previous, new_pairs in report.reopened:
         if node.audit is not None:
-            node.log(
-                "case_reopened", {"case_id": cid, "state_from": previous, "new_pairs": new_pairs}
-            )
+            node.record(CaseReopened(case_id=cid, state_from=previous, new_pairs=new_pairs))
     return report
 
 

@@ -18,6 +18,7 @@ from node.net import wire
 from node.net.grpc_status import error_from_rpc
 from node.runtime import Node, iso
 from node.state.cases_store import ensure_schema, meta, set_meta
+from protocol.audit.events import OpinionsReceived, OpinionsRefused, OpinionsSent
 from protocol.errors import CrossmatchError
 from protocol.feedback import MAX_OPINIONS, Opinion, check_batch
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
@@ -30,8 +31,10 @@ _KNOWN = (
 )
 
 
-def counts(opinions: Sequence[Opinion]) -> dict[str, int]:
-    return {v: sum(1 for o in opinions if o.verdict == v) for v in wire.VERDICT_CODES}
+def counts(opinions: Sequence[Opinion]) -> tuple[int, int]:
+    """(confirmed, false_positive): the two verdicts an opinion can carry (wire.VERDICT_CODES)."""
+    verdicts = [o.verdict for o in opinions]
+    return verdicts.count("confirmed"), verdicts.count("false_positive")
 
 
 def receive_opinions(node: Node, peer_lab: str, batch: wire.OpinionBatch) -> wire.OpinionAck:
@@ -66,17 +69,17 @@ def receive_opinions(node: Node, peer_lab: str, batch: wire.OpinionBatch) -> wir
             )
             set_meta(db, rate_key, int(now.timestamp()))
     except CrossmatchError as e:
-        node.log(
-            "opinions_refused",
-            {
-                "peer": peer_lab,
-                "count": sent,
-                "reason": e.message,
-                "rule": e.rule or "",
-            },
-        )
+        node.record(OpinionsRefused(peer=peer_lab, count=sent, reason=e.message, rule=e.rule or ""))
         raise
-    node.log("opinions_received", {"peer": peer_lab, "count": len(opinions), **counts(opinions)})
+    confirmed, false_positive = counts(opinions)
+    node.record(
+        OpinionsReceived(
+            peer=peer_lab,
+            count=len(opinions),
+            confirmed=confirmed,
+            false_positive=false_positive,
+        )
+    )
     return wire.opinion_ack(len(opinions))
 
 
@@ -92,8 +95,14 @@ def send_opinions(
             ack = pb_grpc.CrossmatchStub(channel).SendOpinions(batch, timeout=SEND_TIMEOUT)
         except grpc.RpcError as e:
             raise error_from_rpc(e, peer_lab) from None
-    node.log(
-        "opinions_sent",
-        {"peer": peer_lab, "count": len(opinions), "case_id": case_id, **counts(opinions)},
+    confirmed, false_positive = counts(opinions)
+    node.record(
+        OpinionsSent(
+            peer=peer_lab,
+            count=len(opinions),
+            case_id=case_id,
+            confirmed=confirmed,
+            false_positive=false_positive,
+        )
     )
     return int(ack.accepted)

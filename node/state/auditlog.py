@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from node.state.files import atomic_write
 from protocol.audit.checkpoint import make_checkpoint, sign_checkpoint
+from protocol.audit.events import CheckpointRecorded, EventBody, LogResumed, Recovery
 from protocol.audit.records import (
     GENESIS_EVENT,
     build_record,
@@ -166,7 +167,7 @@ class AuditLog:
                 origin=origin, size=self._verifier.size, root=self._verifier.root, now=now
             )
             note = sign_checkpoint(state, self._key)
-            self._write_record("checkpoint", {"checkpoint": note}, now)
+            self._write_body(CheckpointRecorded(checkpoint=note), now)
             atomic_write(checkpoint_path(self.path), note.encode("utf-8"), mode=LOG_MODE)
             return note
 
@@ -230,7 +231,7 @@ class AuditLog:
         self._offset, self._broken = 0, None
         try:
             self._catch_up(now)
-            self._write_record("log_resumed", {"error": str(broken)[:200]}, now)
+            self._write_body(LogResumed(error=str(broken)[:200]), now)
         except OSError as e:
             self._broken = e
             raise VerificationError(
@@ -280,13 +281,18 @@ class AuditLog:
         os.fsync(self._fd)
         if self._verifier.size == 0:  # the crash tore record 0 itself: start the log again
             self._write_record(GENESIS_EVENT, genesis_body(self.log_id, self.public_key), now)
-        body = {
-            "quarantine_file": target.name,
-            "offset": self._offset,
-            "bytes": len(tail),
-            "sha256": hashlib.sha256(tail).hexdigest(),
-        }
-        self._write_record("recovery", body, now)
+        self._write_body(
+            Recovery(
+                quarantine_file=target.name,
+                offset=self._offset,
+                bytes=len(tail),
+                sha256=hashlib.sha256(tail).hexdigest(),
+            ),
+            now,
+        )
+
+    def _write_body(self, body: EventBody, now: datetime) -> dict[str, Any]:
+        return self._write_record(body.EVENT, body.to_body(), now)
 
     def _write_record(self, event: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
         assert self._fd is not None

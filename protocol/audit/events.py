@@ -1,154 +1,46 @@
-"""Typed audit-event bodies: one frozen dataclass per event kind, one way to and from JSON.
+"""Typed audit-event bodies: one frozen dataclass per event kind (event_body.py is the one
+way to and from JSON).
 
 A writer builds ``CaseDecision(...)`` and appends ``body.to_body()`` (``Node.record``
-does both); the verifier reads a body back with ``from_body``, which checks every member
-it declares (``member(check)``) in declaration order and names the first that is wrong.
-The format is the one the golden vectors in tests/vectors/audit/ fix: members are the
-dataclass fields, an optional member left as None is absent, and members a type does not
-declare travel in ``extra`` (the format may grow; a reader keeps what it does not know).
-
-Which members must be present is ``records.EVENT_FIELDS``; a unit test keeps each type's
-required fields equal to it. Text a peer can influence is bounded here (``MAX_REASON``,
-``MAX_NAME``): a record quotes a peer, it never carries what the peer sent in full.
+does both); the verifier reads a body back with ``from_body`` (``body_shape_problem``).
+The format is the one the golden vectors in tests/vectors/audit/ fix. Which members must
+be present is ``records.EVENT_FIELDS``; a unit test keeps each type's required fields
+equal to it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-MAX_REASON = 4096
-MAX_NAME = 128
-ROLES = ("initiator", "responder")
-_ROUND_ID = re.compile(r"^[0-9a-f]{32}$")
-_HEX32 = re.compile(r"^[0-9a-f]{64}$")
-_WORD = re.compile(r"^[a-z][a-z_-]{0,31}$")  # a stage: open, connect, exchange, receipt
+from protocol.audit.event_body import (
+    HEX32_RE,
+    MAX_NAME,
+    MAX_REASON,
+    ROLES,
+    ROUND_ID_RE,
+    WORD_RE,
+    BodyShapeError,
+    EventBody,
+    is_bool,
+    is_bounded_counts,
+    is_count,
+    is_counts,
+    is_dict,
+    is_int,
+    is_str,
+    matches,
+    member,
+    one_of,
+    shape_problem,
+    str_list,
+    text,
+)
 
-Check = Callable[[Any], bool]
+CONSORTIUM_ROLES = ("participant", "hub")
 
-
-class BodyShapeError(ValueError):
-    """A body member is missing or has the wrong type or form (the message names it)."""
-
-
-# --- member checks ------------------------------------------------------------------------------
-
-
-def anything(value: Any) -> bool:
-    return True
-
-
-def text(limit: int = MAX_NAME) -> Check:
-    return lambda value: isinstance(value, str) and len(value) <= limit
-
-
-def is_str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def matches(pattern: re.Pattern[str]) -> Check:
-    return lambda value: isinstance(value, str) and pattern.match(value) is not None
-
-
-def one_of(*choices: str) -> Check:
-    return lambda value: value in choices
-
-
-def str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(k, str) for k in value)
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_counts(value: Any) -> bool:
-    """A map of names to non-negative integers (sizes per kind)."""
-    return isinstance(value, dict) and all(is_count(n) for n in value.values())
-
-
-def is_bounded_counts(value: Any) -> bool:
-    """``is_counts`` with at most 64 names of at most 256 characters (peer-influenced rules)."""
-    return (
-        isinstance(value, dict)
-        and len(value) <= 64
-        and all(text(256)(k) and is_count(v) for k, v in value.items())
-    )
-
-
-def is_dict(value: Any) -> bool:
-    return isinstance(value, dict)
-
-
-def member(check: Check = anything, *, optional: bool = False) -> Any:
-    """A body member checked by ``check``; ``optional`` ones default to None (then absent)."""
-    if optional:
-        return field(default=None, metadata={"check": check, "optional": True})
-    return field(metadata={"check": check})
-
-
-# --- the one path to and from a body -------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class EventBody:
-    """Base of every typed body; ``EVENT`` is the record's ``event``."""
-
-    EVENT: ClassVar[str] = ""
-    extra: Mapping[str, Any] = field(default_factory=dict, metadata={"extra": True})
-
-    @classmethod
-    def members(cls) -> list[dataclasses.Field[Any]]:
-        return [f for f in dataclasses.fields(cls) if not f.metadata.get("extra")]
-
-    @classmethod
-    def required(cls) -> frozenset[str]:
-        return frozenset(f.name for f in cls.members() if not f.metadata.get("optional"))
-
-    def to_body(self) -> dict[str, Any]:
-        """The record body: declared members (an optional None left out), then ``extra``."""
-        body: dict[str, Any] = {}
-        for f in self.members():
-            value = getattr(self, f.name)
-            if value is None and f.metadata.get("optional"):
-                continue
-            body[f.name] = list(value) if isinstance(value, tuple) else value
-        clash = sorted(body.keys() & self.extra.keys())
-        if clash:
-            raise ValueError(f"{self.EVENT}: extra members {clash} shadow declared ones")
-        return {**body, **self.extra}
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> Self:
-        """The typed body; BodyShapeError naming the first missing or malformed member."""
-        values: dict[str, Any] = {}
-        for f in cls.members():
-            if f.name not in body:
-                if not f.metadata.get("optional"):
-                    raise BodyShapeError(f"lacks member {f.name!r}")
-                continue
-            if not f.metadata["check"](body[f.name]):
-                raise BodyShapeError(f"member {f.name!r} has the wrong type or form")
-            values[f.name] = body[f.name]
-        declared = {f.name for f in cls.members()}
-        extra = {k: v for k, v in body.items() if k not in declared}
-        return cls(**values, extra=extra)
-
-
-def shape_problem(body_type: type[EventBody], body: Mapping[str, Any]) -> str | None:
-    """What ``from_body`` would refuse in ``body``, or None."""
-    try:
-        body_type.from_body(body)
-    except BodyShapeError as e:
-        return str(e)
-    return None
+__all__ = ["MAX_NAME", "MAX_REASON", "BodyShapeError", "EventBody", "shape_problem"]
 
 
 # --- rounds (written by node/net/recorder.py and node/net/refusals.py) ---------------------------
@@ -165,7 +57,7 @@ class RoundCompleted(EventBody):
     own_sizes: dict[str, int] = member(is_counts)
     peer_sizes: dict[str, int] = member(is_counts)
     intersection_sizes: dict[str, int] = member(is_counts)
-    transcript_hash: str = member(matches(_HEX32))
+    transcript_hash: str = member(matches(HEX32_RE))
     own_receipt: dict[str, Any] = member(is_dict)
     peer_receipt: dict[str, Any] = member(is_dict)
     policy_hash: str = member()
@@ -176,10 +68,10 @@ class RoundCompleted(EventBody):
 @dataclass(frozen=True, kw_only=True)
 class RoundAborted(EventBody):
     EVENT: ClassVar[str] = "round_aborted"
-    round_id: str = member(matches(_ROUND_ID))
+    round_id: str = member(matches(ROUND_ID_RE))
     role: str = member(one_of(*ROLES))
     peer: str = member(text())
-    stage: str = member(matches(_WORD))
+    stage: str = member(matches(WORD_RE))
     reason: str = member(text(MAX_REASON))
     rule: str | None = member(text(), optional=True)
 
@@ -210,6 +102,7 @@ class NodeStarted(EventBody):
     lab: str = member(is_str)
     version: str = member(is_str)
     address: str | None = member(is_str, optional=True)
+    role: str | None = member(is_str, optional=True)  # "hub" for a consortium hub
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,6 +148,157 @@ class WarninglistInstalled(EventBody):
     list: str = member(is_str)
     list_hash: str = member(is_str)
     held_back: int = member(is_count)
+
+
+# --- the log's own records (node/state/auditlog.py) ----------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogCreated(EventBody):
+    EVENT: ClassVar[str] = "log_created"
+    log_id: str = member(is_str)
+    public_key: str = member(is_str)
+    record_format: str = member(is_str)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointRecorded(EventBody):
+    EVENT: ClassVar[str] = "checkpoint"
+    checkpoint: str = member(is_str)  # the signed note (protocol/audit/checkpoint.py)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogResumed(EventBody):
+    EVENT: ClassVar[str] = "log_resumed"
+    error: str = member(is_str)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recovery(EventBody):
+    """A torn tail moved aside at open: where it was, how long, and its hash."""
+
+    EVENT: ClassVar[str] = "recovery"
+    quarantine_file: str = member(is_str)
+    offset: int = member(is_count)
+    bytes: int = member(is_count)
+    sha256: str = member(is_str)
+
+
+# --- consortium rounds (node/consortium/client.py for a participant, hub_service.py) ------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsortiumCompleted(EventBody):
+    """A participant keeps its own receipt and the hub's; the hub keeps every lab's both."""
+
+    EVENT: ClassVar[str] = "consortium_completed"
+    round_id: str = member(text())
+    role: str = member(one_of(*CONSORTIUM_ROLES))
+    hub: str = member(text())
+    participants: list[str] = member(str_list)
+    policy_hash: str = member(is_str)
+    k: int = member(is_count)
+    reveal_count: bool = member(is_bool)
+    kinds: list[str] = member(str_list)
+    sizes: dict[str, dict[str, int]] = member(is_dict)
+    result_counts: dict[str, Any] = member(is_dict)  # per kind; the hub's: per lab, per kind
+    transcript_hash: str = member(matches(HEX32_RE))
+    own_receipt: dict[str, Any] | None = member(is_dict, optional=True)
+    hub_receipt: dict[str, Any] | None = member(is_dict, optional=True)
+    lab_receipts: dict[str, Any] | None = member(is_dict, optional=True)
+    hub_receipts: dict[str, Any] | None = member(is_dict, optional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsortiumAborted(EventBody):
+    EVENT: ClassVar[str] = "consortium_aborted"
+    round_id: str = member(text())  # "" when the round ended before its header
+    role: str = member(one_of(*CONSORTIUM_ROLES))
+    hub: str = member(text())
+    stage: str = member(text())
+    reason: str = member(text(MAX_REASON))
+    rule: str = member(text())
+    participants: list[str] | None = member(str_list, optional=True)  # the hub's record
+
+
+# --- opinions on matches (node/net/feedback.py) ------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpinionsSent(EventBody):
+    EVENT: ClassVar[str] = "opinions_sent"
+    peer: str = member(text())
+    count: int = member(is_count)
+    case_id: str = member(text())
+    confirmed: int | None = member(is_count, optional=True)
+    false_positive: int | None = member(is_count, optional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpinionsReceived(EventBody):
+    EVENT: ClassVar[str] = "opinions_received"
+    peer: str = member(text())
+    count: int = member(is_count)
+    confirmed: int | None = member(is_count, optional=True)
+    false_positive: int | None = member(is_count, optional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpinionsRefused(EventBody):
+    EVENT: ClassVar[str] = "opinions_refused"
+    peer: str = member(text())
+    count: int = member(is_count)
+    reason: str = member(text(MAX_REASON))
+    rule: str = member(text())  # "" when the error named none
+
+
+# --- what an operator installs (node/cli/nodes.py, policy.py) ------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeInitialized(EventBody):
+    EVENT: ClassVar[str] = "node_initialized"
+    lab: str = member(is_str)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerAdded(EventBody):
+    EVENT: ClassVar[str] = "peer_added"
+    lab: str = member(is_str)
+    address: str = member(is_str)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyInstalled(EventBody):
+    EVENT: ClassVar[str] = "policy_installed"
+    policy_id: str = member(is_str)
+    version: int = member(is_count)
+    policy_hash: str = member(is_str)
+    not_after: str = member(is_str)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrlInstalled(EventBody):
+    EVENT: ClassVar[str] = "crl_installed"
+    crl_number: int = member(is_count)
+    revoked: int = member(is_count)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntitiesImported(EventBody):
+    EVENT: ClassVar[str] = "entities_imported"
+    added: int = member(is_count)
+    updated: int = member(is_count)
+    held_back: int = member(is_count)
+    source_sha256: str = member(is_str)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseReopened(EventBody):
+    EVENT: ClassVar[str] = "case_reopened"
+    case_id: str = member(is_str)
+    state_from: str = member(is_str)
+    new_pairs: int = member(is_count)
 
 
 # --- cases and what acts on them (docs/cases.md) -------------------------------------------------
@@ -326,6 +370,21 @@ EVENT_TYPES: dict[str, type[EventBody]] = {
         MatchesPurged,
         EntitiesPurged,
         WarninglistInstalled,
+        LogCreated,
+        CheckpointRecorded,
+        LogResumed,
+        Recovery,
+        ConsortiumCompleted,
+        ConsortiumAborted,
+        OpinionsSent,
+        OpinionsReceived,
+        OpinionsRefused,
+        NodeInitialized,
+        PeerAdded,
+        PolicyInstalled,
+        CrlInstalled,
+        EntitiesImported,
+        CaseReopened,
         CaseDecision,
         HookDelivery,
         ExportWritten,
@@ -341,6 +400,11 @@ VERIFIED_SHAPES: tuple[type[EventBody], ...] = (
     RoundAborted,
     RoundRefused,
     RefusalsSummarised,
+    ConsortiumCompleted,
+    ConsortiumAborted,
+    OpinionsSent,
+    OpinionsReceived,
+    OpinionsRefused,
 )
 
 

@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from protocol.audit.canonical import encode_canonical
+from protocol.audit.events import LogCreated
 from protocol.errors import InputError, VerificationError
 from protocol.identity import is_valid_lab_id, key_fingerprint, public_key_bytes
 from protocol.rules import Rule
@@ -111,6 +112,11 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
     "opinions_sent": frozenset({"peer", "count", "case_id"}),
     "opinions_received": frozenset({"peer", "count"}),
     "opinions_refused": frozenset({"peer", "count", "reason", "rule"}),
+    # What an operator installs or sets up (node/cli): the same members since they were written.
+    "node_initialized": frozenset({"lab"}),
+    "peer_added": frozenset({"lab", "address"}),
+    "policy_installed": frozenset({"policy_id", "version", "policy_hash", "not_after"}),
+    "crl_installed": frozenset({"crl_number", "revoked"}),
     "checkpoint": frozenset({"checkpoint"}),
     "recovery": frozenset({"quarantine_file", "offset", "bytes", "sha256"}),
     # node/act: enforcement hooks, exports and review-UI actions (docs/cases.md)
@@ -243,11 +249,10 @@ def check_envelope(record: Any) -> None:
 
 
 def genesis_body(log_id: str, key: Ed25519PublicKey) -> dict[str, Any]:
-    return {
-        "log_id": log_id,
-        "public_key": public_key_bytes(key).hex(),
-        "record_format": RECORD_VERSION,
-    }
+    body = LogCreated(
+        log_id=log_id, public_key=public_key_bytes(key).hex(), record_format=RECORD_VERSION
+    )
+    return body.to_body()
 
 
 def public_key_from_hex(text: Any) -> Ed25519PublicKey:

@@ -108,3 +108,37 @@ def test_body_and_type_round_trip_through_canonical_json(counts, total, window, 
     line = encode_canonical(typed.to_body())
     assert RefusalsSummarised.from_body(parse_canonical(line)) == typed
     assert encode_canonical(RefusalsSummarised.from_body(parse_canonical(line)).to_body()) == line
+
+
+def stored_body(event: str) -> dict[str, object]:
+    """The golden body of ``event`` (tests/vectors/make_audit_vectors.py typed_bodies)."""
+    from tests.vectors.make_audit_vectors import typed_bodies
+
+    return next(b for b in typed_bodies() if b.EVENT == event).to_body()
+
+
+@pytest.mark.parametrize(
+    ("event", "member", "value"),
+    [
+        ("consortium_completed", "role", "observer"),
+        ("consortium_completed", "k", -1),
+        ("consortium_completed", "reveal_count", 1),
+        ("consortium_completed", "transcript_hash", "not-hex"),
+        ("consortium_completed", "own_receipt", "signed"),
+        ("consortium_aborted", "reason", "r" * (MAX_REASON + 1)),
+        ("consortium_aborted", "hub", "h" * 129),
+        ("consortium_aborted", "participants", "lab-a"),
+        ("opinions_sent", "count", "3"),
+        ("opinions_received", "confirmed", -1),
+        ("opinions_refused", "reason", "r" * (MAX_REASON + 1)),
+        ("opinions_refused", "rule", 7),
+    ],
+)
+def test_each_member_a_peer_can_influence_is_checked_by_the_verifier(
+    event: str, member: str, value: object
+) -> None:
+    body = stored_body(event)
+    assert body_shape_problem(event, body) is None
+    assert body_shape_problem(event, body | {member: value}) == (
+        f"member {member!r} has the wrong type or form"
+    )

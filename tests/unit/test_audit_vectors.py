@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from protocol.audit.checkpoint import verify_checkpoint
+from protocol.audit.events import EVENT_TYPES
 from protocol.audit.verify import verify_log_bytes
 from protocol.receipts import parse_receipt, verify_receipt
 from tests.vectors.make_audit_vectors import OUT, derive
@@ -57,3 +58,19 @@ def test_stored_receipt_verifies() -> None:
 def test_stored_checkpoint_verifies() -> None:
     checkpoint = verify_checkpoint((OUT / "checkpoint.txt").read_text(), key("vector-checkpoint"))
     assert checkpoint.size == 42 and checkpoint.root == hashlib.sha256(b"42").digest()
+
+
+EVENTS = json.loads((OUT / "events.json").read_text())
+
+
+def test_stored_typed_bodies_verify_and_read_back_through_their_types() -> None:
+    data = (OUT / "events.log").read_bytes()
+    public_key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(EVENTS["public_key"]))
+    report = verify_log_bytes(data, public_key=public_key)
+    assert report.lab == "lab-c"
+    records = [json.loads(line) for line in data.splitlines()]
+    written = [r for r in records if r["event"] in EVENTS["events"]]
+    assert [r["event"] for r in written] == EVENTS["events"]
+    for r in records:  # the log's own records too (log_created, checkpoint)
+        typed = EVENT_TYPES[r["event"]].from_body(r["body"])
+        assert not typed.extra and typed.to_body() == r["body"], r["event"]
