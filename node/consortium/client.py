@@ -23,8 +23,8 @@ import grpc
 import numpy as np
 
 from node.consortium import records, wire
+from node.net.channel import TlsIdentity, open_channel
 from node.net.grpc_status import error_from_rpc
-from node.net.initiator import open_channel
 from node.runtime import Node, iso
 from node.state.cases_store import round_fingerprints
 from node.state.consortium_store import ConsortiumMatch, ConsortiumRound, ConsortiumStore
@@ -121,7 +121,8 @@ class _Client:
         rules = self.session.rules
         assert rules is not None
         self.outbox.put(wire.join_to_pb(self.session.join(), rules.kinds))
-        with open_channel(self.node, rules.hub) as channel:
+        hub = self.node.config.peer(rules.hub)
+        with open_channel(TlsIdentity.of(self.node), hub) as channel:
             stub = pb_grpc.ConsortiumStub(channel)
             responses = stub.Join(self._requests(), timeout=self.node.config.round_timeout)
             try:

@@ -9,18 +9,21 @@ only compared.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import grpc
 
 from node.net import wire
+from node.net.channel import TlsIdentity, open_channel
 from node.net.grpc_status import error_from_rpc
 from node.runtime import Node, iso
 from node.state.cases_store import ensure_schema, meta, set_meta
-from protocol.audit.events import OpinionsReceived, OpinionsRefused, OpinionsSent
+from node.state.store import Store
+from protocol.audit.events import EventBody, OpinionsReceived, OpinionsRefused, OpinionsSent
 from protocol.errors import CrossmatchError
 from protocol.feedback import MAX_OPINIONS, Opinion, check_batch
+from protocol.policy import Policy
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
 SEND_TIMEOUT = 30.0
@@ -37,15 +40,25 @@ def counts(opinions: Sequence[Opinion]) -> tuple[int, int]:
     return verdicts.count("confirmed"), verdicts.count("false_positive")
 
 
-def receive_opinions(node: Node, peer_lab: str, batch: wire.OpinionBatch) -> wire.OpinionAck:
-    """Check, store and audit a peer's batch; CrossmatchError (audited) if refused."""
+def receive_opinions(
+    peer_lab: str,
+    batch: wire.OpinionBatch,
+    *,
+    store: Store,
+    now: datetime,
+    policy: Callable[[], Policy],
+    record: Callable[[EventBody], object],
+) -> wire.OpinionAck:
+    """Check, store and audit a peer's batch; CrossmatchError (audited) if refused.
+
+    ``policy`` is the one in force (PolicyError without one: refused and audited too);
+    ``record`` appends to our audit log.
+    """
     opinions, sent = wire.opinions_from_pb(batch, MAX_OPINIONS + 1)
-    store = node.store
     ensure_schema(store)
-    now = node.now()
     rate_key = f"opinions_from:{peer_lab}"
     try:
-        enabled = node.require_policy().peer_feedback
+        enabled = policy().peer_feedback
         with store.transaction() as db:
             last = meta(db, rate_key)
             check_batch(
@@ -69,10 +82,10 @@ def receive_opinions(node: Node, peer_lab: str, batch: wire.OpinionBatch) -> wir
             )
             set_meta(db, rate_key, int(now.timestamp()))
     except CrossmatchError as e:
-        node.record(OpinionsRefused(peer=peer_lab, count=sent, reason=e.message, rule=e.rule or ""))
+        record(OpinionsRefused(peer=peer_lab, count=sent, reason=e.message, rule=e.rule or ""))
         raise
     confirmed, false_positive = counts(opinions)
-    node.record(
+    record(
         OpinionsReceived(
             peer=peer_lab,
             count=len(opinions),
@@ -88,9 +101,7 @@ def send_opinions(
 ) -> int:
     """Send one batch to ``peer_lab`` over mutual TLS and audit it; the count accepted."""
     batch = wire.opinions_to_pb(opinions)
-    from node.net.initiator import open_channel  # here: initiator imports the service
-
-    with open_channel(node, peer_lab) as channel:
+    with open_channel(TlsIdentity.of(node), node.config.peer(peer_lab)) as channel:
         try:
             ack = pb_grpc.CrossmatchStub(channel).SendOpinions(batch, timeout=SEND_TIMEOUT)
         except grpc.RpcError as e:

@@ -144,7 +144,14 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
         """Peer feedback on matches of reveal rounds between us (node/net/feedback.py)."""
         try:
             peer = self._authenticate(context)
-            return receive_opinions(self.node, peer.lab, request)
+            return receive_opinions(
+                peer.lab,
+                request,
+                store=self.node.store,
+                now=self.node.now(),
+                policy=self.node.require_policy,
+                record=self.node.record,
+            )
         except CrossmatchError as e:
             abort_with(context, e)
             raise AssertionError("unreachable") from e  # context.abort raises
