@@ -34,8 +34,9 @@ from node.data.case_build import recompute
 from node.data.cases import list_cases
 from node.data.entities import import_entities
 from node.data.importer import import_file
-from node.state.store import RoundRow, Store
+from node.state.store import Store
 from protocol.fingerprints import fingerprint, normalize
+from tests.store_rows import save_reveal_round
 
 KEY = bytes(range(32))
 CASE_KEY = bytes(range(64, 96))
@@ -95,25 +96,8 @@ def store_matches(store: Store, n: int, matched: int) -> None:
         (kinds[i % 2], fingerprint(KEY, kinds[i % 2], normalize(kinds[i % 2], row(i)[i % 2])))
         for i in chosen
     ]
-    stamp = "2026-11-30T12:00:00Z"
-    store.save_round(
-        RoundRow(
-            "bench-round",
-            "lab-b",
-            "initiator",
-            "reveal",
-            list(kinds),
-            {},
-            {},
-            {},
-            "completed",
-            "",
-            stamp,
-            stamp,
-            "00",
-            "00",
-        ),
-        matches,
+    save_reveal_round(
+        store, "bench-round", "lab-b", matches, stamp="2026-11-30T12:00:00Z", kinds=kinds
     )
 
 

@@ -21,6 +21,19 @@ Tamper = Callable[[str, str, int, bytes], bytes | None]
 PEER = {"a": "b", "b": "a"}
 
 
+def deliver_to(sides: dict[str, RoundSide], to: str) -> Callable[[str, int, bytes], None]:
+    """A side's ``send`` that hands each message to ``sides[to]`` at once; the receiver
+    fails with whatever its handler raises (as the transport would abort it)."""
+
+    def send(kind: str, seq: int, payload: bytes) -> None:
+        try:
+            getattr(sides[to], "on_" + kind)(payload)
+        except CrossmatchError as e:
+            sides[to].fail(e)
+
+    return send
+
+
 def round_header(
     sizes_a: Sequence[int],
     sizes_b: Sequence[int],
@@ -80,10 +93,7 @@ class Wire:
                 if changed is None:
                     return
                 payload = changed
-            try:
-                getattr(self.sides[to], "on_" + kind)(payload)
-            except CrossmatchError as e:
-                self.sides[to].fail(e)
+            deliver_to(self.sides, to)(kind, seq, payload)
 
         return send
 

@@ -23,7 +23,7 @@ from typing import IO, Any
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from node.cli.common import print_json
+from node.cli.common import EXISTING_DIR, EXISTING_FILE, print_json
 from node.ops.csvsafe import SafeWriter
 from node.ops.report import EXPORT_COLUMNS, csv_row, export_row, render_report
 from node.pki import load_audit_public_key
@@ -37,8 +37,6 @@ from protocol.errors import ConfigError, InputError, VerificationError
 from protocol.identity import is_valid_lab_id, key_fingerprint
 
 EXISTING = click.Path(exists=True, path_type=Path)
-EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 @dataclass

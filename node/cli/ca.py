@@ -13,11 +13,10 @@ from pathlib import Path
 import click
 
 from node import pki
+from node.cli.common import EXISTING_DIR, EXISTING_FILE, ca_cert_option, ca_dir_argument, out_option
 from node.state.files import read_or_raise
 from protocol.errors import ConfigError, InputError
 from protocol.timestamps import format_utc
-
-_EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def _now() -> datetime:
@@ -57,13 +56,9 @@ def ca_init(ca_dir: Path, name: str, days: int) -> None:
 
 
 @ca_group.command("issue")
-@click.argument("ca_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("csr_file", type=_EXISTING_FILE)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the certificate [default: CSR_FILE with suffix .crt].",
-)
+@ca_dir_argument
+@click.argument("csr_file", type=EXISTING_FILE)
+@out_option("Where to write the certificate [default: CSR_FILE with suffix .crt].")
 @click.option("--days", default=365, show_default=True, help="Certificate validity in days.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def ca_issue(ca_dir: Path, csr_file: Path, out: Path | None, days: int, force: bool) -> None:
@@ -84,9 +79,9 @@ def ca_issue(ca_dir: Path, csr_file: Path, out: Path | None, days: int, force: b
 
 
 @ca_group.command("revoke")
-@click.argument("ca_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@ca_dir_argument
 @click.option("--serial", help="Serial to revoke (decimal, or hex with 0x).")
-@click.option("--cert", "cert_file", type=_EXISTING_FILE, help="Certificate file to revoke.")
+@click.option("--cert", "cert_file", type=EXISTING_FILE, help="Certificate file to revoke.")
 def ca_revoke(ca_dir: Path, serial: str | None, cert_file: Path | None) -> None:
     """Revoke a node certificate and re-sign CA_DIR/crl.pem; publish it to every node.
 
@@ -116,7 +111,7 @@ def cert_group() -> None:
 @click.option(
     "--audit-key",
     "audit_key_file",
-    type=_EXISTING_FILE,
+    type=EXISTING_FILE,
     required=True,
     help="The node's Ed25519 audit key (PEM, private or public).",
 )
@@ -133,14 +128,9 @@ def cert_request(node_dir: Path, lab: str, audit_key_file: Path, new_key: bool) 
 
 
 @cert_group.command("install")
-@click.argument("node_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("cert_file", type=_EXISTING_FILE)
-@click.option(
-    "--ca-cert",
-    "ca_cert_file",
-    type=_EXISTING_FILE,
-    help="Consortium CA certificate [default: NODE_DIR/tls/ca.crt].",
-)
+@click.argument("node_dir", type=EXISTING_DIR)
+@click.argument("cert_file", type=EXISTING_FILE)
+@ca_cert_option("Consortium CA certificate [default: NODE_DIR/tls/ca.crt].")
 def cert_install(node_dir: Path, cert_file: Path, ca_cert_file: Path | None) -> None:
     """Install CERT_FILE as NODE_DIR/tls/node.crt after checking it.
 
@@ -178,14 +168,9 @@ def _ca_pem_for_install(files: pki.NodeTlsFiles, ca_cert_file: Path | None) -> b
 
 
 @cert_group.command("show")
-@click.argument("cert_file", type=_EXISTING_FILE)
-@click.option(
-    "--ca-cert",
-    "ca_cert_file",
-    type=_EXISTING_FILE,
-    help="Also verify against this CA certificate (and --crl) now.",
-)
-@click.option("--crl", "crl_file", type=_EXISTING_FILE, help="Revocation list to check against.")
+@click.argument("cert_file", type=EXISTING_FILE)
+@ca_cert_option("Also verify against this CA certificate (and --crl) now.")
+@click.option("--crl", "crl_file", type=EXISTING_FILE, help="Revocation list to check against.")
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )

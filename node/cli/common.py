@@ -13,10 +13,47 @@ import click
 from node.ops.csvsafe import SafeWriter
 
 NODE_DIR = click.Path(file_okay=False, path_type=Path)
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+NEW_FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 def node_dir_argument(f):  # type: ignore[no-untyped-def]
     return click.argument("node_dir", type=NODE_DIR)(f)
+
+
+def ca_dir_argument(f):  # type: ignore[no-untyped-def]
+    """CA_DIR: an existing consortium CA directory (`crossmatch ca init`)."""
+    return click.argument("ca_dir", type=EXISTING_DIR)(f)
+
+
+def out_option(help: str, *, required: bool = False):  # type: ignore[no-untyped-def]
+    """``--out FILE``: where a command writes what it made."""
+    return click.option("--out", type=NEW_FILE, required=required, help=help)
+
+
+def ca_cert_option(help: str, dest: str = "ca_cert_file"):  # type: ignore[no-untyped-def]
+    """``--ca-cert FILE``: an existing consortium CA certificate to check against."""
+    return click.option("--ca-cert", dest, type=EXISTING_FILE, help=help)
+
+
+def enrolment_options(*, ca_help: str, listen_default: str, listen_help: str):  # type: ignore[no-untyped-def]
+    """``--ca``, ``--ca-cert`` and ``--listen`` of the commands that create a node or hub
+    directory: issue its certificate from a CA directory now, or trust a CA certificate."""
+    options = [
+        click.option("--ca", "ca_dir", type=NODE_DIR, help=ca_help),  # a directory, may be new
+        click.option(
+            "--ca-cert", type=NEW_FILE, help="Without --ca: the consortium CA certificate to trust."
+        ),
+        click.option("--listen", default=listen_default, show_default=True, help=listen_help),
+    ]
+
+    def apply(f):  # type: ignore[no-untyped-def]
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
 
 
 def listing_format_option(f):  # type: ignore[no-untyped-def]

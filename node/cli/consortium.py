@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from node.cli.common import node_dir_argument, print_json, print_rows, sizes_text
+from node.cli.common import (
+    EXISTING_DIR,
+    enrolment_options,
+    node_dir_argument,
+    print_json,
+    print_rows,
+    sizes_text,
+)
 from node.runtime import HUB_MARKER, Node
 from node.state.files import atomic_write
 
@@ -21,22 +28,10 @@ def hub() -> None:
 @hub.command("init")
 @click.argument("hub_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", required=True, help="The hub's id (a DNS label, as the policy names it).")
-@click.option(
-    "--ca",
-    "ca_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Consortium CA directory: issue the certificate now (else a CSR is written).",
-)
-@click.option(
-    "--ca-cert",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Without --ca: the consortium CA certificate to trust.",
-)
-@click.option(
-    "--listen",
-    default="127.0.0.1:7450",
-    show_default=True,
-    help="HOST:PORT the hub binds (port 0 picks a free port).",
+@enrolment_options(
+    ca_help="Consortium CA directory: issue the certificate now (else a CSR is written).",
+    listen_default="127.0.0.1:7450",
+    listen_help="HOST:PORT the hub binds (port 0 picks a free port).",
 )
 def hub_init(
     hub_dir: Path, name: str, ca_dir: Path | None, ca_cert: Path | None, listen: str
@@ -50,7 +45,7 @@ def hub_init(
 
 
 @hub.command("serve")
-@click.argument("hub_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("hub_dir", type=EXISTING_DIR)
 @click.pass_context
 def hub_serve(ctx: click.Context, hub_dir: Path) -> None:
     """Run the hub until SIGTERM or SIGINT."""

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node import pki
-from node.cli.common import node_dir_argument, print_table
+from node.cli.common import enrolment_options, node_dir_argument, print_table
 from node.config import (
     NodeConfig,
     NodePaths,
@@ -33,23 +33,11 @@ from protocol.errors import ConfigError
 @click.command("init")
 @node_dir_argument
 @click.option("--lab", required=True, help="This lab's id (lowercase DNS label, e.g. lab-a).")
-@click.option(
-    "--ca",
-    "ca_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Consortium CA directory: issue the certificate now. Without it, a CSR is "
+@enrolment_options(
+    ca_help="Consortium CA directory: issue the certificate now. Without it, a CSR is "
     "written to tls/node.csr for the CA to sign (`crossmatch ca issue`).",
-)
-@click.option(
-    "--ca-cert",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Without --ca: the consortium CA certificate to trust.",
-)
-@click.option(
-    "--listen",
-    default="127.0.0.1:7443",
-    show_default=True,
-    help="HOST:PORT the responder binds (port 0 picks a free port).",
+    listen_default="127.0.0.1:7443",
+    listen_help="HOST:PORT the responder binds (port 0 picks a free port).",
 )
 @click.option(
     "--consortium-key",

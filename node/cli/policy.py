@@ -15,7 +15,13 @@ from pathlib import Path
 import click
 
 from node import pki
-from node.cli.common import node_dir_argument
+from node.cli.common import (
+    EXISTING_FILE,
+    ca_cert_option,
+    ca_dir_argument,
+    node_dir_argument,
+    out_option,
+)
 from node.config import NodePaths
 from node.runtime import Node, ca_public_key, node_clock
 from node.state.files import atomic_write, read_or_raise
@@ -31,8 +37,6 @@ from protocol.policy_document import (
 from protocol.revocation import load_revoked_serials
 from protocol.rollback import check_crl_update, check_policy_update
 from protocol.rules import Rule
-
-_EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 _TEMPLATE = """\
 # crossmatch consortium policy. Sign it with `crossmatch policy sign CA_DIR THIS_FILE`.
@@ -114,14 +118,9 @@ def policy_template() -> None:
 
 
 @policy_group.command("sign")
-@click.argument("ca_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("policy_file", type=_EXISTING_FILE)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Where to write the signed policy (e.g. policy.signed).",
-)
+@ca_dir_argument
+@click.argument("policy_file", type=EXISTING_FILE)
+@out_option("Where to write the signed policy (e.g. policy.signed).", required=True)
 def policy_sign(ca_dir: Path, policy_file: Path, out: Path) -> None:
     """Check POLICY_FILE (TOML) and sign it with the consortium CA key in CA_DIR."""
     text = _read(policy_file, "policy")
@@ -134,13 +133,8 @@ def policy_sign(ca_dir: Path, policy_file: Path, out: Path) -> None:
 
 
 @policy_group.command("show")
-@click.argument("file", type=_EXISTING_FILE)
-@click.option(
-    "--ca-cert",
-    "ca_cert",
-    type=_EXISTING_FILE,
-    help="Also verify the signature against this CA certificate.",
-)
+@click.argument("file", type=EXISTING_FILE)
+@ca_cert_option("Also verify the signature against this CA certificate.", "ca_cert")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def policy_show(file: Path, ca_cert: Path | None, as_json: bool) -> None:
     """Print a policy (signed, or plain TOML) and, with --ca-cert, verify its signature."""
@@ -170,7 +164,7 @@ def policy_show(file: Path, ca_cert: Path | None, as_json: bool) -> None:
 
 @policy_group.command("install")
 @node_dir_argument
-@click.argument("file", type=_EXISTING_FILE)
+@click.argument("file", type=EXISTING_FILE)
 @click.option("--force", is_flag=True, help="Allow an older version of the installed policy.")
 def policy_install(node_dir: Path, file: Path, force: bool) -> None:
     """Verify FILE against NODE_DIR/tls/ca.crt and install it; a running daemon picks it up."""
@@ -206,7 +200,7 @@ def crl_group() -> None:
 
 @crl_group.command("install")
 @node_dir_argument
-@click.argument("crl_file", type=_EXISTING_FILE)
+@click.argument("crl_file", type=EXISTING_FILE)
 def crl_install(node_dir: Path, crl_file: Path) -> None:
     """Verify CRL_FILE against NODE_DIR/tls/ca.crt and install it as tls/crl.pem.
 

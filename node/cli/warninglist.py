@@ -13,7 +13,14 @@ from pathlib import Path
 import click
 
 from node import pki
-from node.cli.common import node_dir_argument, print_json
+from node.cli.common import (
+    EXISTING_FILE,
+    ca_cert_option,
+    ca_dir_argument,
+    node_dir_argument,
+    out_option,
+    print_json,
+)
 from node.data.warninglists import install, installed_lists, local_list_path, rescreen
 from node.runtime import Node, ca_public_key
 from node.state.files import atomic_write, read_or_raise
@@ -27,8 +34,6 @@ from protocol.warninglist import (
     verify_signed_warninglist,
 )
 
-_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-
 
 @click.group("warninglist")
 def warninglist() -> None:
@@ -36,14 +41,9 @@ def warninglist() -> None:
 
 
 @warninglist.command("sign")
-@click.argument("ca_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("list_file", type=_FILE)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Where to write the signed list.",
-)
+@ca_dir_argument
+@click.argument("list_file", type=EXISTING_FILE)
+@out_option("Where to write the signed list.", required=True)
 def sign(ca_dir: Path, list_file: Path, out: Path) -> None:
     """Check LIST_FILE (TOML) and sign it with the consortium CA key in CA_DIR."""
     text = read_or_raise(list_file, "warninglist")
@@ -54,7 +54,7 @@ def sign(ca_dir: Path, list_file: Path, out: Path) -> None:
 
 @warninglist.command("install")
 @node_dir_argument
-@click.argument("file", type=_FILE)
+@click.argument("file", type=EXISTING_FILE)
 @click.option("--force", is_flag=True, help="Allow installing an older version.")
 def install_cmd(node_dir: Path, file: Path, force: bool) -> None:
     """Verify a signed list against the CA, install it, re-screen every held signal."""
@@ -66,7 +66,7 @@ def install_cmd(node_dir: Path, file: Path, force: bool) -> None:
 
 @warninglist.command("local")
 @node_dir_argument
-@click.argument("file", type=_FILE)
+@click.argument("file", type=EXISTING_FILE)
 def local(node_dir: Path, file: Path) -> None:
     """Install FILE (TOML, unsigned) as this node's own list, re-screen held signals."""
     text = read_or_raise(file, "warninglist")
@@ -82,7 +82,7 @@ def local(node_dir: Path, file: Path) -> None:
 
 @warninglist.command("show")
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
-@click.option("--ca-cert", type=_FILE, help="Verify a signed list against this CA certificate.")
+@ca_cert_option("Verify a signed list against this CA certificate.", "ca_cert")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def show(target: Path, ca_cert: Path | None, as_json: bool) -> None:
     """Print a list (signed or TOML), or with a NODE_DIR every list installed there."""

@@ -16,13 +16,14 @@ from node.data.cases import get_case, list_cases
 from node.data.entities import import_entities
 from node.state.cases_store import purge_entities_before
 from node.state.consortium_store import ConsortiumMatch, ConsortiumRound, ConsortiumStore
-from node.state.store import RoundRow, Store
+from node.state.store import Store
 from protocol.cases.clusters import cluster_labels, network_key
 from protocol.cases.ids import case_id
 from protocol.cases.lifecycle import next_state
 from protocol.cases.scoring import score_case
 from protocol.errors import InputError
 from protocol.fingerprints import fingerprint, normalize
+from tests.store_rows import save_reveal_round
 
 KEY = bytes(range(32))
 CASE_KEY = bytes(range(100, 132))
@@ -49,27 +50,7 @@ def actor_file(tmp_path: Path) -> Path:
 def save_round(
     store: Store, rid: str, peer: str, matches: list[tuple[str, bytes]], at: datetime = NOW
 ) -> None:
-    kinds = sorted({k for k, _ in matches}) or ["email"]
-    stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
-    store.save_round(
-        RoundRow(
-            rid,
-            peer,
-            "initiator",
-            "reveal",
-            kinds,
-            {},
-            {},
-            {},
-            "completed",
-            "",
-            stamp,
-            stamp,
-            "00",
-            "00",
-        ),
-        matches,
-    )
+    save_reveal_round(store, rid, peer, matches, stamp=at.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 @pytest.fixture

@@ -15,12 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.disclosure import Disclosure, SeededRandom, check_disclosure
-from protocol.errors import CrossmatchError, InputError, VerificationError
+from protocol.errors import InputError, VerificationError
 from protocol.padding import dummy_elements
 from protocol.psi import Engine, pack, unpack
 from protocol.round import RoundSide
 from protocol.suites import DEFAULT_SUITE
 from protocol.transcript import RoundHeader, input_commitment
+from tests.round_harness import deliver_to
 
 
 def fp(label: str) -> bytes:
@@ -94,23 +95,13 @@ def play(mode: str, a_cls=RoundSide, a_engine=None, dummies_a: int = 2):
         "responder": Engine(keys["responder"]),
     }
     sides: dict[str, RoundSide] = {}
-
-    def deliver(to):
-        def send(kind, seq, payload):
-            try:
-                getattr(sides[to], "on_" + kind)(payload)
-            except CrossmatchError as e:
-                sides[to].fail(e)
-
-        return send
-
     for role, cls, to in (("initiator", a_cls, "responder"), ("responder", RoundSide, "initiator")):
         sides[role] = cls(
             header,
             role,
             own[role],
             engines[role],
-            deliver(to),
+            deliver_to(sides, to),
             chunk_size=4,
             rng=SeededRandom(shuffles[role]),
         )

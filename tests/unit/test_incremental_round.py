@@ -11,7 +11,6 @@ import pytest
 
 from protocol.psi import Engine
 from protocol.round import RoundCache, RoundSide
-from protocol.transcript import RoundHeader
 from tests.round_harness import Wire, round_header
 
 
@@ -136,18 +135,7 @@ def test_no_cache_without_keep_or_after_failure():
 
 
 def test_cache_needs_fingerprint_sized_elements():
-    header = RoundHeader(
-        round_id="r",
-        initiator="lab-a",
-        responder="lab-b",
-        mode="reveal",
-        kinds=("email",),
-        initiator_sizes=(1,),
-        responder_sizes=(1,),
-        policy_hash=b"p" * 32,
-        initiator_commitment=b"a" * 32,
-        responder_commitment=b"b" * 32,
-    )
+    header = round_header((1,), (1,))
     with Engine(new_key()) as e, pytest.raises(ValueError, match="32 bytes"):
         RoundSide(
             header,

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.errors import CrossmatchError, InputError, PolicyError, ProtocolError
+from protocol.errors import InputError, PolicyError, ProtocolError
 from protocol.policy_document import parse_policy_toml
 from protocol.psi import Engine
 from protocol.round import RoundSide
-from protocol.transcript import RoundHeader
+from tests.round_harness import deliver_to, round_header
 
 HEAD = """\
 policy_id = "p"
@@ -99,29 +99,8 @@ def fp(label: str) -> bytes:
 
 
 def one_round(ka, kb, own_a, own_b, cache_b=None, churn_check=None):
-    header = RoundHeader(
-        round_id="r",
-        initiator="lab-a",
-        responder="lab-b",
-        mode="reveal",
-        kinds=("email",),
-        initiator_sizes=(len(own_a),),
-        responder_sizes=(len(own_b),),
-        policy_hash=b"p" * 32,
-        initiator_commitment=b"a" * 32,
-        responder_commitment=b"b" * 32,
-    )
+    header = round_header((len(own_a),), (len(own_b),))
     sides: dict[str, RoundSide] = {}
-
-    def deliver(to):
-        def send(kind, seq, payload):
-            try:
-                getattr(sides[to], "on_" + kind)(payload)
-            except CrossmatchError as e:
-                sides[to].fail(e)
-
-        return send
-
     with Engine(ka) as ea, Engine(kb) as eb:
         rng = random.Random(1)
         sides["a"] = RoundSide(
@@ -129,7 +108,7 @@ def one_round(ka, kb, own_a, own_b, cache_b=None, churn_check=None):
             "initiator",
             own_a,
             ea,
-            deliver("b"),
+            deliver_to(sides, "b"),
             chunk_size=8,
             rng=rng,
             on_error=lambda e: sides["b"].fail(e),
@@ -139,7 +118,7 @@ def one_round(ka, kb, own_a, own_b, cache_b=None, churn_check=None):
             "responder",
             own_b,
             eb,
-            deliver("a"),
+            deliver_to(sides, "a"),
             chunk_size=8,
             rng=rng,
             cache=cache_b,
