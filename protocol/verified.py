@@ -137,11 +137,12 @@ def proven_pairs(m: Material) -> TableSource:
 class Sums:
     """Our weighted sums over our asked matches (see the module docstring): ``keys``
     their W values, sorted (to tell whether the peer asks for the same matches);
-    ``pending`` waits for (SX, SP)."""
+    ``own`` and ``peer`` wait for SX and SP."""
 
     transcript_hash: bytes
     keys: np.ndarray
-    pending: Callable[[], tuple[bytes, ...]]
+    own: Callable[[], bytes]
+    peer: Callable[[], bytes]
 
 
 def start_sums(
@@ -151,17 +152,22 @@ def start_sums(
     the transcript, so they overlap the peer's proving."""
     w = m.width
     keys = np.ascontiguousarray(rows(m.returned, w)[asked])
-    table = PackedTable(rows(m.reblinded, w), rows(m.received, w))
-    partners, found = table.lookup(keys)
-    if not bool(np.all(found)):
+    # The peer points our asked matches found: where our re-blinding is one of their W.
+    # A table of the m W values, not of the whole stream: at 1M a side the stream's
+    # table would be a 70 MB transient.
+    reblinded = rows(m.reblinded, w)
+    _, hit = PackedTable(keys, np.zeros((len(keys), 0), np.uint8)).lookup(reblinded)
+    partners = np.flatnonzero(hit)
+    if len(partners) != len(keys):
         raise ValueError("a matching position without the peer point it matched")
-    pending = _proofs(engine).start_sums(
-        weights_seed(transcript_hash),
-        _split(keys),
-        _split(rows(m.sent, w)[asked]),
-        _split(partners),
+    proofs, seed = _proofs(engine), weights_seed(transcript_hash)
+    # Weights are by W, so each sum may run in its own order. SP first: our proof needs
+    # only SP, so it can go out while SX is still being summed.
+    peer = proofs.start_sums(
+        seed, _split(reblinded[partners]), _split(rows(m.received, w)[partners])
     )
-    return Sums(transcript_hash, _sorted_rows(keys), pending)
+    own = proofs.start_sums(seed, _split(keys), _split(rows(m.sent, w)[asked]))
+    return Sums(transcript_hash, _sorted_rows(keys), lambda: own()[0], lambda: peer()[0])
 
 
 def answer(
@@ -182,7 +188,7 @@ def answer(
     ds = np.ascontiguousarray(rows(m.reblinded, m.width)[positions])
     if sums is not None and sums.transcript_hash == transcript_hash:
         if np.array_equal(_sorted_rows(ds), sums.keys):
-            composite = sums.pending()[1]
+            composite = sums.peer()
             return proofs.prove_sum(composite, context(transcript_hash, role), random)
     _sorted_rows(ds)
     cs = rows(m.received, m.width)[positions]
@@ -211,10 +217,9 @@ def check(
     if sums is None or sums.transcript_hash != transcript_hash:
         sums = start_sums(engine, m, transcript_hash, asked)
     proofs = _proofs(engine)
-    own, peer = sums.pending()
     # Z = sum w*Y_i = sum w*(a*P_j(i)) = a*SP: every asked Y_i is our re-blinding of P_j(i).
-    z = proofs.times_key(peer)
-    if not dleq.check_sums(peer_key, own, z, context(transcript_hash, peer_role), proof):
+    z = proofs.times_key(sums.peer())
+    if not dleq.check_sums(peer_key, sums.own(), z, context(transcript_hash, peer_role), proof):
         raise ProtocolError(
             f"peer's proof over its re-blinding of our {len(asked)} matching elements "
             "does not verify: a returned value is not our point times its committed key",
