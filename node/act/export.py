@@ -17,7 +17,7 @@ from node.act.exportset import ExportSet, export_key, signals_from_matches, to_c
 from node.data.cases import CaseSummary, cases_stale, get_case, list_cases, recompute_cases
 from node.runtime import Node, iso
 from protocol import exports
-from protocol.audit.events import ExportWritten
+from protocol.audit.case_events import ExportWritten
 from protocol.errors import InputError
 from protocol.rules import Rule
 

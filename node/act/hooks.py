@@ -39,7 +39,7 @@ from typing import Any
 
 from node.state.files import append_private_line
 from protocol import hooks as rules
-from protocol.audit.events import HookDelivery
+from protocol.audit.case_events import HookDelivery
 from protocol.errors import ConfigError
 from protocol.timestamps import format_utc
 

@@ -38,7 +38,7 @@ from node.data.case_consortium import consortium_evidence
 from node.runtime import Node, iso
 from node.state.cases_store import cases_need_refresh, ensure_schema
 from node.state.store import Store
-from protocol.audit.events import CaseDecision, CaseReopened
+from protocol.audit.case_events import CaseDecision, CaseReopened
 from protocol.cases.ids import entities_digest, entity_hash, note_hash
 from protocol.cases.lifecycle import DECIDED, STATES, check_analyst, check_note, next_state
 from protocol.errors import ConfigError, InputError

@@ -9,6 +9,7 @@ only compared.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -70,16 +71,7 @@ def receive_opinions(
                 last_batch=datetime.fromtimestamp(last, UTC) if last else None,
                 now=now,
             )
-            db.executemany(
-                "INSERT INTO peer_opinions (peer, round_id, kind, fingerprint, verdict,"
-                " received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (peer, round_id, kind,"
-                " fingerprint) DO UPDATE SET verdict = excluded.verdict,"
-                " received_at = excluded.received_at",
-                (
-                    (peer_lab, o.round_id, o.kind, o.fingerprint, o.verdict, iso(now))
-                    for o in opinions
-                ),
-            )
+            _store_batch(db, peer_lab, opinions, now)
             set_meta(db, rate_key, int(now.timestamp()))
     except CrossmatchError as e:
         record(OpinionsRefused(peer=peer_lab, count=sent, reason=e.message, rule=e.rule or ""))
@@ -94,6 +86,19 @@ def receive_opinions(
         )
     )
     return wire.opinion_ack(len(opinions))
+
+
+def _store_batch(
+    db: sqlite3.Connection, peer_lab: str, opinions: Sequence[Opinion], now: datetime
+) -> None:
+    """Keep the peer's latest verdict on each (round, kind, fingerprint)."""
+    db.executemany(
+        "INSERT INTO peer_opinions (peer, round_id, kind, fingerprint, verdict,"
+        " received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (peer, round_id, kind,"
+        " fingerprint) DO UPDATE SET verdict = excluded.verdict,"
+        " received_at = excluded.received_at",
+        ((peer_lab, o.round_id, o.kind, o.fingerprint, o.verdict, iso(now)) for o in opinions),
+    )
 
 
 def send_opinions(

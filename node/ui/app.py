@@ -39,7 +39,7 @@ from node.data.cases import decide
 from node.runtime import Node
 from node.ui import views
 from node.ui.auth import Session, Sessions, load_ui_config
-from protocol.audit.events import UiAction
+from protocol.audit.case_events import UiAction
 from protocol.cases.lifecycle import DECISIONS, check_analyst
 from protocol.errors import CrossmatchError
 

@@ -1,7 +1,7 @@
 """Typed audit-event bodies: one frozen dataclass per event kind (event_body.py is the one
-way to and from JSON).
+way to and from JSON; the bodies of cases and what acts on them are in case_events.py).
 
-A writer builds ``CaseDecision(...)`` and appends ``body.to_body()`` (``Node.record``
+A writer builds ``RoundAborted(...)`` and appends ``body.to_body()`` (``Node.record``
 does both); the verifier reads a body back with ``from_body`` (``body_shape_problem``).
 The format is the one the golden vectors in tests/vectors/audit/ fix. Which members must
 be present is ``records.EVENT_FIELDS``; a unit test keeps each type's required fields
@@ -14,6 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from protocol.audit.case_events import (
+    CaseDecision,
+    CaseReopened,
+    ExportWritten,
+    HookDelivery,
+    UiAction,
+)
 from protocol.audit.event_body import (
     HEX32_RE,
     MAX_NAME,
@@ -28,7 +35,6 @@ from protocol.audit.event_body import (
     is_count,
     is_counts,
     is_dict,
-    is_int,
     is_str,
     matches,
     member,
@@ -40,6 +46,7 @@ from protocol.audit.event_body import (
 
 CONSORTIUM_ROLES = ("participant", "hub")
 
+# Read from here by writers and tests, defined in event_body.py:
 __all__ = ["MAX_NAME", "MAX_REASON", "BodyShapeError", "EventBody", "shape_problem"]
 
 
@@ -291,70 +298,6 @@ class EntitiesImported(EventBody):
     updated: int = member(is_count)
     held_back: int = member(is_count)
     source_sha256: str = member(is_str)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CaseReopened(EventBody):
-    EVENT: ClassVar[str] = "case_reopened"
-    case_id: str = member(is_str)
-    state_from: str = member(is_str)
-    new_pairs: int = member(is_count)
-
-
-# --- cases and what acts on them (docs/cases.md) -------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class CaseDecision(EventBody):
-    EVENT: ClassVar[str] = "case_decision"
-    case_id: str = member(is_str)
-    decision: str = member(is_str)
-    analyst: str = member(is_str)
-    state_from: str = member(is_str)
-    state_to: str = member(is_str)
-    entities: int = member(is_count)
-    entities_digest: str = member(is_str)
-    entity_hashes: list[str] = member(str_list)
-    note_hmac: str | None = member(is_str, optional=True)
-
-
-@dataclass(frozen=True, kw_only=True)
-class HookDelivery(EventBody):
-    EVENT: ClassVar[str] = "hook_delivery"
-    hook: str = member(is_str)
-    case_id: str = member(is_str)
-    state: str = member(is_str)
-    idempotency_key: str = member(is_str)
-    payload_sha256: str = member(is_str)
-    outcome: str = member(is_str)
-    attempts: int = member(is_count)
-    transport: str | None = member(is_str, optional=True)
-    values: str | None = member(is_str, optional=True)
-    status: int | None = member(is_int, optional=True)
-    error: str | None = member(is_str, optional=True)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExportWritten(EventBody):
-    EVENT: ClassVar[str] = "export_written"
-    format: str = member(is_str)
-    values: str = member(is_str)
-    tlp: str = member(is_str)
-    objects: int = member(is_count)
-    sha256: str = member(is_str)
-    pap: str | None = member(is_str, optional=True)
-    peer: str | None = member(is_str, optional=True)
-    case_id: str | None = member(is_str, optional=True)
-    signals: int | None = member(is_count, optional=True)
-
-
-@dataclass(frozen=True, kw_only=True)
-class UiAction(EventBody):
-    EVENT: ClassVar[str] = "ui_action"
-    analyst: str = member(is_str)
-    action: str = member(is_str)
-    case_id: str = member(is_str)
-    via: str | None = member(is_str, optional=True)
 
 
 EVENT_TYPES: dict[str, type[EventBody]] = {
