@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from protocol.errors import ProtocolError
 from protocol.messages import MODES
+from protocol.psi import ELEMENT_BYTES, strictly_increasing
 from protocol.rules import Rule
 from protocol.suites import DEFAULT_SUITE
 
@@ -184,12 +185,30 @@ def input_commitment(salt: bytes, fingerprints_by_kind: dict[str, list[bytes]]) 
     The salt (kept locally, 32 random bytes) stops the peer, who shares the
     consortium key, from testing guesses of the whole set against the commitment.
     """
+    return _input_commitment(
+        salt, {kind: (len(v), sorted(v)) for kind, v in fingerprints_by_kind.items()}
+    )
+
+
+def sorted_input_commitment(salt: bytes, packed_by_kind: dict[str, bytes]) -> bytes:
+    """:func:`input_commitment` of packed fingerprints (``ELEMENT_BYTES`` each) already in
+    strictly increasing order (ValueError otherwise): one hash update per kind."""
+    for kind, packed in packed_by_kind.items():
+        if len(packed) % ELEMENT_BYTES or not strictly_increasing(packed, ELEMENT_BYTES):
+            raise ValueError(f"the {kind} fingerprints are not sorted distinct rows")
+    return _input_commitment(
+        salt, {kind: (len(p) // ELEMENT_BYTES, [p]) for kind, p in packed_by_kind.items()}
+    )
+
+
+def _input_commitment(salt: bytes, sorted_by_kind: dict[str, tuple[int, list[bytes]]]) -> bytes:
+    """The commitment over each kind's count and its values in increasing order."""
     h = hashlib.sha256(b"crossmatch/v1/input-commitment")
     h.update(_field(salt))
-    for kind in sorted(fingerprints_by_kind):
-        values = sorted(fingerprints_by_kind[kind])
+    for kind in sorted(sorted_by_kind):
+        count, values = sorted_by_kind[kind]
         h.update(_text(kind))
-        h.update(struct.pack(">Q", len(values)))
+        h.update(struct.pack(">Q", count))
         for v in values:
             h.update(v)
     return h.digest()

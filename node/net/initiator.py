@@ -15,7 +15,7 @@ from node.net import proof, wire
 from node.net.deadlines import Watchdog
 from node.net.exchange import END, ExchangeSession
 from node.net.grpc_status import error_from_rpc
-from node.net.prepare import PreparedSide, prepare_side
+from node.net.prepare import PreparedSide, prepare_for
 from node.net.recorder import RoundFacts, RoundRecorder
 from node.net.round_deps import SessionDeps
 from node.runtime import Node, iso
@@ -146,7 +146,7 @@ def _propose(
     if mode not in MODES:
         raise ProtocolError(f"unknown mode {mode!r}", rule=Rule.MODE)
     policy.check_round(kinds, mode, [0] * len(kinds))
-    prepared = prepare_side(node, kinds)
+    prepared = prepare_for(node, kinds)
     policy.check_round(kinds, mode, prepared.sizes)
     round_id = secrets.token_hex(16)
     started = iso(node.now())

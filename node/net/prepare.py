@@ -11,21 +11,24 @@ import numpy as np
 
 from node.data.warninglists import versions_in_force
 from node.runtime import Node
-from node.state.cases_store import round_fingerprints
+from node.state.cases_store import held_back_fingerprints
+from node.state.store import Store
 from protocol.errors import ProtocolError
 from protocol.padding import OFF, dummy_elements, parse_padding
+from protocol.policy import Policy
 from protocol.psi import (
     ELEMENT_BYTES,
     PackedElements,
-    dedupe,
+    PackedTable,
     random_permutation,
     rows,
     strictly_increasing,
 )
 from protocol.rules import Rule
-from protocol.transcript import input_commitment
+from protocol.suites.base import split_points
+from protocol.transcript import sorted_input_commitment
 
-__all__ = ["PreparedSide", "prepare_side"]
+__all__ = ["PreparedSide", "prepare_for", "prepare_side"]
 
 
 @dataclass
@@ -63,19 +66,21 @@ class PreparedSide:
         return mask
 
 
-def _stored(node: Node, kind: str) -> tuple[list[bytes], bytes]:
-    """Our fingerprints of ``kind`` (warninglisted ones are never in a round), sorted and
-    distinct, as a list and packed."""
-    fps = round_fingerprints(node.store, kind)
-    packed = b"".join(fps)
-    if len(packed) != len(fps) * ELEMENT_BYTES:
+def _stored(store: Store, kind: str) -> bytes:
+    """Our fingerprints of ``kind`` a round may use, packed, sorted and distinct:
+    warninglisted ones are never in a round."""
+    packed = store.packed_fingerprints(kind)
+    if len(packed) % ELEMENT_BYTES:
         raise ProtocolError(
             f"a stored {kind} fingerprint is not {ELEMENT_BYTES} bytes", rule=Rule.INTERNAL
         )
     if not strictly_increasing(packed, ELEMENT_BYTES):  # the store sorts, and dedupes
-        fps = dedupe(fps)
-        packed = b"".join(fps)
-    return fps, packed
+        packed = b"".join(sorted(set(split_points(packed, ELEMENT_BYTES))))
+    held = held_back_fingerprints(store, kind)
+    if held:
+        keep = ~PackedTable.build(b"".join(held), ELEMENT_BYTES).contains(packed)
+        packed = rows(packed, ELEMENT_BYTES)[keep].tobytes()
+    return packed
 
 
 def _shuffled(packed: bytes, size: int, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
@@ -100,34 +105,39 @@ def _joined(sections: list[np.ndarray]) -> PackedElements:
     return PackedElements(own)
 
 
-def prepare_side(node: Node, kinds: list[str]) -> PreparedSide:
-    """Our elements of ``kinds``, shuffled, padded per ``[round] pad_to``, committed to."""
+def prepare_side(
+    store: Store, policy: Policy, pad_to: str | int, kinds: list[str], warninglists: list[str]
+) -> PreparedSide:
+    """Our elements of ``kinds`` in ``store``, shuffled, padded per the policy's padding or,
+    if it sets none, our own ``[round] pad_to``, and committed to; ``warninglists`` (the
+    lists in force, for the audit record) are carried along."""
     rng = random.SystemRandom()
     # The policy's padding is required of every side; a node may only set its own without one.
-    policy = node.policy
-    padding = policy.padding if policy.padding != OFF else parse_padding(node.config.pad_to)
-    by_kind: dict[str, list[bytes]] = {}
+    padding = policy.padding if policy.padding != OFF else parse_padding(pad_to)
+    by_kind: dict[str, bytes] = {}
     sections: list[np.ndarray] = []
     real_sizes: list[int] = []
     dummy_slots: dict[str, np.ndarray] = {}
     start = 0
     for kind in kinds:
-        by_kind[kind], packed = _stored(node, kind)
-        real = len(by_kind[kind])
+        by_kind[kind] = packed = _stored(store, kind)
+        real = len(packed) // ELEMENT_BYTES
         size = padding.size(real, policy.size_cap(kind))
         section, order = _shuffled(packed, size, rng)
-        del packed
         sections.append(section)
         if size > real:
             dummy_slots[kind] = start + np.flatnonzero(order >= real)
         real_sizes.append(real)
         start += size
     salt = secrets.token_bytes(32)
-    commitment = input_commitment(salt, by_kind)
+    commitment = sorted_input_commitment(salt, by_kind)
     del by_kind
     sizes = [len(section) for section in sections]
     own = _joined(sections)
     del sections
-    return PreparedSide(
-        kinds, own, sizes, salt, commitment, real_sizes, dummy_slots, versions_in_force(node)
-    )
+    return PreparedSide(kinds, own, sizes, salt, commitment, real_sizes, dummy_slots, warninglists)
+
+
+def prepare_for(node: Node, kinds: list[str]) -> PreparedSide:
+    """:func:`prepare_side` with a node's store, policy, own padding and lists in force."""
+    return prepare_side(node.store, node.policy, node.config.pad_to, kinds, versions_in_force(node))

