@@ -49,7 +49,11 @@ from protocol.transcript import (
     reblind_commitment,
 )
 
-DISCLOSURE_FORMAT = "crossmatch-disclosure/v1"
+# v2 keeps the set as raw bytes after a JSON header (v1 was one JSON document with the set
+# in base64: 4.3 MB to encode and parse per round at 100k). v1 records stay readable.
+DISCLOSURE_FORMAT = "crossmatch-disclosure/v2"
+DISCLOSURE_FORMAT_V1 = "crossmatch-disclosure/v1"
+_V2_MAGIC = DISCLOSURE_FORMAT.encode("ascii") + b"\n"
 SHUFFLE_DOMAIN = b"crossmatch/v2/count-shuffle"
 SEED_BYTES = 32
 
@@ -67,8 +71,22 @@ class SeededRandom:
         return hashlib.shake_256(block + struct.pack(">Q", self._calls)).digest(n)
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+def _split_v2(data: bytes) -> tuple[dict, bytes]:
+    """(metadata, set) of a v2 record; ValueError unless the lengths add up exactly."""
+    at = len(_V2_MAGIC)
+    if len(data) < at + 4:
+        raise ValueError("the record ends inside its header")
+    (size,) = struct.unpack_from(">I", data, at)
+    at += 4
+    if len(data) < at + size:
+        raise ValueError("the record ends inside its metadata")
+    doc = json.loads(data[at : at + size])
+    if not isinstance(doc, dict) or doc.get("format") != DISCLOSURE_FORMAT:
+        raise ValueError(f"not a {DISCLOSURE_FORMAT} document")
+    own = data[at + size :]
+    if doc["own_bytes"] != len(own):
+        raise ValueError(f"the set is {len(own)} bytes, the metadata says {doc['own_bytes']}")
+    return doc, own
 
 
 @dataclass(frozen=True)
@@ -89,8 +107,15 @@ class Disclosure:
         return "responder" if self.role == "initiator" else "initiator"
 
     def to_bytes(self) -> bytes:
+        """The sealed form, ``crossmatch-disclosure/v2`` (docs/adr/0013): the magic line,
+        the metadata's length (u32, big-endian), the metadata as canonical JSON, then the
+        set's raw bytes (``own_bytes`` of them, the rest of the file)."""
+        meta = (json.dumps(self._meta(), sort_keys=True) + "\n").encode("utf-8")
+        return b"".join((_V2_MAGIC, struct.pack(">I", len(meta)), meta, self.own))
+
+    def _meta(self) -> dict:
         h = self.header
-        doc = {
+        return {
             "format": DISCLOSURE_FORMAT,
             "role": self.role,
             "suite": self.suite,
@@ -114,56 +139,65 @@ class Disclosure:
             "dummy_seed": self.dummy_seed.hex(),
             "shuffle_seed": self.shuffle_seed.hex(),
             "dummies": self.dummies,
-            "own": _b64(self.own),
+            "own_bytes": len(self.own),
             "streams": {k: [n, d.hex()] for k, (n, d) in self.parts.streams.items()},
             "commitments": {k: v.hex() for k, v in self.parts.commitments.items()},
             "public_keys": {k: v.hex() for k, v in self.parts.public_keys.items()},
         }
-        return (json.dumps(doc, sort_keys=True) + "\n").encode("utf-8")
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "disclosure") -> Disclosure:
+        """A sealed record of either format: v2 (binary), or v1 (one JSON document, the
+        set in base64) as sealed before v2 and kept for the policy's retention."""
         try:
-            doc = json.loads(data)
-            if doc.get("format") != DISCLOSURE_FORMAT:
-                raise ValueError(f"not a {DISCLOSURE_FORMAT} document")
-            h = doc["header"]
-            header = RoundHeader(
-                round_id=h["round_id"],
-                initiator=h["initiator"],
-                responder=h["responder"],
-                mode=h["mode"],
-                kinds=tuple(h["kinds"]),
-                initiator_sizes=tuple(int(n) for n in h["initiator_sizes"]),
-                responder_sizes=tuple(int(n) for n in h["responder_sizes"]),
-                policy_hash=bytes.fromhex(h["policy_hash"]),
-                initiator_commitment=bytes.fromhex(h["initiator_commitment"]),
-                responder_commitment=bytes.fromhex(h["responder_commitment"]),
-                prompt_params=h["prompt_params"],
-                suite=h["suite"],
-                verified_matches=bool(h["verified_matches"]),
-            )
-            parts = TranscriptParts(
-                {k: (int(n), bytes.fromhex(d)) for k, (n, d) in doc["streams"].items()},
-                {k: bytes.fromhex(v) for k, v in doc["commitments"].items()},
-                {k: bytes.fromhex(v) for k, v in doc["public_keys"].items()},
-            )
-            return cls(
-                header,
-                doc["role"],
-                doc["suite"],
-                bytes.fromhex(doc["psi_key"]),
-                bytes.fromhex(doc["salt"]),
-                bytes.fromhex(doc["dummy_seed"]),
-                bytes.fromhex(doc["shuffle_seed"]),
-                base64.b64decode(doc["own"], validate=True),
-                {k: [int(i) for i in v] for k, v in doc["dummies"].items()},
-                parts,
-            )
+            if data.startswith(_V2_MAGIC):
+                doc, own = _split_v2(data)
+            else:
+                doc = json.loads(data)
+                if not isinstance(doc, dict) or doc.get("format") != DISCLOSURE_FORMAT_V1:
+                    raise ValueError(f"not a {DISCLOSURE_FORMAT} or v1 document")
+                own = base64.b64decode(doc["own"], validate=True)
+            return cls._from_doc(doc, own)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise InputError(
                 f"not a readable disclosure: {e}", where=where, rule=Rule.DISCLOSURE_FORMAT
             ) from e
+
+    @classmethod
+    def _from_doc(cls, doc: dict, own: bytes) -> Disclosure:
+        h = doc["header"]
+        header = RoundHeader(
+            round_id=h["round_id"],
+            initiator=h["initiator"],
+            responder=h["responder"],
+            mode=h["mode"],
+            kinds=tuple(h["kinds"]),
+            initiator_sizes=tuple(int(n) for n in h["initiator_sizes"]),
+            responder_sizes=tuple(int(n) for n in h["responder_sizes"]),
+            policy_hash=bytes.fromhex(h["policy_hash"]),
+            initiator_commitment=bytes.fromhex(h["initiator_commitment"]),
+            responder_commitment=bytes.fromhex(h["responder_commitment"]),
+            prompt_params=h["prompt_params"],
+            suite=h["suite"],
+            verified_matches=bool(h["verified_matches"]),
+        )
+        parts = TranscriptParts(
+            {k: (int(n), bytes.fromhex(d)) for k, (n, d) in doc["streams"].items()},
+            {k: bytes.fromhex(v) for k, v in doc["commitments"].items()},
+            {k: bytes.fromhex(v) for k, v in doc["public_keys"].items()},
+        )
+        return cls(
+            header,
+            doc["role"],
+            doc["suite"],
+            bytes.fromhex(doc["psi_key"]),
+            bytes.fromhex(doc["salt"]),
+            bytes.fromhex(doc["dummy_seed"]),
+            bytes.fromhex(doc["shuffle_seed"]),
+            own,
+            {k: [int(i) for i in v] for k, v in doc["dummies"].items()},
+            parts,
+        )
 
     def transcript_hash(self) -> bytes:
         return self.parts.digest(header_hash(self.header))

@@ -1,6 +1,9 @@
 """Sealed round records for disputes (protocol/disclosure.py): one file per round and role
 under ``NODE_DIR/disclosures/``, mode 0600 from its first byte (they hold the round key and
-the committed set), kept for the policy's retention and purged after it."""
+the committed set), kept for the policy's retention and purged after it.
+
+Records are ``<round id>-<role>.rec`` (format v2, binary); those sealed before v2 are
+``.json`` (format v1) and are found, read and purged the same way until they expire."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ log = logging.getLogger("crossmatch.disclosures")
 
 DIRECTORY = "disclosures"
 _ROUND_ID = re.compile(r"^[0-9a-f]{32}$")
+SUFFIX = ".rec"
+SUFFIXES = (SUFFIX, ".json")  # the current format's files, then v1's
 
 
 def _dir(node_dir: Path) -> Path:
@@ -27,7 +32,7 @@ def _dir(node_dir: Path) -> Path:
 def seal(node_dir: Path, record: Disclosure) -> Path:
     folder = _dir(node_dir)
     folder.mkdir(mode=0o700, exist_ok=True)
-    path = folder / f"{record.header.round_id}-{record.role}.json"
+    path = folder / f"{record.header.round_id}-{record.role}{SUFFIX}"
     write_secret(path, record.to_bytes())
     return path
 
@@ -37,9 +42,10 @@ def sealed_path(node_dir: Path, round_id: str) -> Path:
     if not _ROUND_ID.match(round_id):
         raise ConfigError(f"{round_id[:40]!r} is not a round id (32 hex digits)")
     for role in ("initiator", "responder"):
-        path = _dir(node_dir) / f"{round_id}-{role}.json"
-        if path.exists():
-            return path
+        for suffix in SUFFIXES:
+            path = _dir(node_dir) / f"{round_id}-{role}{suffix}"
+            if path.exists():
+                return path
     raise ConfigError(
         f"no sealed record of round {round_id} under {_dir(node_dir)} (never "
         "completed here, or purged after the policy's retention)"
@@ -53,7 +59,7 @@ def purge(node_dir: Path, retention_days: int, now: float | None = None) -> int:
         return 0
     cutoff = (time.time() if now is None else now) - retention_days * 86400
     gone = 0
-    for path in folder.glob("*.json"):
+    for path in (p for suffix in SUFFIXES for p in folder.glob(f"*{suffix}")):
         try:
             if path.stat().st_mtime < cutoff:
                 os.unlink(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import queue
 import secrets
 from concurrent import futures
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from node.demo.sandbox import Sandbox, run_cli, sandbox_policy_hash
 from node.net import proof
 from node.net.initiator import channel_options
 from protocol import PROTOCOL_VERSION
+from protocol.disclosure import Disclosure
 from protocol.psi import POINT_BYTES, Engine, pack, unpack
 from protocol.transcript import reblind_commitment
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
@@ -220,19 +222,18 @@ def test_commitments_bind_the_round_disclosure_checks_out(labs, tmp_path):
     rid = json.loads(out)["round_id"]
     files = {}
     for lab in (a, b):
-        sealed = next((lab.dir / "disclosures").glob(f"{rid}-*.json"))
+        sealed = next((lab.dir / "disclosures").glob(f"{rid}-*.rec"))
         assert stat.S_IMODE(sealed.stat().st_mode) == 0o600
-        files[lab.name] = tmp_path / f"{lab.name}.json"
+        files[lab.name] = tmp_path / f"{lab.name}.rec"
         run_cli("audit", "disclose", lab.dir, "--round", rid, "--out", files[lab.name])
         assert stat.S_IMODE(files[lab.name].stat().st_mode) == 0o600
     both = ["--log", a.dir, "--log", b.dir]
     proc = run_cli("audit", "check-disclosure", files["lab-a"], files["lab-b"], *both)
     assert "computed their streams honestly" in proc.stdout and proc.stdout.count("ok ") == 7
     # A record that does not open: another set than the one committed to.
-    doc = json.loads(files["lab-b"].read_text())
-    doc["salt"] = "00" * 32
-    forged = tmp_path / "forged.json"
-    forged.write_text(json.dumps(doc))
+    record = Disclosure.from_bytes(files["lab-b"].read_bytes())
+    forged = tmp_path / "forged.rec"
+    forged.write_bytes(replace(record, salt=b"\x00" * 32).to_bytes())
     proc = run_cli("audit", "check-disclosure", forged, *both, check=False)
     assert proc.returncode == 3 and "[rule: disclosure-commitment]" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

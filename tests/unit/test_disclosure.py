@@ -4,9 +4,11 @@ check of the sides' sealed records catches it, and passes honest rounds."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
+import struct
 from concurrent.futures import Future
 
 import private_set_intersection.python as psi_lib
@@ -223,3 +225,39 @@ def test_an_unreadable_record_names_itself():
 def test_any_malformed_record_is_an_input_error(data):
     with pytest.raises(InputError):
         Disclosure.from_bytes(data)
+
+
+def _as_v1(record: Disclosure) -> bytes:
+    """The record as sealed before format v2: one JSON document, the set in base64."""
+    data = record.to_bytes()
+    start = len(b"crossmatch-disclosure/v2\n") + 4
+    (size,) = struct.unpack_from(">I", data, start - 4)
+    doc = json.loads(data[start : start + size])
+    del doc["own_bytes"]
+    doc.update(format="crossmatch-disclosure/v1", own=base64.b64encode(record.own).decode())
+    return (json.dumps(doc, sort_keys=True) + "\n").encode()
+
+
+def test_a_record_is_binary_and_records_of_format_v1_still_read_and_check():
+    records, logged, _ = play("reveal")
+    record = records["initiator"]
+    data = record.to_bytes()
+    assert data.startswith(b"crossmatch-disclosure/v2\n") and data.endswith(record.own)
+    assert len(data) < len(_as_v1(record))  # no base64
+    old = {role: Disclosure.from_bytes(_as_v1(r)) for role, r in records.items()}
+    assert old == records
+    assert len(check_disclosure(old["initiator"], logged, old["responder"])) == 7
+
+
+@pytest.fixture(scope="module")
+def sealed() -> bytes:
+    return play("reveal")[0]["responder"].to_bytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(min_value=0), extra=st.binary(min_size=1, max_size=40))
+def test_a_cut_or_grown_v2_record_is_an_input_error(sealed, cut, extra):
+    for bad in (sealed[: cut % len(sealed)], sealed + extra):
+        with pytest.raises(InputError) as err:
+            Disclosure.from_bytes(bad, "r.rec")
+        assert err.value.rule == "disclosure-format"
