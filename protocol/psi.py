@@ -32,7 +32,7 @@ from protocol.tables import Packed as Packed
 from protocol.tables import PackedTable as PackedTable
 from protocol.tables import TableSource as TableSource
 from protocol.tables import fill_rows as fill_rows
-from protocol.tables import row_prefixes
+from protocol.tables import row_prefixes, stable_order
 from protocol.tables import rows as rows
 
 ELEMENT_BYTES = 32  # a fingerprint
@@ -129,7 +129,7 @@ def random_permutation(n: int, rng: RandomSource) -> np.ndarray:
     their relative order.
     """
     keys = np.frombuffer(rng.randbytes(8 * n), dtype="<u8") if n else np.zeros(0, np.uint64)
-    return np.argsort(keys, kind="stable")
+    return stable_order(keys)  # exactly the stable sort's order: replayable (disclosures)
 
 
 def shuffle_packed_within_sections(

@@ -205,3 +205,19 @@ def test_bad_keys_rejected():
         Engine(b"\x00" * 32)
     with pytest.raises(ConfigError):
         Engine(b"short")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=2**64 - 1), max_size=300),
+    st.integers(min_value=1, max_value=2**64 - 1),
+)
+def test_the_fast_stable_order_is_the_stable_sort(keys, spread):
+    import numpy as np
+
+    from protocol.tables import stable_order
+
+    # Both with (keys reduced modulo a small spread) and without equal keys.
+    for values in (keys, [k % (spread % 7 + 1) for k in keys]):
+        a = np.array(values, dtype=np.uint64)
+        assert stable_order(a).tolist() == np.argsort(a, kind="stable").tolist()
