@@ -34,19 +34,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError
-
-import numpy as np
 
 from protocol import verified
 from protocol.errors import CrossmatchError, ProtocolError
 from protocol.psi import (
     RandomSource,
-    has_duplicates,
-    shuffle_packed_within_sections,
 )
+from protocol.round_send import Send, SendingWorkers
 from protocol.round_streams import PointStream, check_opening, empty_buffer
 from protocol.round_work import (
     CachedWork,
@@ -62,11 +57,7 @@ from protocol.round_work import (
 )
 from protocol.rules import Rule
 from protocol.suites.base import WorkerEngine
-from protocol.transcript import COMMITMENT_BYTES, RoundHeader, Transcript, reblind_commitment
-
-# send(message_kind, seq, payload); message_kind is "own_blinded", "reblind_commitment"
-# (payload: the 32-byte commitment) or "peer_reblinded" (payload: packed points).
-Send = Callable[[str, int, bytes], None]
+from protocol.transcript import COMMITMENT_BYTES, RoundHeader, Transcript
 
 __all__ = ["CacheUpdate", "RoundCache", "RoundOutcome", "RoundSide", "RoundWork", "Send"]
 
@@ -75,7 +66,7 @@ def _send_nothing(kind: str, seq: int, packed: bytes) -> None:
     pass
 
 
-class RoundSide:
+class RoundSide(SendingWorkers):
     def __init__(
         self,
         header: RoundHeader,
@@ -337,93 +328,6 @@ class RoundSide:
             f"received {self._from_peer.count}/{self._peer_total} peer elements and "
             f"{self._returned.count}/{self._own_total} re-blinded own elements"
         )
-
-    def _blind_chunks(self) -> list[tuple[int, int]]:
-        return [
-            (s, min(s + self._chunk, self._own_total))
-            for s in range(0, self._own_total, self._chunk)
-        ]
-
-    # -- workers -----------------------------------------------------------
-
-    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                target()
-            except CrossmatchError as e:
-                self.fail(e)
-            except CancelledError:  # only after a failure: its queued work was dropped
-                if not self._failed.is_set():
-                    self.fail(ProtocolError("round work cancelled", rule=Rule.INTERNAL))
-            except Exception as e:  # a bug or a transport failure: fail the round, not the node
-                self.fail(
-                    ProtocolError(f"round failed: {type(e).__name__}: {e}", rule=Rule.INTERNAL)
-                )
-
-        return run
-
-    def _blind_and_send(self) -> None:
-        found = self._compute.lookup_own(self._own, self._own_blinded)
-        pending: deque[Chunk] = deque()
-        seq = 0
-
-        def flush_one() -> None:
-            nonlocal seq
-            packed = pending.popleft().result()
-            self.transcript.absorb(f"{self.role}_blinded", packed)
-            if len(self._own_blinded):
-                at = self._own_blinded_count * self._w
-                self._own_blinded[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
-                self._own_blinded_count += len(packed) // self._w
-            self._send("own_blinded", seq, packed)
-            seq += 1
-
-        for start, end in self._blind_chunks():
-            if self._failed.is_set():
-                return
-            pending.append(self._compute.blind(self._own, start, end, found, self._own_blinded))
-            if len(pending) >= self._window:
-                flush_one()
-        while pending and not self._failed.is_set():
-            flush_one()
-
-    def _reblind_and_send(self) -> None:
-        while True:
-            chunk = self._reblind_queue.get()
-            if chunk is None or self._failed.is_set():
-                break
-            packed = chunk.result()
-            at = self._peer_double_count * self._w
-            self._peer_double[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
-            self._peer_double_count += len(packed) // self._w
-        if self._failed.is_set():
-            return
-        # Re-blinding is a bijection, so a repeated value means a repeated peer point: with
-        # one, count mode's multiplicities would tell the peer which of its guesses matched.
-        if has_duplicates(self._peer_double, self._w):
-            raise ProtocolError("peer sent the same blinded point twice", rule=Rule.DUPLICATE_POINT)
-        stream = self._release_stream()
-        commitment = reblind_commitment(self.header.round_id, self.role, bytes(stream))
-        self.transcript.commit(self.role, commitment)
-        self._send("reblind_commitment", 0, commitment)
-        self._peer_committed.wait()  # set by the peer's commitment, or by a failure
-        if self._failed.is_set():
-            return
-        step = self._chunk * self._w
-        for seq, start in enumerate(range(0, len(stream), step)):
-            packed = bytes(stream[start : start + step])
-            self.transcript.absorb(f"{self.role}_reblinded", packed)
-            self._send("peer_reblinded", seq, packed)
-        self._reblind_done.set()
-
-    def _release_stream(self) -> bytes:
-        """Our re-blinding of the peer's points as we will release it: in the peer's order
-        (reveal), or shuffled within each kind's section so positions tell nothing (count)."""
-        if self.header.mode == "count":
-            return shuffle_packed_within_sections(
-                self._peer_double, self.peer_sizes, self._rng, self._w
-            )
-        return self._peer_double.tobytes()
 
     # -- matching ----------------------------------------------------------
 
