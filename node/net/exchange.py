@@ -29,7 +29,7 @@ from node.ops.suites import ensure_suite
 from node.pki import PeerIdentity
 from node.state import disclosures
 from protocol.audit.merkle import EMPTY_ROOT
-from protocol.disclosure import Disclosure, SeededRandom
+from protocol.disclosure import SeededRandom
 from protocol.errors import CrossmatchError, ProtocolError, VerificationError
 from protocol.receipts import receipt_bytes
 from protocol.round import RoundOutcome, RoundSide
@@ -179,17 +179,12 @@ class ExchangeSession:
 
     def _seal(self) -> None:
         """Keep what an auditor needs to check our streams (protocol/disclosure.py)."""
-        p = self.prepared
-        record = Disclosure(
-            header=self.header,
-            role=self.role,
-            suite=self.header.suite,
+        record = self.prepared.disclosure(
+            self.header,
+            self.role,
             psi_key=self.epoch.psi_key,
-            salt=p.salt,
             dummy_seed=self.epoch.dummy_seed,
             shuffle_seed=self.shuffle_seed,
-            own=bytes(p.own.packed),
-            dummies={k: v.tolist() for k, v in p.dummy_slots.items()},
             parts=self.side.transcript.parts(),
         )
         try:
@@ -316,19 +311,7 @@ class ExchangeSession:
             return self._matches
 
     def _find_matches(self) -> list[tuple[str, bytes]]:
-        outcome = self.side.result(0)
-        dummy = self.prepared.is_dummy()
-        out: list[tuple[str, bytes]] = []
-        start = 0
-        for kind, size in zip(self.header.kinds, self.prepared.sizes, strict=True):
-            for pos in outcome.matched_positions.get(kind, []):
-                if not dummy[start + pos]:
-                    out.append((kind, self.prepared.own[start + pos]))
-            start += size
-        # In index order: the store's indexes then grow at one end instead of everywhere
-        # (100k matches stored in 0.8 s instead of 1.9 s on a store of a million signals).
-        out.sort()
-        return out
+        return self.prepared.matched(self.side.result(0).matched_positions)
 
     def _completion(self) -> Completion:
         h, outcome = self.header, self.outcome

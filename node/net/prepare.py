@@ -13,6 +13,7 @@ from node.data.warninglists import versions_in_force
 from node.runtime import Node
 from node.state.cases_store import held_back_fingerprints
 from node.state.store import Store
+from protocol.disclosure import Disclosure
 from protocol.errors import ProtocolError
 from protocol.padding import OFF, dummy_elements, parse_padding
 from protocol.policy import Policy
@@ -26,7 +27,7 @@ from protocol.psi import (
 )
 from protocol.rules import Rule
 from protocol.suites.base import split_points
-from protocol.transcript import sorted_input_commitment
+from protocol.transcript import RoundHeader, TranscriptParts, sorted_input_commitment
 
 __all__ = ["PreparedSide", "prepare_for", "prepare_side"]
 
@@ -64,6 +65,45 @@ class PreparedSide:
         for slots in self.dummy_slots.values():
             mask[slots] = True
         return mask
+
+    def matched(self, positions: dict[str, list[int]]) -> list[tuple[str, bytes]]:
+        """(kind, fingerprint) of each matched position, dummies left out, sorted."""
+        dummy = self.is_dummy()
+        out: list[tuple[str, bytes]] = []
+        start = 0
+        for kind, size in zip(self.kinds, self.sizes, strict=True):
+            for pos in positions.get(kind, []):
+                if not dummy[start + pos]:
+                    out.append((kind, self.own[start + pos]))
+            start += size
+        # In index order: the store's indexes then grow at one end instead of everywhere
+        # (100k matches stored in 0.8 s instead of 1.9 s on a store of a million signals).
+        out.sort()
+        return out
+
+    def disclosure(
+        self,
+        header: RoundHeader,
+        role: str,
+        *,
+        psi_key: bytes,
+        dummy_seed: bytes,
+        shuffle_seed: bytes,
+        parts: TranscriptParts,
+    ) -> Disclosure:
+        """The record an auditor needs to check this side's streams (protocol/disclosure.py)."""
+        return Disclosure(
+            header=header,
+            role=role,
+            suite=header.suite,
+            psi_key=psi_key,
+            salt=self.salt,
+            dummy_seed=dummy_seed,
+            shuffle_seed=shuffle_seed,
+            own=bytes(self.own.packed),
+            dummies={k: v.tolist() for k, v in self.dummy_slots.items()},
+            parts=parts,
+        )
 
 
 def _stored(store: Store, kind: str) -> bytes:
