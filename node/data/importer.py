@@ -170,9 +170,10 @@ def store_staged(
 ) -> None:
     """Move what ``stage`` holds into the store in one transaction (``stage.results``);
     the case tables are made first if a staged signal is held back by a warninglist."""
+    stage.staged()
     if stage.held:
         ensure_schema(store)
-    with store.transaction() as db:
+    with stage.moving() as db:
         stage.store_signals(at)
         if stage.held:
             hold_back_staged(db)

@@ -175,8 +175,8 @@ _UPSERT_ENTITY = (
     " severity = COALESCE(NULLIF(excluded.severity, ''), severity),"
     " source = excluded.source, updated_at = excluded.updated_at"
 )
-# Each staged entity row beside the stored entity of its key.
-_STAGED_ENTITY = "JOIN stage_entities se ON se.seq = {}.entity JOIN entities e ON e.key = se.key"
+# Each staged row beside the stored id of its entity (``stage_entity_ids``).
+_STAGED_ENTITY = "JOIN stage_entity_ids e ON e.seq = {}.entity"
 
 
 def store_staged_entities(db: sqlite3.Connection, at: str) -> tuple[int, int]:
@@ -193,6 +193,11 @@ def store_staged_entities(db: sqlite3.Connection, at: str) -> tuple[int, int]:
     )
     while chunk := staged.fetchmany(CHUNK_ROWS):
         db.executemany(_UPSERT_ENTITY, ((*row, at, at) for row in chunk))
+    # Each entity row's key is looked up once here, not once for each of its signals.
+    db.execute(
+        "INSERT INTO stage_entity_ids (seq, id) SELECT se.seq, e.id"
+        " FROM stage_entities se JOIN entities e ON e.key = se.key"
+    )
     db.execute(
         "INSERT INTO entity_signals (entity_id, signal_id) SELECT e.id, s.id"
         f" {STAGED_SIGNAL} {_STAGED_ENTITY.format('st')}"

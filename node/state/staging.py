@@ -9,6 +9,18 @@ into the real tables by a few set-based statements in ONE transaction, in
 (kind, fingerprint) order: new signals are appended to the B-tree nearly in
 order, which is about twice as fast at a million rows as random inserts.
 
+Two SQLite behaviours decide the speed at a million rows (docs/adr/0014-import-staging.md):
+
+- Staged chunks go in ONE explicit transaction on the temporary database. In
+  autocommit, every chunk's commit walks every dirty page of the temporary cache
+  (``sqlite3PcacheClearWritable``/``sqlite3PcacheTruncate``: a temporary file keeps
+  its dirty pages cached), which is quadratic once that cache is large.
+- Both caches are raised for the import only (``IMPORT_CACHE_KIB``), then put
+  back: the temporary cache holds the staged rows without spilling them, and the
+  main cache also sizes the sorter's in-memory runs (SQLite's sorter reads the
+  main database's ``cache_size``), so the big sorts merge in one pass instead of
+  writing the staged rows out again at every level of a merge of 2 MiB runs.
+
 Plain signal imports and entity imports share this; entities add their own
 staged rows (``stage_entities``, ``stage_links``), moved by
 ``node.state.cases_store.store_staged_entities``.
@@ -24,6 +36,8 @@ from node.state.signals import ImportResult, SignalInput, check_signal, count_si
 from node.state.sqlite import Database, stored_time
 
 CHUNK_ROWS = 5000
+# Page caches (KiB, each) while an import runs; allocated as used, freed after.
+IMPORT_CACHE_KIB = 256 * 1024
 
 _TABLES = (
     """CREATE TEMP TABLE stage_signals (
@@ -47,8 +61,11 @@ _TABLES = (
         source TEXT NOT NULL
     )""",
     "CREATE TEMP TABLE stage_links (entity INTEGER NOT NULL, link TEXT NOT NULL)",
+    # Filled by the move: the stored entity id of each staged entity row.
+    "CREATE TEMP TABLE stage_entity_ids (seq INTEGER PRIMARY KEY, id INTEGER NOT NULL)",
 )
-_DROP = ("stage_signals", "stage_entities", "stage_links")
+_DROP = ("stage_signals", "stage_entities", "stage_links", "stage_entity_ids")
+_CACHES = ("main", "temp")
 
 # Each staged signal beside the stored one it stands for (both sides by (kind, fingerprint)).
 # INDEXED BY: walk the staged rows in (kind, fingerprint) order (the planner would rather
@@ -67,7 +84,8 @@ EntityRow = tuple[int, str, str, str, str, str, str, str]
 class Stage:
     """The staged rows of one import, on the store's connection (under its lock)."""
 
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, store: Database, db: sqlite3.Connection):
+        self.store = store
         self.db = db
         self.held = 0  # staged signals a warninglist holds back
         self.results: dict[str, ImportResult] = {}  # by kind, once stored
@@ -92,6 +110,18 @@ class Stage:
     def entities(self, rows: Iterable[EntityRow], links: Iterable[tuple[int, str]]) -> None:
         self.db.executemany("INSERT INTO stage_entities VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.executemany("INSERT INTO stage_links (entity, link) VALUES (?, ?)", links)
+
+    def staged(self) -> None:
+        """End the staging transaction (only the temporary database was written)."""
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
+
+    @contextmanager
+    def moving(self) -> Iterator[sqlite3.Connection]:
+        """The store's one transaction for the move, once staging has ended."""
+        self.staged()
+        with self.store.transaction() as db:
+            yield db
 
     def store_signals(self, at: str) -> dict[str, ImportResult]:
         """Move the staged signals into ``signals``/``signal_values`` (caller's transaction)."""
@@ -142,12 +172,20 @@ def _signal_columns(signal: SignalInput) -> tuple[str, bytes, str, str, str]:
 def staging(store: Database) -> Iterator[Stage]:
     """A fresh stage on ``store``'s connection, held under its lock, always dropped after."""
     with store.reading() as db:
-        stage = Stage(db)
+        caches = [db.execute(f"PRAGMA {name}.cache_size").fetchone()[0] for name in _CACHES]
+        stage = Stage(store, db)
         try:
+            for name in _CACHES:
+                db.execute(f"PRAGMA {name}.cache_size = -{IMPORT_CACHE_KIB}")
+            db.execute("BEGIN")  # ended by Stage.moving, or rolled back below
             yield stage
         finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             for name in _DROP:
                 db.execute(f"DROP TABLE IF EXISTS temp.{name}")
+            for name, size in zip(_CACHES, caches, strict=True):
+                db.execute(f"PRAGMA {name}.cache_size = {int(size)}")
 
 
 class ImportTables(Database):
@@ -163,5 +201,5 @@ class ImportTables(Database):
         with staging(self) as stage:
             for start in range(0, len(signals), CHUNK_ROWS):
                 stage.signals((s, None, None) for s in signals[start : start + CHUNK_ROWS])
-            with self.transaction():
+            with stage.moving():
                 return stage.store_signals(imported_at)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from node.data.importer import import_file, prepare_signals, read_values
+from node.state.cases_store import held_back_fingerprints
 from node.state.staging import CHUNK_ROWS
 from node.state.store import ImportResult, Store
 from protocol.errors import ConfigError, InputError
@@ -295,3 +297,48 @@ def test_a_file_of_many_chunks_is_stored_whole_or_not_at_all(tmp_path, store):
         source = db.execute("SELECT first_source FROM signals WHERE fingerprint = ?", (held,))
         assert source.fetchone()[0] == f"{good}:1"
         assert db.execute("SELECT name FROM temp.sqlite_master").fetchall() == []
+
+
+def test_staging_holds_no_lock_on_the_store_and_restores_the_connection(tmp_path, store):
+    # Staged chunks share one transaction on the temporary database only: another process
+    # can still write the store meanwhile, and the connection is given back as it was.
+    with store.reading() as db:
+        caches = _cache_sizes(db)
+    writes = []
+
+    def write_elsewhere(lines: int, _total: int) -> None:
+        other = sqlite3.connect(store.path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute(f"CREATE TABLE other_{len(writes)} (x)")
+            other.execute("COMMIT")
+            writes.append(lines)
+        finally:
+            other.close()
+
+    lines = [f"acct-{i}" for i in range(2 * CHUNK_ROWS + 10)]
+    bad = write(tmp_path, "bad.txt", "\n".join([*lines, ""]) + "\n")
+    with pytest.raises(InputError):
+        import_file(store, bad, "account_id", KEY, now=NOW, progress=write_elsewhere)
+    good = write(tmp_path, "good.txt", "\n".join(lines) + "\n")
+    import_file(store, good, "account_id", KEY, now=NOW, progress=write_elsewhere)
+    assert writes == [5000, 10000, 5000, 10000, len(lines)]
+    with store.reading() as db:
+        assert not db.in_transaction
+        assert _cache_sizes(db) == caches
+    with store.transaction() as db:
+        assert db.execute("SELECT COUNT(*) FROM signals").fetchone()[0] == len(lines)
+
+
+def _cache_sizes(db: sqlite3.Connection) -> list[int]:
+    return [db.execute(f"PRAGMA {name}.cache_size").fetchone()[0] for name in ("main", "temp")]
+
+
+def test_a_screened_import_into_a_fresh_store_holds_values_back(tmp_path, store):
+    # The case tables are created between staging and the move (their own transaction).
+    path = write(tmp_path, "ips.txt", "10.0.0.1\n192.0.2.7\n")
+    result = import_file(
+        store, path, "ip", KEY, now=NOW, screen=lambda _k, v: "nat" if v == "10.0.0.1" else None
+    )
+    assert (result.added, result.held_back) == (2, 1)
+    assert held_back_fingerprints(store, "ip") == {fingerprint(KEY, "ip", "10.0.0.1")}
