@@ -20,7 +20,6 @@ with its value. Entities and their metadata never leave the node.
 
 from __future__ import annotations
 
-import csv
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +28,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 
-from node.data.importer import Problems, _choose_format, _csv_next, _decoded_lines, store_staged
+from node.data.importer import Problems, _choose_format, csv_table, filled_lines, store_staged
 from node.state.cases_store import ensure_schema, store_staged_entities
 from node.state.sqlite import stored_time
 from node.state.staging import CHUNK_ROWS, EntityRow, Stage, staging
@@ -286,59 +285,36 @@ _Row = tuple[int, dict[str, object] | None, str | None]
 
 
 def _jsonl_rows(path: Path) -> Iterator[_Row]:
-    for number, text, reason in _decoded_lines(path):
+    for number, text, reason in filled_lines(path):
         if text is None:
             yield number, None, reason
-        elif not text.strip():
-            yield number, None, "empty line"
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as e:
+            yield number, None, f"not valid JSON ({e.msg} at column {e.colno})"
+            continue
+        if not isinstance(record, dict):
+            yield number, None, "not a JSON object"
+        elif any(
+            isinstance(v, str) and any("\ud800" <= c <= "\udfff" for c in v)
+            for v in record.values()
+        ):
+            yield number, None, "a field holds an unpaired surrogate escape"
         else:
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield number, None, f"not valid JSON ({e.msg} at column {e.colno})"
-                continue
-            if not isinstance(record, dict):
-                yield number, None, "not a JSON object"
-            elif any(
-                isinstance(v, str) and any("\ud800" <= c <= "\udfff" for c in v)
-                for v in record.values()
-            ):
-                yield number, None, "a field holds an unpaired surrogate escape"
-            else:
-                yield number, record, None
+            yield number, record, None
 
 
 def _csv_rows(path: Path) -> Iterator[_Row]:
-    bad_bytes: dict[int, str] = {}
-
-    def text_lines() -> Iterator[str]:
-        for number, text, reason in _decoded_lines(path):
-            if text is None:
-                bad_bytes[number] = reason or "unreadable"
-                yield "\n"
-            else:
-                yield text
-
-    reader = csv.reader(text_lines(), strict=True)
-    header_line, header = _csv_next(reader, path)
-    if header is None:
-        raise InputError(f"{path} is empty: a CSV file needs a header row", where=f"{path}:1")
-    names = [name.strip() for name in header]
+    header_line, names, rows = csv_table(path)
     if len(set(names)) != len(names):
         raise InputError(
             f"{path}: a column name appears twice in the header", where=f"{path}:{header_line}"
         )
-    while True:
-        start = reader.line_num + 1
-        end, row = _csv_next(reader, path)
+    for line, row, reason in rows:
         if row is None:
-            return
-        broken = [n for n in range(start, end + 1) if n in bad_bytes]
-        if broken:
-            yield broken[0], None, bad_bytes[broken[0]]
-        elif not row or all(not cell.strip() for cell in row):
-            yield start, None, "empty line"
+            yield line, None, reason
         elif len(row) != len(names):
-            yield start, None, f"row has {len(row)} fields, the header {len(names)}"
+            yield line, None, f"row has {len(row)} fields, the header {len(names)}"
         else:
-            yield start, dict(zip(names, row, strict=True)), None
+            yield line, dict(zip(names, row, strict=True)), None

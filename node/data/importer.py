@@ -240,22 +240,25 @@ def _decoded_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
                 yield number, None, f"invalid UTF-8 at byte {e.start + 1} of the line"
 
 
-def _plain_records(path: Path) -> Iterator[_Record]:
+def filled_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    """``(line number, text, None)`` for a line with something on it, else
+    ``(line number, None, reason)`` (an empty line, or bytes that are not UTF-8)."""
     for number, text, reason in _decoded_lines(path):
-        if text is None:
-            yield number, None, reason
-        elif not text.strip():
+        if text is not None and not text.strip():
             yield number, None, "empty line"
         else:
-            yield number, text.rstrip("\r\n"), None
+            yield number, text, reason
+
+
+def _plain_records(path: Path) -> Iterator[_Record]:
+    for number, text, reason in filled_lines(path):
+        yield number, None if text is None else text.rstrip("\r\n"), reason
 
 
 def _jsonl_records(path: Path, field: str) -> Iterator[_Record]:
-    for number, text, reason in _decoded_lines(path):
+    for number, text, reason in filled_lines(path):
         if text is None:
             yield number, None, reason
-        elif not text.strip():
-            yield number, None, "empty line"
         else:
             value, reason = _json_field(text, field)
             yield number, value, reason
@@ -289,14 +292,19 @@ def _json_type(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _csv_records(path: Path, column: str) -> Iterator[_Record]:
+# A CSV data row: (first line, cells, None), or (line, None, reason) if it cannot be read.
+CsvRow = tuple[int, list[str] | None, str | None]
+
+
+def csv_table(path: Path) -> tuple[int, list[str], Iterator[CsvRow]]:
+    """A CSV file's header (its line, the names stripped) and its data rows, read lazily;
+    a row with bytes that are not UTF-8 or without any cell filled comes with its reason."""
     bad_bytes: dict[int, str] = {}
 
     def text_lines() -> Iterator[str]:
         for number, text, reason in _decoded_lines(path):
             if text is None:
-                assert reason is not None
-                bad_bytes[number] = reason
+                bad_bytes[number] = reason or "unreadable"
                 yield "\n"  # keep csv's line count; the row is reported below
             else:
                 yield text
@@ -307,23 +315,36 @@ def _csv_records(path: Path, column: str) -> Iterator[_Record]:
         raise InputError(f"{path} is empty: a CSV file needs a header row", where=f"{path}:1")
     if header_line in bad_bytes:
         raise InputError(f"header row: {bad_bytes[header_line]}", where=f"{path}:{header_line}")
-    index = _column_index(path, header, column, header_line)
-    while True:
-        start = reader.line_num + 1
-        end, row = _csv_next(reader, path)
+
+    def rows() -> Iterator[CsvRow]:
+        while True:
+            start = reader.line_num + 1
+            end, row = _csv_next(reader, path)
+            if row is None:
+                return
+            broken = [n for n in range(start, end + 1) if n in bad_bytes]
+            if broken:
+                yield broken[0], None, bad_bytes[broken[0]]
+            elif not row or all(not cell.strip() for cell in row):
+                yield start, None, "empty line"
+            else:
+                yield start, row, None
+
+    return header_line, [name.strip() for name in header], rows()
+
+
+def _csv_records(path: Path, column: str) -> Iterator[_Record]:
+    header_line, names, rows = csv_table(path)
+    index = _column_index(path, names, column, header_line)
+    for line, row, reason in rows:
         if row is None:
-            return
-        broken = [n for n in range(start, end + 1) if n in bad_bytes]
-        if broken:
-            yield broken[0], None, bad_bytes[broken[0]]
-        elif not row or all(not cell.strip() for cell in row):
-            yield start, None, "empty line"
+            yield line, None, reason
         elif index >= len(row):
-            yield start, None, f"row has {len(row)} fields, column {column!r} is field {index + 1}"
+            yield line, None, f"row has {len(row)} fields, column {column!r} is field {index + 1}"
         elif not row[index].strip():
-            yield start, None, f"empty value in column {column!r}"
+            yield line, None, f"empty value in column {column!r}"
         else:
-            yield start, row[index], None
+            yield line, row[index], None
 
 
 def _csv_next(reader: Any, path: Path) -> tuple[int, list[str] | None]:

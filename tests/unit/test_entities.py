@@ -147,6 +147,21 @@ def test_bad_lines_are_named_and_nothing_is_imported(tmp_path, store):
     assert store.signal_counts() == {}
 
 
+def test_unreadable_header_and_rows_name_their_line(tmp_path, store):
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"account,em\xffail\nu1,a@x.com\n")
+    with pytest.raises(InputError, match="header row: invalid UTF-8") as caught:
+        import_entities(store, broken, KEY, now=NOW)
+    assert caught.value.where == f"{broken}:1"
+    rows_bad = tmp_path / "rows.csv"
+    rows_bad.write_bytes(b"account,email\nu1,a@x.com\n\nu2,b\xff@x.com\n")
+    with pytest.raises(InputError) as caught:
+        import_entities(store, rows_bad, KEY, now=NOW)
+    assert f"{rows_bad}:3: empty line" in caught.value.message
+    assert f"{rows_bad}:4: invalid UTF-8 at byte 5 of the line" in caught.value.message
+    assert store.signal_counts() == {}
+
+
 def test_screened_values_are_held_back(tmp_path, store):
     path = write(tmp_path, "a.csv", "account,ip\nu1,10.0.0.1\nu2,203.0.113.9\n")
     result = import_entities(
