@@ -88,6 +88,7 @@ class ExchangeSession:
         self.own_receipt: dict | None = None
         self.committed = False
         self.recorded = threading.Event()
+        self._closing = threading.Event()  # recorded (and Commit sent), or closing anyway
         self._record_lock = threading.Lock()
         self._receipt_lock = threading.Lock()  # the finisher and the reader both act
         self._finisher: threading.Thread | None = None
@@ -152,8 +153,10 @@ class ExchangeSession:
 
     def _finish(self) -> None:
         """As soon as both halves are in: match, (responder) send our receipt, then get
-        ahead on what comes later, the list of matches to store and the next cache, so
-        they overlap the receipt exchange instead of adding to it."""
+        ahead on the list of matches to store, so that it overlaps the receipt exchange.
+        The next cache and the sealed record follow: at once on the initiator (it waits
+        for the responder meanwhile), after Commit on the responder (the initiator
+        waits for that), never competing with the commit the peer waits for."""
         try:
             outcome = self.side.result(self.deps.settings.round_timeout)
             if self.proofs is not None:
@@ -174,6 +177,8 @@ class ExchangeSession:
                 self.side.fail(e)
             return
         self.matches()
+        if self.role == "responder":
+            self._closing.wait()
         self.epoch.save_cache(self.side.next_cache)
         self._seal()
 
@@ -207,6 +212,7 @@ class ExchangeSession:
                 self.commit()
             elif isinstance(action, SendCommit):
                 self.outbox.put(wire.commit())
+                self._closing.set()
             elif isinstance(action, EndStream):
                 self.outbox.put(END)
                 return True
@@ -307,23 +313,18 @@ class ExchangeSession:
         match by a 2^-256 accident, and it is no signal of ours)."""
         with self._matches_lock:
             if self._matches is None:
-                self._matches = self._find_matches()
+                self._matches = self.prepared.matched(self.side.result(0).matched_positions)
             return self._matches
-
-    def _find_matches(self) -> list[tuple[str, bytes]]:
-        return self.prepared.matched(self.side.result(0).matched_positions)
 
     def _completion(self) -> Completion:
         h, outcome = self.header, self.outcome
         assert outcome is not None
-        proofs = (
-            {
+        proofs = {}
+        if self.proofs is not None:
+            proofs = {
                 "verified_matches": self.proofs.verified_positions,
                 "proven_matches": self.proofs.proven_now,
             }
-            if self.proofs is not None
-            else {}
-        )
         return Completion(
             intersection_sizes=outcome.intersection_sizes,
             transcript_hash=outcome.transcript_hash,
@@ -390,6 +391,7 @@ class ExchangeSession:
             self.peer.lab,
             self.work_summary(),
         )
+        self._closing.set()
         if self._finisher is not None:
             self._finisher.join()
         self.side.release()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import queue
 import secrets
+import time
 from concurrent import futures
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -212,6 +213,16 @@ def test_planted_matches_from_a_hostile_initiator(labs):
 # -- attack 4: commitments bind nothing -> sealed records an auditor checks -----------------
 
 
+def sealed_record(lab_dir: Path, rid: str) -> Path:
+    """A side's sealed record of round ``rid``; the responder writes its own after sending
+    Commit, so it may land a moment after the initiator's CLI returned (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while not (found := list((lab_dir / "disclosures").glob(f"{rid}-*.rec"))):
+        assert time.monotonic() < deadline, f"no sealed record of {rid} in {lab_dir}"
+        time.sleep(0.05)
+    return found[0]
+
+
 def test_commitments_bind_the_round_disclosure_checks_out(labs, tmp_path):
     import json
     import stat
@@ -222,7 +233,7 @@ def test_commitments_bind_the_round_disclosure_checks_out(labs, tmp_path):
     rid = json.loads(out)["round_id"]
     files = {}
     for lab in (a, b):
-        sealed = next((lab.dir / "disclosures").glob(f"{rid}-*.rec"))
+        sealed = sealed_record(lab.dir, rid)
         assert stat.S_IMODE(sealed.stat().st_mode) == 0o600
         files[lab.name] = tmp_path / f"{lab.name}.rec"
         run_cli("audit", "disclose", lab.dir, "--round", rid, "--out", files[lab.name])
