@@ -21,6 +21,7 @@ with its value. Entities and their metadata never leave the node.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ META_FIELDS = ("first_seen", "last_seen", "reason", "campaign", "severity")
 SEVERITIES = frozenset({"", "low", "medium", "high", "critical"})
 MAX_KEY_CHARS = 256
 MAX_META_CHARS = 512
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 # Says which warninglist holds a value back from rounds, or None: (kind, normalized) -> name.
 Screen = Callable[[str, str], str | None]
@@ -187,26 +189,25 @@ def _chunks(rows: Iterator[_Valid]) -> Iterator[tuple[int, list[_Valid]]]:
 def _stage_chunk(
     stage: Stage, path: Path, seq: int, chunk: list[_Valid], key: bytes, screen: Screen | None
 ) -> None:
-    by_kind: dict[str, list[tuple[int, _Entity, str, str]]] = {}  # kind -> (seq, entity, raw, norm)
+    by_kind: dict[str, list[tuple[int, str, str, str]]] = {}  # kind -> (seq, source, raw, norm)
     links: list[tuple[int, str]] = []
     entity_rows: list[EntityRow] = []
     for number, (entity, identifiers) in enumerate(chunk, start=seq):
-        m = entity.meta
+        m, source = entity.meta, f"{path}:{entity.line}"
         meta = (m["first_seen"], m["last_seen"], m["reason"], m["campaign"], m["severity"])
-        entity_rows.append((number, entity.key, *meta, f"{path}:{entity.line}"))
+        entity_rows.append((number, entity.key, *meta, source))
         if m["campaign"]:
             links.append((number, "campaign:" + m["campaign"]))
         for kind, raw, norm in identifiers:
-            by_kind.setdefault(kind, []).append((number, entity, raw, norm))
+            by_kind.setdefault(kind, []).append((number, source, raw, norm))
     staged = []
     for kind, items in by_kind.items():
-        fps = fingerprint_many(key, kind, [norm for *_, norm in items])
-        for (number, entity, raw, norm), fp in zip(items, fps, strict=True):
+        fps = fingerprint_many(key, kind, [item[3] for item in items])
+        for (number, source, raw, norm), fp in zip(items, fps, strict=True):
             held_by = screen(kind, norm) if screen is not None else None
-            if held_by is None and kind == "ip" and (net := network_key(norm)) is not None:
+            if kind == "ip" and held_by is None and (net := network_key(norm)) is not None:
                 links.append((number, "net:" + net))
-            signal = SignalInput(kind, raw, norm, fp, f"{path}:{entity.line}")
-            staged.append((signal, number, held_by))
+            staged.append((SignalInput(kind, raw, norm, fp, source), number, held_by))
     stage.signals(staged)
     stage.entities(entity_rows, links)
 
@@ -262,7 +263,7 @@ def _text(value: str, name: str, limit: int) -> str:
     value = value.strip()
     if len(value) > limit:
         raise InputError(f"{name!r} is longer than {limit} characters")
-    if any(ord(c) < 32 or c == "\x7f" for c in value):
+    if _CONTROL.search(value):
         raise InputError(f"{name!r} holds a control character")
     return value
 

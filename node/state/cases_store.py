@@ -202,8 +202,9 @@ def store_staged_entities(db: sqlite3.Connection, at: str) -> tuple[int, int]:
         "INSERT INTO entity_signals (entity_id, signal_id) SELECT e.id, s.id"
         f" {STAGED_SIGNAL} {_STAGED_ENTITY.format('st')}"
         # Signals are probed in (kind, fingerprint) order along the staging index; the
-        # pairs are sorted before they go in, so both B-trees are walked in order.
-        " WHERE true ORDER BY e.id, s.id ON CONFLICT DO NOTHING"
+        # pairs go in by signal, so the by-signal index and the foreign-key probes of
+        # signals run in order (by entity, as before, took a third more CPU here).
+        " WHERE true ORDER BY s.id, e.id ON CONFLICT DO NOTHING"
     )
     db.execute(
         "INSERT INTO link_keys (key) SELECT DISTINCT link FROM stage_links"

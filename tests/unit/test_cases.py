@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -219,6 +220,17 @@ def test_network_keys():
     assert network_key("203.0.113.77") == "203.0.113.0/24"
     assert network_key("2001:db8:1:2::5") == "2001:db8:1::/48"
     assert network_key("203.0.113.0/24") is None
+
+
+_IPV4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
+_IPV6 = st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)
+
+
+@given(_IPV4 | _IPV6)
+def test_network_key_is_the_network_of_the_address(address):
+    bits = 24 if address.version == 4 else 48
+    expected = ipaddress.ip_network(f"{address}/{bits}", strict=False)
+    assert network_key(str(address)) == str(expected)
 
 
 @settings(max_examples=60, deadline=None)
