@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from node import pki
 from node.config import NodePaths
 from node.demo.sandbox import Sandbox, run_cli, sandbox_policy_hash
-from node.net.initiator import channel_options
+from node.net.channel import channel_options
 from protocol import PROTOCOL_VERSION
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc

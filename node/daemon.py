@@ -32,7 +32,8 @@ from node.config import PeerConfig
 from node.consortium.client import run_consortium_round
 from node.consortium.schedule import ConsortiumSchedule
 from node.data.case_refresh import CaseRefresher
-from node.net.initiator import MAX_MESSAGE, run_round
+from node.net.channel import MAX_MESSAGE
+from node.net.initiator import run_round
 from node.net.limiter import PeerLimiter
 from node.net.service import CrossmatchService
 from node.ops.logs import log_event

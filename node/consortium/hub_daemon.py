@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from node import pki
 from node.consortium.hub_service import ConsortiumService
-from node.net.initiator import MAX_MESSAGE
+from node.net.channel import MAX_MESSAGE
 from node.runtime import Node
 from node.state.files import atomic_write
 from protocol.audit.events import NodeStarted, NodeStopped

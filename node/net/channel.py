@@ -1,7 +1,6 @@
 """A mutual-TLS channel to a configured peer, from what opening one needs: our TLS identity
-and the peer's lab and address (not the whole Node). Used to send opinions and to join a
-consortium round; the pairwise initiator has its own ``open_channel(node, peer)`` for now
-(node/net/initiator.py is being reworked), with the same options."""
+and the peer's lab and address (not the whole Node). Used by the pairwise initiator, to
+send opinions and to join a consortium round."""
 
 from __future__ import annotations
 
@@ -11,8 +10,19 @@ import grpc
 
 from node import pki
 from node.config import PeerConfig
-from node.net.initiator import channel_options
 from node.runtime import Node
+
+MAX_MESSAGE = 16 * 1024 * 1024
+
+
+def channel_options(peer_lab: str) -> list[tuple[str, object]]:
+    return [
+        # The responder's certificate must name this lab: TLS hostname verification
+        # checks identity, whatever address the peer is reached at.
+        ("grpc.ssl_target_name_override", pki.tls_server_name(peer_lab)),
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+    ]
 
 
 @dataclass(frozen=True)

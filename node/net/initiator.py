@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from node import pki
 from node.net import proof, wire
+from node.net.channel import TlsIdentity, open_channel
 from node.net.deadlines import Watchdog
 from node.net.exchange import END, ExchangeSession
 from node.net.grpc_status import error_from_rpc
@@ -32,7 +32,6 @@ from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
 log = logging.getLogger("crossmatch.initiator")
 
-MAX_MESSAGE = 16 * 1024 * 1024
 OPEN_TIMEOUT = 30.0
 
 # progress(done, total): elements the peer has sent us so far, of all it will send.
@@ -49,22 +48,6 @@ class RoundSummary:
     peer_sizes: dict[str, int]
     intersection_sizes: dict[str, int]
     status: str
-
-
-def channel_options(peer_lab: str) -> list[tuple[str, object]]:
-    return [
-        # The responder's certificate must name this lab: TLS hostname verification
-        # checks identity, whatever address the peer is reached at.
-        ("grpc.ssl_target_name_override", pki.tls_server_name(peer_lab)),
-        ("grpc.max_receive_message_length", MAX_MESSAGE),
-        ("grpc.max_send_message_length", MAX_MESSAGE),
-    ]
-
-
-def open_channel(node: Node, peer_lab: str) -> grpc.Channel:
-    peer = node.config.peer(peer_lab)
-    creds = pki.channel_credentials(node.tls_key_pem, node.tls_cert_pem, node.ca_pem)
-    return grpc.secure_channel(peer.address, creds, options=channel_options(peer_lab))
 
 
 def run_round(
@@ -84,7 +67,7 @@ def run_round(
     policy, prepared, proposal, started = _propose(node, peer_lab, mode, kinds)
     RoundRecorder.for_node(node).started(_proposal_facts(proposal, started))  # before OpenRound
     node.round_started(proposal.round_id, "initiator")
-    with open_channel(node, peer_lab) as channel:
+    with open_channel(TlsIdentity.of(node), node.config.peer(peer_lab)) as channel:
         stub = pb_grpc.CrossmatchStub(channel)
         answer, peer = _open(node, stub, proposal, policy, started)
         header = _agreed(proposal, answer, policy)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from node import pki
 from node.config import NodePaths
 from node.demo.sandbox import cli_command, run_cli, sandbox_policy_hash
-from node.net.initiator import channel_options
+from node.net.channel import channel_options
 from protocol import PROTOCOL_VERSION
 from protocol.psi import Engine
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb

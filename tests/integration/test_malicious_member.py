@@ -23,7 +23,7 @@ from node import pki
 from node.config import NodePaths
 from node.demo.sandbox import Sandbox, run_cli, sandbox_policy_hash
 from node.net import proof
-from node.net.initiator import channel_options
+from node.net.channel import channel_options
 from protocol import PROTOCOL_VERSION
 from protocol.disclosure import Disclosure
 from protocol.psi import POINT_BYTES, Engine, pack, unpack

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from node import pki
 from node.config import NodePaths
 from node.demo.sandbox import Sandbox, run_cli
-from node.net.initiator import channel_options
+from node.net.channel import channel_options
 from tests.integration.conftest import audit_ok, import_values, matches_json, rounds_json
 
 SHARED = [f"Shared.Person{i}@Mail.Example" for i in range(6)]
