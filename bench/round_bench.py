@@ -249,9 +249,11 @@ class Initiator:
 
 def initiator_main(node_dir: Path, peer: str) -> None:
     from node.net.initiator import run_round
+    from node.ops.allocator import return_large_buffers
     from node.runtime import Node
     from protocol.errors import CrossmatchError
 
+    return_large_buffers()  # as the crossmatch CLI does at start
     with Node(node_dir) as node:
         print(json.dumps({"ready": True}), flush=True)
         for command in sys.stdin:

@@ -13,6 +13,7 @@ import traceback
 
 import click
 
+from node.ops.allocator import return_large_buffers
 from protocol.errors import EXIT_CODES, CrossmatchError
 
 # Each module exposes ``register(group)``; adding a command group is one line here.
@@ -59,6 +60,7 @@ for _name in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return_large_buffers()  # before any thread or buffer: see node/ops/allocator.py
     verbose = "--verbose" in (argv or sys.argv[1:]) or "-v" in (argv or sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="crossmatch", standalone_mode=False)
