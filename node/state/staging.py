@@ -28,6 +28,7 @@ staged rows (``stage_entities``, ``stage_links``), moved by
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -169,9 +170,25 @@ def _signal_columns(signal: SignalInput) -> tuple[str, bytes, str, str, str]:
 
 
 @contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while an import runs (back on after, if it
+    was on). An import makes millions of short-lived objects and holds many live ones, so
+    the collector ran about a hundred full passes over the live ones for nothing (the
+    import makes no cycles): at 200k entities that was 16 % of an entity import's time,
+    and the share grows with the file (docs/performance.md)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextmanager
 def staging(store: Database) -> Iterator[Stage]:
     """A fresh stage on ``store``'s connection, held under its lock, always dropped after."""
-    with store.reading() as db:
+    with store.reading() as db, collector_paused():
         caches = [db.execute(f"PRAGMA {name}.cache_size").fetchone()[0] for name in _CACHES]
         stage = Stage(store, db)
         try:

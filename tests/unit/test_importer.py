@@ -342,3 +342,24 @@ def test_a_screened_import_into_a_fresh_store_holds_values_back(tmp_path, store)
     )
     assert (result.added, result.held_back) == (2, 1)
     assert held_back_fingerprints(store, "ip") == {fingerprint(KEY, "ip", "10.0.0.1")}
+
+
+def test_an_import_pauses_the_cyclic_collector_and_restores_it(tmp_path):
+    import gc
+
+    from node.state.staging import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("an import that fails")
+    assert gc.isenabled()
