@@ -162,7 +162,8 @@ def start_sums(
         raise ValueError("a matching position without the peer point it matched")
     proofs, seed = _proofs(engine), weights_seed(transcript_hash)
     # Weights are by W, so each sum may run in its own order. SP first: our proof needs
-    # only SP, so it can go out while SX is still being summed.
+    # only SP, so it can go out while SX is still being summed. (Each sum hashes its own
+    # weights: about 1 us an element against 70 us of point work, for the earlier proof.)
     peer = proofs.start_sums(
         seed, _split(reblinded[partners]), _split(rows(m.received, w)[partners])
     )
@@ -186,11 +187,11 @@ def answer(
         return b""
     proofs = _proofs(engine)
     ds = np.ascontiguousarray(rows(m.reblinded, m.width)[positions])
+    asked = _sorted_rows(ds)  # refuses a repeated value, whichever sum we prove over
     if sums is not None and sums.transcript_hash == transcript_hash:
-        if np.array_equal(_sorted_rows(ds), sums.keys):
+        if np.array_equal(asked, sums.keys):
             composite = sums.peer()
             return proofs.prove_sum(composite, context(transcript_hash, role), random)
-    _sorted_rows(ds)
     cs = rows(m.received, m.width)[positions]
     (composite,) = proofs.start_sums(weights_seed(transcript_hash), _split(ds), _split(cs))()
     return proofs.prove_sum(composite, context(transcript_hash, role), random)
