@@ -88,7 +88,6 @@ class ExchangeSession:
         self.own_receipt: dict | None = None
         self.committed = False
         self.recorded = threading.Event()
-        self._closing = threading.Event()  # recorded (and Commit sent), or closing anyway
         self._record_lock = threading.Lock()
         self._receipt_lock = threading.Lock()  # the finisher and the reader both act
         self._finisher: threading.Thread | None = None
@@ -153,10 +152,10 @@ class ExchangeSession:
 
     def _finish(self) -> None:
         """As soon as both halves are in: match, (responder) send our receipt, then get
-        ahead on the list of matches to store, so that it overlaps the receipt exchange.
-        The next cache and the sealed record follow: at once on the initiator (it waits
-        for the responder meanwhile), after Commit on the responder (the initiator
-        waits for that), never competing with the commit the peer waits for."""
+        ahead on the list of matches to store, the next cache and the sealed record, so
+        they overlap the receipt exchange. (Deferring the responder's cache and record
+        until after Commit let the initiator finish while the responder still held the
+        pair's single-flight slot: a round started right after was refused.)"""
         try:
             outcome = self.side.result(self.deps.settings.round_timeout)
             if self.proofs is not None:
@@ -177,8 +176,6 @@ class ExchangeSession:
                 self.side.fail(e)
             return
         self.matches()
-        if self.role == "responder":
-            self._closing.wait()
         self.epoch.save_cache(self.side.next_cache)
         self._seal()
 
@@ -212,7 +209,6 @@ class ExchangeSession:
                 self.commit()
             elif isinstance(action, SendCommit):
                 self.outbox.put(wire.commit())
-                self._closing.set()
             elif isinstance(action, EndStream):
                 self.outbox.put(END)
                 return True
@@ -391,7 +387,6 @@ class ExchangeSession:
             self.peer.lab,
             self.work_summary(),
         )
-        self._closing.set()
         if self._finisher is not None:
             self._finisher.join()
         self.side.release()
