@@ -45,8 +45,15 @@ def open_sqlite(
     if name != MEMORY:
         if not Path(name).parent.is_dir():
             raise ConfigError(f"cannot open {what} {name}: its directory does not exist")
-        # Created 0600 before SQLite writes a byte; tightened if someone loosened it.
-        os.close(os.open(name, os.O_RDWR | os.O_CREAT, 0o600))
+        # Created 0600 before SQLite writes a byte; tightened if someone loosened it. Only
+        # a file that does not exist yet is opened here: closing a descriptor of a file
+        # drops every POSIX lock this process holds on it, so opening and closing one that
+        # another connection of this process has open would cancel that connection's
+        # locks (SQLite then fails with "disk I/O error", or worse; sqlite.org/howtocorrupt).
+        try:
+            os.close(os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
         os.chmod(name, 0o600)
     try:
         db = sqlite3.connect(name, check_same_thread=False, isolation_level=None, timeout=timeout)
