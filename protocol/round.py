@@ -216,16 +216,22 @@ class RoundSide(SendingWorkers):
             t.join(timeout)
 
     def next_cache(self) -> CacheUpdate | None:
-        """This round's values as the cache of the next round under the same key.
-
-        Only what this round holds: elements that left either set drop out, so the
-        cache never grows beyond the two sets. None unless ``keep_cache`` was set
-        and the round computed everything (a failed round leaves the cache alone).
+        """This round's values as the cache of the next round under the same key: all of
+        them, and apart the rows the cache did not know (a store may append those to what
+        it holds; node/state/epochs.py bounds what that keeps of elements that left).
+        None unless ``keep_cache`` was set and the round computed everything (a failed
+        round leaves the cache alone).
         """
         if not self._keep or self._outcome is None:
             return None
         return cache_update(
-            self._own, self._own_blinded, self._from_peer.buffer, self._peer_double, self._w
+            self._own,
+            self._own_blinded,
+            self._from_peer.buffer,
+            self._peer_double,
+            self._w,
+            own_found=self._compute.own_found,
+            peer_found=self._compute.peer_found(self._peer_total),
         )
 
     def release(self) -> None:

@@ -32,6 +32,7 @@ from protocol.psi import (
     sections,
 )
 from protocol.suites.base import WorkerEngine
+from protocol.tables import LayeredTable, Packed
 from protocol.transcript import RoundHeader
 
 
@@ -49,18 +50,29 @@ class RoundCache:
 
     ``own``: own element (32 bytes) -> its blinding H(x)^k;
     ``peer``: the peer's blinded point -> our re-blinding of it.
+    Either may be layered: a stored table and the rows later rounds added to it.
     """
 
-    own: PackedTable | None = None
-    peer: PackedTable | None = None
+    own: PackedTable | LayeredTable | None = None
+    peer: PackedTable | LayeredTable | None = None
 
 
 @dataclass(frozen=True)
 class CacheUpdate:
-    """What a round leaves for the next round under the same key (see RoundCache)."""
+    """What a round leaves for the next round under the same key (see RoundCache).
+
+    ``own`` and ``peer``: every row of this round. ``own_new`` and ``peer_new``: the rows
+    the cache did not know (None: the round had no cache, every row is new), and
+    ``own_known``/``peer_known`` how many it did know: a store may append the new rows
+    to what it holds instead of rewriting it all (node/state/epochs.py, ADR 0015).
+    """
 
     own: TableSource
     peer: TableSource
+    own_new: TableSource | None = None
+    peer_new: TableSource | None = None
+    own_known: int = 0
+    peer_known: int = 0
 
     def tables(self) -> RoundCache:
         return RoundCache(self.own.build(), self.peer.build())
@@ -164,6 +176,18 @@ class CachedWork:
         self.peer_new = 0
         self._w = width
         self._churn_check = churn_check
+        # Which rows the cache knew, for the next cache: own (None: no own cache) and the
+        # peer's chunks in stream order (None: no peer cache).
+        self.own_found: np.ndarray | None = None
+        self._peer_found: list[np.ndarray] | None = [] if self.cache.peer else None
+
+    def peer_found(self, total: int) -> np.ndarray | None:
+        """Which of the peer's ``total`` points the cache knew (None: no cache, or not
+        every chunk was seen)."""
+        if self._peer_found is None:
+            return None
+        found = np.concatenate(self._peer_found) if self._peer_found else np.zeros(0, bool)
+        return found if len(found) == total else None
 
     def stop(self) -> int:
         return self.submissions.stop()
@@ -174,8 +198,12 @@ class CachedWork:
         n = len(packed) // self._w
         if table is None or len(table) == 0:
             self.work.reblinded += n
+            if self._peer_found is not None:
+                self._peer_found.append(np.zeros(n, bool))
             return Chunk(None, None, self.submissions.reblind(packed))
         known, found = table.lookup(packed)
+        if self._peer_found is not None:
+            self._peer_found.append(found)
         misses = n - int(found.sum())
         self.peer_new += misses
         if self._churn_check is not None:
@@ -201,6 +229,7 @@ class CachedWork:
             values, hit = table.lookup(packed[at : at + step])
             out[start : start + len(hit)][hit] = values[hit]
             found[start : start + len(hit)] = hit
+        self.own_found = found
         return found
 
     def blind(
@@ -298,10 +327,31 @@ def cache_update(
     peer_blinded: np.ndarray,
     peer_double: np.ndarray,
     width: int,
+    own_found: np.ndarray | None = None,
+    peer_found: np.ndarray | None = None,
 ) -> CacheUpdate:
     """This round's values as the next round's cache: own element -> its blinding, the
-    peer's point -> our re-blinding of it."""
+    peer's point -> our re-blinding of it; with the masks of the rows the cache knew,
+    the new rows apart too."""
+    own_keys = packed_elements(own)
+    own_new, own_known = _new_rows(own_keys, ELEMENT_BYTES, own_blinded, width, own_found)
+    peer_new, peer_known = _new_rows(peer_blinded, width, peer_double, width, peer_found)
     return CacheUpdate(
-        own=TableSource(packed_elements(own), ELEMENT_BYTES, own_blinded, width),
+        own=TableSource(own_keys, ELEMENT_BYTES, own_blinded, width),
         peer=TableSource(peer_blinded, width, peer_double, width),
+        own_new=own_new,
+        peer_new=peer_new,
+        own_known=own_known,
+        peer_known=peer_known,
     )
+
+
+def _new_rows(
+    keys: Packed, key_size: int, values: np.ndarray, value_size: int, found: np.ndarray | None
+) -> tuple[TableSource | None, int]:
+    """The rows ``found`` does not mark, and how many it marks (None, 0 without a mask)."""
+    k, v = rows(keys, key_size), rows(values, value_size)
+    if found is None or len(found) != len(k) or len(k) != len(v):
+        return None, 0
+    new = ~found
+    return TableSource(k[new], key_size, v[new], value_size), int(found.sum())

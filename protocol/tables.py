@@ -9,7 +9,7 @@ re-exports the names its callers use.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,8 +182,21 @@ class PackedTable:
             return np.zeros((len(found), self.value_size), np.uint8), found
         return _take(self._values, index), found
 
+    @property
+    def sorted_keys(self) -> np.ndarray:
+        return self._keys
+
+    @property
+    def sorted_values(self) -> np.ndarray:
+        return self._values
+
+    @staticmethod
+    def serialized_size_of(rows: int, row_bytes: int) -> int:
+        """Bytes of a serialized table of ``rows`` rows of ``row_bytes`` (key and value)."""
+        return len(_table_header(0, 0, 0)) + rows * row_bytes
+
     def serialized_size(self) -> int:
-        return len(_table_header(0, 0, 0)) + len(self) * (self.key_size + self.value_size)
+        return self.serialized_size_of(len(self), self.key_size + self.value_size)
 
     def chunks(self) -> Iterator[bytes | memoryview]:
         """The serialized table, in pieces (no copy of the rows)."""
@@ -204,6 +217,61 @@ class PackedTable:
         keys = body[: n * key_size].reshape(n, key_size)
         values = body[n * key_size :].reshape(n, value_size)
         return cls(keys, values, presorted=True)
+
+
+class LayeredTable:
+    """A :class:`PackedTable` and the rows added to it since, looked up as one table.
+
+    An epoch cache is kept this way (node/state/epochs.py): a repeat round appends the
+    few rows it computed instead of rewriting a million. A query is looked up in each
+    layer in turn, only the keys not yet found going on, so the small layers cost about
+    as much as the misses. Every layer holds correct rows under one key, so a key found
+    in two layers has the same value in both.
+    """
+
+    def __init__(self, layers: Sequence[PackedTable]):
+        if not layers:
+            raise ValueError("a layered table needs at least one layer")
+        sizes = {(t.key_size, t.value_size) for t in layers}
+        if len(sizes) != 1:
+            raise ValueError("the layers of a table must have the same key and value sizes")
+        self.layers = list(layers)
+
+    @property
+    def key_size(self) -> int:
+        return self.layers[0].key_size
+
+    @property
+    def value_size(self) -> int:
+        return self.layers[0].value_size
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.layers)
+
+    def lookup(self, packed: Packed) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`PackedTable.lookup`."""
+        values, found = self.layers[0].lookup(packed)
+        queries = rows(packed, self.key_size)
+        for layer in self.layers[1:]:
+            missing = np.flatnonzero(~found)
+            if not len(missing):
+                break
+            more, hit = layer.lookup(np.ascontiguousarray(queries[missing]))
+            values[missing[hit]] = more[hit]
+            found[missing[hit]] = True
+        return values, found
+
+    def contains(self, packed: Packed) -> np.ndarray:
+        return self.lookup(packed)[1]
+
+
+def joined_tables(tables: Sequence[PackedTable]) -> PackedTable:
+    """One table of the rows of ``tables`` (all of one key and value size)."""
+    if len(tables) == 1:
+        return tables[0]
+    keys = np.concatenate([t.sorted_keys for t in tables])
+    values = np.concatenate([t.sorted_values for t in tables])
+    return PackedTable(keys, values)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,11 @@ not merely unlinked from the b-tree:
 
 - ``epoch_keys``: one current key per peer: a random id, the scalar, the seed of
   the padding dummies, creation and expiry (microseconds since 1970, UTC);
-- ``epoch_caches``: per key, the ``own`` and ``peer`` tables of the last round,
-  each one blob (``PackedTable`` serialized), deleted with their key
-  (``ON DELETE CASCADE``).
+- ``epoch_caches``: per key, the ``own`` and ``peer`` tables, each one blob
+  (``PackedTable`` serialized), deleted with their key (``ON DELETE CASCADE``);
+- ``epoch_cache_parts``: per key and table, the rows later rounds added, one blob a
+  round (``protocol/epoch_cache.py`` decides between adding a part and rewriting the
+  table with the round's rows, which drops the parts; ADR 0015);
 - ``epoch_churn``: per key, how many points the peer brought that the cache did not
   know, summed over the epoch's rounds (the policy's ``max_churn_per_epoch`` caps it:
   adaptive probing against our cached blindings);
@@ -28,12 +30,15 @@ not merely unlinked from the b-tree:
 The cache never outlives its key: a key past its expiry is deleted, with its
 caches, by the next use of this file (any round with any peer); a cache is only
 written while its key is still current; and keys have random ids, so a round
-that started under an old key can never write into a new key's cache.
+that started under an old key can never write into a new key's cache. Rows of
+elements that left a set stay until the table is next rewritten: at most a tenth
+of the rows in use (``protocol/epoch_cache.py``), and never past the key's expiry.
 
 Rounds of two processes of one node (``serve`` answering a peer, and the CLI or
 the scheduler initiating) may use the same peer's key at once: creation runs in
-an IMMEDIATE transaction, so both get the same key, and each cache write
-replaces the whole table with values that are correct under that key.
+an IMMEDIATE transaction, so both get the same key, and every row either writes
+(a rewrite or a part) is correct under that key, so whatever mix of them the
+file holds is a correct cache.
 """
 
 from __future__ import annotations
@@ -46,16 +51,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from node.state.sqlite import Database, open_sqlite
+from protocol.epoch_cache import append_as_part
 from protocol.errors import ConfigError
 from protocol.padding import SEED_BYTES
 from protocol.psi import KEY_BYTES, PackedTable, TableSource
 from protocol.round import CacheUpdate, RoundCache
 from protocol.suites import DEFAULT_SUITE, get_suite
+from protocol.tables import LayeredTable, joined_tables
 
 log = logging.getLogger("crossmatch.epochs")
 
 CACHE_FILE = "cache.db"
-SCHEMA_VERSION = 3  # 2: epoch_verified, 3: epoch_churn (older files are upgraded in place)
+# 2: epoch_verified, 3: epoch_churn, 4: epoch_cache_parts (older files are upgraded in place)
+SCHEMA_VERSION = 4
 DEFAULT_EPOCH_DAYS = 7.0
 # A key created this far in the node clock's future means the clock went back: rotate.
 CLOCK_SLACK = timedelta(hours=1)
@@ -82,6 +90,15 @@ _CHURN_TABLE = """CREATE TABLE IF NOT EXISTS epoch_churn (
         key_id TEXT PRIMARY KEY REFERENCES epoch_keys (key_id) ON DELETE CASCADE,
         peer_new INTEGER NOT NULL CHECK (peer_new >= 0)
     )"""
+# Rows rounds added to a cache table since it was last written whole (ADR 0015).
+_PARTS_TABLE = """CREATE TABLE IF NOT EXISTS epoch_cache_parts (
+        key_id TEXT NOT NULL REFERENCES epoch_keys (key_id) ON DELETE CASCADE,
+        name TEXT NOT NULL CHECK (name IN ('own', 'peer')),
+        data BLOB NOT NULL
+    )"""
+_PARTS_INDEX = (
+    "CREATE INDEX IF NOT EXISTS epoch_cache_parts_by_key ON epoch_cache_parts (key_id, name)"
+)
 # Verified matches: pairs (our point X, the peer's returned Y) proven Y = k_peer*X under the
 # peer's public key, so a repeat round in the epoch asks proofs only for new matches.
 _VERIFIED = """CREATE TABLE epoch_verified (
@@ -233,13 +250,15 @@ class EpochStore(Database):
 
     def load(self, key: EpochKey) -> RoundCache:
         """The caches of the last round under ``key`` (empty tables are None)."""
-        tables: dict[str, PackedTable | None] = dict.fromkeys(CACHE_NAMES)
+        tables: dict[str, PackedTable | LayeredTable | None] = dict.fromkeys(CACHE_NAMES)
         with self.reading() as db:
             for name in CACHE_NAMES:
                 tables[name] = self._read_table(db, key, name)
         return RoundCache(own=tables["own"], peer=tables["peer"])
 
-    def _read_table(self, db: sqlite3.Connection, key: EpochKey, name: str) -> PackedTable | None:
+    def _read_table(
+        self, db: sqlite3.Connection, key: EpochKey, name: str
+    ) -> PackedTable | LayeredTable | None:
         row = db.execute(
             "SELECT c.rowid FROM epoch_caches c JOIN epoch_keys k USING (key_id)"
             " WHERE c.key_id = ? AND c.name = ?",
@@ -249,7 +268,16 @@ class EpochStore(Database):
             return None
         try:
             with db.blobopen("epoch_caches", "data", row[0], readonly=True) as blob:
-                return PackedTable.from_bytes(blob.read())
+                base = PackedTable.from_bytes(blob.read())
+            parts = [
+                PackedTable.from_bytes(bytes(data))
+                for (data,) in db.execute(
+                    "SELECT data FROM epoch_cache_parts WHERE key_id = ? AND name = ?"
+                    " ORDER BY rowid",
+                    (key.key_id, name),
+                )
+            ]
+            return LayeredTable([base, joined_tables(parts)]) if parts else base
         except sqlite3.Error:  # replaced by another process's round just now: compute afresh
             log.info("the %s cache for peer %s changed while reading it", name, key.peer)
         except ValueError:
@@ -257,8 +285,9 @@ class EpochStore(Database):
         return None
 
     def save(self, key: EpochKey, cache: CacheUpdate | RoundCache, now: datetime) -> bool:
-        """Replace ``key``'s caches with ``cache``; False (nothing written) unless ``key``
-        is still the current, unexpired key."""
+        """Keep ``cache`` as ``key``'s caches: a round's new rows appended as a part where
+        ``protocol/epoch_cache.py`` allows it, else every table rewritten; False (nothing
+        written) unless ``key`` is still the current, unexpired key."""
         with self.transaction() as db:
             purged = self._purge(db, now)
             current = (
@@ -324,19 +353,65 @@ class EpochStore(Database):
     def _write(
         self, db: sqlite3.Connection, key: EpochKey, cache: CacheUpdate | RoundCache
     ) -> None:
-        for name, table in (("own", cache.own), ("peer", cache.peer)):
-            db.execute("DELETE FROM epoch_caches WHERE key_id = ? AND name = ?", (key.key_id, name))
-            if table is None:
-                continue
-            # Written through the blob API, piece by piece: no second copy of a large table.
-            cur = db.execute(
-                "INSERT INTO epoch_caches (key_id, name, data) VALUES (?, ?, zeroblob(?))",
-                (key.key_id, name, table.serialized_size()),
-            )
-            assert cur.lastrowid is not None
-            with db.blobopen("epoch_caches", "data", cur.lastrowid) as blob:
-                for part in table.chunks():
-                    blob.write(part)
+        if isinstance(cache, RoundCache):
+            for name, cached in (("own", cache.own), ("peer", cache.peer)):
+                self._rewrite(db, key, name, cached)
+            return
+        for name, table, new, known in (
+            ("own", cache.own, cache.own_new, cache.own_known),
+            ("peer", cache.peer, cache.peer_new, cache.peer_known),
+        ):
+            stored, parts = self._stored_rows(db, key, name, table.key_size + table.value_size)
+            if new is not None and append_as_part(stored, parts, known, len(new)):
+                if len(new):
+                    db.execute(
+                        "INSERT INTO epoch_cache_parts (key_id, name, data) VALUES (?, ?, ?)",
+                        (key.key_id, name, b"".join(bytes(c) for c in new.chunks())),
+                    )
+            else:
+                self._rewrite(db, key, name, table)
+
+    def _stored_rows(
+        self, db: sqlite3.Connection, key: EpochKey, name: str, row_bytes: int
+    ) -> tuple[int, int]:
+        """(rows, parts) of a stored table, from blob lengths alone (nothing is read)."""
+        header = PackedTable.serialized_size_of(0, 0)
+        base = db.execute(
+            "SELECT length(data) FROM epoch_caches WHERE key_id = ? AND name = ?",
+            (key.key_id, name),
+        ).fetchone()
+        if base is None or row_bytes <= 0:
+            return 0, 0
+        count, total = db.execute(
+            "SELECT count(*), coalesce(sum(length(data)), 0) FROM epoch_cache_parts"
+            " WHERE key_id = ? AND name = ?",
+            (key.key_id, name),
+        ).fetchone()
+        return (int(base[0]) + int(total) - header * (1 + int(count))) // row_bytes, int(count)
+
+    def _rewrite(
+        self,
+        db: sqlite3.Connection,
+        key: EpochKey,
+        name: str,
+        table: PackedTable | LayeredTable | TableSource | None,
+    ) -> None:
+        """Replace a table and its parts with ``table`` (none: deleted)."""
+        for t in ("epoch_caches", "epoch_cache_parts"):
+            db.execute(f"DELETE FROM {t} WHERE key_id = ? AND name = ?", (key.key_id, name))
+        if table is None:
+            return
+        if isinstance(table, LayeredTable):
+            table = joined_tables(table.layers)
+        # Written through the blob API, piece by piece: no second copy of a large table.
+        cur = db.execute(
+            "INSERT INTO epoch_caches (key_id, name, data) VALUES (?, ?, zeroblob(?))",
+            (key.key_id, name, table.serialized_size()),
+        )
+        assert cur.lastrowid is not None
+        with db.blobopen("epoch_caches", "data", cur.lastrowid) as blob:
+            for part in table.chunks():
+                blob.write(part)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -354,13 +429,15 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 def _prepare_schema(db: sqlite3.Connection, path: Path) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version in (0, 1, 2):
+    if version in (0, 1, 2, 3):
         db.execute("BEGIN IMMEDIATE")
         version = db.execute("PRAGMA user_version").fetchone()[0]
+        parts = (_PARTS_TABLE, _PARTS_INDEX)
         upgrade = {
-            0: (*_SCHEMA, _VERIFIED, _CHURN_TABLE),
-            1: (_VERIFIED, _CHURN_TABLE),
-            2: (_CHURN_TABLE,),
+            0: (*_SCHEMA, _VERIFIED, _CHURN_TABLE, *parts),
+            1: (_VERIFIED, _CHURN_TABLE, *parts),
+            2: (_CHURN_TABLE, *parts),
+            3: parts,
         }.get(version, ())
         for statement in upgrade:  # another process may have upgraded meanwhile: ()
             db.execute(statement)
