@@ -21,6 +21,7 @@ import threading
 from typing import cast
 
 from node.net import wire
+from node.net.early_store import EarlyStore
 from node.net.epoch_round import RoundEpoch
 from node.net.prepare import PreparedSide
 from node.net.recorder import Completion, RoundFacts
@@ -93,6 +94,7 @@ class ExchangeSession:
         self._finisher: threading.Thread | None = None
         self._matches: list[tuple[str, bytes]] | None = None
         self._matches_lock = threading.Lock()
+        self._early = EarlyStore(deps.recorder)  # the initiator's rows, ahead of Commit
         # Verified matches: the proof exchange that gates the receipts (protocol/verified.py).
         self.proofs = (
             ProofExchange(
@@ -205,6 +207,8 @@ class ExchangeSession:
                 raise action.error
             if isinstance(action, SendReceipt):
                 self._send_own_receipt()
+                if self.role == "initiator":  # all it will store is known: write it now
+                    self._early.stage(self.facts, self._completion(), self.matches())
             elif isinstance(action, StoreAndCommit):
                 self.commit()
             elif isinstance(action, SendCommit):
@@ -339,7 +343,9 @@ class ExchangeSession:
         with self._record_lock:
             if self.recorded.is_set():
                 return
-            deps.recorder.completed(self.facts, self._completion(), self.matches())
+            deps.recorder.completed(
+                self.facts, self._completion(), self.matches(), self._early.take()
+            )
             self.committed = True
             if self.proofs is not None:
                 self.epoch.save_verified(
@@ -355,6 +361,7 @@ class ExchangeSession:
 
     def abort(self, error: CrossmatchError, stage: str) -> None:
         """Log and store the round as aborted, once; nothing else is stored."""
+        self._early.drop()  # before the abort is stored: the staged rows hold the lock
         with self._record_lock:
             if self.recorded.is_set():
                 return
@@ -375,6 +382,7 @@ class ExchangeSession:
         return self.receipts.stage
 
     def close(self) -> None:
+        self._early.drop()
         if not self.committed:  # stop any worker still waiting on the peer
             self.side.fail(ProtocolError("round closed", rule=Rule.CLOSED))
         self.side.join(5)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, cast
 
 from node.runtime import iso
 from node.state.round_starts import StartedRound
-from node.state.rounds import RoundRow
+from node.state.rounds import RoundRow, StagedRound
 from protocol.audit.events import EventBody, RoundAborted, RoundCompleted, RoundRefused
 from protocol.errors import CrossmatchError
 from protocol.transcript import RoundHeader
@@ -87,7 +87,22 @@ class RoundRecorder:
         row = self._row(f, "aborted", "", {}, b"")  # as it would be stored; its start fields
         self._store.start_round(StartedRound.of(row, self._owner))
 
-    def completed(self, f: RoundFacts, c: Completion, matches: list[tuple[str, bytes]]) -> None:
+    def stage_completed(
+        self, f: RoundFacts, c: Completion, matches: list[tuple[str, bytes]]
+    ) -> StagedRound:
+        """The store rows of :meth:`completed`, written now and committed by it later."""
+        row = self._row(f, "completed", "", c.intersection_sizes, c.transcript_hash)
+        return self._store.stage_round(row, matches)
+
+    def completed(
+        self,
+        f: RoundFacts,
+        c: Completion,
+        matches: list[tuple[str, bytes]],
+        staged: StagedRound | None = None,
+    ) -> None:
+        """Log the round completed, then store it: by committing ``staged`` (the same rows,
+        written ahead) or, without it or if it was rolled back, by writing them now."""
         self._record(
             RoundCompleted(
                 round_id=f.round_id,
@@ -108,6 +123,8 @@ class RoundRecorder:
                 extra=c.extra,
             )
         )
+        if staged is not None and staged.commit():
+            return
         self._store.save_round(
             self._row(f, "completed", "", c.intersection_sizes, c.transcript_hash), matches
         )

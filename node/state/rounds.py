@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from node.state.signals import FINGERPRINT_SIZE
-from node.state.sqlite import Database, where_equal
-from protocol.errors import InputError
+from node.state.sqlite import MEMORY, Database, open_sqlite, where_equal
+from protocol.errors import ConfigError, InputError
 from protocol.rules import Rule
 from protocol.timestamps import epoch_us, parse_utc
 
@@ -120,26 +121,27 @@ class RoundTables(Database):
 
         Each match is ``(kind, fingerprint)`` and is dated by the round's ``finished_at``.
         """
-        started_us = _epoch_us_of(row.started_at, "started_at")
-        finished_us = _epoch_us_of(row.finished_at, "finished_at")
-        _check_round(row)
-        if matches and row.status != "completed":
-            raise InputError(
-                f"round {row.round_id} is {row.status}: only a completed round may store matches",
-                rule=Rule.ATOMIC_ROUND,
-            )
-        match_rows = _match_rows(row, matches, finished_us)
         with self.transaction() as db:
-            try:
-                _insert_round(db, row, started_us)
-            except sqlite3.IntegrityError as e:
-                raise InputError(f"round {row.round_id} is already stored") from e
-            db.executemany(
-                "INSERT INTO matches (round_id, kind, fingerprint, matched_at, matched_us)"
-                " VALUES (?, ?, ?, ?, ?)",
-                match_rows,
-            )
-            db.execute("DELETE FROM round_starts WHERE round_id = ?", (row.round_id,))
+            _write_round(db, row, matches)
+
+    def stage_round(self, row: RoundRow, matches: Sequence[tuple[str, bytes]]) -> StagedRound:
+        """:meth:`save_round`'s writes, done now and committed later: on a connection of
+        their own, whose write transaction stays open until :meth:`StagedRound.commit`
+        or :meth:`StagedRound.rollback`. Nothing is visible to any reader before the
+        commit, and a process that dies before it leaves nothing (SQLite rolls back).
+        While staged, every other writer of the store waits."""
+        if self.path == MEMORY:
+            raise ConfigError("an in-memory store has no second connection to stage on")
+        db = open_sqlite(self.path, what="store", timeout=10.0, pragmas=["synchronous = FULL"])
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            _write_round(db, row, matches)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.close()
+            raise
+        return StagedRound(row.round_id, db)
 
     def close_interrupted(self, row: RoundRow) -> None:
         """Recovery: store an interrupted round's outcome (no matches) unless another
@@ -280,6 +282,74 @@ def _round_from_row(r: tuple) -> RoundRow:
         policy_hash=r[12],
         transcript_hash=r[13],
     )
+
+
+class StagedRound:
+    """A round written in an open transaction (:meth:`RoundTables.stage_round`): committed
+    once, or rolled back once; either closes its connection. Thread-safe: the session
+    commits from one thread while a timer may roll back from another."""
+
+    def __init__(self, round_id: str, db: sqlite3.Connection):
+        self.round_id = round_id
+        self._db: sqlite3.Connection | None = db
+        self._lock = threading.Lock()
+
+    def commit(self) -> bool:
+        """Make the staged round durable; False if it was rolled back meanwhile."""
+        with self._lock:
+            db, self._db = self._db, None
+            if db is None:
+                return False
+            try:
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            finally:
+                db.close()
+            return True
+
+    def rollback(self) -> None:
+        """Drop the staged round (and the write lock); nothing if it is settled already."""
+        with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                try:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                finally:
+                    db.close()
+
+    @property
+    def pending(self) -> bool:
+        return self._db is not None
+
+
+def _write_round(
+    db: sqlite3.Connection, row: RoundRow, matches: Sequence[tuple[str, bytes]]
+) -> None:
+    """A finished round, its matches and the end of its start row, in the caller's
+    transaction (checked first: a bad row raises before anything is written)."""
+    started_us = _epoch_us_of(row.started_at, "started_at")
+    finished_us = _epoch_us_of(row.finished_at, "finished_at")
+    _check_round(row)
+    if matches and row.status != "completed":
+        raise InputError(
+            f"round {row.round_id} is {row.status}: only a completed round may store matches",
+            rule=Rule.ATOMIC_ROUND,
+        )
+    match_rows = _match_rows(row, matches, finished_us)
+    try:
+        _insert_round(db, row, started_us)
+    except sqlite3.IntegrityError as e:
+        raise InputError(f"round {row.round_id} is already stored") from e
+    db.executemany(
+        "INSERT INTO matches (round_id, kind, fingerprint, matched_at, matched_us)"
+        " VALUES (?, ?, ?, ?, ?)",
+        match_rows,
+    )
+    db.execute("DELETE FROM round_starts WHERE round_id = ?", (row.round_id,))
 
 
 def _match_rows(
