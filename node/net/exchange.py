@@ -68,7 +68,7 @@ class ExchangeSession:
         self.deps = deps
         self.header = header
         self.role = role
-        self.prepared = prepared
+        self.prepared = prepared.ready()  # the shuffle may still be running on a thread
         self.peer = peer
         self.facts = RoundFacts.of(header, role, started_at)
         self.outbox: queue.Queue[object] = queue.Queue()

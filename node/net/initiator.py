@@ -129,7 +129,7 @@ def _propose(
     if mode not in MODES:
         raise ProtocolError(f"unknown mode {mode!r}", rule=Rule.MODE)
     policy.check_round(kinds, mode, [0] * len(kinds))
-    prepared = prepare_for(node, kinds)
+    prepared = prepare_for(node, kinds, shuffle_later=True)  # ready before the exchange
     policy.check_round(kinds, mode, prepared.sizes)
     round_id = secrets.token_hex(16)
     started = iso(node.now())

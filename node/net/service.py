@@ -176,7 +176,7 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
                 raise ProtocolError("round id already used", rule=Rule.ROUND_ID)
             self._claimed.add(proposal.round_id)
         try:
-            prepared = prepare_for(self.node, list(proposal.kinds))
+            prepared = prepare_for(self.node, list(proposal.kinds), shuffle_later=True)
         except BaseException:
             self._flight.release(peer.lab)
             with self._lock:

@@ -77,11 +77,15 @@ def test_the_stored_read_is_the_list_read_packed(store):
     assert store.packed_fingerprints("phone") == b"".join(sorted(odd))
 
 
-def test_a_side_holds_its_stored_set_less_the_held_back_padded_and_committed(store):
+@pytest.mark.parametrize("later", [False, True], ids=["shuffled-now", "shuffled-on-a-thread"])
+def test_a_side_holds_its_stored_set_less_the_held_back_padded_and_committed(store, later):
     held = fp("email|3")
     _hold_back(store, held)
-    side = prepare_side(store, DEFAULT_POLICY, "16", ["email", "ip"], ["wl@1"])
+    side = prepare_side(store, DEFAULT_POLICY, "16", ["email", "ip"], ["wl@1"], shuffle_later=later)
     assert side.real_sizes == [29, 5] and side.sizes == [32, 16]
+    assert (side.arranging is not None) == later  # sizes and commitment are ready already
+    side.ready()
+    assert side.arranging is None and len(side.own) == 48
     seed = secrets.token_bytes(32)
     side.fill_dummies(seed)
     own = [side.own[i] for i in range(len(side.own))]
@@ -97,3 +101,38 @@ def test_a_side_holds_its_stored_set_less_the_held_back_padded_and_committed(sto
     dummies = [own[p] for p in side.dummy_slots["email"].tolist()]
     assert dummies == dummy_elements(seed, "email", 3)
     assert side.warninglists == ["wl@1"] and all(len(e) == ELEMENT_BYTES for e in own)
+
+
+def _matched_one_by_one(side, positions):
+    """The plain form of PreparedSide.matched: every position in turn, then sorted."""
+    dummy = side.is_dummy()
+    out, start = [], 0
+    for kind, size in zip(side.kinds, side.sizes, strict=True):
+        out += [
+            (kind, side.own[start + p]) for p in positions.get(kind, []) if not dummy[start + p]
+        ]
+        start += size
+    return sorted(out)
+
+
+@given(
+    st.lists(st.integers(0, 12), min_size=1, max_size=3),
+    st.randoms(use_true_random=False),
+)
+def test_the_matched_fingerprints_are_those_of_the_positions_in_order(sizes, rnd):
+    import numpy as np
+
+    from node.net.prepare import PreparedSide
+    from protocol.psi import PackedElements
+
+    kinds = rnd.sample(["ip", "email", "phone"], len(sizes))  # not in sorted order
+    total = sum(sizes)
+    own = PackedElements(bytearray(rnd.randbytes(total * ELEMENT_BYTES)))
+    dummies = {
+        k: np.asarray(sorted(rnd.sample(range(total), min(total, 2))), np.intp) for k in kinds[:1]
+    }
+    side = PreparedSide(kinds, own, sizes, b"s" * 32, b"c" * 32, sizes, dummies)
+    positions = {
+        k: rnd.sample(range(n), rnd.randint(0, n)) for k, n in zip(kinds, sizes, strict=True)
+    }
+    assert side.matched(positions) == _matched_one_by_one(side, positions)
