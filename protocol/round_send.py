@@ -77,7 +77,6 @@ class SendingWorkers:
         return run
 
     def _blind_and_send(self) -> None:
-        found = self._compute.lookup_own(self._own, self._own_blinded)
         pending: deque[Chunk] = deque()
         seq = 0
 
@@ -95,7 +94,7 @@ class SendingWorkers:
         for start, end in self._blind_chunks():
             if self._failed.is_set():
                 return
-            pending.append(self._compute.blind(self._own, start, end, found, self._own_blinded))
+            pending.append(self._compute.blind(self._own, start, end, self._own_blinded))
             if len(pending) >= self._window:
                 flush_one()
         while pending and not self._failed.is_set():

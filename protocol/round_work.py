@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from protocol.psi import (
-    BLOCK_ROWS,
     ELEMENT_BYTES,
     PackedElements,
     PackedTable,
@@ -73,6 +72,8 @@ class CacheUpdate:
     peer_new: TableSource | None = None
     own_known: int = 0
     peer_known: int = 0
+    own_loaded: int | None = None  # rows of the cache the round loaded (None: not known)
+    peer_loaded: int | None = None
 
     def tables(self) -> RoundCache:
         return RoundCache(self.own.build(), self.peer.build())
@@ -180,6 +181,9 @@ class CachedWork:
         # peer's chunks in stream order (None: no peer cache).
         self.own_found: np.ndarray | None = None
         self._peer_found: list[np.ndarray] | None = [] if self.cache.peer else None
+        self.loaded = tuple(
+            len(t) if t is not None else 0 for t in (self.cache.own, self.cache.peer)
+        )
 
     def peer_found(self, total: int) -> np.ndarray | None:
         """Which of the peer's ``total`` points the cache knew (None: no cache, or not
@@ -215,41 +219,31 @@ class CachedWork:
             future = self.submissions.reblind(rows(packed, self._w)[~found].tobytes())
         return Chunk(known, found, future)
 
-    def lookup_own(self, own: Sequence[bytes], blinded: np.ndarray) -> np.ndarray | None:
-        """Which own elements the cache knows; their blindings go straight into ``blinded``."""
-        table, self.cache.own = self.cache.own, None  # only needed here: let it go after
-        total = len(own)
-        if table is None or len(table) == 0 or total == 0:
-            return None
-        packed, out = packed_elements(own), rows(blinded, self._w)
-        found = np.zeros(total, bool)
-        step = BLOCK_ROWS * ELEMENT_BYTES
-        for start in range(0, total, BLOCK_ROWS):
-            at = start * ELEMENT_BYTES
-            values, hit = table.lookup(packed[at : at + step])
-            out[start : start + len(hit)][hit] = values[hit]
-            found[start : start + len(hit)] = hit
-        self.own_found = found
-        return found
-
-    def blind(
-        self,
-        own: Sequence[bytes],
-        start: int,
-        end: int,
-        found: np.ndarray | None,
-        blinded: np.ndarray,
-    ) -> Chunk:
-        """Blind ``own[start:end]``; rows the cache knew are already in ``blinded``."""
-        if found is None:
+    def blind(self, own: Sequence[bytes], start: int, end: int, blinded: np.ndarray) -> Chunk:
+        """Blind ``own[start:end]``: the rows the cache knows go straight into ``blinded``,
+        only the others to the engine. Chunk by chunk, so the engine starts on the first
+        chunk's misses at once instead of after a lookup of the whole set."""
+        table = self.cache.own
+        if table is None or len(table) == 0 or start >= end:
             self.work.blinded += end - start
             return Chunk(None, None, self.submissions.blind(own[start:end]))
-        f = found[start:end]
+        if self.own_found is None:
+            self.own_found = np.zeros(len(own), bool)
+        packed = (
+            own.packed[start * ELEMENT_BYTES : end * ELEMENT_BYTES]
+            if isinstance(own, PackedElements)
+            else packed_elements(own[start:end])
+        )
+        values, f = table.lookup(packed)
+        known = rows(blinded, self._w)[start:end]
+        known[f] = values[f]
+        self.own_found[start:end] = f
+        if end >= len(own):
+            self.cache.own = None  # every own element was looked up: let it go
         misses = [own[start + i] for i in np.flatnonzero(~f).tolist()]
         self.work.blinded += len(misses)
         self.work.blinded_cached += end - start - len(misses)
         future = self.submissions.blind(misses) if misses else None
-        known = rows(blinded, self._w)[start:end]
         return Chunk(known, f, future)
 
 
@@ -329,6 +323,7 @@ def cache_update(
     width: int,
     own_found: np.ndarray | None = None,
     peer_found: np.ndarray | None = None,
+    loaded: tuple[int, ...] = (0, 0),
 ) -> CacheUpdate:
     """This round's values as the next round's cache: own element -> its blinding, the
     peer's point -> our re-blinding of it; with the masks of the rows the cache knew,
@@ -343,6 +338,8 @@ def cache_update(
         peer_new=peer_new,
         own_known=own_known,
         peer_known=peer_known,
+        own_loaded=loaded[0],
+        peer_loaded=loaded[1],
     )
 
 
