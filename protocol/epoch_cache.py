@@ -15,10 +15,17 @@ MAX_PARTS = 16  # parts on top of the base table: each is one more read at load
 STALE_DIVISOR = 10  # rows no longer in use may be at most 1/10 of those in use
 
 
-def append_as_part(stored_rows: int, stored_parts: int, known: int, new: int) -> bool:
+def append_as_part(
+    stored_rows: int, stored_parts: int, known: int, new: int, loaded_rows: int | None = None
+) -> bool:
     """Whether a round that found ``known`` of its rows in a cache of ``stored_rows`` rows
     in ``stored_parts`` parts (the base not counted), and computed ``new`` rows, may append
-    them as one more part; else the cache is rewritten with the round's rows alone."""
+    them as one more part; else the cache is rewritten with the round's rows alone.
+    ``loaded_rows``: the rows of the cache the round loaded; if the stored cache has
+    changed since (another process's round wrote it), the round's counts describe another
+    table, so it is rewritten."""
+    if loaded_rows is not None and loaded_rows != stored_rows:
+        return False
     if stored_rows <= 0 or known <= 0 or stored_parts >= MAX_PARTS:
         return False
     stale = max(0, stored_rows - known)  # stored rows this round did not use

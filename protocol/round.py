@@ -232,6 +232,7 @@ class RoundSide(SendingWorkers):
             self._w,
             own_found=self._compute.own_found,
             peer_found=self._compute.peer_found(self._peer_total),
+            loaded=self._compute.loaded,
         )
 
     def release(self) -> None:

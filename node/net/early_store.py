@@ -9,24 +9,29 @@ stays open (``node/state/rounds.StagedRound``), and on ``Commit`` it only logs a
 commits. The order of the commits is unchanged: nothing is visible before ``Commit``, an
 abort or a crash leaves nothing, and the window of the two generals is the same.
 
-While staged, the store's other writers wait. A responder that never sends ``Commit``
-could keep them waiting, so the transaction is held ``HOLD_SECONDS`` at most; past that
-it is rolled back, and ``Commit``, if it still comes, stores the round as before.
+While staged, the store's other writers wait (and, in this process, so do readers behind
+a waiting writer: the store's connection is shared behind one lock). A responder that
+never sends ``Commit`` could keep them waiting, so the transaction is held
+``HOLD_SECONDS`` at most from its ``BEGIN``; past that it is rolled back, and ``Commit``,
+if it still comes, stores the round as before. Staging itself waits for no other writer.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
+import time
 
 from node.net.recorder import Completion, RoundFacts, RoundRecorder
 from node.state.rounds import StagedRound
-from protocol.errors import CrossmatchError
 
 log = logging.getLogger("crossmatch.exchange")
 
 HOLD_SECONDS = 5.0  # the longest a peer can keep our store's writers waiting, per round
+# Staging never waits behind another writer (another round's staged rows, say): it gives
+# up and leaves the rows to Commit, so two staged rounds never add up past the store's
+# 10 s busy timeout.
+STAGE_WAIT_SECONDS = 0.2
 
 
 class EarlyStore:
@@ -47,13 +52,17 @@ class EarlyStore:
         with self._lock:
             if self._settled or self._staged is not None:
                 return
+            started = time.monotonic()  # the hold counts from BEGIN, not from the last row
             try:
-                staged = self._recorder.stage_completed(facts, completion, matches)
-            except (CrossmatchError, sqlite3.Error, OSError) as e:
+                staged = self._recorder.stage_completed(
+                    facts, completion, matches, wait=STAGE_WAIT_SECONDS
+                )
+            except Exception as e:  # noqa: BLE001 - an optimisation: never fails the round
                 log.info("round %s: rows left to write on Commit: %s", facts.round_id, e)
                 return
             self._staged = staged
-            self._timer = threading.Timer(self._hold, staged.rollback)
+            left = max(0.0, self._hold - (time.monotonic() - started))
+            self._timer = threading.Timer(left, staged.rollback)
             self._timer.daemon = True
             self._timer.start()
 

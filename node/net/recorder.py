@@ -88,11 +88,12 @@ class RoundRecorder:
         self._store.start_round(StartedRound.of(row, self._owner))
 
     def stage_completed(
-        self, f: RoundFacts, c: Completion, matches: list[tuple[str, bytes]]
+        self, f: RoundFacts, c: Completion, matches: list[tuple[str, bytes]], *, wait: float
     ) -> StagedRound:
-        """The store rows of :meth:`completed`, written now and committed by it later."""
+        """The store rows of :meth:`completed`, written now and committed by it later;
+        ``wait``: how long to wait for another writer's lock before giving up."""
         row = self._row(f, "completed", "", c.intersection_sizes, c.transcript_hash)
-        return self._store.stage_round(row, matches)
+        return self._store.stage_round(row, matches, wait=wait)
 
     def completed(
         self,
@@ -103,6 +104,19 @@ class RoundRecorder:
     ) -> None:
         """Log the round completed, then store it: by committing ``staged`` (the same rows,
         written ahead) or, without it or if it was rolled back, by writing them now."""
+        try:
+            self._record_completed(f, c)
+        except BaseException:
+            if staged is not None:  # never leave its write lock behind
+                staged.rollback()
+            raise
+        if staged is not None and staged.commit():
+            return
+        self._store.save_round(
+            self._row(f, "completed", "", c.intersection_sizes, c.transcript_hash), matches
+        )
+
+    def _record_completed(self, f: RoundFacts, c: Completion) -> None:
         self._record(
             RoundCompleted(
                 round_id=f.round_id,
@@ -122,11 +136,6 @@ class RoundRecorder:
                 peer_receipt=cast(dict, c.peer_receipt),
                 extra=c.extra,
             )
-        )
-        if staged is not None and staged.commit():
-            return
-        self._store.save_round(
-            self._row(f, "completed", "", c.intersection_sizes, c.transcript_hash), matches
         )
 
     def aborted(

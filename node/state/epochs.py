@@ -357,12 +357,12 @@ class EpochStore(Database):
             for name, cached in (("own", cache.own), ("peer", cache.peer)):
                 self._rewrite(db, key, name, cached)
             return
-        for name, table, new, known in (
-            ("own", cache.own, cache.own_new, cache.own_known),
-            ("peer", cache.peer, cache.peer_new, cache.peer_known),
+        for name, table, new, known, loaded in (
+            ("own", cache.own, cache.own_new, cache.own_known, cache.own_loaded),
+            ("peer", cache.peer, cache.peer_new, cache.peer_known, cache.peer_loaded),
         ):
             stored, parts = self._stored_rows(db, key, name, table.key_size + table.value_size)
-            if new is not None and append_as_part(stored, parts, known, len(new)):
+            if new is not None and append_as_part(stored, parts, known, len(new), loaded):
                 if len(new):
                     db.execute(
                         "INSERT INTO epoch_cache_parts (key_id, name, data) VALUES (?, ?, ?)",

@@ -124,15 +124,18 @@ class RoundTables(Database):
         with self.transaction() as db:
             _write_round(db, row, matches)
 
-    def stage_round(self, row: RoundRow, matches: Sequence[tuple[str, bytes]]) -> StagedRound:
+    def stage_round(
+        self, row: RoundRow, matches: Sequence[tuple[str, bytes]], *, wait: float = 10.0
+    ) -> StagedRound:
         """:meth:`save_round`'s writes, done now and committed later: on a connection of
         their own, whose write transaction stays open until :meth:`StagedRound.commit`
         or :meth:`StagedRound.rollback`. Nothing is visible to any reader before the
         commit, and a process that dies before it leaves nothing (SQLite rolls back).
-        While staged, every other writer of the store waits."""
+        While staged, every other writer of the store waits; ``wait`` bounds how long
+        staging itself waits for another writer (then it raises)."""
         if self.path == MEMORY:
             raise ConfigError("an in-memory store has no second connection to stage on")
-        db = open_sqlite(self.path, what="store", timeout=10.0, pragmas=["synchronous = FULL"])
+        db = open_sqlite(self.path, what="store", timeout=wait, pragmas=["synchronous = FULL"])
         try:
             db.execute("BEGIN IMMEDIATE")
             _write_round(db, row, matches)

@@ -147,7 +147,8 @@ from node.state.store import Store
 from tests.unit.test_early_store import facts, COMPLETION, MATCHES, NOW
 from node.net.recorder import RoundRecorder
 store = Store({str(path)!r})
-RoundRecorder(store, lambda e, b: None, lambda: NOW).stage_completed(facts(), COMPLETION, MATCHES)
+recorder = RoundRecorder(store, lambda e, b: None, lambda: NOW)
+recorder.stage_completed(facts(), COMPLETION, MATCHES, wait=1.0)
 print("staged", flush=True)
 os._exit(9)  # no commit, no rollback, no close: as a kill would
 """
@@ -158,3 +159,35 @@ os._exit(9)  # no commit, no rollback, no close: as a kill would
         t0 = time.monotonic()
         other_round(store, "c" * 32)  # the lock went with it
         assert time.monotonic() - t0 < 5
+
+
+def test_a_log_that_cannot_be_written_rolls_the_staged_rows_back(tmp_path):
+    def full_disk(event, body):
+        raise OSError(28, "No space left on device")
+
+    with Store(tmp_path / "store.db") as store:
+        recorder = RoundRecorder(store, full_disk, lambda: NOW)
+        early = EarlyStore(recorder)
+        early.stage(facts(), COMPLETION, MATCHES)
+        with pytest.raises(OSError):
+            recorder.completed(facts(), COMPLETION, MATCHES, early.take())
+        t0 = time.monotonic()
+        with Store(tmp_path / "store.db") as other:  # the write lock went with the rollback
+            other_round(other, "b" * 32)
+        assert time.monotonic() - t0 < 2 and store.get_round("a" * 32) is None
+
+
+def test_staging_waits_for_no_other_writer(node, tmp_path):
+    recorder, store, _ = node
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer (another round's staged rows, say)
+    try:
+        early = EarlyStore(recorder)
+        t0 = time.monotonic()
+        early.stage(facts(), COMPLETION, MATCHES)
+        assert early.take() is None and time.monotonic() - t0 < 2  # gave up, left to Commit
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    recorder.completed(facts(), COMPLETION, MATCHES, None)
+    assert other_reader(tmp_path / "store.db") == len(MATCHES)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import random
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -193,6 +194,20 @@ def test_parts_are_capped(store, tmp_path):
     assert stored_keys(store, key) == set(live)
 
 
+def test_a_cache_another_process_changed_since_the_round_loaded_it_is_rewritten(store, tmp_path):
+    key = store.current("lab-b", T0)
+    live = [key_of(i) for i in range(100)]
+    store.save(key, update(live, None, 0), T0)
+    # Another process's round appended meanwhile: this round's counts describe 100 rows.
+    store.save(key, update(live + [key_of(0, b"o")], [key_of(0, b"o")], known=100), T0)
+    assert parts(tmp_path / CACHE_FILE) == 1
+    ours = replace(update(live, [], known=100), own_loaded=100)
+    store.save(key, ours, T0)
+    assert parts(tmp_path / CACHE_FILE) == 0 and stored_keys(store, key) == set(live)
+    assert append_as_part(100, 0, 100, 0, loaded_rows=100)
+    assert not append_as_part(101, 1, 100, 0, loaded_rows=100)
+
+
 def test_a_round_without_a_mask_or_a_table_cache_is_written_whole(store, tmp_path):
     key = store.current("lab-b", T0)
     store.save(key, update([key_of(i) for i in range(10)], None, 0), T0)
@@ -266,6 +281,7 @@ def test_a_repeat_rounds_new_rows_are_exactly_what_the_cache_did_not_know():
     own_new = {bytes(r) for r in np.asarray(up.own_new.keys).reshape(-1, 32)}
     assert own_new == set(added_a) and up.own_known == len(a2) - len(added_a)
     assert len(up.peer_new) == len(added_b) and up.peer_known == len(b2) - len(added_b)
+    assert (up.own_loaded, up.peer_loaded) == (len(cache_a.own), len(cache_a.peer))
     # The new rows hold the same values as the round's full table.
     full = up.tables().own
     values, found = full.lookup(b"".join(sorted(own_new)))
