@@ -156,6 +156,7 @@ def _open(
 ) -> tuple[ProposalResponse, PeerIdentity]:
     """OpenRound, and our check of the answer; a round that does not open is recorded."""
     request = wire.proposal_to_pb(proposal)
+    response = None
     try:
         response = stub.OpenRound(request, timeout=OPEN_TIMEOUT)
         answer = wire.response_from_pb(response)  # field sizes, before any field is used
@@ -175,8 +176,27 @@ def _open(
         raise error from None
     except CrossmatchError as e:
         _record_unopened(node, proposal, started, e)
+        if response is not None:  # the responder accepted: tell it the round is off
+            _withdraw(stub, proposal.round_id, e)
         raise
     return answer, peer
+
+
+WITHDRAW_TIMEOUT = 5.0
+
+
+def _withdraw(stub: pb_grpc.CrossmatchStub, round_id: str, error: CrossmatchError) -> None:
+    """Abort a round whose answer we refused (its certificate, its proof, its sizes), so the
+    responder records it and frees the pair's slot now, not when the accepted round expires
+    (``pending_ttl_seconds``, 120 s by default): a retry right after, once the cause is
+    mended, is not refused ``single-flight``. Nothing of ours is sent, only the round id
+    and the rule; any failure here is the responder's to time out."""
+    messages = iter([wire.start(round_id), wire.abort(error.message, error.rule or "")])
+    try:
+        for _ in stub.Exchange(messages, timeout=WITHDRAW_TIMEOUT):
+            pass  # whatever it sent before it read our abort; the stream ends after it
+    except grpc.RpcError:
+        pass
 
 
 def _proposal_facts(p: Proposal, started: str) -> RoundFacts:

@@ -82,6 +82,10 @@ class CrossmatchService(pb_grpc.CrossmatchServicer):
     # -- identity --------------------------------------------------------------
 
     def _authenticate(self, context: grpc.ServicerContext) -> PeerIdentity:
+        # The policy in force now: one just installed may require a CRL. Checked under
+        # the old one, OpenRound would accept a round that Exchange then refuses, and the
+        # pair's slot would stay taken until the accepted round expired.
+        self.node.refresh_policy()
         identity = self.node.peer_identity(peer_certificate_from_grpc_context(context))
         if identity.lab not in {p.lab for p in self.node.config.peers}:
             self.node.reload_config()  # `peer add` may have run while we serve

@@ -411,8 +411,14 @@ def test_finding_7_stale_crl_refuses_rounds(trio):
     run_cli("crl", "install", a.dir, stale)
     proc = run_cli("round", a.dir, "--peer", "lab-b", "--kinds", "email", check=False)
     assert proc.returncode != 0 and "[rule: crl-stale]" in proc.stderr, proc.stderr
+    # We refused lab-b's answer after it accepted: we withdrew the round, so lab-b has
+    # recorded it and freed the pair's slot at once, not after its pending TTL.
+    [withdrawn] = [r for r in rounds_json(trio.labs["lab-b"].dir)[:1] if r["status"] == "aborted"]
+    assert "crl-stale" in withdrawn["reason"] and "peer aborted" in withdrawn["reason"]
     pki.revoke(trio.ca_dir, serial, now=datetime.now(UTC))
     run_cli("crl", "install", a.dir, trio.ca_dir / pki.CA_CRL_FILE)
+    out = run_cli("round", a.dir, "--peer", "lab-b", "--kinds", "email")  # no single-flight
+    assert "completed" in out.stdout
     still_serving(trio)
 
 
