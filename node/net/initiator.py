@@ -156,7 +156,7 @@ def _open(
 ) -> tuple[ProposalResponse, PeerIdentity]:
     """OpenRound, and our check of the answer; a round that does not open is recorded."""
     request = wire.proposal_to_pb(proposal)
-    response = None
+    response, authenticated = None, False
     try:
         response = stub.OpenRound(request, timeout=OPEN_TIMEOUT)
         answer = wire.response_from_pb(response)  # field sizes, before any field is used
@@ -167,6 +167,7 @@ def _open(
         # carries the CA-certified audit key, which must verify the receipt.
         peer = admit_response(answer, proposal=proposal, identify=node.peer_identity)
         proof.check(request, response, proposal.responder)
+        authenticated = True
         # The responder's sizes are a claim: checked against policy before anything is
         # allocated by them (a claim of 2^62 elements is a refusal, not a crash).
         policy.check_round(list(answer.kinds), proposal.mode, list(answer.sizes))
@@ -176,21 +177,25 @@ def _open(
         raise error from None
     except CrossmatchError as e:
         _record_unopened(node, proposal, started, e)
-        if response is not None:  # the responder accepted: tell it the round is off
+        # The responder accepted: tell it the round is off, unless it is the one we
+        # refuse (revoked, impostor, a bad answer), which hears nothing more from us.
+        if response is not None and (authenticated or e.rule in OUR_OWN_STATE):
             _withdraw(stub, proposal.round_id, e)
         raise
     return answer, peer
 
 
 WITHDRAW_TIMEOUT = 5.0
+# Refusals for the state of our own CRL: they say nothing against the responder.
+OUR_OWN_STATE = frozenset({Rule.CRL_STALE, Rule.CRL_MISSING})
 
 
 def _withdraw(stub: pb_grpc.CrossmatchStub, round_id: str, error: CrossmatchError) -> None:
-    """Abort a round whose answer we refused (its certificate, its proof, its sizes), so the
-    responder records it and frees the pair's slot now, not when the accepted round expires
-    (``pending_ttl_seconds``, 120 s by default): a retry right after, once the cause is
-    mended, is not refused ``single-flight``. Nothing of ours is sent, only the round id
-    and the rule; any failure here is the responder's to time out."""
+    """Abort a round we refused after the responder accepted it (for its sizes, or for our
+    own CRL's state), so the responder records it and frees the pair's slot now, not when
+    the accepted round expires (``pending_ttl_seconds``, 120 s by default): a retry right
+    after, once the cause is mended, is not refused ``single-flight``. Nothing of ours is
+    sent, only the round id and the rule; any failure here is the responder's to time out."""
     messages = iter([wire.start(round_id), wire.abort(error.message, error.rule or "")])
     try:
         for _ in stub.Exchange(messages, timeout=WITHDRAW_TIMEOUT):
