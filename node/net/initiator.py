@@ -196,7 +196,9 @@ def _withdraw(stub: pb_grpc.CrossmatchStub, round_id: str, error: CrossmatchErro
     the accepted round expires (``pending_ttl_seconds``, 120 s by default): a retry right
     after, once the cause is mended, is not refused ``single-flight``. Nothing of ours is
     sent, only the round id and the rule; any failure here is the responder's to time out."""
-    messages = iter([wire.start(round_id), wire.abort(error.message, error.rule or "")])
+    # The rule, not our message: that names our own files (a CRL's path) to a rival.
+    reason = f"the initiator withdrew the round (rule {error.rule or 'unknown'})"
+    messages = iter([wire.start(round_id), wire.abort(reason, error.rule or "")])
     try:
         for _ in stub.Exchange(messages, timeout=WITHDRAW_TIMEOUT):
             pass  # whatever it sent before it read our abort; the stream ends after it

@@ -121,8 +121,9 @@ class RoundTables(Database):
 
         Each match is ``(kind, fingerprint)`` and is dated by the round's ``finished_at``.
         """
+        started_us, match_rows = _checked_rows(row, matches)
         with self.transaction() as db:
-            _write_round(db, row, matches)
+            _write_round(db, row, started_us, match_rows)
 
     def stage_round(
         self, row: RoundRow, matches: Sequence[tuple[str, bytes]], *, wait: float = 10.0
@@ -135,10 +136,11 @@ class RoundTables(Database):
         staging itself waits for another writer (then it raises)."""
         if self.path == MEMORY:
             raise ConfigError("an in-memory store has no second connection to stage on")
+        started_us, match_rows = _checked_rows(row, matches)
         db = open_sqlite(self.path, what="store", timeout=wait, pragmas=["synchronous = FULL"])
         try:
             db.execute("BEGIN IMMEDIATE")
-            _write_round(db, row, matches)
+            _write_round(db, row, started_us, match_rows)
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -329,11 +331,13 @@ class StagedRound:
         return self._db is not None
 
 
-def _write_round(
-    db: sqlite3.Connection, row: RoundRow, matches: Sequence[tuple[str, bytes]]
-) -> None:
-    """A finished round, its matches and the end of its start row, in the caller's
-    transaction (checked first: a bad row raises before anything is written)."""
+_MatchRows = list[tuple[str, str, bytes, str, int]]
+
+
+def _checked_rows(row: RoundRow, matches: Sequence[tuple[str, bytes]]) -> tuple[int, _MatchRows]:
+    """A finished round's start time and match rows, checked: built before the write
+    transaction, so the store's lock is not held while a bad row is found or the rows of
+    100k matches are made."""
     started_us = _epoch_us_of(row.started_at, "started_at")
     finished_us = _epoch_us_of(row.finished_at, "finished_at")
     _check_round(row)
@@ -342,7 +346,14 @@ def _write_round(
             f"round {row.round_id} is {row.status}: only a completed round may store matches",
             rule=Rule.ATOMIC_ROUND,
         )
-    match_rows = _match_rows(row, matches, finished_us)
+    return started_us, _match_rows(row, matches, finished_us)
+
+
+def _write_round(
+    db: sqlite3.Connection, row: RoundRow, started_us: int, match_rows: _MatchRows
+) -> None:
+    """A finished round, its matches and the end of its start row, in the caller's
+    transaction."""
     try:
         _insert_round(db, row, started_us)
     except sqlite3.IntegrityError as e:
@@ -357,7 +368,7 @@ def _write_round(
 
 def _match_rows(
     row: RoundRow, matches: Sequence[tuple[str, bytes]], finished_us: int
-) -> list[tuple[str, str, bytes, str, int]]:
+) -> _MatchRows:
     rows = []
     for kind, fp in dict.fromkeys((k, bytes(f)) for k, f in matches):
         if kind not in row.kinds:

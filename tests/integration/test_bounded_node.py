@@ -415,6 +415,7 @@ def test_finding_7_stale_crl_refuses_rounds(trio):
     # recorded it and freed the pair's slot at once, not after its pending TTL.
     [withdrawn] = [r for r in rounds_json(trio.labs["lab-b"].dir)[:1] if r["status"] == "aborted"]
     assert "crl-stale" in withdrawn["reason"] and "peer aborted" in withdrawn["reason"]
+    assert "due for renewal" not in withdrawn["reason"]  # the rule, not our own error text
     pki.revoke(trio.ca_dir, serial, now=datetime.now(UTC))
     run_cli("crl", "install", a.dir, trio.ca_dir / pki.CA_CRL_FILE)
     out = run_cli("round", a.dir, "--peer", "lab-b", "--kinds", "email")  # no single-flight

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -19,23 +20,15 @@ from node.state.store import Store
 from protocol.errors import ProtocolError
 from protocol.rules import Rule
 from tests.store_rows import save_reveal_round
+from tests.unit.test_recorder import FACTS
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MATCHES = [("email", bytes([i]) * 32) for i in range(1, 40)]
 
 
 def facts(rid: str = "a" * 32) -> RoundFacts:
-    return RoundFacts(
-        round_id=rid,
-        role="initiator",
-        peer="lab-b",
-        mode="reveal",
-        kinds=("email",),
-        own_sizes={"email": 50},
-        peer_sizes={"email": 60},
-        policy_hash=b"\x01" * 32,
-        started_at="2026-03-01T11:59:00Z",
-    )
+    """test_recorder's round, on the initiator's side."""
+    return replace(FACTS, round_id=rid, role="initiator", peer="lab-b")
 
 
 COMPLETION = Completion(
