@@ -20,7 +20,8 @@ key and the seed of its count-mode shuffle. The auditor recomputes, from that al
 and, given the other side's record of the same round too,
 
 5. its ``*_reblinded`` stream and commitment from the other side's blinded stream, in
-   the peer's order (reveal) or in the order its recorded shuffle seed gives (count):
+   the peer's order (reveal; as round-bound values without verified matches,
+   protocol/release.py) or in the order its recorded shuffle seed gives (count):
    relabelling fails here.
 
 Pure: records in, ``VerificationError`` (rules ``disclosure-*``) out. The record holds
@@ -36,6 +37,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from protocol import release
 from protocol.errors import InputError, VerificationError
 from protocol.padding import dummy_elements
 from protocol.psi import ELEMENT_BYTES, shuffle_packed_within_sections
@@ -289,6 +291,10 @@ def check_disclosure(
                 side.header.sizes(side.peer_role),
                 SeededRandom(side.shuffle_seed),
                 get_suite(side.suite).point_bytes,
+            )
+        if release.round_bound(side.header):
+            stream = release.release_values(
+                release.context(side.header), stream, get_suite(side.suite).point_bytes
             )
         _stream_check(side, f"{side.role}_reblinded", stream)
         if (

@@ -281,11 +281,15 @@ def _receive(
     round's error when the stream ends before that."""
     h = session.header
     total = sum(h.responder_sizes) + sum(h.initiator_sizes)
-    width = session.engine.point_bytes
+    widths = {
+        "own_blinded": session.engine.point_bytes,
+        "peer_reblinded": session.side.release_width,
+    }
     received = 0
     for msg in responses:
         watchdog.seen()
-        points = wire.points_in(msg) // width if progress is not None else 0
+        body = msg.WhichOneof("body")
+        points = wire.points_in(msg) // widths.get(body, 1) if progress is not None else 0
         if points and progress is not None:
             received += points
             progress(min(received, total), total)

@@ -27,7 +27,9 @@ from node.net.channel import channel_options
 from protocol import PROTOCOL_VERSION
 from protocol.disclosure import Disclosure
 from protocol.psi import POINT_BYTES, Engine, pack, unpack
-from protocol.transcript import reblind_commitment
+from protocol.receipts import parse_receipt
+from protocol.release import RELEASE_BYTES, context, release_values
+from protocol.transcript import RoundHeader, reblind_commitment
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 from tests.integration.conftest import after_min_interval, audit_ok, import_values, rounds_json
@@ -127,37 +129,43 @@ def test_revoked_responder_receives_our_set(labs, tmp_path, presents):
 # -- attack 1: planted matches, from a hostile initiator -------------------------------------
 
 
-def _planting_initiator(labs):
-    """lab-a's credentials, its own client: blinds 10 values none of which lab-b holds,
-    re-blinds lab-b's points honestly and commits to that, then replaces three of its
-    released values by copies of lab-b's release, at chosen positions."""
+def _hostile_round(labs, engine, own: bytes, release, *, n: int = 10):
+    """One round as a hostile lab-a, its own client with lab-a's credentials: sends
+    ``own`` (n points blinded with ``engine``), re-blinds lab-b's points honestly and
+    commits to the release ``release(mine, theirs)`` makes of its honest values (the
+    round-bound values a P-256 reveal round releases, protocol/release.py) and lab-b's
+    release; sends it once lab-b's release is in, and stops at lab-b's receipt."""
     a, b = labs.labs["lab-a"], labs.labs["lab-b"]
     p = NodePaths(a.dir)
     creds = pki.channel_credentials(
         p.tls_key.read_bytes(), p.tls_cert.read_bytes(), p.ca_cert.read_bytes()
     )
-    engine = Engine(psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes())
-    own = engine.blind([secrets.token_bytes(32) for _ in range(10)])
     request = pb.OpenRoundRequest(
         protocol_version=PROTOCOL_VERSION,
         round_id=secrets.token_hex(16),
         initiator_lab="lab-a",
         responder_lab="lab-b",
         mode=pb.MODE_REVEAL,
-        sizes=[pb.KindSize(kind="email", size=10)],
+        sizes=[pb.KindSize(kind="email", size=n)],
         policy_hash=sandbox_policy_hash(),
         input_commitment=secrets.token_bytes(32),
         chunk_size=1000,
         nonce=secrets.token_bytes(32),
     )
     outbox: queue.Queue = queue.Queue()
-    got: dict[str, object] = {"abort": None, "b_release": b""}
+    got: dict = {"abort": None, "b_release": b"", "b_points": b"", "receipt": None}
     with grpc.secure_channel(b.address, creds, options=channel_options("lab-b")) as channel:
         stub = pb_grpc.CrossmatchStub(channel)
         response = stub.OpenRound(request, timeout=10)
         outbox.put(pb.ExchangeMessage(start=pb.Start(round_id=request.round_id)))
         outbox.put(pb.ExchangeMessage(own_blinded=pb.Chunk(seq=0, points=own)))
         b_size = sum(s.size for s in response.sizes)
+        header = RoundHeader(
+            round_id=request.round_id, initiator="lab-a", responder="lab-b", mode="reveal",
+            kinds=("email",), initiator_sizes=(n,), responder_sizes=(b_size,),
+            policy_hash=request.policy_hash, initiator_commitment=request.input_commitment,
+            responder_commitment=response.input_commitment,
+        )  # fmt: skip
         mine = b""
 
         def requests():
@@ -168,22 +176,26 @@ def _planting_initiator(labs):
             for msg in stub.Exchange(requests(), timeout=30):
                 body = msg.WhichOneof("body")
                 if body == "own_blinded":
-                    mine += engine.reblind(msg.own_blinded.points)
-                    if len(mine) == b_size * POINT_BYTES:
+                    got["b_points"] += msg.own_blinded.points
+                    if len(got["b_points"]) == b_size * POINT_BYTES:
+                        mine = release_values(
+                            context(header), engine.reblind(got["b_points"]), POINT_BYTES
+                        )
+                        got["sent"] = release(mine, None)  # committed before any release
+                        digest = reblind_commitment(request.round_id, "initiator", got["sent"])
                         outbox.put(
                             pb.ExchangeMessage(
-                                reblind_commitment=pb.ReblindCommitment(
-                                    digest=reblind_commitment(request.round_id, "initiator", mine)
-                                )
+                                reblind_commitment=pb.ReblindCommitment(digest=digest)
                             )
                         )
                 elif body == "peer_reblinded":
-                    got["b_release"] = got["b_release"] + msg.peer_reblinded.points
-                    if len(got["b_release"]) == 10 * POINT_BYTES:
-                        pts = unpack(mine)
-                        theirs = unpack(got["b_release"])
-                        pts[0], pts[4], pts[7] = theirs[1], theirs[2], theirs[3]
-                        outbox.put(pb.ExchangeMessage(peer_reblinded=pb.Chunk(points=pack(pts))))
+                    got["b_release"] += msg.peer_reblinded.points
+                    if len(got["b_release"]) == n * RELEASE_BYTES:
+                        sent = release(mine, got["b_release"])
+                        outbox.put(pb.ExchangeMessage(peer_reblinded=pb.Chunk(points=sent)))
+                elif body == "receipt":
+                    got["receipt"] = parse_receipt(msg.receipt.signed_receipt)
+                    break
                 elif body == "abort":
                     got["abort"] = msg.abort.rule
                     break
@@ -191,8 +203,28 @@ def _planting_initiator(labs):
             pass
         finally:
             outbox.put(None)
-            engine.close()
     return request.round_id, got
+
+
+def _planting_initiator(labs):
+    """Blinds 10 values none of which lab-b holds, commits to its honest re-blinding,
+    then replaces three of its released values by copies of lab-b's release, at chosen
+    positions (so they no longer open its commitment)."""
+
+    def planted(mine: bytes, theirs: bytes | None) -> bytes:
+        if theirs is None:
+            return mine
+        pts = unpack(mine, RELEASE_BYTES)
+        copies = unpack(theirs, RELEASE_BYTES)
+        pts[0], pts[4], pts[7] = copies[1], copies[2], copies[3]
+        return pack(pts)
+
+    engine = Engine(psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes())
+    try:
+        own = engine.blind([secrets.token_bytes(32) for _ in range(10)])
+        return _hostile_round(labs, engine, own, planted)
+    finally:
+        engine.close()
 
 
 def test_planted_matches_from_a_hostile_initiator(labs):
@@ -208,6 +240,42 @@ def test_planted_matches_from_a_hostile_initiator(labs):
         "completed"
         in run_cli("round", labs.labs["lab-a"].dir, "--peer", "lab-b", "--kinds", "email").stdout
     )
+
+
+def test_a_release_replayed_from_an_earlier_round_of_the_epoch_plants_nothing(labs):
+    """Round 1: a hostile lab-a plays honestly up to lab-b's receipt and keeps lab-b's
+    release. Round 2, same epoch (lab-b's key for lab-a, and so lab-b's points, are the
+    same): it commits to, and releases, its honest values with one replaced by a value
+    of lab-b's round-1 release, at the position of an element of lab-b's it does not
+    hold. On v3, where releases were points, lab-b found that element matched; the
+    values of a round-bound release (protocol/release.py) match nothing in another
+    round, and lab-b's receipt counts no match."""
+    b = labs.labs["lab-b"]
+    after_min_interval()
+    engine = Engine(psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes())
+    try:
+        own = engine.blind([secrets.token_bytes(32) for _ in range(10)])
+        rid1, first = _hostile_round(labs, engine, own, lambda mine, theirs: mine)
+        assert first["receipt"]["intersection_sizes"] == {"email": 0}
+        after_min_interval()
+
+        def replayed(mine: bytes, theirs: bytes | None) -> bytes:
+            values = unpack(mine, RELEASE_BYTES)
+            values[0] = unpack(first["b_release"], RELEASE_BYTES)[0]
+            return pack(values)
+
+        rid2, second = _hostile_round(labs, engine, own, replayed)
+    finally:
+        engine.close()
+    # The same epoch: lab-b sent the same points (in a fresh order) and the same values.
+    assert set(unpack(first["b_points"])) == set(unpack(second["b_points"]))
+    assert second["receipt"]["intersection_sizes"] == {"email": 0}
+    for rid in (rid1, rid2):
+        row = next(r for r in rounds_json(b.dir) if r["round_id"] == rid)
+        assert row["status"] == "aborted"
+        out = run_cli("matches", b.dir, "--round", rid, "--format", "json").stdout
+        assert out.strip() == "[]"
+    audit_ok(b.dir)
 
 
 # -- attack 4: commitments bind nothing -> sealed records an auditor checks -----------------

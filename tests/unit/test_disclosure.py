@@ -34,7 +34,7 @@ class Relabelling(RoundSide):
     """Attack 2: commits to, and releases, its honest re-blinding in another order."""
 
     def _release_stream(self) -> bytes:
-        pts = unpack(super()._release_stream())
+        pts = unpack(super()._release_stream(), self.release_width)
         return pack(pts[1:] + pts[:1])
 
 

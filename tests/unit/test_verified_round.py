@@ -41,9 +41,11 @@ def sets(n: int = 40, shared: int = 8) -> tuple[list[bytes], list[bytes]]:
     return a, b
 
 
-def header(own_a, own_b, *, suite: str, verified: bool, mode: str = "reveal") -> RoundHeader:
+def header(
+    own_a, own_b, *, suite: str, verified: bool, mode: str = "reveal", round_id: str = "r-verified"
+) -> RoundHeader:
     return RoundHeader(
-        round_id="r-verified", initiator="lab-a", responder="lab-b", mode=mode,
+        round_id=round_id, initiator="lab-a", responder="lab-b", mode=mode,
         kinds=("email",), initiator_sizes=(len(own_a),), responder_sizes=(len(own_b),),
         policy_hash=b"p" * 32, initiator_commitment=b"a" * 32, responder_commitment=b"b" * 32,
         suite=suite, verified_matches=verified,
@@ -67,11 +69,14 @@ class Round:
         cache=None,
         keep=False,
         keys=None,
+        round_id="r-verified",
     ):
         s = SUITES[suite]
         keys = keys or {n: s.key_from_random(os.urandom(64)) for n in "ab"}
         self.engines = {"a": s.engine(keys["a"]), "b": engine_b or s.engine(keys["b"])}
-        self.header = header(own_a, own_b, suite=suite, verified=verified, mode=mode)
+        self.header = header(
+            own_a, own_b, suite=suite, verified=verified, mode=mode, round_id=round_id
+        )
         self.tamper_b = tamper_b
         self.sides: dict[str, RoundSide] = {}
         rng = random.Random(9)
