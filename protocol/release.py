@@ -14,8 +14,10 @@ round releases, instead of each point ``V``, the value
 and both sides match these. The header hash covers the round id and both sides'
 salted input commitments, so an honest side's context is new in every round;
 computing the value for a new context needs ``V`` itself, which the peer only
-ever sees hashed (and cannot compute: CDH). No role goes into the hash: the two
-sides must reach the same value for the same double-blinded point.
+ever sees hashed (and cannot compute: CDH) as long as the key never serves a round
+that releases points: epoch keys are per regime (``BOUND``, ``POINTS``;
+node/state/epochs.py). No role goes into the hash: the two sides must reach the same
+value for the same double-blinded point.
 
 Verified rounds release the points: the DLEQ proof of every stored match
 (protocol/verified.py) already refuses a value reused from another round. Count
@@ -37,9 +39,21 @@ RELEASE_DOMAIN = b"crossmatch/v4/release"
 RELEASE_BYTES = 16
 
 
+# Release regimes, which name epoch keys apart (node/state/epochs.py): a key that ever
+# released points must never serve a round-bound round, whose values the peer could
+# then compute from those points.
+BOUND = "bound"
+POINTS = "points"
+REGIMES = (BOUND, POINTS)
+
+
 def round_bound(header: RoundHeader) -> bool:
     """Whether this round releases hashed values instead of points."""
     return header.mode == "reveal" and not header.verified_matches
+
+
+def regime(header: RoundHeader) -> str:
+    return BOUND if round_bound(header) else POINTS
 
 
 def release_width(header: RoundHeader, point_width: int) -> int:

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from node.state.epochs import EpochKey, EpochStore, new_psi_key
+from protocol import release
 from protocol.errors import CrossmatchError
 from protocol.padding import SEED_BYTES
 from protocol.psi import PackedTable, TableSource
@@ -62,7 +63,7 @@ class RoundEpoch:
             return fresh
         try:
             with EpochStore.for_node(node_dir, days) as epochs:
-                key = epochs.current(peer_lab, now(), header.suite)
+                key = epochs.current(peer_lab, now(), header.suite, release.regime(header))
                 return cls(
                     header.round_id,
                     node_dir,

@@ -111,7 +111,8 @@ def test_padding_then_an_incremental_round_then_rotation(padded_pair, tmp_path, 
     assert "blinded 128 own elements (0 from the epoch cache)" in line, line
     assert "re-blinded 128 peer elements (0 from the cache)" in line, line
     keys_after = epoch_keys(b.dir)
-    assert set(keys_after) == {"lab-a"} and keys_after["lab-a"] != keys_before["lab-a"]
+    name = "lab-a/openmined-p256-v1/bound"  # node/state/epochs.py key_name
+    assert set(keys_after) == {name} and keys_after[name] != keys_before[name]
     assert shared_values(b.dir, fourth["round_id"]) == truth(emails_b, emails_a)
     audit_ok(a.dir)
     audit_ok(b.dir)

@@ -10,6 +10,7 @@ import json
 import secrets
 import struct
 from concurrent.futures import Future
+from dataclasses import replace
 
 import private_set_intersection.python as psi_lib
 import pytest
@@ -227,26 +228,66 @@ def test_any_malformed_record_is_an_input_error(data):
         Disclosure.from_bytes(data)
 
 
+def _meta(record: Disclosure) -> dict:
+    data = record.to_bytes()
+    start = len(b"crossmatch-disclosure/v3\n") + 4
+    (size,) = struct.unpack_from(">I", data, start - 4)
+    return json.loads(data[start : start + size])
+
+
+def _as_v2(record: Disclosure) -> bytes:
+    """The record as sealed by protocol v3 (format v2): the same layout, no release field."""
+    doc = _meta(record)
+    del doc["release"]
+    doc["format"] = "crossmatch-disclosure/v2"
+    meta = (json.dumps(doc, sort_keys=True) + "\n").encode()
+    return b"crossmatch-disclosure/v2\n" + struct.pack(">I", len(meta)) + meta + record.own
+
+
 def _as_v1(record: Disclosure) -> bytes:
     """The record as sealed before format v2: one JSON document, the set in base64."""
-    data = record.to_bytes()
-    start = len(b"crossmatch-disclosure/v2\n") + 4
-    (size,) = struct.unpack_from(">I", data, start - 4)
-    doc = json.loads(data[start : start + size])
-    del doc["own_bytes"]
+    doc = _meta(record)
+    del doc["own_bytes"], doc["release"]
     doc.update(format="crossmatch-disclosure/v1", own=base64.b64encode(record.own).decode())
     return (json.dumps(doc, sort_keys=True) + "\n").encode()
 
 
-def test_a_record_is_binary_and_records_of_format_v1_still_read_and_check():
-    records, logged, _ = play("reveal")
+def test_a_record_is_binary_and_records_of_formats_v1_and_v2_still_read_and_check():
+    # Count rounds released points under every protocol, so their old records still check.
+    records, logged, _ = play("count")
     record = records["initiator"]
     data = record.to_bytes()
-    assert data.startswith(b"crossmatch-disclosure/v2\n") and data.endswith(record.own)
+    assert data.startswith(b"crossmatch-disclosure/v3\n") and data.endswith(record.own)
     assert len(data) < len(_as_v1(record))  # no base64
-    old = {role: Disclosure.from_bytes(_as_v1(r)) for role, r in records.items()}
-    assert old == records
-    assert len(check_disclosure(old["initiator"], logged, old["responder"])) == 7
+    for encode, form in (
+        (_as_v1, "crossmatch-disclosure/v1"),
+        (_as_v2, "crossmatch-disclosure/v2"),
+    ):
+        old = {role: Disclosure.from_bytes(encode(r)) for role, r in records.items()}
+        assert {r: replace(d, form=record.form) for r, d in old.items()} == records
+        assert old["initiator"].form == form and old["initiator"].release_regime == "points"
+        assert len(check_disclosure(old["initiator"], logged, old["responder"])) == 7
+        with pytest.raises(ValueError):
+            old["initiator"].to_bytes()  # kept as sealed, never resealed
+
+
+def test_the_format_tells_how_a_reveal_round_released():
+    """A reveal round without verified matches released round-bound values under protocol
+    v4 (format v3), points before (formats v1, v2): each is checked as it was released."""
+    records, logged, _ = play("reveal")
+    assert records["initiator"].release_regime == "bound"
+    assert len(check_disclosure(records["initiator"], logged, records["responder"])) == 7
+    old = {role: Disclosure.from_bytes(_as_v2(r)) for role, r in records.items()}
+    with pytest.raises(VerificationError) as e:
+        check_disclosure(old["initiator"], logged, old["responder"])
+    assert e.value.rule == "disclosure-stream"  # these streams were never points
+    doc = _meta(records["initiator"])
+    doc["release"] = "points"  # a v3 record that contradicts its own header
+    meta = (json.dumps(doc, sort_keys=True) + "\n").encode()
+    bad = b"crossmatch-disclosure/v3\n" + struct.pack(">I", len(meta)) + meta
+    with pytest.raises(InputError) as err:
+        Disclosure.from_bytes(bad + records["initiator"].own)
+    assert err.value.rule == "disclosure-format"
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ cannot see it: B commits to a value it has had since the last round).
   (protocol/release.py): the replayed value matches nothing.
 - With verified matches the points are released, the replay makes a false match, and
   the DLEQ proof refuses it (``proof-invalid``) before anything is stored.
+- A key that released points never serves a round-bound round: the peer could compute
+  the round-bound values from those points (the two regimes' epoch keys are apart).
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
+from node.net.epoch_round import RoundEpoch
 from protocol import release
 from protocol.errors import ProtocolError
 from protocol.round import RoundSide
 from protocol.suites import SUITES
 from protocol.verified import ProofExchange
-from tests.unit.test_verified_round import Round, a_position, matched, sets
+from tests.unit.test_verified_round import Round, a_position, header, matched, sets
 
 
 def first_round(suite: str, verified: bool, keys: dict, own_a, own_b):
@@ -127,3 +131,49 @@ def test_the_release_context_is_new_in_every_round():
     assert release.release_values(ctx, bytes(32), 32) != release.release_values(
         release.context(Round(own_a, own_b, verified=False, round_id="x").header), bytes(32), 32
     )
+
+
+def test_a_key_never_serves_two_release_regimes(tmp_path):
+    """A verified round releases points (and our public key): the peer then holds k*P,
+    and could compute the round-bound value of P under the same key. So the two regimes
+    draw their epoch keys apart (node/state/epochs.py key_name)."""
+    own_a, own_b = sets(4, 1)
+    now = datetime(2026, 12, 2, 12, tzinfo=UTC)
+
+    def key_for(verified: bool, round_id: str) -> bytes:
+        h = header(own_a, own_b, suite="ristretto255-v1", verified=verified, round_id=round_id)
+        epoch = RoundEpoch.open(h, "lab-b", node_dir=tmp_path, days=7, now=lambda: now)
+        assert epoch.key is not None  # an epoch key, not a fresh one
+        return epoch.psi_key
+
+    proven, bound = key_for(True, "r1"), key_for(False, "r2")
+    assert proven != bound
+    assert key_for(True, "r3") == proven and key_for(False, "r4") == bound  # each kept
+
+
+def test_points_released_under_a_key_would_plant_in_a_bound_round_under_the_same_key():
+    """Why the regimes' keys are apart: were they one, B would hash a point A released in a
+    verified round with the new round's context and plant a match."""
+    suite = "ristretto255-v1"
+    own_a, own_b = sets(20, 4)
+    keys = {n: SUITES[suite].key_from_random(os.urandom(64)) for n in "ab"}
+    earlier, width, caches = first_round(suite, True, keys, own_a, own_b)
+    shared = set(own_a) & set(own_b)
+    j = next(i for i, y in enumerate(own_b) if y not in shared)
+    k = a_position(own_a, own_b, False)
+    point = earlier[j * width : (j + 1) * width]  # a*P_j, released as a point
+
+    class Planting(RoundSide):
+        def _release_stream(self) -> bytes:
+            stream = bytearray(super()._release_stream())
+            w = self.release_width
+            stream[k * w : (k + 1) * w] = release.release_values(self._release_ctx, point, 32)
+            return bytes(stream)
+
+    again = Round(own_a, own_b, suite=suite, verified=False, keys=keys, cache=caches,
+                  side_b=Planting, round_id="r2")  # fmt: skip
+    try:
+        oa, _ = again.run()
+        assert own_a[k] in matched(oa, own_a)  # the false match key separation prevents
+    finally:
+        again.close()
