@@ -137,9 +137,6 @@ def chunks(points: bytes) -> st.SearchStrategy[pb.Chunk]:
             st.just(b""),
             st.binary(max_size=200),
             st.integers(1, 200).map(lambda n: points[:33] * n),
-            # whole round-bound release values (protocol/release.py), 16 bytes each
-            st.integers(1, 200).map(lambda n: points[:16] * n),
-            st.integers(1, 16).flatmap(lambda n: st.binary(min_size=16 * n, max_size=16 * n)),
         ),
     )
 

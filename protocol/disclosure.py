@@ -20,8 +20,7 @@ key and the seed of its count-mode shuffle. The auditor recomputes, from that al
 and, given the other side's record of the same round too,
 
 5. its ``*_reblinded`` stream and commitment from the other side's blinded stream, in
-   the peer's order (reveal; as round-bound values without verified matches,
-   protocol/release.py) or in the order its recorded shuffle seed gives (count):
+   the peer's order (reveal) or in the order its recorded shuffle seed gives (count):
    relabelling fails here.
 
 Pure: records in, ``VerificationError`` (rules ``disclosure-*``) out. The record holds
@@ -37,7 +36,6 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from protocol import release
 from protocol.errors import InputError, VerificationError
 from protocol.padding import dummy_elements
 from protocol.psi import ELEMENT_BYTES, shuffle_packed_within_sections
@@ -53,14 +51,9 @@ from protocol.transcript import (
 
 # v2 keeps the set as raw bytes after a JSON header (v1 was one JSON document with the set
 # in base64: 4.3 MB to encode and parse per round at 100k). v1 records stay readable.
-# v3: the layout of v2, sealed by protocol v4, whose reveal rounds without verified
-# matches release round-bound values (protocol/release.py). A v1 or v2 record was sealed
-# by protocol v3 or earlier, which released points in every round: its streams are
-# checked as points.
-DISCLOSURE_FORMAT = "crossmatch-disclosure/v3"
-DISCLOSURE_FORMAT_V2 = "crossmatch-disclosure/v2"
+DISCLOSURE_FORMAT = "crossmatch-disclosure/v2"
 DISCLOSURE_FORMAT_V1 = "crossmatch-disclosure/v1"
-_MAGICS = {f: f.encode("ascii") + b"\n" for f in (DISCLOSURE_FORMAT, DISCLOSURE_FORMAT_V2)}
+_V2_MAGIC = DISCLOSURE_FORMAT.encode("ascii") + b"\n"
 SHUFFLE_DOMAIN = b"crossmatch/v2/count-shuffle"
 SEED_BYTES = 32
 
@@ -78,9 +71,9 @@ class SeededRandom:
         return hashlib.shake_256(block + struct.pack(">Q", self._calls)).digest(n)
 
 
-def _split_binary(data: bytes, form: str) -> tuple[dict, bytes]:
-    """(metadata, set) of a v2 or v3 record; ValueError unless the lengths add up exactly."""
-    at = len(_MAGICS[form])
+def _split_v2(data: bytes) -> tuple[dict, bytes]:
+    """(metadata, set) of a v2 record; ValueError unless the lengths add up exactly."""
+    at = len(_V2_MAGIC)
     if len(data) < at + 4:
         raise ValueError("the record ends inside its header")
     (size,) = struct.unpack_from(">I", data, at)
@@ -88,8 +81,8 @@ def _split_binary(data: bytes, form: str) -> tuple[dict, bytes]:
     if len(data) < at + size:
         raise ValueError("the record ends inside its metadata")
     doc = json.loads(data[at : at + size])
-    if not isinstance(doc, dict) or doc.get("format") != form:
-        raise ValueError(f"not a {form} document")
+    if not isinstance(doc, dict) or doc.get("format") != DISCLOSURE_FORMAT:
+        raise ValueError(f"not a {DISCLOSURE_FORMAT} document")
     own = data[at + size :]
     if doc["own_bytes"] != len(own):
         raise ValueError(f"the set is {len(own)} bytes, the metadata says {doc['own_bytes']}")
@@ -108,14 +101,6 @@ class Disclosure:
     own: bytes = field(repr=False)  # packed 32-byte elements in send order, dummies included
     dummies: dict[str, list[int]]  # positions in ``own`` of each kind's dummies, in order
     parts: TranscriptParts
-    form: str = DISCLOSURE_FORMAT  # the format it was sealed in, which tells the release
-
-    @property
-    def release_regime(self) -> str:
-        """How this side released its re-blinding: as the round's protocol did."""
-        if self.form == DISCLOSURE_FORMAT:
-            return release.regime(self.header)
-        return release.POINTS
 
     @property
     def peer_role(self) -> str:
@@ -124,19 +109,14 @@ class Disclosure:
     def to_bytes(self) -> bytes:
         """The sealed form, ``crossmatch-disclosure/v2`` (docs/adr/0013): the magic line,
         the metadata's length (u32, big-endian), the metadata as canonical JSON, then the
-        set's raw bytes (``own_bytes`` of them, the rest of the file). Format v3 has
-        the same layout, and is the only one written."""
-        if self.form != DISCLOSURE_FORMAT:
-            raise ValueError(f"a {self.form} record is kept as it was sealed, never resealed")
+        set's raw bytes (``own_bytes`` of them, the rest of the file)."""
         meta = (json.dumps(self._meta(), sort_keys=True) + "\n").encode("utf-8")
-        magic = _MAGICS[DISCLOSURE_FORMAT]
-        return b"".join((magic, struct.pack(">I", len(meta)), meta, self.own))
+        return b"".join((_V2_MAGIC, struct.pack(">I", len(meta)), meta, self.own))
 
     def _meta(self) -> dict:
         h = self.header
         return {
             "format": DISCLOSURE_FORMAT,
-            "release": self.release_regime,
             "role": self.role,
             "suite": self.suite,
             "header": {
@@ -167,29 +147,24 @@ class Disclosure:
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "disclosure") -> Disclosure:
-        """A sealed record of any format: v3 or v2 (binary), or v1 (one JSON document, the
-        set in base64), as sealed before and kept for the policy's retention."""
+        """A sealed record of either format: v2 (binary), or v1 (one JSON document, the
+        set in base64) as sealed before v2 and kept for the policy's retention."""
         try:
-            form = next((f for f, m in _MAGICS.items() if data.startswith(m)), None)
-            if form is not None:
-                doc, own = _split_binary(data, form)
+            if data.startswith(_V2_MAGIC):
+                doc, own = _split_v2(data)
             else:
                 doc = json.loads(data)
                 if not isinstance(doc, dict) or doc.get("format") != DISCLOSURE_FORMAT_V1:
-                    raise ValueError(f"not a {DISCLOSURE_FORMAT}, v2 or v1 document")
+                    raise ValueError(f"not a {DISCLOSURE_FORMAT} or v1 document")
                 own = base64.b64decode(doc["own"], validate=True)
-                form = DISCLOSURE_FORMAT_V1
-            record = cls._from_doc(doc, own, form)
-            if form == DISCLOSURE_FORMAT and doc.get("release") != record.release_regime:
-                raise ValueError("its release regime is not the one its header implies")
-            return record
+            return cls._from_doc(doc, own)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise InputError(
                 f"not a readable disclosure: {e}", where=where, rule=Rule.DISCLOSURE_FORMAT
             ) from e
 
     @classmethod
-    def _from_doc(cls, doc: dict, own: bytes, form: str) -> Disclosure:
+    def _from_doc(cls, doc: dict, own: bytes) -> Disclosure:
         h = doc["header"]
         header = RoundHeader(
             round_id=h["round_id"],
@@ -222,7 +197,6 @@ class Disclosure:
             own,
             {k: [int(i) for i in v] for k, v in doc["dummies"].items()},
             parts,
-            form,
         )
 
     def transcript_hash(self) -> bytes:
@@ -298,13 +272,15 @@ def check_disclosure(
     ]
     if peer is None:
         return held
+    # The other record's own checks first: a record that fails them is named, not the
+    # side it was handed in with.
+    held += check_disclosure(peer, logged)[1:]
     if peer.header != d.header or peer.role != d.peer_role or peer.parts != d.parts:
         raise _fail(
             d,
             "the two disclosures are not of the same round's two sides",
             Rule.DISCLOSURE_TRANSCRIPT,
         )
-    held += check_disclosure(peer, logged)[1:]
     peer_blinded = blinded_stream(peer)
     for side, other_blinded in ((d, peer_blinded), (peer, own_blinded)):
         with get_suite(side.suite).engine(side.psi_key, workers=1) as engine:
@@ -315,10 +291,6 @@ def check_disclosure(
                 side.header.sizes(side.peer_role),
                 SeededRandom(side.shuffle_seed),
                 get_suite(side.suite).point_bytes,
-            )
-        if side.release_regime == release.BOUND:
-            stream = release.release_values(
-                release.context(side.header), stream, get_suite(side.suite).point_bytes
             )
         _stream_check(side, f"{side.role}_reblinded", stream)
         if (

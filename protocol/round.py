@@ -9,10 +9,7 @@ Both sides run the same state machine (DESIGN.md, "The round"):
   (``reblind_commitment``, absorbed into the transcript) and wait for the peer's;
   only then send the stream (``peer_reblinded``). A peer therefore fixes its
   re-blinding of our points before it sees any of our re-blinding of its points,
-  and cannot copy our values into its stream to plant matches (ADR 0006); without
-  verified matches a reveal round releases round-bound hashes of the points, so values
-  from an earlier round of the epoch cannot be replayed either (protocol/release.py,
-  ADR 0016);
+  and cannot copy our values into its stream to plant matches (ADR 0006);
 - collect the peer's re-blinding of our own elements, check that it opens the
   peer's commitment (``reblind-commitment``) and holds no point twice
   (``duplicate-point``, as does the peer's own stream);
@@ -39,7 +36,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 
-from protocol import release, verified
+from protocol import verified
 from protocol.errors import CrossmatchError, ProtocolError
 from protocol.psi import (
     RandomSource,
@@ -96,10 +93,6 @@ class RoundSide(SendingWorkers):
         self.own_sizes = header.sizes(role)
         self.peer_sizes = header.sizes(self.peer_role)
         self._w = engine.point_bytes
-        # What we release and the peer returns: points, or round-bound values (release.py).
-        self._bound = release.round_bound(header)
-        self._rw = release.release_width(header, self._w)
-        self._release_ctx = release.context(header) if self._bound else b""
         # Verified matches keep what a proof is over: our points and what came back, the
         # peer's points and our re-blinding of them (VerifiedState, protocol/verified.py).
         self.verified = header.verified_matches and header.mode == "reveal"
@@ -127,15 +120,13 @@ class RoundSide(SendingWorkers):
         # Every stream of points lands in one buffer of its final size (announced, and
         # enforced as chunks arrive): no lists of chunks, no joined copies.
         self._peer_double = empty_buffer(peer, w)  # our re-blinding, in the peer's order
-        # Its release values, in the same order (round-bound rounds only; else the points).
-        self._own_release = empty_buffer(peer if self._bound else 0, self._rw)
         # The peer's points, and its re-blinding of ours (in our order).
         self._from_peer = PointStream(
             "own_blinded", peer, w, min_chunk=min_chunk, keep=self._keep or self.verified,
             overrun=f"peer sent more than the {peer} elements it announced",
         )  # fmt: skip
         self._returned = PointStream(
-            "peer_reblinded", own, self._rw, min_chunk=min_chunk, keep=True,
+            "peer_reblinded", own, w, min_chunk=min_chunk, keep=True,
             overrun=f"peer returned more than our {own} elements",
         )  # fmt: skip
         # Kept for the next cache, or for the proofs.
@@ -199,11 +190,6 @@ class RoundSide(SendingWorkers):
         return self._compute.work
 
     @property
-    def release_width(self) -> int:
-        """Bytes of one value of a release stream (ours and the peer's)."""
-        return self._rw
-
-    @property
     def peer_new(self) -> int:
         """Peer points so far that the epoch cache did not know (the churn of this round)."""
         return self._compute.peer_new
@@ -257,7 +243,6 @@ class RoundSide(SendingWorkers):
         self._returned.drop()
         self._from_peer.drop()
         self._peer_double = empty_buffer(0, self._w)
-        self._own_release = empty_buffer(0, self._rw)
         self._own_blinded = empty_buffer(0, self._w)
         self._own = []
         # The callbacks are the transport's bound methods: a reference cycle to break.
@@ -325,7 +310,7 @@ class RoundSide(SendingWorkers):
             self.peer_role,
             self._returned.buffer,
             self._peer_commitment,
-            self._rw,
+            self._w,
         )
         self._own_double_done.set()
 
@@ -358,10 +343,9 @@ class RoundSide(SendingWorkers):
             self.header,
             self.role,
             self._returned.buffer,
-            self._own_release if self._bound else self._peer_double,
-            self._rw,
+            self._peer_double,
+            self._w,
         )
-        self._own_release = empty_buffer(0, self._rw)
         if not self.verified:  # no longer needed (a cache or a proof would need them)
             if not self._keep:
                 self._peer_double = empty_buffer(0, self._w)

@@ -17,7 +17,6 @@ from concurrent.futures import CancelledError
 
 import numpy as np
 
-from protocol import release
 from protocol.errors import CrossmatchError, ProtocolError
 from protocol.psi import RandomSource, has_duplicates, shuffle_packed_within_sections
 from protocol.round_work import CachedWork, Chunk
@@ -41,10 +40,6 @@ class SendingWorkers:
     _own_blinded_count: int
     _peer_double: np.ndarray
     _peer_double_count: int
-    _bound: bool  # round-bound release values (protocol/release.py) instead of points
-    _rw: int  # the width of a released value
-    _release_ctx: bytes
-    _own_release: np.ndarray
     _compute: CachedWork
     _send: Send
     _chunk: int
@@ -113,12 +108,7 @@ class SendingWorkers:
             packed = chunk.result()
             at = self._peer_double_count * self._w
             self._peer_double[at : at + len(packed)] = np.frombuffer(packed, np.uint8)
-            n = len(packed) // self._w
-            if self._bound:  # hashed as the chunks come, while the peer is still sending
-                values = release.release_values(self._release_ctx, packed, self._w)
-                at = self._peer_double_count * self._rw
-                self._own_release[at : at + len(values)] = np.frombuffer(values, np.uint8)
-            self._peer_double_count += n
+            self._peer_double_count += len(packed) // self._w
         if self._failed.is_set():
             return
         # Re-blinding is a bijection, so a repeated value means a repeated peer point: with
@@ -132,7 +122,7 @@ class SendingWorkers:
         self._peer_committed.wait()  # set by the peer's commitment, or by a failure
         if self._failed.is_set():
             return
-        step = self._chunk * self._rw
+        step = self._chunk * self._w
         for seq, start in enumerate(range(0, len(stream), step)):
             packed = bytes(stream[start : start + step])
             self.transcript.absorb(f"{self.role}_reblinded", packed)
@@ -141,12 +131,9 @@ class SendingWorkers:
 
     def _release_stream(self) -> bytes:
         """Our re-blinding of the peer's points as we will release it: in the peer's order
-        (reveal; as round-bound values without verified matches), or shuffled within each
-        kind's section so positions tell nothing (count)."""
+        (reveal), or shuffled within each kind's section so positions tell nothing (count)."""
         if self.header.mode == "count":
             return shuffle_packed_within_sections(
                 self._peer_double, self.peer_sizes, self._rng, self._w
             )
-        if self._bound:
-            return self._own_release.tobytes()
         return self._peer_double.tobytes()

@@ -90,7 +90,9 @@ class NodeConfig:
     workers: int = 2
     round_timeout: float = 3600.0
     pad_to: str | int = "off"  # [round] pad_to: "off", "pow2" or a bucket size (padding.py)
-    epoch_days: float = 7.0  # [round] epoch_days: life of a per-peer PSI key; 0: fresh per round
+    # [round] epoch_days: life of a per-peer PSI key (verified reveal rounds only, ADR
+    # 0016); 0: fresh per round
+    epoch_days: float = 7.0
     peers: list[PeerConfig] = field(default_factory=list)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     metrics_listen: str | None = None  # [metrics] listen = "127.0.0.1:9464"; None: off

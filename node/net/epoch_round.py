@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 
 from node.state.epochs import EpochKey, EpochStore, new_psi_key
-from protocol import release
 from protocol.errors import CrossmatchError
 from protocol.padding import SEED_BYTES
 from protocol.psi import PackedTable, TableSource
@@ -47,10 +46,17 @@ class RoundEpoch:
         days: float,
         now: Callable[[], datetime],
     ) -> RoundEpoch:
-        """Reveal rounds use this peer's epoch key and its cache. Count rounds use a
-        fresh key and no cache: a peer that could link our elements across rounds
-        could find out, round after round, which of them match, which is exactly
-        what count mode hides (docs/threat-model.md). So does ``epoch_days = 0``."""
+        """Reveal rounds with verified matches use this peer's epoch key and its cache.
+        Every other round uses a fresh key and no cache (so does ``epoch_days = 0``):
+
+        - count rounds: a peer that could link our elements across rounds could find
+          out, round after round, which of them match, which is exactly what count
+          mode hides (docs/threat-model.md);
+        - reveal rounds without verified matches: under a key kept across rounds a
+          peer can compute our re-blinding of points it crafts (from a match of an
+          earlier round, ``a*H(y)``, it knows ``a*(r*H(y))`` for any r) or reuse what
+          we released before, and plant matches nothing in the round can refuse; only
+          a DLEQ proof of every stored match does (ADR 0016)."""
         fresh = cls(
             header.round_id,
             node_dir,
@@ -59,11 +65,11 @@ class RoundEpoch:
             new_psi_key(header.suite),
             secrets.token_bytes(SEED_BYTES),
         )
-        if header.mode != "reveal" or days <= 0:
+        if header.mode != "reveal" or not header.verified_matches or days <= 0:
             return fresh
         try:
             with EpochStore.for_node(node_dir, days) as epochs:
-                key = epochs.current(peer_lab, now(), header.suite, release.regime(header))
+                key = epochs.current(peer_lab, now(), header.suite)
                 return cls(
                     header.round_id,
                     node_dir,

@@ -281,15 +281,11 @@ def _receive(
     round's error when the stream ends before that."""
     h = session.header
     total = sum(h.responder_sizes) + sum(h.initiator_sizes)
-    widths = {
-        "own_blinded": session.engine.point_bytes,
-        "peer_reblinded": session.side.release_width,
-    }
+    width = session.engine.point_bytes
     received = 0
     for msg in responses:
         watchdog.seen()
-        body = msg.WhichOneof("body")
-        points = wire.points_in(msg) // widths.get(body, 1) if progress is not None else 0
+        points = wire.points_in(msg) // width if progress is not None else 0
         if points and progress is not None:
             received += points
             progress(min(received, total), total)

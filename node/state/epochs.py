@@ -55,7 +55,6 @@ from protocol.epoch_cache import append_as_part
 from protocol.errors import ConfigError
 from protocol.padding import SEED_BYTES
 from protocol.psi import KEY_BYTES, PackedTable, TableSource
-from protocol.release import BOUND, REGIMES
 from protocol.round import CacheUpdate, RoundCache
 from protocol.suites import DEFAULT_SUITE, get_suite
 from protocol.tables import LayeredTable, joined_tables
@@ -63,15 +62,12 @@ from protocol.tables import LayeredTable, joined_tables
 log = logging.getLogger("crossmatch.epochs")
 
 CACHE_FILE = "cache.db"
-# 2: epoch_verified, 3: epoch_churn, 4: epoch_cache_parts (older files are upgraded in
-# place), 5: keys named by release regime too; every older key is dropped (ADR 0016)
-SCHEMA_VERSION = 5
+# 2: epoch_verified, 3: epoch_churn, 4: epoch_cache_parts (older files are upgraded in place)
+SCHEMA_VERSION = 4
 DEFAULT_EPOCH_DAYS = 7.0
 # A key created this far in the node clock's future means the clock went back: rotate.
 CLOCK_SLACK = timedelta(hours=1)
 CACHE_NAMES = ("own", "peer")
-# Every table of key material, dependants first (secure_delete overwrites what goes).
-_KEY_TABLES = ("epoch_cache_parts", "epoch_caches", "epoch_verified", "epoch_churn", "epoch_keys")
 
 _SCHEMA = (
     """CREATE TABLE epoch_keys (
@@ -118,15 +114,10 @@ def new_psi_key(suite: str = DEFAULT_SUITE) -> bytes:
     return s.key_from_random(secrets.token_bytes(s.random_bytes))
 
 
-def key_name(peer: str, suite: str, regime: str) -> str:
-    """The ``peer`` column of a key: ``lab/suite/regime`` (a lab id has no '/').
-
-    One key never serves two release regimes (protocol/release.py): a round that
-    releases points (verified matches) hands the peer ``k*P``, and with it the
-    round-bound value of ``P`` in any later round under the same key."""
-    if regime not in REGIMES:
-        raise ValueError(f"unknown release regime {regime!r}")
-    return f"{peer}/{suite}/{regime}"
+def key_name(peer: str, suite: str) -> str:
+    """The ``peer`` column of a key: the lab for the original suite (so keys made before
+    suites existed stay valid), ``lab/suite`` for any other (a lab id has no '/')."""
+    return peer if suite == DEFAULT_SUITE else f"{peer}/{suite}"
 
 
 def _us(t: datetime) -> int:
@@ -173,16 +164,14 @@ class EpochStore(Database):
 
     # -- keys --------------------------------------------------------------------------
 
-    def current(
-        self, peer: str, now: datetime, suite: str = DEFAULT_SUITE, regime: str = BOUND
-    ) -> EpochKey:
-        """This epoch's key of ``suite`` and release ``regime`` for ``peer``: the stored
-        one while it is valid, else a new one. Keys of different suites or regimes never
-        mix (nor do their caches).
+    def current(self, peer: str, now: datetime, suite: str = DEFAULT_SUITE) -> EpochKey:
+        """This epoch's key of ``suite`` for ``peer``: the stored one while it is valid,
+        else a new one. Keys of different suites never mix (nor do their caches, whose
+        points differ in size).
 
         Every expired key (of any peer) is deleted first, with its caches.
         """
-        name = key_name(peer, suite, regime)
+        name = key_name(peer, suite)
         with self.transaction() as db:
             purged = self._purge(db, now)
             row = db.execute(
@@ -230,7 +219,7 @@ class EpochStore(Database):
         """Delete ``peer``'s keys (of every suite) and caches now (a peer removed, or an
         early rotation)."""
         with self.transaction() as db:
-            prefix = f"{peer}/"  # every suite's and regime's (key_name)
+            prefix = f"{peer}/"  # the keys of other suites (key_name)
             gone = (
                 db.execute(
                     "DELETE FROM epoch_keys WHERE peer = ? OR substr(peer, 1, ?) = ?",
@@ -440,7 +429,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 def _prepare_schema(db: sqlite3.Connection, path: Path) -> None:
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version in (0, 1, 2, 3, 4):
+    if version in (0, 1, 2, 3):
         db.execute("BEGIN IMMEDIATE")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         parts = (_PARTS_TABLE, _PARTS_INDEX)
@@ -449,15 +438,9 @@ def _prepare_schema(db: sqlite3.Connection, path: Path) -> None:
             1: (_VERIFIED, _CHURN_TABLE, *parts),
             2: (_CHURN_TABLE, *parts),
             3: parts,
-            4: (),
         }.get(version, ())
         for statement in upgrade:  # another process may have upgraded meanwhile: ()
             db.execute(statement)
-        if version < SCHEMA_VERSION:
-            # Keys of protocol v3 released points in every reveal round: the peer holds
-            # k*P for them, so none may serve a round-bound round (ADR 0016).
-            for table in _KEY_TABLES:
-                db.execute(f"DELETE FROM {table}")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     elif version != SCHEMA_VERSION:

@@ -1,5 +1,6 @@
 """Epoch keys, incremental rounds and size padding between two real nodes (separate processes,
-real gRPC and mutual TLS, real files)."""
+real gRPC and mutual TLS, real files). On ristretto255-v1 with verified matches: only such
+rounds keep a key across rounds (ADR 0016)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import stat
 
 import pytest
 
-from node.demo.sandbox import Sandbox, run_cli
+from node.demo.sandbox import Sandbox, run_cli, sandbox_policy
 from node.runtime import CLOCK_OFFSET_ENV
 from node.state.epochs import CACHE_FILE
 from protocol.fingerprints import normalize
@@ -25,7 +26,8 @@ def padded_pair(tmp_path_factory):
     """lab-a and lab-b, both padding to multiples of 64, with 120 and 80 emails."""
     root = tmp_path_factory.mktemp("incremental")
     sandbox = Sandbox(root / "consortium")
-    sandbox.create(["lab-a", "lab-b"])
+    policy = sandbox_policy(suite="ristretto255-v1", verified_matches=True)
+    sandbox.create(["lab-a", "lab-b"], policy=policy)
     data = root / "data"
     data.mkdir()
     for lab, values in (("lab-a", EMAILS_A), ("lab-b", EMAILS_B)):
@@ -111,7 +113,7 @@ def test_padding_then_an_incremental_round_then_rotation(padded_pair, tmp_path, 
     assert "blinded 128 own elements (0 from the epoch cache)" in line, line
     assert "re-blinded 128 peer elements (0 from the cache)" in line, line
     keys_after = epoch_keys(b.dir)
-    name = "lab-a/openmined-p256-v1/bound"  # node/state/epochs.py key_name
+    name = "lab-a/ristretto255-v1"  # node/state/epochs.py key_name
     assert set(keys_after) == {name} and keys_after[name] != keys_before[name]
     assert shared_values(b.dir, fourth["round_id"]) == truth(emails_b, emails_a)
     audit_ok(a.dir)

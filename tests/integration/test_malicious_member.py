@@ -28,8 +28,7 @@ from protocol import PROTOCOL_VERSION
 from protocol.disclosure import Disclosure
 from protocol.psi import POINT_BYTES, Engine, pack, unpack
 from protocol.receipts import parse_receipt
-from protocol.release import RELEASE_BYTES, context, release_values
-from protocol.transcript import RoundHeader, reblind_commitment
+from protocol.transcript import reblind_commitment
 from protocol.wire.crossmatch.v1 import crossmatch_pb2 as pb
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 from tests.integration.conftest import after_min_interval, audit_ok, import_values, rounds_json
@@ -132,9 +131,8 @@ def test_revoked_responder_receives_our_set(labs, tmp_path, presents):
 def _hostile_round(labs, engine, own: bytes, release, *, n: int = 10):
     """One round as a hostile lab-a, its own client with lab-a's credentials: sends
     ``own`` (n points blinded with ``engine``), re-blinds lab-b's points honestly and
-    commits to the release ``release(mine, theirs)`` makes of its honest values (the
-    round-bound values a P-256 reveal round releases, protocol/release.py) and lab-b's
-    release; sends it once lab-b's release is in, and stops at lab-b's receipt."""
+    commits to the release ``release(mine, theirs)`` makes of its honest values and
+    lab-b's release; sends it once lab-b's release is in, and stops at lab-b's receipt."""
     a, b = labs.labs["lab-a"], labs.labs["lab-b"]
     p = NodePaths(a.dir)
     creds = pki.channel_credentials(
@@ -160,12 +158,6 @@ def _hostile_round(labs, engine, own: bytes, release, *, n: int = 10):
         outbox.put(pb.ExchangeMessage(start=pb.Start(round_id=request.round_id)))
         outbox.put(pb.ExchangeMessage(own_blinded=pb.Chunk(seq=0, points=own)))
         b_size = sum(s.size for s in response.sizes)
-        header = RoundHeader(
-            round_id=request.round_id, initiator="lab-a", responder="lab-b", mode="reveal",
-            kinds=("email",), initiator_sizes=(n,), responder_sizes=(b_size,),
-            policy_hash=request.policy_hash, initiator_commitment=request.input_commitment,
-            responder_commitment=response.input_commitment,
-        )  # fmt: skip
         mine = b""
 
         def requests():
@@ -178,9 +170,7 @@ def _hostile_round(labs, engine, own: bytes, release, *, n: int = 10):
                 if body == "own_blinded":
                     got["b_points"] += msg.own_blinded.points
                     if len(got["b_points"]) == b_size * POINT_BYTES:
-                        mine = release_values(
-                            context(header), engine.reblind(got["b_points"]), POINT_BYTES
-                        )
+                        mine = engine.reblind(got["b_points"])
                         got["sent"] = release(mine, None)  # committed before any release
                         digest = reblind_commitment(request.round_id, "initiator", got["sent"])
                         outbox.put(
@@ -190,7 +180,7 @@ def _hostile_round(labs, engine, own: bytes, release, *, n: int = 10):
                         )
                 elif body == "peer_reblinded":
                     got["b_release"] += msg.peer_reblinded.points
-                    if len(got["b_release"]) == n * RELEASE_BYTES:
+                    if len(got["b_release"]) == n * POINT_BYTES:
                         sent = release(mine, got["b_release"])
                         outbox.put(pb.ExchangeMessage(peer_reblinded=pb.Chunk(points=sent)))
                 elif body == "receipt":
@@ -214,8 +204,8 @@ def _planting_initiator(labs):
     def planted(mine: bytes, theirs: bytes | None) -> bytes:
         if theirs is None:
             return mine
-        pts = unpack(mine, RELEASE_BYTES)
-        copies = unpack(theirs, RELEASE_BYTES)
+        pts = unpack(mine)
+        copies = unpack(theirs)
         pts[0], pts[4], pts[7] = copies[1], copies[2], copies[3]
         return pack(pts)
 
@@ -242,14 +232,14 @@ def test_planted_matches_from_a_hostile_initiator(labs):
     )
 
 
-def test_a_release_replayed_from_an_earlier_round_of_the_epoch_plants_nothing(labs):
+def test_a_release_replayed_from_an_earlier_round_plants_nothing(labs):
     """Round 1: a hostile lab-a plays honestly up to lab-b's receipt and keeps lab-b's
-    release. Round 2, same epoch (lab-b's key for lab-a, and so lab-b's points, are the
-    same): it commits to, and releases, its honest values with one replaced by a value
-    of lab-b's round-1 release, at the position of an element of lab-b's it does not
-    hold. On v3, where releases were points, lab-b found that element matched; the
-    values of a round-bound release (protocol/release.py) match nothing in another
-    round, and lab-b's receipt counts no match."""
+    release. Round 2: it commits to, and releases, its honest values with one replaced by
+    a value of lab-b's round-1 release, at the position of an element of lab-b's it does
+    not hold. Under a key kept across rounds lab-b would find that element matched
+    (tests/unit/test_epoch_replay.py); a round without verified matches draws a fresh
+    key every round (ADR 0016), so the value matches nothing and lab-b's receipt counts
+    no match."""
     b = labs.labs["lab-b"]
     after_min_interval()
     engine = Engine(psi_lib.client.CreateWithNewKey(True).GetPrivateKeyBytes())
@@ -260,15 +250,15 @@ def test_a_release_replayed_from_an_earlier_round_of_the_epoch_plants_nothing(la
         after_min_interval()
 
         def replayed(mine: bytes, theirs: bytes | None) -> bytes:
-            values = unpack(mine, RELEASE_BYTES)
-            values[0] = unpack(first["b_release"], RELEASE_BYTES)[0]
+            values = unpack(mine)
+            values[0] = unpack(first["b_release"])[0]
             return pack(values)
 
         rid2, second = _hostile_round(labs, engine, own, replayed)
     finally:
         engine.close()
-    # The same epoch: lab-b sent the same points (in a fresh order) and the same values.
-    assert set(unpack(first["b_points"])) == set(unpack(second["b_points"]))
+    # A fresh key: none of lab-b's points of round 1 comes back in round 2.
+    assert not set(unpack(first["b_points"])) & set(unpack(second["b_points"]))
     assert second["receipt"]["intersection_sizes"] == {"email": 0}
     for rid in (rid1, rid2):
         row = next(r for r in rounds_json(b.dir) if r["round_id"] == rid)

@@ -241,38 +241,23 @@ def test_a_damaged_part_drops_that_cache_not_the_round(store, tmp_path):
     assert parts(tmp_path / CACHE_FILE) == 0 and stored_keys(store, key) == set(live)
 
 
-@pytest.mark.parametrize("version", [3, 4])
-def test_an_older_file_is_upgraded_and_its_keys_dropped(tmp_path, version):
-    """Keys of files before schema 5 served protocol v3, whose reveal rounds released
-    points: a peer holds k*P for them, so none may serve again (ADR 0016)."""
+def test_a_version_3_file_gains_parts_and_keeps_its_caches(tmp_path):
     path = tmp_path / CACHE_FILE
     live = [key_of(i) for i in range(20)]
     with EpochStore(path, epoch=WEEK) as s:
         key = s.current("lab-b", T0)
         s.save(key, update(live, None, 0), T0)
-        s.add_churn(key, 5)
     db = sqlite3.connect(path)
-    if version == 3:
-        db.execute("DROP TABLE epoch_cache_parts")
-    db.execute(f"PRAGMA user_version = {version}")
+    db.execute("DROP TABLE epoch_cache_parts")
+    db.execute("PRAGMA user_version = 3")
     db.commit()
     db.close()
     with EpochStore(path, epoch=WEEK) as s:
-        assert s.current("lab-b", T0).key_id != key.key_id  # a new key, nothing cached
-        new = s.current("lab-b", T0)
-        assert s.load(new).own is None and s.churn(new) == 0
-        s.save(new, update(live, None, 0), T0)
-        s.save(new, update(live + [key_of(0, b"n")], [key_of(0, b"n")], known=20), T0)
+        assert stored_keys(s, key) == set(live)
+        s.save(key, update(live + [key_of(0, b"n")], [key_of(0, b"n")], known=20), T0)
         assert parts(path) == 1
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
-    for table in ("epoch_caches", "epoch_churn", "epoch_verified"):
-        assert (
-            db.execute(f"SELECT count(*) FROM {table} WHERE key_id = ?", (key.key_id,)).fetchone()[
-                0
-            ]
-            == 0
-        )
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     db.close()
 
 

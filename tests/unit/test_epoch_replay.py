@@ -1,18 +1,18 @@
-"""A hostile peer replays, in a later round of one epoch, a value we released earlier.
+"""Why only verified rounds keep a key across rounds (ADR 0016).
 
-With an epoch key our re-blinding of the peer's points is the same in every round of
-the epoch, so what we released in one round the peer holds before the next one starts,
-before any commitment. Here the hostile responder B puts our earlier release value of
-one of its elements we do not hold at the position of one of our elements it does not
-hold: released as points, we would find a match that does not exist (commit-before-release
-cannot see it: B commits to a value it has had since the last round).
+Under a key kept for an epoch, our re-blinding ``a*P`` of a peer point is the same in
+every round, and a peer learns ``a*H(y)`` for every element y it shares with us (it
+finds our point among the matches). A hostile responder B can then plant, in a later
+round, a match at the position of an element of ours it does not hold, committing to
+the value before we release anything:
 
-- Without verified matches a reveal round releases round-bound values
-  (protocol/release.py): the replayed value matches nothing.
-- With verified matches the points are released, the replay makes a false match, and
-  the DLEQ proof refuses it (``proof-invalid``) before anything is stored.
-- A key that released points never serves a round-bound round: the peer could compute
-  the round-bound values from those points (the two regimes' epoch keys are apart).
+- **replay**: the value we released for one of its points in the earlier round;
+- **crafted point**: it sends ``r*P_y`` (``P_y`` its own point of a shared y) and
+  returns ``r*(b*X_y)``, which is our ``a*(r*P_y)``, for any r it likes.
+
+Commit-before-release cannot see either. The DLEQ proof of every stored match refuses
+both; a round without verified matches therefore draws a fresh key every round, and
+neither attack has anything to work with.
 """
 
 from __future__ import annotations
@@ -25,17 +25,21 @@ from datetime import UTC, datetime
 import pytest
 
 from node.net.epoch_round import RoundEpoch
-from protocol import release
 from protocol.errors import ProtocolError
+from protocol.psi import rows
 from protocol.round import RoundSide
 from protocol.suites import SUITES
+from protocol.suites import ristretto255 as r255
 from protocol.verified import ProofExchange
 from tests.unit.test_verified_round import Round, a_position, header, matched, sets
 
+SUITE = "ristretto255-v1"
 
-def first_round(suite: str, verified: bool, keys: dict, own_a, own_b):
-    """An honest round of the epoch; B records what A released (in B's order)."""
-    r = Round(own_a, own_b, suite=suite, verified=verified, keep=True, keys=keys, round_id="r1")
+
+def first_round(verified: bool, keys: dict, own_a, own_b):
+    """An honest round under ``keys``; what B saw: A's release (in B's order) and B's own
+    re-blinding of A's points (in A's order), with the caches for the next round."""
+    r = Round(own_a, own_b, suite=SUITE, verified=verified, keep=True, keys=keys, round_id="r1")
     seen: list[bytes] = []
     on_release = r.sides["b"].on_peer_reblinded
 
@@ -48,132 +52,113 @@ def first_round(suite: str, verified: bool, keys: dict, own_a, own_b):
         r.run()
         if verified:
             r.prove()
+        b_double = r.sides["b"]._peer_double.tobytes()
         caches = {n: s.next_cache().tables() for n, s in r.sides.items()}
-        return b"".join(seen), r.sides["a"].release_width, caches
+        return b"".join(seen), b_double, caches
     finally:
         r.close()
 
 
-def replaying(earlier: bytes, j: int, k: int):
-    """A responder that releases, at A's position ``k``, the value A released for B's
-    position ``j`` in the earlier round (B commits to it: nothing else is bent)."""
+def bending(k: int, value: bytes):
+    """A responder that commits to, and releases, ``value`` at A's position ``k``."""
 
-    class Replaying(RoundSide):
+    class Bent(RoundSide):
         def _release_stream(self) -> bytes:
             stream = bytearray(super()._release_stream())
-            w = self.release_width
-            stream[k * w : (k + 1) * w] = earlier[j * w : (j + 1) * w]
+            stream[k * 32 : (k + 1) * 32] = value
             return bytes(stream)
 
-    return Replaying
+    return Bent
 
 
-def setup(suite: str, verified: bool):
+def replay(verified: bool):
+    """Round 2 under round 1's keys: B releases, at A's position k (an element B does not
+    hold), what A released in round 1 for B's point j (an element A does not hold)."""
     own_a, own_b = sets(20, 4)
-    keys = {n: SUITES[suite].key_from_random(os.urandom(64)) for n in "ab"}
-    earlier, width, caches = first_round(suite, verified, keys, own_a, own_b)
+    keys = {n: SUITES[SUITE].key_from_random(os.urandom(64)) for n in "ab"}
+    a_release, _, caches = first_round(verified, keys, own_a, own_b)
     shared = set(own_a) & set(own_b)
-    j = next(i for i, y in enumerate(own_b) if y not in shared)  # A released H(y)^ab here
-    k = a_position(own_a, own_b, False)  # an element of A's that B does not hold
-    again = Round(own_a, own_b, suite=suite, verified=verified, keys=keys, cache=caches,
-                  side_b=replaying(earlier, j, k), round_id="r2")  # fmt: skip
-    return again, own_a, own_b, k, width
+    j = next(i for i, y in enumerate(own_b) if y not in shared)
+    k = a_position(own_a, own_b, False)
+    again = Round(own_a, own_b, suite=SUITE, verified=verified, keys=keys, cache=caches,
+                  side_b=bending(k, a_release[j * 32 : (j + 1) * 32]), round_id="r2")  # fmt: skip
+    return again, own_a, k
 
 
-@pytest.mark.parametrize("suite", ["openmined-p256-v1", "ristretto255-v1"])
-def test_a_value_released_in_an_earlier_round_plants_no_match(suite):
-    again, own_a, own_b, k, width = setup(suite, verified=False)
+def crafted(verified: bool):
+    """Round 2 under round 1's keys: B puts r*P_y in place of its point of a non-shared
+    element and releases r*(b*X_y) at A's position k."""
+    own_a, own_b = sets(20, 4)
+    keys = {n: SUITES[SUITE].key_from_random(os.urandom(64)) for n in "ab"}
+    _, b_double, caches = first_round(verified, keys, own_a, own_b)
+    shared = set(own_a) & set(own_b)
+    y = next(iter(sorted(shared)))
+    m, z = own_a.index(y), next(i for i, v in enumerate(own_b) if v not in shared)
+    k = a_position(own_a, own_b, False)
+    r = r255.scalar_bytes(random.Random(3).randrange(1, r255.ORDER))
+    with SUITES[SUITE].engine(keys["b"], workers=1) as engine:
+        p_y = engine.blind([y])
+    sent = {"points": 0}
+
+    def substitute(kind: str, payload: bytes) -> bytes:
+        if kind != "own_blinded":
+            return payload
+        start, sent["points"] = sent["points"], sent["points"] + len(payload) // 32
+        if start <= z < sent["points"]:
+            at = (z - start) * 32
+            payload = payload[:at] + r255.multiply(r, p_y) + payload[at + 32 :]
+        return payload
+
+    value = r255.multiply(r, rows(b_double, 32)[m].tobytes())  # = a*(r*P_y)
+    again = Round(own_a, own_b, suite=SUITE, verified=verified, keys=keys, cache=caches,
+                  side_b=bending(k, value), tamper_b=substitute, round_id="r2")  # fmt: skip
+    return again, own_a, k
+
+
+@pytest.mark.parametrize("attack", [replay, crafted], ids=["replay", "crafted-point"])
+def test_under_a_kept_key_a_peer_plants_a_match_the_round_cannot_refuse(attack):
+    again, own_a, k = attack(verified=False)
     try:
-        assert width == release.RELEASE_BYTES  # what A released: round-bound values
         oa, _ = again.run()
-        assert own_a[k] not in matched(oa, own_a)
-        assert matched(oa, own_a) == set(own_a) & set(own_b)
-        assert again.sides["a"].work.blinded == 0  # the epoch cache served this round
+        assert own_a[k] in matched(oa, own_a)  # a match for an element B does not hold
     finally:
         again.close()
 
 
-def test_a_point_released_in_an_earlier_round_is_caught_by_the_proof():
-    again, own_a, _, k, width = setup("ristretto255-v1", verified=True)
+@pytest.mark.parametrize("attack", [replay, crafted], ids=["replay", "crafted-point"])
+def test_under_a_kept_key_the_proof_refuses_the_planted_match(attack):
+    again, own_a, k = attack(verified=True)
     try:
-        assert width == 32  # verified rounds release the points themselves
         oa, ob = again.run()
-        assert own_a[k] in matched(oa, own_a)  # the replay would be a false match...
+        assert own_a[k] in matched(oa, own_a)  # a false match until the proof...
         a, b = again.sides["a"], again.sides["b"]
         pa = ProofExchange(again.engines["a"], "initiator", "responder", random.Random(1))
         pb = ProofExchange(again.engines["b"], "responder", "initiator", random.Random(2))
         ma, mb = a.proof_material(), b.proof_material()
         request = pa.our_request(ma, a.peer_public_key, oa.transcript_hash)
-        # B's honest prover refuses to prove more matches than it found; a hostile one
-        # proves whatever A asks, over the values it computed.
-        with pytest.raises(ProtocolError) as refused:
-            pb.answer_peer(mb, request, ob.transcript_hash)
-        assert refused.value.rule == "proof-request"
-        hostile = ProofExchange(again.engines["b"], "responder", "initiator", random.Random(2))
-        proof = hostile.answer_peer(replace(mb, found=len(own_a)), request, ob.transcript_hash)
+        # B's honest prover would refuse to prove more than it found; a hostile one
+        # proves whatever it is asked, over the values it computed.
+        hostile = replace(mb, found=len(own_a))
+        proof = pb.answer_peer(hostile, request, ob.transcript_hash)
         with pytest.raises(ProtocolError) as e:
             pa.check_peer(ma, a.peer_public_key, proof, oa.transcript_hash)
-        assert e.value.rule == "proof-invalid"  # ...that the proof refuses
+        assert e.value.rule == "proof-invalid"  # ...refuses it
     finally:
         again.close()
 
 
-def test_the_release_context_is_new_in_every_round():
-    own_a, own_b = sets(4, 1)
-    base = Round(own_a, own_b, verified=False).header
-    ctx = release.context(base)
-    for other in (
-        Round(own_a, own_b, verified=False, round_id="r-other").header,
-        type(base)(**{**base.__dict__, "initiator_commitment": b"c" * 32}),
-        type(base)(**{**base.__dict__, "responder_commitment": b"c" * 32}),
-    ):
-        assert release.context(other) != ctx
-    assert release.release_values(ctx, bytes(32), 32) != release.release_values(
-        release.context(Round(own_a, own_b, verified=False, round_id="x").header), bytes(32), 32
-    )
-
-
-def test_a_key_never_serves_two_release_regimes(tmp_path):
-    """A verified round releases points (and our public key): the peer then holds k*P,
-    and could compute the round-bound value of P under the same key. So the two regimes
-    draw their epoch keys apart (node/state/epochs.py key_name)."""
+@pytest.mark.parametrize("suite", ["openmined-p256-v1", SUITE])
+def test_only_a_verified_reveal_round_keeps_a_key(tmp_path, suite):
     own_a, own_b = sets(4, 1)
     now = datetime(2026, 12, 2, 12, tzinfo=UTC)
 
-    def key_for(verified: bool, round_id: str) -> bytes:
-        h = header(own_a, own_b, suite="ristretto255-v1", verified=verified, round_id=round_id)
-        epoch = RoundEpoch.open(h, "lab-b", node_dir=tmp_path, days=7, now=lambda: now)
-        assert epoch.key is not None  # an epoch key, not a fresh one
-        return epoch.psi_key
+    def opened(mode: str, verified: bool, round_id: str) -> RoundEpoch:
+        h = header(own_a, own_b, suite=suite, verified=verified, mode=mode, round_id=round_id)
+        return RoundEpoch.open(h, "lab-b", node_dir=tmp_path, days=7, now=lambda: now)
 
-    proven, bound = key_for(True, "r1"), key_for(False, "r2")
-    assert proven != bound
-    assert key_for(True, "r3") == proven and key_for(False, "r4") == bound  # each kept
-
-
-def test_points_released_under_a_key_would_plant_in_a_bound_round_under_the_same_key():
-    """Why the regimes' keys are apart: were they one, B would hash a point A released in a
-    verified round with the new round's context and plant a match."""
-    suite = "ristretto255-v1"
-    own_a, own_b = sets(20, 4)
-    keys = {n: SUITES[suite].key_from_random(os.urandom(64)) for n in "ab"}
-    earlier, width, caches = first_round(suite, True, keys, own_a, own_b)
-    shared = set(own_a) & set(own_b)
-    j = next(i for i, y in enumerate(own_b) if y not in shared)
-    k = a_position(own_a, own_b, False)
-    point = earlier[j * width : (j + 1) * width]  # a*P_j, released as a point
-
-    class Planting(RoundSide):
-        def _release_stream(self) -> bytes:
-            stream = bytearray(super()._release_stream())
-            w = self.release_width
-            stream[k * w : (k + 1) * w] = release.release_values(self._release_ctx, point, 32)
-            return bytes(stream)
-
-    again = Round(own_a, own_b, suite=suite, verified=False, keys=keys, cache=caches,
-                  side_b=Planting, round_id="r2")  # fmt: skip
-    try:
-        oa, _ = again.run()
-        assert own_a[k] in matched(oa, own_a)  # the false match key separation prevents
-    finally:
-        again.close()
+    for mode, verified in (("reveal", False), ("count", False)):
+        first, second = opened(mode, verified, "r1"), opened(mode, verified, "r2")
+        assert first.key is None and first.cache is None and first.psi_key != second.psi_key
+    if suite == SUITE:
+        first, second = opened("reveal", True, "r3"), opened("reveal", True, "r4")
+        assert first.key is not None and first.psi_key == second.psi_key

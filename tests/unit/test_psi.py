@@ -20,7 +20,6 @@ from protocol.psi import (
     shuffle_packed_within_sections,
     unpack,
 )
-from protocol.release import RELEASE_BYTES
 from tests.round_harness import PEER, Wire, round_header
 
 
@@ -182,7 +181,7 @@ def test_tampered_reblinding_does_not_open_the_commitment(engines):
     # transcripts differed).
     def tamper(to, kind, seq, packed):
         if to == "a" and kind == "peer_reblinded" and seq == 0:
-            pts = unpack(packed, RELEASE_BYTES)  # a reveal round's round-bound values
+            pts = unpack(packed)
             return pack(reversed(pts))
         return packed
 

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 
 from protocol.errors import ProtocolError
 from protocol.psi import POINT_BYTES, Engine, pack, unpack
-from protocol.release import RELEASE_BYTES
 from tests import round_harness as harness
 
 
@@ -77,8 +76,8 @@ def test_planted_matches_copied_from_the_responders_release(engines):
         if kind != "peer_reblinded" or seq != 0:
             return payload
         b_released.wait(10)  # hold our release until B's values are in
-        theirs = unpack(b"".join(wire.released_by("b")), RELEASE_BYTES)
-        ours = unpack(payload, RELEASE_BYTES)
+        theirs = unpack(b"".join(wire.released_by("b")))
+        ours = unpack(payload)
         ours[0], ours[1], ours[2] = theirs[0], theirs[1], theirs[2]  # chosen positions
         return pack(ours)
 
@@ -87,7 +86,7 @@ def test_planted_matches_copied_from_the_responders_release(engines):
 
     def on_b_release(packed: bytes) -> None:
         original(packed)
-        if sum(len(p) for p in wire.released_by("b")) == 10 * RELEASE_BYTES:
+        if sum(len(p) for p in wire.released_by("b")) == 10 * POINT_BYTES:
             b_released.set()
 
     wire.sides["a"].on_peer_reblinded = on_b_release  # type: ignore[method-assign]
@@ -161,11 +160,6 @@ def _mutate(points: list[bytes], how: str, i: int, j: int) -> list[bytes]:
 MUTATIONS = ("tampered", "copied", "swapped", "duplicated")
 
 
-def release_width(mode: str) -> int:
-    """A reveal round releases round-bound values (protocol/release.py), count rounds points."""
-    return RELEASE_BYTES if mode == "reveal" else POINT_BYTES
-
-
 FIXTURE_OK = [HealthCheck.function_scoped_fixture]
 
 
@@ -195,7 +189,7 @@ def test_any_single_changed_point_in_the_release_is_caught(engines, how, i, j, m
     def tamper(kind, seq, payload):
         # The whole release in one chunk (chunk=8), changed after the commitment.
         if kind == "peer_reblinded":
-            return pack(_mutate(unpack(payload, release_width(mode)), how, i, j))
+            return pack(_mutate(unpack(payload), how, i, j))
         return payload
 
     wire = eight_a_side(engines, mode, tamper)

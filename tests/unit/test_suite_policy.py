@@ -76,7 +76,7 @@ def test_epoch_keys_are_per_suite_and_valid_for_it(tmp_path):
         assert epochs.current("lab-bb", T0, suite=r255.NAME).key_id != r.key_id
         assert epochs.forget("lab-b")  # every suite's key of that peer, no other peer's
         assert epochs.current("lab-b", T0, suite=r255.NAME).key_id != r.key_id
-    assert key_name("lab-b", DEFAULT_SUITE, "bound") == "lab-b/openmined-p256-v1/bound"
+    assert key_name("lab-b", DEFAULT_SUITE) == "lab-b"
 
 
 def test_a_key_of_one_suite_is_never_used_for_another(tmp_path):
@@ -126,8 +126,7 @@ def test_proven_pairs_are_kept_per_key_and_a_version_1_file_is_upgraded(tmp_path
     db.close()
     pairs = TableSource(bytes(range(32)) * 2, 32, b"\x07" * 64, 32)
     with EpochStore(path, epoch=timedelta(days=7)) as epochs:
-        old, key = key, epochs.current("lab-b", T0, suite=r255.NAME)
-        assert key.key_id != old.key_id  # keys before schema 5 are dropped (ADR 0016)
+        assert epochs.current("lab-b", T0, suite=r255.NAME) == key  # keys survive
         assert epochs.load_verified(key) is None
         assert epochs.save_verified(key, b"K" * 32, pairs, T0)
         peer_key, table = epochs.load_verified(key)
