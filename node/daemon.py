@@ -52,6 +52,7 @@ from node.schedule.scheduler import (
 )
 from node.state import disclosures
 from node.state.cases_store import purge_entities_before
+from node.state.epochs import CACHE_FILE, EpochStore
 from node.state.files import atomic_write
 from protocol.audit.events import EntitiesPurged, MatchesPurged, NodeStarted, NodeStopped
 from protocol.errors import ConfigError, PolicyError
@@ -277,6 +278,16 @@ class Daemon:
         summary = pki.summarize_certificate(self.node.tls_cert_pem)
         self.metrics.cert_expiry.set(summary.not_after.timestamp())
         purge_matches(self.node)
+        purge_epoch_keys(self.node)
+
+
+def purge_epoch_keys(node: Node) -> int:
+    """Expired epoch keys and their caches go even where no round opens ``cache.db``
+    any more (rounds without verified matches use fresh keys, ADR 0016)."""
+    if not (node.paths.root / CACHE_FILE).exists():
+        return 0
+    with EpochStore.for_node(node.paths.root, node.config.epoch_days or 1.0) as epochs:
+        return epochs.purge(node.now())
 
 
 def purge_matches(node: Node) -> int:

@@ -7,7 +7,8 @@ size. Dummies are ``HMAC-SHA256(seed, domain | kind | index)``: pseudorandom
 32-byte values in the fingerprint space, so once blinded they look like any
 other element, and they match a peer's element only with probability 2^-256.
 
-Within an epoch the seed is fixed (it lives with the epoch key), so dummy ``i``
+Within an epoch the seed is fixed (it lives with the epoch key, in verified reveal
+rounds; every other round draws a fresh seed with its fresh key), so dummy ``i``
 is the same value in every round: a peer that links blinded values across
 rounds (see docs/threat-model.md) sees the dummies recur like real elements,
 instead of spotting them as the values that never come back.

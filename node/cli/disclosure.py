@@ -29,7 +29,8 @@ def disclose_command(node_dir: Path, round_id: str, out: Path) -> None:
     """Copy the sealed record of a round: our committed set in send order, the salt, the
     round key, the dummy and shuffle seeds and the transcript's parts. Give it only to the
     auditor of a dispute: with it, anyone can recompute our streams of this round (and,
-    for a reveal round, of the other rounds with that peer under the same epoch key)."""
+    for a verified reveal round, of the other rounds with that peer under the same epoch
+    key)."""
     source = disclosures.sealed_path(node_dir, round_id)
     write_secret(out, read_or_raise(source, "sealed round record"))
     shutil.copystat(source, out)

@@ -51,7 +51,7 @@ retention_days = 90             # matches older than this are purged (and the pu
 suite = "ristretto255-v1"       # the PSI suite (or "openmined-p256-v1"); every node must have it
 verified_matches = true         # store a reveal match only behind the peer's DLEQ proof
 pad_to = 1024                   # every side pads each kind to a multiple of 1024 (or "pow2")
-max_churn_per_epoch = 10000     # new elements a peer's set may bring within one epoch key
+max_churn_per_epoch = 10000     # new elements a peer may bring per epoch key (verified rounds)
 
 # One table per kind labs may exchange; a kind not listed is refused.
 # mode = "reveal": both learn which signals are shared (count also allowed);

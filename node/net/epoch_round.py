@@ -16,6 +16,7 @@ from protocol.errors import CrossmatchError
 from protocol.padding import SEED_BYTES
 from protocol.psi import PackedTable, TableSource
 from protocol.round import CacheUpdate, RoundCache
+from protocol.suites import get_suite
 from protocol.transcript import RoundHeader
 
 log = logging.getLogger("crossmatch.exchange")
@@ -65,7 +66,8 @@ class RoundEpoch:
             new_psi_key(header.suite),
             secrets.token_bytes(SEED_BYTES),
         )
-        if header.mode != "reveal" or not header.verified_matches or days <= 0:
+        proven = header.verified_matches and get_suite(header.suite).proofs
+        if header.mode != "reveal" or not proven or days <= 0:
             return fresh
         try:
             with EpochStore.for_node(node_dir, days) as epochs:

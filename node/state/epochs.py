@@ -1,8 +1,10 @@
 """Per (peer, epoch) PSI keys, and the caches that make a repeated round incremental.
 
 A node uses one secret scalar per peer (and suite) for an epoch (``[round] epoch_days``,
-7 by default) instead of a fresh one per round. Within the epoch the blinding
-of an own element and the re-blinding of a peer's point never change, so a
+7 by default) instead of a fresh one per round, in reveal rounds with verified matches
+only (every other round draws a fresh key: ADR 0016, node/net/epoch_round.py). Within
+the epoch the blinding of an own element and the re-blinding of a peer's point never
+change, so a
 round can reuse what the previous round under the same key computed and only
 work on what changed (``protocol/round.py``, RoundCache). The price is that the
 peer can link our blinded elements across the rounds of one epoch; exactly what

@@ -57,7 +57,8 @@ def test_a_verified_reveal_round_stores_exactly_the_intersection(rpair):
         done = [e for e in log_events(lab.dir, "round_completed") if e["round_id"] == rid]
         assert done[0]["suite"] == SUITE and done[0]["verified_matches"] == len(SHARED)
         audit_ok(lab.dir)
-    # The repeat round in the same epoch reuses the cache and proves again.
+    # The repeat round in the same epoch reuses the cache; the pairs proven in the first
+    # round are not proven again.
     run_cli("round", b.dir, "--peer", "lab-a", "--kinds", "account_id")
     rid2 = rounds_json(b.dir)[0]["round_id"]
     assert {m["value"] for m in matches_json(b.dir, "--round", rid2)} == SHARED

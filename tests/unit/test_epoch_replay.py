@@ -30,7 +30,7 @@ from protocol.psi import rows
 from protocol.round import RoundSide
 from protocol.suites import SUITES
 from protocol.suites import ristretto255 as r255
-from protocol.verified import ProofExchange
+from protocol.verified import ProofExchange, decode_positions, proven_pairs
 from tests.unit.test_verified_round import Round, a_position, header, matched, sets
 
 SUITE = "ristretto255-v1"
@@ -38,7 +38,8 @@ SUITE = "ristretto255-v1"
 
 def first_round(verified: bool, keys: dict, own_a, own_b):
     """An honest round under ``keys``; what B saw: A's release (in B's order) and B's own
-    re-blinding of A's points (in A's order), with the caches for the next round."""
+    re-blinding of A's points (in A's order), with the caches for the next round and
+    (verified) the pairs A proved, which A's next round does not ask again."""
     r = Round(own_a, own_b, suite=SUITE, verified=verified, keep=True, keys=keys, round_id="r1")
     seen: list[bytes] = []
     on_release = r.sides["b"].on_peer_reblinded
@@ -50,11 +51,14 @@ def first_round(verified: bool, keys: dict, own_a, own_b):
     r.sides["b"].on_peer_reblinded = record  # type: ignore[method-assign]
     try:
         r.run()
+        known = None
         if verified:
             r.prove()
+            a = r.sides["a"]
+            known = (a.peer_public_key, proven_pairs(a.proof_material()).build())
         b_double = r.sides["b"]._peer_double.tobytes()
         caches = {n: s.next_cache().tables() for n, s in r.sides.items()}
-        return b"".join(seen), b_double, caches
+        return b"".join(seen), b_double, caches, known
     finally:
         r.close()
 
@@ -76,13 +80,13 @@ def replay(verified: bool):
     hold), what A released in round 1 for B's point j (an element A does not hold)."""
     own_a, own_b = sets(20, 4)
     keys = {n: SUITES[SUITE].key_from_random(os.urandom(64)) for n in "ab"}
-    a_release, _, caches = first_round(verified, keys, own_a, own_b)
+    a_release, _, caches, known = first_round(verified, keys, own_a, own_b)
     shared = set(own_a) & set(own_b)
     j = next(i for i, y in enumerate(own_b) if y not in shared)
     k = a_position(own_a, own_b, False)
     again = Round(own_a, own_b, suite=SUITE, verified=verified, keys=keys, cache=caches,
                   side_b=bending(k, a_release[j * 32 : (j + 1) * 32]), round_id="r2")  # fmt: skip
-    return again, own_a, k
+    return again, own_a, k, known
 
 
 def crafted(verified: bool):
@@ -90,7 +94,7 @@ def crafted(verified: bool):
     element and releases r*(b*X_y) at A's position k."""
     own_a, own_b = sets(20, 4)
     keys = {n: SUITES[SUITE].key_from_random(os.urandom(64)) for n in "ab"}
-    _, b_double, caches = first_round(verified, keys, own_a, own_b)
+    _, b_double, caches, known = first_round(verified, keys, own_a, own_b)
     shared = set(own_a) & set(own_b)
     y = next(iter(sorted(shared)))
     m, z = own_a.index(y), next(i for i, v in enumerate(own_b) if v not in shared)
@@ -112,12 +116,12 @@ def crafted(verified: bool):
     value = r255.multiply(r, rows(b_double, 32)[m].tobytes())  # = a*(r*P_y)
     again = Round(own_a, own_b, suite=SUITE, verified=verified, keys=keys, cache=caches,
                   side_b=bending(k, value), tamper_b=substitute, round_id="r2")  # fmt: skip
-    return again, own_a, k
+    return again, own_a, k, known
 
 
 @pytest.mark.parametrize("attack", [replay, crafted], ids=["replay", "crafted-point"])
 def test_under_a_kept_key_a_peer_plants_a_match_the_round_cannot_refuse(attack):
-    again, own_a, k = attack(verified=False)
+    again, own_a, k, _ = attack(verified=False)
     try:
         oa, _ = again.run()
         assert own_a[k] in matched(oa, own_a)  # a match for an element B does not hold
@@ -125,17 +129,23 @@ def test_under_a_kept_key_a_peer_plants_a_match_the_round_cannot_refuse(attack):
         again.close()
 
 
+@pytest.mark.parametrize("with_known", [False, True], ids=["all-asked", "known-pairs-skipped"])
 @pytest.mark.parametrize("attack", [replay, crafted], ids=["replay", "crafted-point"])
-def test_under_a_kept_key_the_proof_refuses_the_planted_match(attack):
-    again, own_a, k = attack(verified=True)
+def test_under_a_kept_key_the_proof_refuses_the_planted_match(attack, with_known):
+    """Also as the node runs it: pairs proven in round 1 are not asked again, and the
+    planted position is still asked (it is no pair proven before)."""
+    again, own_a, k, known = attack(verified=True)
     try:
         oa, ob = again.run()
         assert own_a[k] in matched(oa, own_a)  # a false match until the proof...
         a, b = again.sides["a"], again.sides["b"]
-        pa = ProofExchange(again.engines["a"], "initiator", "responder", random.Random(1))
+        pa = ProofExchange(again.engines["a"], "initiator", "responder", random.Random(1),
+                           known if with_known else None)  # fmt: skip
         pb = ProofExchange(again.engines["b"], "responder", "initiator", random.Random(2))
         ma, mb = a.proof_material(), b.proof_material()
         request = pa.our_request(ma, a.peer_public_key, oa.transcript_hash)
+        asked = decode_positions(request, len(own_a), len(own_a)).tolist()
+        assert k in asked and (len(asked) == 1 if with_known else len(asked) == 5)
         # B's honest prover would refuse to prove more than it found; a hostile one
         # proves whatever it is asked, over the values it computed.
         hostile = replace(mb, found=len(own_a))
