@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -52,10 +53,10 @@ from node.schedule.scheduler import (
 )
 from node.state import disclosures
 from node.state.cases_store import purge_entities_before
-from node.state.epochs import CACHE_FILE, EpochStore
+from node.state.epochs import EpochStore
 from node.state.files import atomic_write
 from protocol.audit.events import EntitiesPurged, MatchesPurged, NodeStarted, NodeStopped
-from protocol.errors import ConfigError, PolicyError
+from protocol.errors import ConfigError, CrossmatchError, PolicyError
 from protocol.rules import Rule
 from protocol.wire.crossmatch.v1 import crossmatch_pb2_grpc as pb_grpc
 
@@ -278,16 +279,14 @@ class Daemon:
         summary = pki.summarize_certificate(self.node.tls_cert_pem)
         self.metrics.cert_expiry.set(summary.not_after.timestamp())
         purge_matches(self.node)
-        purge_epoch_keys(self.node)
-
-
-def purge_epoch_keys(node: Node) -> int:
-    """Expired epoch keys and their caches go even where no round opens ``cache.db``
-    any more (rounds without verified matches use fresh keys, ADR 0016)."""
-    if not (node.paths.root / CACHE_FILE).exists():
-        return 0
-    with EpochStore.for_node(node.paths.root, node.config.epoch_days or 1.0) as epochs:
-        return epochs.purge(node.now())
+        try:  # expired keys go even where no round opens cache.db any more (ADR 0016)
+            EpochStore.purge_expired(self.node.paths.root, self.node.now())
+        except (CrossmatchError, sqlite3.Error, OSError) as e:  # a round would rebuild it
+            log.warning(
+                "expired epoch keys not purged from cache.db: %s (deleting the file only "
+                "costs each peer one full round)",
+                e,
+            )
 
 
 def purge_matches(node: Node) -> int:

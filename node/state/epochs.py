@@ -4,9 +4,8 @@ A node uses one secret scalar per peer (and suite) for an epoch (``[round] epoch
 7 by default) instead of a fresh one per round, in reveal rounds with verified matches
 only (every other round draws a fresh key: ADR 0016, node/net/epoch_round.py). Within
 the epoch the blinding of an own element and the re-blinding of a peer's point never
-change, so a
-round can reuse what the previous round under the same key computed and only
-work on what changed (``protocol/round.py``, RoundCache). The price is that the
+change, so a round can reuse what the previous round under the same key computed and
+only work on what changed (``protocol/round.py``, RoundCache). The price is that the
 peer can link our blinded elements across the rounds of one epoch; exactly what
 that reveals is in docs/threat-model.md, "Epoch keys and caching".
 
@@ -208,6 +207,15 @@ class EpochStore(Database):
         return EpochKey(
             key_id, peer, bytes(psi_key), bytes(seed), _time(created_us), _time(expires_us)
         )
+
+    @classmethod
+    def purge_expired(cls, node_dir: Path, now: datetime) -> int:
+        """:meth:`purge` for a node whose rounds may never open ``cache.db`` again (rounds
+        without verified matches use fresh keys, ADR 0016); creates no file."""
+        if not (Path(node_dir) / CACHE_FILE).exists():
+            return 0
+        with cls(Path(node_dir) / CACHE_FILE, epoch=timedelta(days=1)) as epochs:
+            return epochs.purge(now)  # the epoch length only matters to new keys
 
     def purge(self, now: datetime) -> int:
         """Delete every key past its expiry, with its caches; returns how many keys."""

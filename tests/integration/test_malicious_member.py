@@ -171,8 +171,8 @@ def _hostile_round(labs, engine, own: bytes, release, *, n: int = 10):
                     got["b_points"] += msg.own_blinded.points
                     if len(got["b_points"]) == b_size * POINT_BYTES:
                         mine = engine.reblind(got["b_points"])
-                        got["sent"] = release(mine, None)  # committed before any release
-                        digest = reblind_commitment(request.round_id, "initiator", got["sent"])
+                        committed = release(mine, None)  # before any release
+                        digest = reblind_commitment(request.round_id, "initiator", committed)
                         outbox.put(
                             pb.ExchangeMessage(
                                 reblind_commitment=pb.ReblindCommitment(digest=digest)

@@ -339,23 +339,15 @@ def test_many_keys_sharing_the_sort_prefix_are_found_in_linear_time():
     assert int.from_bytes(got[n - 1].tobytes(), "big") == 0
 
 
-def test_the_daemon_deletes_expired_keys_where_no_round_opens_the_file(tmp_path):
+def test_expired_keys_go_where_no_round_opens_the_file(tmp_path):
     """Rounds without verified matches never open cache.db (ADR 0016): the daemon's
-    housekeeping still deletes keys past their expiry, and creates no file."""
-    from types import SimpleNamespace
-
-    from node.daemon import purge_epoch_keys
-
+    housekeeping (purge_expired) still deletes keys past their expiry, and creates no
+    file."""
     with EpochStore(tmp_path / CACHE_FILE, epoch=WEEK) as s:
         s.current("lab-b", T0)
-    node = SimpleNamespace(
-        paths=SimpleNamespace(root=tmp_path), config=SimpleNamespace(epoch_days=0.0)
-    )
-    node.now = lambda: T0 + timedelta(days=1)
-    assert purge_epoch_keys(node) == 0  # still current
-    node.now = lambda: T0 + WEEK
-    assert purge_epoch_keys(node) == 1
+    assert EpochStore.purge_expired(tmp_path, T0 + timedelta(days=1)) == 0  # still current
+    assert EpochStore.purge_expired(tmp_path, T0 + WEEK) == 1
     empty = tmp_path / "elsewhere"
     empty.mkdir()
-    node.paths.root = empty
-    assert purge_epoch_keys(node) == 0 and not (empty / CACHE_FILE).exists()
+    assert EpochStore.purge_expired(empty, T0 + WEEK) == 0
+    assert not (empty / CACHE_FILE).exists()
