@@ -13,6 +13,10 @@ within its group of 4, so entities form clusters of 8). In one run it measures:
 - ``cases``: a completed round with ``--matched`` of the entity signals matched
   is stored, then ``recompute`` clusters every entity and builds every case;
 - ``page``: ``list_cases`` first page (50 cases, highest score first);
+- ``refresh``: the same matches stored again as the next round (what a repeat round
+  stores), then the incremental ``recompute`` every round sets off in the daemon, with
+  the longest any other user of the store (a round opening or committing) waited for
+  it meanwhile: a thread takes the store's lock every 10 ms throughout;
 
 and prints the times, the ratio entities/signals (target <= 2), whether cases
 <= 60 s and page <= 1 s hold, and this process's peak resident memory. Timings
@@ -28,6 +32,7 @@ import os
 import random
 import resource
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,7 +99,9 @@ def timed(label: str, fn):  # type: ignore[no-untyped-def]
     return seconds, result
 
 
-def store_matches(store: Store, n: int, matched: int) -> None:
+def store_matches(
+    store: Store, n: int, matched: int, rid: str = "bench-round", stamp: str = "12:00"
+) -> None:
     rng = random.Random(13)
     chosen = rng.sample(range(n), matched)
     kinds = ("email", "device_id")
@@ -102,9 +109,30 @@ def store_matches(store: Store, n: int, matched: int) -> None:
         (kinds[i % 2], fingerprint(KEY, kinds[i % 2], normalize(kinds[i % 2], row(i)[i % 2])))
         for i in chosen
     ]
-    save_reveal_round(
-        store, "bench-round", "lab-b", matches, stamp="2026-11-30T12:00:00Z", kinds=kinds
-    )
+    save_reveal_round(store, rid, "lab-b", matches, stamp=f"2026-11-30T{stamp}:00Z", kinds=kinds)
+
+
+def longest_wait(store: Store, fn):  # type: ignore[no-untyped-def]
+    """``fn()``, and the longest another thread waited for the store's lock meanwhile."""
+    waits: list[float] = [0.0]
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            with store.reading() as db:
+                db.execute("SELECT 1").fetchone()
+            waits.append(time.perf_counter() - start)
+            done.wait(0.01)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    try:
+        result = fn()
+    finally:
+        done.set()
+        thread.join()
+    return result, max(waits)
 
 
 def main() -> None:
@@ -130,6 +158,13 @@ def main() -> None:
                 "cases", lambda: recompute(store, CASE_KEY, now=now, retention_days=90)
             )
             page_s, page = timed("page", lambda: list_cases(store, page=1, per_page=50))
+            store_matches(store, n, matched, rid="bench-round-2", stamp="12:30")
+            refresh_s, (_, waited) = timed(
+                "refresh",
+                lambda: longest_wait(
+                    store, lambda: recompute(store, CASE_KEY, now=now, retention_days=90)
+                ),
+            )
         ratio = entities_s / signals_s
         print(f"cases built: {report.cases}, first page: {len(page.cases)} of {page.total}")
         print(f"entities/signals = {ratio:.2f} (target <= {TARGETS['entities/signals']})")
@@ -137,6 +172,10 @@ def main() -> None:
         print(
             f"cases = {cases_s:.1f} s (target <= {TARGETS['cases_s']:.0f} s); "
             f"page = {page_s:.3f} s (target <= {TARGETS['page_s']:.0f} s)"
+        )
+        print(
+            f"refresh after a repeat round = {refresh_s:.1f} s; the store was held"
+            f" {waited:.2f} s at most ({waited / refresh_s:.2f} of it)"
         )
         print(f"peak resident memory {peak_mib():.0f} MiB")
 

@@ -36,7 +36,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from protocol.errors import InputError, VerificationError
+from protocol.errors import InputError, ProtocolError, VerificationError
 from protocol.padding import dummy_elements
 from protocol.psi import ELEMENT_BYTES, shuffle_packed_within_sections
 from protocol.rules import Rule
@@ -158,9 +158,12 @@ class Disclosure:
                     raise ValueError(f"not a {DISCLOSURE_FORMAT} or v1 document")
                 own = base64.b64decode(doc["own"], validate=True)
             return cls._from_doc(doc, own)
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+        # ProtocolError: a header the round's own rules refuse (an unknown mode, kinds and
+        # sizes that do not line up) is a malformed record here, not a protocol event.
+        except (ValueError, KeyError, TypeError, AttributeError, ProtocolError) as e:
+            reason = e.message if isinstance(e, ProtocolError) else e
             raise InputError(
-                f"not a readable disclosure: {e}", where=where, rule=Rule.DISCLOSURE_FORMAT
+                f"not a readable disclosure: {reason}", where=where, rule=Rule.DISCLOSURE_FORMAT
             ) from e
 
     @classmethod

@@ -3,7 +3,8 @@
 ``open_sqlite`` creates the file 0600 before SQLite writes a byte (its -wal and -shm
 files inherit that mode), turns on foreign keys and the WAL journal, and names the file
 in every error. ``Database`` holds one connection behind a lock for every thread, with
-``transaction()`` (BEGIN IMMEDIATE ... COMMIT, rolled back on any error) and ``reading()``.
+``transaction()`` (BEGIN IMMEDIATE ... COMMIT, rolled back on any error), ``reading()``
+and ``snapshot()`` (a private read-only view for long reads).
 
 Table modules (``signals``, ``rounds``, ``prompts``) subclass ``Database`` and declare
 their DDL in a ``SCHEMA`` tuple; ``Store`` combines them. A module that adds tables later
@@ -116,6 +117,26 @@ class Database:
         """The connection under the lock, for queries."""
         with self._lock:
             yield self._db
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A private connection in one read transaction, for long reads (a case rebuild):
+        one consistent view of the file that holds neither this object's lock nor SQLite's
+        write lock (under WAL a reader never blocks a writer), so rounds and imports go on
+        meanwhile. TEMP tables made on it are its own. An in-memory database has no second
+        connection: there it is the shared one, under the lock."""
+        if self.path == MEMORY:
+            with self._lock:
+                yield self._db
+            return
+        db = open_sqlite(self.path, what="store", timeout=10.0)
+        try:
+            db.execute("BEGIN")  # deferred: the snapshot is taken at the first read
+            yield db
+        finally:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -272,3 +272,56 @@ def test_a_cut_or_grown_v2_record_is_an_input_error(sealed, cut, extra):
         with pytest.raises(InputError) as err:
             Disclosure.from_bytes(bad, "r.rec")
         assert err.value.rule == "disclosure-format"
+
+
+def _v2_parts(sealed: bytes) -> tuple[dict, bytes]:
+    at = len(b"crossmatch-disclosure/v2\n")
+    (size,) = struct.unpack_from(">I", sealed, at)
+    return json.loads(sealed[at + 4 : at + 4 + size]), sealed[at + 4 + size :]
+
+
+def _v2_frame(doc: dict, own: bytes) -> bytes:
+    body = json.dumps(doc).encode()
+    return b"crossmatch-disclosure/v2\n" + struct.pack(">I", len(body)) + body + own
+
+
+def _field_paths(doc: object, path: tuple = ()) -> list[tuple]:
+    if not isinstance(doc, dict):
+        return []
+    return [p for k, v in doc.items() for p in [(*path, k), *_field_paths(v, (*path, k))]]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    pick=st.integers(min_value=0),
+    value=st.one_of(
+        st.none(), st.booleans(), st.integers(), st.text(max_size=8),
+        st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=3), st.integers()),
+    ),
+)  # fmt: skip
+def test_any_field_of_a_v2_record_bent_reads_or_is_a_format_error(sealed, pick, value):
+    """Inside a well-framed v2 record, one metadata field set to a hostile value: the
+    record reads (a value it accepts), or it is refused as disclosure-format, never as
+    another rule or a raw error (an unknown mode used to surface as the round's 'mode')."""
+    doc, own = _v2_parts(sealed)
+    path = _field_paths(doc)[pick % len(_field_paths(doc))]
+    holder = doc
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = value
+    try:
+        Disclosure.from_bytes(_v2_frame(doc, own), "r.rec")
+    except InputError as err:
+        assert err.rule == "disclosure-format"
+        assert err.where == "r.rec"
+
+
+@pytest.mark.parametrize(
+    "path,value", [(("header", "mode"), "x"), (("header", "initiator_sizes"), "")]
+)
+def test_a_header_the_round_refuses_is_a_format_error_of_the_record(sealed, path, value):
+    doc, own = _v2_parts(sealed)
+    doc[path[0]][path[1]] = value
+    with pytest.raises(InputError) as err:
+        Disclosure.from_bytes(_v2_frame(doc, own), "r.rec")
+    assert err.value.rule == "disclosure-format" and "r.rec" in str(err.value)
