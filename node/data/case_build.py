@@ -9,8 +9,8 @@ last match is older than the policy's retention is ``expired``.
 
 Every read (the clustering, the hits of the touched clusters, their members) comes
 from a snapshot on a connection of its own, which holds neither the store's lock nor a
-write lock; the write transaction then checks that the store's counters are as the
-snapshot saw them and only writes. A round that opens or commits meanwhile waits for
+write lock; the write transaction then checks that the store's generations are as
+the snapshot saw them and only writes. A round that opens or commits meanwhile waits for
 the writes, not for the reads (at 200k entities with 40k matched, 0.35-0.48 s of a
 2.7-3.5 s refresh; docs/performance.md).
 """
@@ -118,21 +118,26 @@ def recompute(
     """Build cases. The reads (clustering, every hit of the touched clusters, their
     members) and the cases made of them come from a snapshot (``Store.snapshot``) that
     holds no lock, so rounds and imports go on meanwhile; the write transaction checks
-    that the counters the snapshot read are unchanged, reads each case's state, and
-    writes. If the counters changed (an import, another build) it reads again; after
-    ``_ATTEMPTS`` such misses it reads inside the transaction."""
+    that the generations the snapshot read are unchanged, reads each case's state, and
+    writes. If they changed (an entity import or purge, a warninglist, another build) it
+    reads again; after ``_ATTEMPTS`` such misses it reads inside the transaction.
+    Matches stored meanwhile (ids above the snapshot's) are not a miss: the build
+    records the highest id it saw, so they are the next refresh's (cases stay stale
+    until then, and their round's ``round_completed`` wakes the refresher). Matches
+    purged meanwhile are as if purged just after the build."""
     ensure_schema(store)
     for _ in range(_ATTEMPTS):
         with store.snapshot() as view:
             plan = _plan(view, full, key, now)
         with store.transaction() as db:
-            if _counters(db) == _counters_of(plan):
+            if _counters(db)[:3] == _counters_of(plan)[:3]:
                 return _apply(db, plan, now, retention_days)
     with store.transaction() as db:
         return _apply(db, _plan(db, full, key, now), now, retention_days)
 
 
 def _counters(db: sqlite3.Connection) -> tuple[int, ...]:
+    """The generations a build depends on, then the lowest and highest match id."""
     lowest, top = db.execute(
         "SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM matches"
     ).fetchone()

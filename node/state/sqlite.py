@@ -81,6 +81,15 @@ def open_sqlite(
     return db
 
 
+def _identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class Database:
     """One SQLite connection shared by every thread behind a lock."""
 
@@ -88,6 +97,7 @@ class Database:
         self.path = str(path)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = connection
+        self._identity = _identity(self.path) if self.path != MEMORY else None
 
     def close(self) -> None:
         with self._lock:
@@ -129,14 +139,33 @@ class Database:
             with self._lock:
                 yield self._db
             return
-        db = open_sqlite(self.path, what="store", timeout=10.0)
+        db = self._open_again()
         try:
             db.execute("BEGIN")  # deferred: the snapshot is taken at the first read
             yield db
         finally:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            try:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            finally:
+                db.close()
+
+    def _open_again(self) -> sqlite3.Connection:
+        """A second connection to this very file: never created (``mode=rw``), and
+        refused if the path now names another file than the one this store opened."""
+        if self._identity is None or _identity(self.path) != self._identity:
+            raise ConfigError(f"store {self.path} was moved or replaced while open")
+        uri = Path(self.path).resolve().as_uri() + "?mode=rw"
+        try:
+            db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as e:
+            raise ConfigError(f"cannot open store {self.path} again: {e}") from e
+        try:
+            db.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
             db.close()
+            raise
+        return db
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

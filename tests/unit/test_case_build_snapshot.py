@@ -12,9 +12,9 @@ from datetime import timedelta
 import pytest
 
 from node.data import case_build
-from node.data.cases import list_cases
-from node.state.cases_store import ensure_schema
-from tests.unit.test_cases import NOW, build, fp, save_round, store  # noqa: F401
+from node.data.cases import cases_stale, list_cases
+from node.data.entities import import_entities
+from tests.unit.test_cases import KEY, NOW, build, fp, save_round, store  # noqa: F401
 
 WAIT = 10.0  # generous: these are orderings, not timings
 
@@ -66,13 +66,14 @@ def test_a_round_stored_during_the_reads_neither_waits_nor_is_lost(store, monkey
     pause.go.set()
     builder.join(WAIT)
     assert "error" not in built, built
-    # Its snapshot missed r2, so the build read again: r2's peer is in the case.
+    # The snapshot did not hold r2: the build wrote what it read and left r2 pending.
+    (case,) = list_cases(store).cases
+    assert case.peers == ["lab-b"] and case.pairs == 1
+    assert cases_stale(store)
+    build(store)  # the next refresh (r2's round_completed wakes the daemon's)
     (case,) = list_cases(store).cases
     assert case.peers == ["lab-b", "lab-c"] and case.pairs == 2
-    ensure_schema(store)
-    with store.reading() as db:
-        top = db.execute("SELECT MAX(id) FROM matches").fetchone()[0]
-        assert case_build.meta(db, "last_match_id") == top
+    assert not cases_stale(store)
 
 
 def test_a_decision_taken_during_the_reads_is_not_overwritten(store, monkeypatch):  # noqa: F811
@@ -94,25 +95,47 @@ def test_a_decision_taken_during_the_reads_is_not_overwritten(store, monkeypatch
     assert case.state == "confirmed"
 
 
-def test_a_store_that_keeps_changing_is_built_inside_the_transaction(store, monkeypatch):  # noqa: F811
-    """Every snapshot goes stale (a round lands during each read): after the attempts the
-    build reads inside its write transaction, and ends with every round in."""
-    save_round(store, "r0", "lab-b", [("email", fp("email", "u3@example.com"))])
+def test_entities_that_keep_changing_are_built_inside_the_transaction(store, monkeypatch, tmp_path):  # noqa: F811
+    """Every snapshot goes stale (an entity import lands during each read, which changes
+    the clusters): after the attempts the build reads inside its write transaction, and
+    ends with every import in."""
+    save_round(store, "r1", "lab-b", [("email", fp("email", "u3@example.com"))])
     real = case_build._plan
-    landed = []
+    landed: list[str] = []
 
     def racing(*args):  # type: ignore[no-untyped-def]
         plan = real(*args)
-        if len(landed) < case_build._ATTEMPTS:  # only while on a snapshot, not in the txn
-            rid = f"r{len(landed) + 1}"
-            save_round(
-                store, rid, "lab-c", [("email", fp("email", f"u{len(landed) + 4}@example.com"))]
-            )
-            landed.append(rid)
+        if len(landed) < case_build._ATTEMPTS:  # only on a snapshot, not in the transaction
+            account = f"late-{len(landed)}"
+            path = tmp_path / f"{account}.csv"
+            path.write_text(f"account,email\n{account},u3@example.com\n")  # joins the actor
+            import_entities(store, path, KEY, now="2026-11-29T00:00:00Z")
+            landed.append(account)
         return plan
 
     monkeypatch.setattr(case_build, "_plan", racing)
-    build(store)
-    assert len(landed) == case_build._ATTEMPTS
+    report = build(store)
+    assert len(landed) == case_build._ATTEMPTS and report.reclustered
     (case,) = list_cases(store).cases
-    assert case.pairs == 1 + case_build._ATTEMPTS  # u3 with lab-b, one new pair per race
+    assert case.entities == 12 + case_build._ATTEMPTS  # the actor's 12 and every late one
+    assert not cases_stale(store)
+
+
+def test_a_snapshot_is_of_the_file_the_store_opened(tmp_path):
+    """Never a new empty file where the store was moved away, never another file put in
+    its place: either would have a build read one database and write another."""
+    from node.state.store import Store  # noqa: PLC0415
+    from protocol.errors import ConfigError  # noqa: PLC0415
+
+    path = tmp_path / "node.sqlite"
+    with Store(path) as opened:
+        with opened.snapshot() as view:
+            assert view.execute("SELECT COUNT(*) FROM signals").fetchone() == (0,)
+        path.rename(tmp_path / "moved.sqlite")
+        with pytest.raises(ConfigError, match="moved or replaced"), opened.snapshot():
+            pass
+        assert not path.exists()  # nothing created in its place
+        with Store(path):  # another store file now has the path
+            pass
+        with pytest.raises(ConfigError, match="moved or replaced"), opened.snapshot():
+            pass
