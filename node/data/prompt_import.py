@@ -9,9 +9,11 @@ in rounds, deduplicated across prompts (campaign prompts share many tokens).
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 from node.data.importer import Problems, _decoded_lines
+from node.state.cases_store import bump, ensure_schema
 from node.state.store import ImportResult, PromptInput, Store
 from protocol.errors import InputError
 from protocol.fingerprints.prompts import (
@@ -90,4 +92,14 @@ def import_prompts(
     store: Store, path: Path, key: bytes, *, now: str | None = None, **opts: object
 ) -> ImportResult:
     prompts = prepare_prompts(path, key, **opts)  # type: ignore[arg-type]
-    return store.add_prompts(prompts, param_set_id=param_set_id(DEFAULT_PARAMS), now=now)
+    then = None
+    if any(p.campaign and p.account for p in prompts):
+        # A campaign label on an account's prompts links that account's entity to the
+        # campaign's others (node/data/case_build.py): the next case build re-clusters.
+        ensure_schema(store)
+        then = _entities_changed
+    return store.add_prompts(prompts, param_set_id=param_set_id(DEFAULT_PARAMS), now=now, then=then)
+
+
+def _entities_changed(db: sqlite3.Connection) -> None:
+    bump(db, "entities_generation")

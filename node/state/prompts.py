@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from node.state.signals import FINGERPRINT_SIZE, ImportResult, count_signals
@@ -54,12 +55,18 @@ class PromptHit:
 
 class PromptTables(Database):
     def add_prompts(
-        self, prompts: Sequence[PromptInput], *, param_set_id: str, now: str | None = None
+        self,
+        prompts: Sequence[PromptInput],
+        *,
+        param_set_id: str,
+        now: str | None = None,
+        then: Callable[[sqlite3.Connection], None] | None = None,
     ) -> ImportResult:
         """Import prompts and their tokens in one transaction; tokens become 'prompt' signals.
 
         A prompt already held (same text, campaign and account) is not duplicated; tokens
-        shared by many prompts of a campaign are held once as signals.
+        shared by many prompts of a campaign are held once as signals. ``then(db)`` runs
+        last in the same transaction (the cases' bookkeeping, node/data/prompt_import.py).
         """
         imported_at = stored_time(now, "now")
         distinct = {t for p in prompts for t in p.tokens}
@@ -88,6 +95,8 @@ class PromptTables(Database):
                 ((t, param_set_id, "prompt import", imported_at) for t in sorted(distinct)),
             )
             after = count_signals(db, "prompt")
+            if then is not None:
+                then(db)
         added = after - before
         return ImportResult("prompt", added, len(distinct) - added, after, received=len(prompts))
 

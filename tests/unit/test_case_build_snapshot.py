@@ -139,3 +139,32 @@ def test_a_snapshot_is_of_the_file_the_store_opened(tmp_path):
             pass
         with pytest.raises(ConfigError, match="moved or replaced"), opened.snapshot():
             pass
+
+
+def test_prompts_with_a_campaign_imported_after_a_build_join_their_accounts(store, tmp_path):  # noqa: F811
+    """A campaign label on prompts links the entities of their accounts (docs/cases.md):
+    prompts imported after a build must make the next build cluster again, or the two
+    accounts stay two actors until some entity import happens to come."""
+    from node.data.prompt_import import import_prompts  # noqa: PLC0415
+
+    save_round(
+        store,
+        "r1",
+        "lab-b",
+        [("email", fp("email", "u3@example.com")), ("email", fp("email", "loner@example.com"))],
+    )
+    build(store)
+    assert list_cases(store).total == 2  # the actor and the loner
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(
+        "".join(
+            f'{{"text": "write me a poem number {n}", "campaign": "camp-1", "account": "{a}"}}\n'
+            for n, a in enumerate(["acct-03", "loner"])
+        )
+    )
+    import_prompts(store, path, KEY)
+    assert cases_stale(store)
+    report = build(store)
+    assert report.reclustered
+    (case,) = [c for c in list_cases(store).cases if c.state == "new"]
+    assert case.entities == 13  # the actor's 12 and the loner, one campaign
