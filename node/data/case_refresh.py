@@ -10,11 +10,13 @@ round, or the ``cases`` command (which refreshes stale cases), catches up.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from typing import Any
 
 from node.data.cases import cases_stale, recompute_cases
 from node.runtime import Node
+from protocol.errors import CrossmatchError
 
 log = logging.getLogger("crossmatch.cases")
 SETTLE_SECONDS = 1.0
@@ -57,5 +59,7 @@ class CaseRefresher:
                         report.clusters,
                         report.cases,
                     )
+            except (CrossmatchError, sqlite3.Error, OSError) as e:  # the store, not a bug
+                log.warning("case refresh failed, retried after the next round: %s", e)
             except Exception:  # noqa: BLE001 - cases must never disturb serving rounds
                 log.exception("case refresh failed")
