@@ -175,7 +175,7 @@ def _plan(db: sqlite3.Connection, full: bool, key: bytes, now: datetime) -> _Pla
         )
     try:
         acc = _hits(db, since, clusters)
-        if since:
+        if since and acc:
             acc = _hits(db, 0, clusters, only=set(acc))  # touched clusters, all their matches
         members = _members(db, acc, clusters)
     finally:
