@@ -59,7 +59,30 @@ class CaseRefresher:
                         report.clusters,
                         report.cases,
                     )
-            except (CrossmatchError, sqlite3.Error, OSError) as e:  # the store, not a bug
-                log.warning("case refresh failed, retried after the next round: %s", e)
-            except Exception:  # noqa: BLE001 - cases must never disturb serving rounds
-                log.exception("case refresh failed")
+            except Exception as e:  # noqa: BLE001 - cases must never disturb serving rounds
+                if _of_the_store(e):
+                    log.warning("case refresh failed: %s", e)
+                else:  # a bug: its traceback is what a maintainer needs
+                    log.exception("case refresh failed")
+
+
+# SQLite errors that say something about the file or its other users, not about the code
+# (a wrong query is an OperationalError too, "no such column", and keeps its traceback).
+_STORE_CONDITIONS = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+    "SQLITE_CANTOPEN",
+    "SQLITE_READONLY",
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+)
+
+
+def _of_the_store(error: Exception) -> bool:
+    """Whether ``error`` is a condition of the store (one warning line), not a bug."""
+    if isinstance(error, CrossmatchError | OSError):
+        return True
+    name = getattr(error, "sqlite_errorname", "") or ""
+    return isinstance(error, sqlite3.Error) and name.startswith(_STORE_CONDITIONS)

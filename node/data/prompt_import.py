@@ -92,13 +92,18 @@ def import_prompts(
     store: Store, path: Path, key: bytes, *, now: str | None = None, **opts: object
 ) -> ImportResult:
     prompts = prepare_prompts(path, key, **opts)  # type: ignore[arg-type]
-    then = None
-    if any(p.campaign and p.account for p in prompts):
-        # A campaign label on an account's prompts links that account's entity to the
-        # campaign's others (node/data/case_build.py): the next case build re-clusters.
-        ensure_schema(store)
-        then = _entities_changed
-    return store.add_prompts(prompts, param_set_id=param_set_id(DEFAULT_PARAMS), now=now, then=then)
+    linking = any(p.campaign and p.account for p in prompts)
+    if linking:
+        ensure_schema(store)  # the counter below lives in the case tables
+    # A campaign label on an account's prompts links that account's entity to the
+    # campaign's others (node/data/case_build.py): new such prompts make the next case
+    # build re-cluster (prompts already held change nothing).
+    return store.add_prompts(
+        prompts,
+        param_set_id=param_set_id(DEFAULT_PARAMS),
+        now=now,
+        on_new_links=_entities_changed if linking else None,
+    )
 
 
 def _entities_changed(db: sqlite3.Connection) -> None:

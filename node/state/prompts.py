@@ -60,13 +60,14 @@ class PromptTables(Database):
         *,
         param_set_id: str,
         now: str | None = None,
-        then: Callable[[sqlite3.Connection], None] | None = None,
+        on_new_links: Callable[[sqlite3.Connection], None] | None = None,
     ) -> ImportResult:
         """Import prompts and their tokens in one transaction; tokens become 'prompt' signals.
 
         A prompt already held (same text, campaign and account) is not duplicated; tokens
-        shared by many prompts of a campaign are held once as signals. ``then(db)`` runs
-        last in the same transaction (the cases' bookkeeping, node/data/prompt_import.py).
+        shared by many prompts of a campaign are held once as signals. If a new prompt
+        has both a campaign and an account (a link between entities for cases),
+        ``on_new_links(db)`` runs last in the same transaction (node/data/prompt_import.py).
         """
         imported_at = stored_time(now, "now")
         distinct = {t for p in prompts for t in p.tokens}
@@ -74,12 +75,14 @@ class PromptTables(Database):
             raise InputError("prompt tokens must be 32 bytes")
         with self.transaction() as db:
             before = count_signals(db, "prompt")
+            links = 0
             for p in prompts:
-                db.execute(
+                inserted = db.execute(
                     "INSERT INTO prompts (text, campaign, account, source, imported_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (text, campaign, account) DO NOTHING",
                     (p.text, p.campaign, p.account, p.source, imported_at),
-                )
+                ).rowcount
+                links += inserted if p.campaign and p.account else 0
                 (prompt_id,) = db.execute(
                     "SELECT id FROM prompts WHERE text = ? AND campaign = ? AND account = ?",
                     (p.text, p.campaign, p.account),
@@ -95,8 +98,8 @@ class PromptTables(Database):
                 ((t, param_set_id, "prompt import", imported_at) for t in sorted(distinct)),
             )
             after = count_signals(db, "prompt")
-            if then is not None:
-                then(db)
+            if links and on_new_links is not None:
+                on_new_links(db)
         added = after - before
         return ImportResult("prompt", added, len(distinct) - added, after, received=len(prompts))
 

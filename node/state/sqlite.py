@@ -4,7 +4,7 @@
 files inherit that mode), turns on foreign keys and the WAL journal, and names the file
 in every error. ``Database`` holds one connection behind a lock for every thread, with
 ``transaction()`` (BEGIN IMMEDIATE ... COMMIT, rolled back on any error), ``reading()``
-and ``snapshot()`` (a private read-only view for long reads).
+and ``snapshot()`` (a private connection in one read transaction, for long reads).
 
 Table modules (``signals``, ``rounds``, ``prompts``) subclass ``Database`` and declare
 their DDL in a ``SCHEMA`` tuple; ``Store`` combines them. A module that adds tables later
@@ -157,7 +157,9 @@ class Database:
             raise ConfigError(f"store {self.path} was moved or replaced while open")
         uri = Path(self.path).resolve().as_uri() + "?mode=rw"
         try:
-            db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(
+                uri, uri=True, check_same_thread=False, isolation_level=None, timeout=10.0
+            )
         except sqlite3.Error as e:
             raise ConfigError(f"cannot open store {self.path} again: {e}") from e
         try:

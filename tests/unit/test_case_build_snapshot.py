@@ -65,6 +65,7 @@ def test_a_round_stored_during_the_reads_neither_waits_nor_is_lost(store, monkey
     assert not writer.is_alive(), "a round waited for a case build's reads"
     pause.go.set()
     builder.join(WAIT)
+    assert not builder.is_alive(), "the build did not finish"
     assert "error" not in built, built
     # The snapshot did not hold r2: the build wrote what it read and left r2 pending.
     (case,) = list_cases(store).cases
@@ -89,6 +90,7 @@ def test_a_decision_taken_during_the_reads_is_not_overwritten(store, monkeypatch
         db.execute("UPDATE cases SET state = 'confirmed', decided_pairs = pairs")
     pause.go.set()
     builder.join(WAIT)
+    assert not builder.is_alive(), "the build did not finish"
     assert "error" not in built, built
     assert built["value"].reopened == []  # the same pair again: the decision stands
     (case,) = list_cases(store).cases
@@ -135,8 +137,7 @@ def test_a_snapshot_is_of_the_file_the_store_opened(tmp_path):
         with pytest.raises(ConfigError, match="moved or replaced"), opened.snapshot():
             pass
         assert not path.exists()  # nothing created in its place
-        with Store(path):  # another store file now has the path
-            pass
+        path.write_bytes(b"another file")  # another file now has the path
         with pytest.raises(ConfigError, match="moved or replaced"), opened.snapshot():
             pass
 
@@ -168,3 +169,28 @@ def test_prompts_with_a_campaign_imported_after_a_build_join_their_accounts(stor
     assert report.reclustered
     (case,) = [c for c in list_cases(store).cases if c.state == "new"]
     assert case.entities == 13  # the actor's 12 and the loner, one campaign
+    import_prompts(store, path, KEY)  # the same prompts again: no new link, no re-cluster
+    assert not cases_stale(store)
+
+
+def test_a_refresh_failure_of_the_store_is_told_from_a_bug(tmp_path):
+    """The refresher's one warning line is for conditions of the store; an error that
+    means wrong code (a query naming no such column) keeps its traceback."""
+    import sqlite3  # noqa: PLC0415
+
+    from node.data.case_refresh import _of_the_store  # noqa: PLC0415
+    from protocol.errors import ConfigError  # noqa: PLC0415
+
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as busy:
+        other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError) as wrong:
+        other.execute("SELECT nope FROM t")
+    holder.close()
+    other.close()
+    assert _of_the_store(busy.value) and _of_the_store(ConfigError("moved"))
+    assert not _of_the_store(wrong.value) and not _of_the_store(KeyError("x"))
