@@ -177,9 +177,15 @@ class ExchangeSession:
             if self.role == "responder":  # the initiator hears of its errors elsewhere
                 self.side.fail(e)
             return
-        self.matches()
-        self.epoch.save_cache(self.side.next_cache)
-        self._seal()
+        try:
+            self.matches()
+            self.epoch.save_cache(self.side.next_cache)
+            self._seal()
+        except CrossmatchError:
+            # The round failed meanwhile (the peer's abort, a certificate revoked during
+            # the round): its error is reported where it arose; an aborted round keeps no
+            # cache and no record. Not caught, it would end this thread with a traceback.
+            return
 
     def _seal(self) -> None:
         """Keep what an auditor needs to check our streams (protocol/disclosure.py)."""

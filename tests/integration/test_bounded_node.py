@@ -649,6 +649,9 @@ def test_finding_2_disk_full_refuses_rounds_then_recovers_by_itself(trio, small_
 
 
 # Last: it revokes lab-b in the CA (the CA's CRL from then on lists it).
+# The abort can land while the finishing thread stores its work: an exception left to
+# end that thread (seen once in CI, 0c2faf5) fails the test instead of warning.
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_finding_7_revocation_is_rechecked_during_the_round(trio):
     """lab-b's certificate is revoked while the round runs: lab-a aborts before committing."""
     from node.net.initiator import run_round
