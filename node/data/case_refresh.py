@@ -10,12 +10,12 @@ round, or the ``cases`` command (which refreshes stale cases), catches up.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from typing import Any
 
 from node.data.cases import cases_stale, recompute_cases
 from node.runtime import Node
+from node.state.sqlite import store_condition
 from protocol.errors import CrossmatchError
 
 log = logging.getLogger("crossmatch.cases")
@@ -60,29 +60,7 @@ class CaseRefresher:
                         report.cases,
                     )
             except Exception as e:  # noqa: BLE001 - cases must never disturb serving rounds
-                if _of_the_store(e):
+                if store_condition(e) or isinstance(e, CrossmatchError):
                     log.warning("case refresh failed: %s", e)
                 else:  # a bug: its traceback is what a maintainer needs
                     log.exception("case refresh failed")
-
-
-# SQLite errors that say something about the file or its other users, not about the code
-# (a wrong query is an OperationalError too, "no such column", and keeps its traceback).
-_STORE_CONDITIONS = (
-    "SQLITE_BUSY",
-    "SQLITE_LOCKED",
-    "SQLITE_IOERR",
-    "SQLITE_FULL",
-    "SQLITE_CANTOPEN",
-    "SQLITE_READONLY",
-    "SQLITE_CORRUPT",
-    "SQLITE_NOTADB",
-)
-
-
-def _of_the_store(error: Exception) -> bool:
-    """Whether ``error`` is a condition of the store (one warning line), not a bug."""
-    if isinstance(error, CrossmatchError | OSError):
-        return True
-    name = getattr(error, "sqlite_errorname", "") or ""
-    return isinstance(error, sqlite3.Error) and name.startswith(_STORE_CONDITIONS)

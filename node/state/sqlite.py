@@ -81,6 +81,29 @@ def open_sqlite(
     return db
 
 
+# SQLite errors that say something about the file or its other users, not about the code
+# (a wrong query is an OperationalError too, "no such column", and keeps its traceback).
+_STORE_CONDITIONS = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+    "SQLITE_CANTOPEN",
+    "SQLITE_READONLY",
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+)
+
+
+def store_condition(error: BaseException) -> bool:
+    """Whether ``error`` is a condition of a store or its file (worth one warning line in a
+    background loop) rather than a bug (worth its traceback)."""
+    if isinstance(error, ConfigError | OSError):
+        return True
+    name = getattr(error, "sqlite_errorname", "") or ""
+    return isinstance(error, sqlite3.Error) and name.startswith(_STORE_CONDITIONS)
+
+
 def _identity(path: str) -> tuple[int, int] | None:
     """(device, inode) of the file at ``path``, None if there is none."""
     try:
@@ -154,7 +177,10 @@ class Database:
         """A second connection to this very file: never created (``mode=rw``), and
         refused if the path now names another file than the one this store opened."""
         if self._identity is None or _identity(self.path) != self._identity:
-            raise ConfigError(f"store {self.path} was moved or replaced while open")
+            raise ConfigError(
+                f"store {self.path} was moved or replaced while open: put it back, or"
+                " restart this process to use the file now at that path"
+            )
         uri = Path(self.path).resolve().as_uri() + "?mode=rw"
         try:
             db = sqlite3.connect(

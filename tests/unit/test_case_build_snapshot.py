@@ -178,7 +178,7 @@ def test_a_refresh_failure_of_the_store_is_told_from_a_bug(tmp_path):
     means wrong code (a query naming no such column) keeps its traceback."""
     import sqlite3  # noqa: PLC0415
 
-    from node.data.case_refresh import _of_the_store  # noqa: PLC0415
+    from node.state.sqlite import store_condition  # noqa: PLC0415
     from protocol.errors import ConfigError  # noqa: PLC0415
 
     path = tmp_path / "busy.db"
@@ -192,5 +192,5 @@ def test_a_refresh_failure_of_the_store_is_told_from_a_bug(tmp_path):
         other.execute("SELECT nope FROM t")
     holder.close()
     other.close()
-    assert _of_the_store(busy.value) and _of_the_store(ConfigError("moved"))
-    assert not _of_the_store(wrong.value) and not _of_the_store(KeyError("x"))
+    assert store_condition(busy.value) and store_condition(ConfigError("moved"))
+    assert not store_condition(wrong.value) and not store_condition(KeyError("x"))

@@ -351,3 +351,16 @@ def test_expired_keys_go_where_no_round_opens_the_file(tmp_path):
     empty.mkdir()
     assert EpochStore.purge_expired(empty, T0 + WEEK) == 0
     assert not (empty / CACHE_FILE).exists()
+
+
+def test_a_damaged_cache_file_is_a_store_condition_for_housekeeping(tmp_path):
+    """The daemon's housekeeping turns a cache.db it cannot purge into one warning line only
+    for conditions of the file (node/daemon.py); a damaged file must be one of them."""
+    from node.state.sqlite import store_condition  # noqa: PLC0415
+    from protocol.errors import CrossmatchError  # noqa: PLC0415
+
+    (tmp_path / CACHE_FILE).write_bytes(b"not a database, " * 512)
+    with pytest.raises(Exception) as err:  # noqa: B017 - which class is what is checked
+        EpochStore.purge_expired(tmp_path, T0 + WEEK)
+    assert store_condition(err.value) or isinstance(err.value, CrossmatchError)
+    assert CACHE_FILE in str(err.value)
